@@ -1,0 +1,93 @@
+#include <math.h>
+
+#include "fastnet.h"
+#include "internal.h"
+
+#define FN_ELEMWISE_BLOCK 4096 /* elements per parallel block */
+
+static int valid_act(int act) { return act >= FN_ACT_LINEAR && act <= FN_ACT_TANH; }
+
+static void act_forward_block(float *restrict y, const float *restrict x, int64_t n, int act) {
+    switch (act) {
+    case FN_ACT_RELU:
+        for (int64_t i = 0; i < n; i++) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+        break;
+    case FN_ACT_SIGMOID:
+        for (int64_t i = 0; i < n; i++) y[i] = 1.0f / (1.0f + expf(-x[i]));
+        break;
+    case FN_ACT_TANH:
+        for (int64_t i = 0; i < n; i++) y[i] = tanhf(x[i]);
+        break;
+    default:
+        for (int64_t i = 0; i < n; i++) y[i] = x[i];
+    }
+}
+
+static void act_backward_block(float *dx, const float *dy, const float *restrict y, int64_t n, int act) {
+    switch (act) {
+    case FN_ACT_RELU:
+        for (int64_t i = 0; i < n; i++) dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
+        break;
+    case FN_ACT_SIGMOID:
+        for (int64_t i = 0; i < n; i++) dx[i] = dy[i] * y[i] * (1.0f - y[i]);
+        break;
+    case FN_ACT_TANH:
+        for (int64_t i = 0; i < n; i++) dx[i] = dy[i] * (1.0f - y[i] * y[i]);
+        break;
+    default:
+        for (int64_t i = 0; i < n; i++) dx[i] = dy[i];
+    }
+}
+
+int fn_activation_forward(float *y, const float *x, int64_t n, int act, int n_threads) {
+    if (!valid_act(act)) return FN_EINVAL;
+    const int64_t nb = fn_ceil_div(n, FN_ELEMWISE_BLOCK);
+    #pragma omp parallel for schedule(static) num_threads(n_threads)
+    for (int64_t b = 0; b < nb; b++) {
+        const int64_t i0 = b * FN_ELEMWISE_BLOCK;
+        act_forward_block(y + i0, x + i0, fn_min64(FN_ELEMWISE_BLOCK, n - i0), act);
+    }
+    return FN_OK;
+}
+
+int fn_activation_backward(float *dx, const float *dy, const float *y, int64_t n, int act, int n_threads) {
+    if (!valid_act(act)) return FN_EINVAL;
+    const int64_t nb = fn_ceil_div(n, FN_ELEMWISE_BLOCK);
+    #pragma omp parallel for schedule(static) num_threads(n_threads)
+    for (int64_t b = 0; b < nb; b++) {
+        const int64_t i0 = b * FN_ELEMWISE_BLOCK;
+        act_backward_block(dx + i0, dy + i0, y + i0, fn_min64(FN_ELEMWISE_BLOCK, n - i0), act);
+    }
+    return FN_OK;
+}
+
+int fn_softmax_forward(float *y, const float *x, int64_t N, int64_t C, int n_threads) {
+    #pragma omp parallel for schedule(static) num_threads(n_threads)
+    for (int64_t r = 0; r < N; r++) {
+        const float *xr = x + r * C;
+        float *yr = y + r * C;
+        float m = xr[0], sum = 0.0f;
+        for (int64_t j = 1; j < C; j++) m = xr[j] > m ? xr[j] : m;
+        for (int64_t j = 0; j < C; j++) sum += (yr[j] = expf(xr[j] - m));
+        for (int64_t j = 0; j < C; j++) yr[j] /= sum;
+    }
+    return FN_OK;
+}
+
+int fn_softmax_backward(float *dx, const float *dy, const float *y, int64_t N, int64_t C, int n_threads) {
+    #pragma omp parallel for schedule(static) num_threads(n_threads)
+    for (int64_t r = 0; r < N; r++) {
+        const float *dyr = dy + r * C, *yr = y + r * C;
+        float dot = 0.0f;
+        for (int64_t j = 0; j < C; j++) dot += dyr[j] * yr[j];
+        for (int64_t j = 0; j < C; j++) dx[r * C + j] = yr[j] * (dyr[j] - dot);
+    }
+    return FN_OK;
+}
+
+int fn_bias_act_forward(float *y, const float *b, int64_t R, int64_t C, int act, int n_threads) {
+    if (act != FN_ACT_LINEAR && act != FN_ACT_RELU) return FN_EINVAL;
+    #pragma omp parallel for schedule(static) num_threads(n_threads)
+    for (int64_t r = 0; r < R; r++) fn_bias_act_rows(y + r * C, C, b, 1, C, act);
+    return FN_OK;
+}

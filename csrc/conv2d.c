@@ -1,0 +1,191 @@
+/* 2-D convolution lowered to GEMM over small im2col tiles that stay in each thread's cache. */
+#include <string.h>
+
+#include "fastnet.h"
+#include "internal.h"
+
+#define FN_CONV_ROWS 96          /* output positions per forward / backward-data tile */
+#define FN_CONV_CHUNKS 64        /* most partial sums of the filter gradient */
+#define FN_CONV_FILTER_COLS (1 << 18) /* floats of im2col buffer per thread in backward-filter */
+
+static int64_t kcols(const fn_conv2d_shape *s) { return s->KH * s->KW * s->C; }
+
+/* Rows of im2col for the output positions [r0, r1) of one image xn [H, W, C]: row r holds the receptive
+ * field of position r in (kh, kw, c) order, zero where it falls into padding. */
+static void im2col_rows(float *restrict cols, const float *restrict xn, const fn_conv2d_shape *s, int64_t r0,
+                        int64_t r1) {
+    const int64_t C = s->C;
+    for (int64_t r = r0; r < r1; r++) {
+        const int64_t oh = r / s->OW, ow = r % s->OW;
+        float *dst = cols + (r - r0) * kcols(s);
+        for (int64_t kh = 0; kh < s->KH; kh++) {
+            const int64_t ih = oh * s->SH - s->PT + kh;
+            for (int64_t kw = 0; kw < s->KW; kw++, dst += C) {
+                const int64_t iw = ow * s->SW - s->PL + kw;
+                if (ih < 0 || ih >= s->H || iw < 0 || iw >= s->W) {
+                    for (int64_t c = 0; c < C; c++) dst[c] = 0.0f;
+                } else {
+                    const float *src = xn + (ih * s->W + iw) * C;
+                    for (int64_t c = 0; c < C; c++) dst[c] = src[c];
+                }
+            }
+        }
+    }
+}
+
+/* The adjoint of im2col_rows: adds each row's values back onto the input positions they came from. */
+static void col2im_rows_add(float *restrict dxn, const float *restrict cols, const fn_conv2d_shape *s,
+                            int64_t r0, int64_t r1) {
+    const int64_t C = s->C;
+    for (int64_t r = r0; r < r1; r++) {
+        const int64_t oh = r / s->OW, ow = r % s->OW;
+        const float *src = cols + (r - r0) * kcols(s);
+        for (int64_t kh = 0; kh < s->KH; kh++) {
+            const int64_t ih = oh * s->SH - s->PT + kh;
+            for (int64_t kw = 0; kw < s->KW; kw++, src += C) {
+                const int64_t iw = ow * s->SW - s->PL + kw;
+                if (ih < 0 || ih >= s->H || iw < 0 || iw >= s->W) continue;
+                float *dst = dxn + (ih * s->W + iw) * C;
+                for (int64_t c = 0; c < C; c++) dst[c] += src[c];
+            }
+        }
+    }
+}
+
+/* Per-thread scratch of the forward and backward-data passes: packed A, then one im2col tile. */
+static int64_t tile_slot(const fn_conv2d_shape *s) {
+    return fn_round_up(fn_gemm_packed_a_size() + FN_CONV_ROWS * kcols(s) + FN_WS_PAD, 16);
+}
+
+static int64_t filter_rows(const fn_conv2d_shape *s) {
+    return fn_max64(1, fn_min64(s->OH * s->OW, FN_CONV_FILTER_COLS / kcols(s)));
+}
+
+static int64_t filter_chunks(const fn_conv2d_shape *s) {
+    const int64_t by_memory = fn_max64(1, ((int64_t)1 << 24) / (kcols(s) * s->OC + s->OC));
+    return fn_max64(1, fn_min64(fn_min64(s->N, FN_CONV_CHUNKS), by_memory));
+}
+
+static int64_t filter_slot(const fn_conv2d_shape *s) {
+    const int64_t rows = filter_rows(s);
+    return fn_round_up(fn_gemm_packed_a_size() + rows * kcols(s) + fn_gemm_packed_b_size(rows, s->OC) +
+                           3 * FN_WS_PAD, 16);
+}
+
+static int64_t partial_size(const fn_conv2d_shape *s) { return fn_round_up(kcols(s) * s->OC + s->OC, 16); }
+
+int64_t fn_conv2d_workspace(const fn_conv2d_shape *s, int n_threads) {
+    if (n_threads < 1) n_threads = 1;
+    const int64_t K = kcols(s);
+    const int64_t fwd = fn_max64(fn_gemm_packed_b_size(K, s->OC), fn_gemm_packed_b_size(s->OC, K)) +
+                        n_threads * tile_slot(s);
+    const int64_t filt = filter_chunks(s) * partial_size(s) + n_threads * filter_slot(s);
+    return fn_max64(fwd, filt) + 2 * FN_WS_PAD;
+}
+
+int fn_conv2d_forward(float *y, const float *x, const float *w, const float *b, const fn_conv2d_shape *s,
+                      int act, float *ws, int n_threads) {
+    if (act != FN_ACT_LINEAR && act != FN_ACT_RELU) return FN_EINVAL;
+    if (n_threads < 1) n_threads = 1;
+    const fn_ukernel *uk = fn_gemm_ukernel();
+    const int64_t K = kcols(s), P = s->OH * s->OW, npanels = fn_ceil_div(s->OC, uk->nr);
+    const int64_t tiles_per_image = fn_ceil_div(P, FN_CONV_ROWS);
+    float *bp = fn_align64(ws);
+    float *slots = fn_align64(bp + fn_gemm_packed_b_size(K, s->OC));
+
+    #pragma omp parallel num_threads(n_threads)
+    {
+        float *ap = slots + fn_thread_id() * tile_slot(s);
+        float *cols = fn_align64(ap + fn_gemm_packed_a_size());
+        #pragma omp for schedule(static)
+        for (int64_t q = 0; q < npanels; q++) fn_gemm_pack_b(uk, bp, w, s->OC, 0, K, s->OC, q, q + 1);
+        #pragma omp for schedule(static)
+        for (int64_t t = 0; t < s->N * tiles_per_image; t++) {
+            const int64_t n = t / tiles_per_image, r0 = (t % tiles_per_image) * FN_CONV_ROWS;
+            const int64_t r1 = fn_min64(P, r0 + FN_CONV_ROWS);
+            float *yt = y + (n * P + r0) * s->OC;
+            im2col_rows(cols, x + n * s->H * s->W * s->C, s, r0, r1);
+            fn_gemm_tile(uk, 0, r1 - r0, 0, npanels, s->OC, K, 1.0f, cols, K, 0, bp, 0.0f, yt, s->OC, ap);
+            fn_bias_act_rows(yt, s->OC, b, r1 - r0, s->OC, act);
+        }
+    }
+    return FN_OK;
+}
+
+int fn_conv2d_backward_data(float *dx, const float *dy, const float *w, const fn_conv2d_shape *s, float *ws,
+                            int n_threads) {
+    if (n_threads < 1) n_threads = 1;
+    const fn_ukernel *uk = fn_gemm_ukernel();
+    const int64_t K = kcols(s), P = s->OH * s->OW, npanels = fn_ceil_div(K, uk->nr);
+    const int64_t image = s->H * s->W * s->C;
+    float *bp = fn_align64(ws);
+    float *slots = fn_align64(bp + fn_gemm_packed_b_size(s->OC, K));
+
+    #pragma omp parallel num_threads(n_threads)
+    {
+        float *ap = slots + fn_thread_id() * tile_slot(s);
+        float *dcols = fn_align64(ap + fn_gemm_packed_a_size());
+        #pragma omp for schedule(static)
+        for (int64_t q = 0; q < npanels; q++) fn_gemm_pack_b(uk, bp, w, s->OC, 1, s->OC, K, q, q + 1);
+        /* One image per iteration: receptive fields overlap, so the owner of dx[n] does all its adds. */
+        #pragma omp for schedule(static)
+        for (int64_t n = 0; n < s->N; n++) {
+            float *dxn = dx + n * image;
+            memset(dxn, 0, sizeof(float) * image);
+            for (int64_t r0 = 0; r0 < P; r0 += FN_CONV_ROWS) {
+                const int64_t r1 = fn_min64(P, r0 + FN_CONV_ROWS);
+                fn_gemm_tile(uk, 0, r1 - r0, 0, npanels, K, s->OC, 1.0f, dy + (n * P + r0) * s->OC, s->OC, 0, bp,
+                             0.0f, dcols, K, ap);
+                col2im_rows_add(dxn, dcols, s, r0, r1);
+            }
+        }
+    }
+    return FN_OK;
+}
+
+int fn_conv2d_backward_filter(float *dw, float *db, const float *dy, const float *x, const fn_conv2d_shape *s,
+                              float *ws, int n_threads) {
+    if (n_threads < 1) n_threads = 1;
+    const fn_ukernel *uk = fn_gemm_ukernel();
+    const int64_t K = kcols(s), P = s->OH * s->OW, OC = s->OC, npanels = fn_ceil_div(OC, uk->nr);
+    const int64_t nch = filter_chunks(s), rows = filter_rows(s), psize = partial_size(s);
+    float *partials = fn_align64(ws);
+    float *slots = fn_align64(partials + nch * psize);
+
+    #pragma omp parallel num_threads(n_threads)
+    {
+        float *ap = slots + fn_thread_id() * filter_slot(s);
+        float *cols = fn_align64(ap + fn_gemm_packed_a_size());
+        float *bp = fn_align64(cols + rows * K);
+        #pragma omp for schedule(static)
+        for (int64_t c = 0; c < nch; c++) {
+            float *pw = partials + c * psize, *pb = pw + K * OC;
+            const int64_t n0 = c * s->N / nch, n1 = (c + 1) * s->N / nch;
+            int first = 1;
+            memset(pb, 0, sizeof(float) * OC);
+            for (int64_t n = n0; n < n1; n++) {
+                for (int64_t r0 = 0; r0 < P; r0 += rows) {
+                    const int64_t r1 = fn_min64(P, r0 + rows);
+                    const float *dyt = dy + (n * P + r0) * OC;
+                    im2col_rows(cols, x + n * s->H * s->W * s->C, s, r0, r1);
+                    fn_gemm_pack_b(uk, bp, dyt, OC, 0, r1 - r0, OC, 0, npanels);
+                    fn_gemm_tile(uk, 0, K, 0, npanels, OC, r1 - r0, 1.0f, cols, K, 1, bp, first ? 0.0f : 1.0f, pw,
+                                 OC, ap);
+                    for (int64_t r = 0; r < r1 - r0; r++)
+                        for (int64_t o = 0; o < OC; o++) pb[o] += dyt[r * OC + o];
+                    first = 0;
+                }
+            }
+            if (first) memset(pw, 0, sizeof(float) * K * OC);
+        }
+        /* Fixed-order reduction of the chunks; each thread owns a range of gradient elements. */
+        #pragma omp for schedule(static)
+        for (int64_t e = 0; e < K * OC + OC; e++) {
+            float sum = 0.0f;
+            for (int64_t c = 0; c < nch; c++) sum += partials[c * psize + e];
+            if (e < K * OC) dw[e] = sum;
+            else if (db) db[e - K * OC] = sum;
+        }
+    }
+    return FN_OK;
+}

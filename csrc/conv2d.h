@@ -1,0 +1,27 @@
+#ifndef FN_CONV2D_H
+#define FN_CONV2D_H
+#include <stdint.h>
+
+/* Geometry of a 2-D convolution (NHWC activations, Keras kernel layout):
+ *   x [N, H, W, C], w [KH, KW, C, OC], b [OC] (may be NULL), y [N, OH, OW, OC]
+ *   strides SH, SW; PT, PL zero rows/columns padded on top/left (bottom/right follow from OH, OW).
+ *   OH = (H + PT + PB - KH) / SH + 1 and likewise OW, for whatever bottom/right padding PB the caller chose. */
+typedef struct {
+    int64_t N, H, W, C, OC, KH, KW, SH, SW, PT, PL, OH, OW;
+} fn_conv2d_shape;
+
+/* y = act(conv(x, w) + b), act in {FN_ACT_LINEAR, FN_ACT_RELU}: im2col tiles of 96 output positions,
+ * each multiplied by the packed kernel and finished with the fused bias and activation. */
+int fn_conv2d_forward(float *y, const float *x, const float *w, const float *b, const fn_conv2d_shape *s,
+                      int act, float *ws, int n_threads);
+/* dx [N, H, W, C] = gradient of the input (overwritten). */
+int fn_conv2d_backward_data(float *dx, const float *dy, const float *w, const fn_conv2d_shape *s, float *ws,
+                            int n_threads);
+/* dw [KH, KW, C, OC] and db [OC] (may be NULL), overwritten. Images are summed in a fixed number of chunks,
+ * fixed by the shape alone, then the chunks in order: bit-identical for any n_threads. */
+int fn_conv2d_backward_filter(float *dw, float *db, const float *dy, const float *x, const fn_conv2d_shape *s,
+                              float *ws, int n_threads);
+/* Floats of workspace that any of the three conv kernels needs for this shape. */
+int64_t fn_conv2d_workspace(const fn_conv2d_shape *s, int n_threads);
+
+#endif

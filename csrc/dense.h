@@ -1,0 +1,20 @@
+#ifndef FN_DENSE_H
+#define FN_DENSE_H
+#include <stdint.h>
+
+/* Fully connected layer, Keras layout.
+ *   x [N, I], w [I, O], b [O] (may be NULL), y [N, O]
+ * forward:  y = act(x w + b), act in {FN_ACT_LINEAR, FN_ACT_RELU} (bias and activation fused)
+ * backward: dx = dy w^T [N, I] (skipped when dx is NULL), dw = x^T dy [I, O], db = sum_n dy [O]
+ *           (dy is the gradient at the pre-activation output: apply the activation's backward first).
+ *           All outputs are overwritten. */
+int fn_dense_forward(float *y, const float *x, const float *w, const float *b, int64_t N, int64_t I,
+                     int64_t O, int act, float *ws, int n_threads);
+int fn_dense_backward(float *dx, float *dw, float *db, const float *dy, const float *x, const float *w,
+                      int64_t N, int64_t I, int64_t O, float *ws, int n_threads);
+int64_t fn_dense_workspace(int64_t N, int64_t I, int64_t O, int n_threads);
+
+/* db[C] = sum over rows of dy[R, C], summed row by row in order (deterministic for any n_threads). */
+int fn_bias_backward(float *db, const float *dy, int64_t R, int64_t C, int n_threads);
+
+#endif

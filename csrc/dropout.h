@@ -1,0 +1,16 @@
+#ifndef FN_DROPOUT_H
+#define FN_DROPOUT_H
+#include <stdint.h>
+
+/* Inverted dropout over n floats: y = x * keep / (1 - rate), keep [n] (uint8, 1 = kept).
+ * keep[i] = (u(seed, stream, i) >= rate) with u a counter-based uniform in [0, 1): a hash of
+ * (seed, stream, element), so the mask never depends on the thread count. Callers key stream by
+ * (training step, layer). backward: dx = dy * keep / (1 - rate). y may alias x, dx may alias dy. */
+int fn_dropout_forward(float *y, uint8_t *keep, const float *x, int64_t n, float rate, uint64_t seed,
+                       uint64_t stream, int n_threads);
+int fn_dropout_backward(float *dx, const float *dy, const uint8_t *keep, int64_t n, float rate, int n_threads);
+
+/* The uniform numbers behind the masks: u[i] = u(seed, stream, i), i in [0, n). */
+int fn_random_uniform(float *u, int64_t n, uint64_t seed, uint64_t stream, int n_threads);
+
+#endif

@@ -1,0 +1,34 @@
+/* fastnet C kernels: the umbrella header.
+ *
+ * Conventions shared by every kernel (see each family's header for shapes):
+ *  - float32, C-contiguous arrays, explicit int64_t sizes; inputs are const, outputs come first.
+ *  - Activations use NHWC internally; Conv2D kernels use Keras's (KH, KW, C, OC) layout.
+ *  - Backward kernels OVERWRITE their gradient outputs (no hidden +=, no zero-grad pass needed).
+ *  - Kernels never allocate, print or exit. Scratch memory comes from a caller-owned workspace whose
+ *    size in floats is returned by the matching fn_*_workspace() query.
+ *  - Each kernel takes n_threads; results are bit-identical for any n_threads (reductions over the
+ *    batch use a fixed chunking that does not depend on the thread count).
+ *  - Arguments are trusted: the Cython layer validates them. A non-zero status means a bad enum. */
+#ifndef FASTNET_H
+#define FASTNET_H
+
+#include <stdint.h>
+
+enum { FN_OK = 0, FN_EINVAL = 1, FN_EUNSUPPORTED = 2 };
+
+/* Activation codes used by the fused epilogues and the activation kernels. */
+enum { FN_ACT_LINEAR = 0, FN_ACT_RELU = 1, FN_ACT_SIGMOID = 2, FN_ACT_TANH = 3 };
+
+#include "gemm.h"
+#include "dense.h"
+#include "conv2d.h"
+#include "maxpool2d.h"
+#include "activations.h"
+#include "softmax_xent.h"
+#include "dropout.h"
+#include "optim.h"
+
+/* 1 when the library was built with OpenMP. */
+int fn_have_openmp(void);
+
+#endif

@@ -1,0 +1,215 @@
+/* GEMM: the one engine under every dense and convolution kernel.
+ *
+ * Goto/BLIS structure: op(B) is packed once into KC x NR panels shared by all threads; each thread packs
+ * MC x KC blocks of op(A) into MR-row micro-panels and runs the micro-kernel over its tiles of C.
+ * Tiles split C by rows and by panels, so 128-row matrices still give every thread work. */
+#include <string.h>
+
+#include "fastnet.h"
+#include "internal.h"
+
+/* ---- portable micro-kernel (4 x 16; the compiler vectorizes the inner loop at the baseline ISA) ---- */
+static void ukernel_generic_4x16(int64_t kc, const float *restrict a, const float *restrict b,
+                                 float *restrict c, int64_t ldc, int accumulate) {
+    float acc[4][16];
+    memset(acc, 0, sizeof acc);
+    for (int64_t k = 0; k < kc; k++) {
+        for (int i = 0; i < 4; i++) {
+            const float ai = a[k * 4 + i];
+            for (int j = 0; j < 16; j++) acc[i][j] += ai * b[k * 16 + j];
+        }
+    }
+    for (int i = 0; i < 4; i++)
+        for (int j = 0; j < 16; j++) c[i * ldc + j] = accumulate ? c[i * ldc + j] + acc[i][j] : acc[i][j];
+}
+static const fn_ukernel ukernel_generic = {4, 16, ukernel_generic_4x16, "generic"};
+
+/* ---- run-time dispatch: the single place that picks an ISA path ---- */
+static const fn_ukernel *current_ukernel = NULL;
+
+int fn_gemm_cpu_max_isa(void) {
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+    __builtin_cpu_init();
+    if (fn_ukernel_avx512() && __builtin_cpu_supports("avx512f")) return 2;
+    if (fn_ukernel_avx2() && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return 1;
+#endif
+    return 0;
+}
+
+int fn_gemm_set_isa(int level) {
+    const int max_level = fn_gemm_cpu_max_isa();
+    if (level < 0) level = max_level;
+    if (level > max_level) return FN_EUNSUPPORTED;
+    current_ukernel = level == 2 ? fn_ukernel_avx512() : level == 1 ? fn_ukernel_avx2() : &ukernel_generic;
+    return FN_OK;
+}
+
+const fn_ukernel *fn_gemm_ukernel(void) {
+    if (!current_ukernel) fn_gemm_set_isa(-1);
+    return current_ukernel;
+}
+
+int fn_gemm_isa(void) {
+    const fn_ukernel *uk = fn_gemm_ukernel();
+    return uk == &ukernel_generic ? 0 : uk == fn_ukernel_avx2() ? 1 : 2;
+}
+
+const char *fn_gemm_isa_name(void) { return fn_gemm_ukernel()->name; }
+
+/* ---- packing ---- */
+int64_t fn_gemm_packed_b_size(int64_t K, int64_t N) { return K * fn_round_up(N, FN_NR_MAX) + FN_WS_PAD; }
+int64_t fn_gemm_packed_a_size(void) { return (int64_t)FN_MC * FN_KC + FN_WS_PAD; }
+
+void fn_gemm_pack_b(const fn_ukernel *uk, float *restrict bp, const float *restrict b, int64_t ldb,
+                    int trans_b, int64_t K, int64_t N, int64_t q0, int64_t q1) {
+    const int nr = uk->nr;
+    const int64_t npad = fn_round_up(N, nr);
+    for (int64_t pc = 0; pc < K; pc += FN_KC) {
+        const int64_t kcb = fn_min64(FN_KC, K - pc);
+        for (int64_t q = q0; q < q1; q++) {
+            float *dst = bp + pc * npad + q * kcb * nr;
+            const int64_t j0 = q * nr, jn = fn_min64(nr, N - j0);
+            if (jn < nr) memset(dst, 0, sizeof(float) * kcb * nr);
+            if (!trans_b) {
+                for (int64_t k = 0; k < kcb; k++) memcpy(dst + k * nr, b + (pc + k) * ldb + j0, sizeof(float) * jn);
+            } else {
+                for (int64_t j = 0; j < jn; j++) {
+                    const float *src = b + (j0 + j) * ldb + pc;
+                    for (int64_t k = 0; k < kcb; k++) dst[k * nr + j] = src[k];
+                }
+            }
+        }
+    }
+}
+
+/* Pack rows [i0, i0+mcb) x columns [pc, pc+kcb) of alpha*op(A) into MR-row micro-panels, zero-padded. */
+static void pack_a(int mr, float *restrict ap, const float *restrict a, int64_t lda, int trans_a,
+                   int64_t i0, int64_t mcb, int64_t pc, int64_t kcb, float alpha) {
+    for (int64_t p = 0; p < mcb; p += mr) {
+        const int64_t ib = fn_min64(mr, mcb - p);
+        float *dst = ap + (p / mr) * kcb * mr;
+        if (ib < mr) memset(dst, 0, sizeof(float) * kcb * mr);
+        if (!trans_a) {
+            for (int64_t i = 0; i < ib; i++) {
+                const float *src = a + (i0 + p + i) * lda + pc;
+                for (int64_t k = 0; k < kcb; k++) dst[k * mr + i] = alpha * src[k];
+            }
+        } else {
+            for (int64_t k = 0; k < kcb; k++) {
+                const float *src = a + (pc + k) * lda + i0 + p;
+                for (int64_t i = 0; i < ib; i++) dst[k * mr + i] = alpha * src[i];
+            }
+        }
+    }
+}
+
+void fn_gemm_tile(const fn_ukernel *uk, int64_t m0, int64_t m1, int64_t q0, int64_t q1, int64_t N,
+                  int64_t K, float alpha, const float *a, int64_t lda, int trans_a, const float *bp,
+                  float beta, float *c, int64_t ldc, float *ap) {
+    const int mr = uk->mr, nr = uk->nr;
+    const int64_t npad = fn_round_up(N, nr), mc = (FN_MC / mr) * mr;
+    const int64_t j_begin = q0 * nr, j_end = fn_min64(q1 * nr, N);
+    if (K == 0 || (beta != 0.0f && beta != 1.0f)) { /* C = beta*C first; the K loop then adds */
+        for (int64_t i = m0; i < m1; i++)
+            for (int64_t j = j_begin; j < j_end; j++) c[i * ldc + j] = beta == 0.0f ? 0.0f : beta * c[i * ldc + j];
+        beta = 1.0f;
+    }
+    float tmp[FN_MR_MAX * FN_NR_MAX] __attribute__((aligned(64)));
+    for (int64_t pc = 0; pc < K; pc += FN_KC) {
+        const int64_t kcb = fn_min64(FN_KC, K - pc);
+        const int accumulate = pc > 0 || beta != 0.0f;
+        for (int64_t ic = m0; ic < m1; ic += mc) {
+            const int64_t mcb = fn_min64(mc, m1 - ic);
+            pack_a(mr, ap, a, lda, trans_a, ic, mcb, pc, kcb, alpha);
+            for (int64_t q = q0; q < q1; q++) {
+                const float *bq = bp + pc * npad + q * kcb * nr;
+                const int64_t j0 = q * nr, jn = fn_min64(nr, N - j0);
+                for (int64_t p = 0; p < mcb; p += mr) {
+                    const int64_t ib = fn_min64(mr, mcb - p);
+                    const float *apn = ap + (p / mr) * kcb * mr;
+                    float *cp = c + (ic + p) * ldc + j0;
+                    if (ib == mr && jn == nr) {
+                        uk->kernel(kcb, apn, bq, cp, ldc, accumulate);
+                    } else {
+                        uk->kernel(kcb, apn, bq, tmp, nr, 0);
+                        for (int64_t i = 0; i < ib; i++)
+                            for (int64_t j = 0; j < jn; j++)
+                                cp[i * ldc + j] = accumulate ? cp[i * ldc + j] + tmp[i * nr + j] : tmp[i * nr + j];
+                    }
+                }
+            }
+        }
+    }
+}
+
+int64_t fn_gemm_workspace(int64_t M, int64_t N, int64_t K, int n_threads) {
+    (void)M;
+    if (n_threads < 1) n_threads = 1;
+    return fn_gemm_packed_b_size(K, N) + (int64_t)n_threads * fn_gemm_packed_a_size() + FN_WS_PAD;
+}
+
+int fn_gemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+            int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc, float *ws,
+            int n_threads) {
+    if (M <= 0 || N <= 0) return FN_OK;
+    if (n_threads < 1) n_threads = 1;
+    const fn_ukernel *uk = fn_gemm_ukernel();
+    const int64_t npanels = fn_ceil_div(N, uk->nr);
+    float *bp = fn_align64(ws);
+    float *ap_all = fn_align64(bp + fn_gemm_packed_b_size(K, N));
+    const int64_t ap_stride = fn_round_up(fn_gemm_packed_a_size(), 16);
+
+    /* Tiling only spreads work: every tile computes its elements identically (see fn_ukernel_fn). */
+    int64_t mt = FN_MC, nq = npanels;
+    while (fn_ceil_div(M, mt) * fn_ceil_div(npanels, nq) < 2 * (int64_t)n_threads) {
+        if (nq > 1 && (nq * uk->nr >= mt || mt <= 24)) nq = fn_ceil_div(nq, 2);
+        else if (mt > 24) mt = fn_round_up(mt / 2, 24);
+        else break;
+    }
+    const int64_t mtiles = fn_ceil_div(M, mt), ntiles_n = fn_ceil_div(npanels, nq);
+
+    #pragma omp parallel num_threads(n_threads)
+    {
+        float *ap = ap_all + fn_thread_id() * ap_stride;
+        #pragma omp for schedule(static)
+        for (int64_t q = 0; q < npanels; q++) fn_gemm_pack_b(uk, bp, B, ldb, trans_b, K, N, q, q + 1);
+        #pragma omp for schedule(static)
+        for (int64_t t = 0; t < mtiles * ntiles_n; t++) {
+            const int64_t mb = t / ntiles_n, nb = t % ntiles_n;
+            fn_gemm_tile(uk, mb * mt, fn_min64(M, (mb + 1) * mt), nb * nq, fn_min64(npanels, (nb + 1) * nq), N,
+                         K, alpha, A, lda, trans_a, bp, beta, C, ldc, ap);
+        }
+    }
+    return FN_OK;
+}
+
+int fn_gemm_naive(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                  const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
+                  int64_t ldc) {
+    for (int64_t i = 0; i < M; i++)
+        for (int64_t j = 0; j < N; j++) {
+            float s = 0.0f;
+            for (int64_t k = 0; k < K; k++)
+                s += (trans_a ? A[k * lda + i] : A[i * lda + k]) * (trans_b ? B[j * ldb + k] : B[k * ldb + j]);
+            C[i * ldc + j] = alpha * s + (beta == 0.0f ? 0.0f : beta * C[i * ldc + j]);
+        }
+    return FN_OK;
+}
+
+void fn_bias_act_rows(float *y, int64_t ldy, const float *bias, int64_t rows, int64_t cols, int act) {
+    for (int64_t r = 0; r < rows; r++) {
+        float *yr = y + r * ldy;
+        if (bias)
+            for (int64_t j = 0; j < cols; j++) yr[j] += bias[j];
+        if (act == FN_ACT_RELU)
+            for (int64_t j = 0; j < cols; j++) yr[j] = yr[j] > 0.0f ? yr[j] : 0.0f;
+    }
+}
+
+int fn_have_openmp(void) {
+#ifdef _OPENMP
+    return 1;
+#else
+    return 0;
+#endif
+}

@@ -1,0 +1,28 @@
+#ifndef FN_GEMM_H
+#define FN_GEMM_H
+#include <stdint.h>
+
+/* C[M,N] = alpha * op(A) * op(B) + beta * C, row-major.
+ *   op(A) is M x K: A is [M, lda] (trans_a = 0) or [K, lda] (trans_a = 1)
+ *   op(B) is K x N: B is [K, ldb] (trans_b = 0) or [N, ldb] (trans_b = 1)
+ *   C is [M, ldc]. With beta == 0, C is never read (it may hold NaN).
+ * Packed panels + a register-blocked micro-kernel (AVX-512, AVX2+FMA or portable C, chosen at run time).
+ * Every element of C is owned by one thread and summed in a fixed order: bit-identical for any n_threads. */
+int fn_gemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+            int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc, float *ws,
+            int n_threads);
+int64_t fn_gemm_workspace(int64_t M, int64_t N, int64_t K, int n_threads);
+
+/* Plain triple loop (float accumulation, fixed order): the slow, obviously correct reference. */
+int fn_gemm_naive(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                  const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
+                  int64_t ldc);
+
+/* Instruction-set path of the micro-kernel: 0 portable, 1 AVX2+FMA, 2 AVX-512.
+ * fn_gemm_set_isa(-1) picks the best the CPU supports; a level the CPU lacks gives FN_EUNSUPPORTED. */
+int fn_gemm_set_isa(int level);
+int fn_gemm_isa(void);
+const char *fn_gemm_isa_name(void);
+int fn_gemm_cpu_max_isa(void);
+
+#endif

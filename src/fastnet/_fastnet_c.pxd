@@ -1,0 +1,75 @@
+# Declarations of the C kernel API (csrc/fastnet.h); the one place Cython learns them.
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint64_t
+
+cdef extern from "fastnet.h" nogil:
+    enum:
+        FN_OK
+        FN_EINVAL
+        FN_EUNSUPPORTED
+        FN_ACT_LINEAR
+        FN_ACT_RELU
+        FN_ACT_SIGMOID
+        FN_ACT_TANH
+
+    int fn_have_openmp()
+
+    int fn_gemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc, float *ws,
+                int n_threads)
+    int64_t fn_gemm_workspace(int64_t M, int64_t N, int64_t K, int n_threads)
+    int fn_gemm_naive(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                      const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
+                      int64_t ldc)
+    int fn_gemm_set_isa(int level)
+    int fn_gemm_isa()
+    const char *fn_gemm_isa_name()
+    int fn_gemm_cpu_max_isa()
+
+    int fn_dense_forward(float *y, const float *x, const float *w, const float *b, int64_t N, int64_t I,
+                         int64_t O, int act, float *ws, int n_threads)
+    int fn_dense_backward(float *dx, float *dw, float *db, const float *dy, const float *x, const float *w,
+                          int64_t N, int64_t I, int64_t O, float *ws, int n_threads)
+    int64_t fn_dense_workspace(int64_t N, int64_t I, int64_t O, int n_threads)
+    int fn_bias_backward(float *db, const float *dy, int64_t R, int64_t C, int n_threads)
+
+    ctypedef struct fn_conv2d_shape:
+        int64_t N, H, W, C, OC, KH, KW, SH, SW, PT, PL, OH, OW
+    int fn_conv2d_forward(float *y, const float *x, const float *w, const float *b,
+                          const fn_conv2d_shape *s, int act, float *ws, int n_threads)
+    int fn_conv2d_backward_data(float *dx, const float *dy, const float *w, const fn_conv2d_shape *s,
+                                float *ws, int n_threads)
+    int fn_conv2d_backward_filter(float *dw, float *db, const float *dy, const float *x,
+                                  const fn_conv2d_shape *s, float *ws, int n_threads)
+    int64_t fn_conv2d_workspace(const fn_conv2d_shape *s, int n_threads)
+
+    int fn_maxpool2d_forward(float *y, int32_t *argmax, const float *x, int64_t N, int64_t H, int64_t W,
+                             int64_t C, int64_t PH, int64_t PW, int64_t SH, int64_t SW, int64_t PT,
+                             int64_t PL, int64_t OH, int64_t OW, int n_threads)
+    int fn_maxpool2d_backward(float *dx, const float *dy, const int32_t *argmax, int64_t N, int64_t H,
+                              int64_t W, int64_t C, int64_t OH, int64_t OW, int n_threads)
+
+    int fn_activation_forward(float *y, const float *x, int64_t n, int act, int n_threads)
+    int fn_activation_backward(float *dx, const float *dy, const float *y, int64_t n, int act, int n_threads)
+    int fn_softmax_forward(float *y, const float *x, int64_t N, int64_t C, int n_threads)
+    int fn_softmax_backward(float *dx, const float *dy, const float *y, int64_t N, int64_t C, int n_threads)
+    int fn_bias_act_forward(float *y, const float *b, int64_t R, int64_t C, int act, int n_threads)
+
+    int fn_softmax_xent_forward(float *probs, float *loss, const float *logits, const float *targets,
+                                int64_t N, int64_t C, int n_threads)
+    int fn_softmax_xent_backward(float *dlogits, const float *probs, const float *targets, int64_t N,
+                                 int64_t C, float scale, int n_threads)
+
+    int fn_dropout_forward(float *y, uint8_t *keep, const float *x, int64_t n, float rate, uint64_t seed,
+                           uint64_t stream, int n_threads)
+    int fn_dropout_backward(float *dx, const float *dy, const uint8_t *keep, int64_t n, float rate,
+                            int n_threads)
+    int fn_random_uniform(float *u, int64_t n, uint64_t seed, uint64_t stream, int n_threads)
+
+    int fn_sgd_update(float *p, float *v, const float *g, int64_t n, float lr, float momentum, int nesterov,
+                      int n_threads)
+    int fn_rmsprop_update(float *p, float *a, const float *g, int64_t n, float lr, float rho, float eps,
+                          int n_threads)
+    int fn_adadelta_update(float *p, float *a, float *d, const float *g, int64_t n, float lr, float rho,
+                           float eps, int n_threads)
+    int fn_adam_update(float *p, float *m, float *v, const float *g, int64_t n, float lr, float beta1,
+                       float beta2, float eps, int64_t t, int n_threads)
