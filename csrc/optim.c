@@ -5,7 +5,7 @@
 
 int fn_sgd_update(float *p, float *v, const float *g, int64_t n, float lr, float momentum, int nesterov,
                   int n_threads) {
-    if (momentum == 0.0f) {
+    if (!v) { /* plain SGD: no velocity kept */
         #pragma omp parallel for schedule(static) num_threads(n_threads)
         for (int64_t i = 0; i < n; i++) p[i] -= lr * g[i];
         return FN_OK;

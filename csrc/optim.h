@@ -3,7 +3,7 @@
 #include <stdint.h>
 
 /* Fused optimizer steps over n parameters (the Keras 2 formulas; g is the gradient, slots start at zero).
- *   SGD:      v = momentum*v - lr*g;  p += v  (nesterov: p += momentum*v - lr*g). v unused when momentum == 0.
+ *   SGD:      v = momentum*v - lr*g;  p += v  (nesterov: p += momentum*v - lr*g). v may be NULL when momentum == 0 (plain SGD).
  *   RMSprop:  a = rho*a + (1-rho)*g^2;  p -= lr*g / (sqrt(a) + eps)
  *   Adadelta: a = rho*a + (1-rho)*g^2;  u = g*sqrt(d + eps)/sqrt(a + eps);  p -= lr*u;  d = rho*d + (1-rho)*u^2
  *   Adam:     m = b1*m + (1-b1)*g;  v = b2*v + (1-b2)*g^2;  p -= lr*sqrt(1-b2^t)/(1-b1^t) * m/(sqrt(v) + eps)

@@ -574,6 +574,8 @@ def _param_args(p, g, *slots):
     for i, s in enumerate(slots):
         _array(s, f"slot {i}")
         _expect(s, f"slot {i}", p.shape)
+        if not s.flags.writeable:
+            raise ValueError(f"slot {i} is read-only")
 
 
 def sgd_update(p, v, g, float lr, float momentum=0.0, nesterov=False, n_threads=None):

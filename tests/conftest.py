@@ -1,0 +1,22 @@
+import os
+import sys
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+from fastnet import _kernels  # noqa: E402
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(1234)
+
+
+@pytest.fixture(params=_kernels.supported_isas())
+def isa(request):
+    """Runs a test once per GEMM micro-kernel this CPU supports (portable C, AVX2+FMA, AVX-512)."""
+    _kernels.set_isa(request.param)
+    yield request.param
+    _kernels.set_isa("best")

@@ -1,0 +1,79 @@
+"""Every kernel gives bit-identical results with 1, 2 and 3 threads (and on repeated calls)."""
+import numpy as np
+import pytest
+
+from fastnet import _kernels as K
+from helpers import rand
+
+THREADS = (1, 2, 3)
+
+
+def same_for_all_thread_counts(fn):
+    results = [fn(nt) for nt in THREADS]
+    for nt, res in zip(THREADS[1:], results[1:]):
+        for a, b in zip(results[0], res):
+            assert np.array_equal(a, b), f"{nt} threads differ from 1 thread (max diff {np.abs(a - b).max()})"
+    repeat = fn(THREADS[-1])
+    for a, b in zip(results[-1], repeat):
+        assert np.array_equal(a, b), "repeated call differs"
+
+
+def test_gemm(isa, rng):
+    a, b = rand(rng, 131, 300), rand(rng, 300, 77)
+    same_for_all_thread_counts(lambda nt: [K.gemm(a, b, n_threads=nt), K.gemm(a, b, trans_a=False, n_threads=nt)])
+
+
+def test_dense(rng):
+    x, w, b, dy = rand(rng, 128, 784), rand(rng, 784, 70), rand(rng, 70), rand(rng, 128, 70)
+    same_for_all_thread_counts(
+        lambda nt: [K.dense_forward(x, w, b, activation="relu", n_threads=nt),
+                    *K.dense_backward(dy, x, w, n_threads=nt)])
+
+
+@pytest.mark.parametrize("N", [1, 5, 67])
+def test_conv2d(rng, N):
+    x, w, b = rand(rng, N, 12, 11, 5), rand(rng, 3, 3, 5, 7), rand(rng, 7)
+    dy = rand(rng, N, 10, 9, 7)
+    same_for_all_thread_counts(
+        lambda nt: [K.conv2d_forward(x, w, b, activation="relu", n_threads=nt),
+                    K.conv2d_backward_data(dy, w, x.shape, n_threads=nt),
+                    *K.conv2d_backward_filter(dy, x, (3, 3), n_threads=nt)])
+
+
+def test_maxpool(rng):
+    x = rand(rng, 9, 24, 24, 32)
+    dy = rand(rng, 9, 12, 12, 32)
+    same_for_all_thread_counts(
+        lambda nt: [*K.maxpool2d_forward(x, n_threads=nt),
+                    K.maxpool2d_backward(dy, K.maxpool2d_forward(x)[1], x.shape, n_threads=nt)])
+
+
+def test_elementwise(rng):
+    x, dy = rand(rng, 100_001), rand(rng, 100_001)
+    z, t = rand(rng, 129, 10), np.eye(10, dtype=np.float32)[rng.integers(0, 10, 129)]
+
+    def run(nt):
+        out = []
+        for act in ("relu", "sigmoid", "tanh"):
+            y = K.activation_forward(x, act, n_threads=nt)
+            out += [y, K.activation_backward(dy, y, act, n_threads=nt)]
+        out += list(K.dropout_forward(x, 0.2, 5, 11, n_threads=nt))
+        out += list(K.softmax_xent_forward(z, t, n_threads=nt))
+        out.append(K.softmax_xent_backward(out[-2], t, 1 / 129, n_threads=nt))
+        out.append(K.bias_backward(z, n_threads=nt))
+        return out
+
+    same_for_all_thread_counts(run)
+
+
+def test_optimizers(rng):
+    g = rand(rng, 50_001)
+
+    def run(nt):
+        p, a, d = rand(np.random.default_rng(0), 50_001), np.zeros(50_001, np.float32), np.zeros(50_001, np.float32)
+        for _ in range(3):
+            K.adadelta_update(p, a, d, g, 1.0, 0.95, 1e-7, n_threads=nt)
+            K.rmsprop_update(p, a, g, 0.001, 0.9, 1e-7, n_threads=nt)
+        return [p, a, d]
+
+    same_for_all_thread_counts(run)

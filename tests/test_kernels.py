@@ -1,0 +1,208 @@
+"""Each C kernel against the float64 reference, on the workloads' shapes and on odd ones."""
+import numpy as np
+import pytest
+
+import reference as ref
+from fastnet import _kernels as K
+from helpers import assert_close, rand
+
+
+def close(actual, expected, name, rel=2e-5):
+    """float32 against float64: error bounded relative to the result's magnitude."""
+    scale = max(1.0, float(np.abs(expected).max())) if np.size(expected) else 1.0
+    return assert_close(actual, expected, rtol=rel, atol=rel * scale, name=name)
+
+
+GEMM_SHAPES = [(1, 1, 1), (1, 10, 784), (7, 13, 5), (17, 33, 300), (128, 512, 784), (9, 31, 257), (40, 16, 0)]
+
+
+@pytest.mark.parametrize("M,N,Kd", GEMM_SHAPES)
+@pytest.mark.parametrize("trans_a,trans_b", [(0, 0), (0, 1), (1, 0), (1, 1)])
+def test_gemm(isa, rng, M, N, Kd, trans_a, trans_b):
+    a = rand(rng, *((Kd, M) if trans_a else (M, Kd)))
+    b = rand(rng, *((N, Kd) if trans_b else (Kd, N)))
+    expected = ref.gemm(a, b, trans_a, trans_b)
+    close(K.gemm(a, b, trans_a=trans_a, trans_b=trans_b), expected, f"gemm[{isa}]")
+    close(K.gemm(a, b, trans_a=trans_a, trans_b=trans_b, naive=True), expected, "gemm_naive")
+
+
+@pytest.mark.parametrize("alpha,beta", [(0.5, 0.0), (1.0, 1.0), (-2.0, 0.25)])
+def test_gemm_alpha_beta(isa, rng, alpha, beta):
+    a, b, c = rand(rng, 19, 45), rand(rng, 45, 37), rand(rng, 19, 37)
+    out = K.gemm(a, b, out=c.copy(), alpha=alpha, beta=beta)
+    close(out, ref.gemm(a, b, alpha=alpha, beta=beta, c=c), "gemm alpha/beta")
+
+
+def test_gemm_beta_zero_ignores_nan_in_out(rng):
+    a, b = rand(rng, 5, 6), rand(rng, 6, 7)
+    out = np.full((5, 7), np.nan, dtype=np.float32)
+    close(K.gemm(a, b, out=out), ref.gemm(a, b), "gemm over NaN")
+
+
+@pytest.mark.parametrize("N,I,O", [(1, 784, 512), (128, 784, 512), (128, 512, 10), (5, 3, 17), (3, 33, 1)])
+@pytest.mark.parametrize("act", ["linear", "relu"])
+def test_dense(isa, rng, N, I, O, act):
+    x, w, b = rand(rng, N, I), rand(rng, I, O, scale=0.1), rand(rng, O)
+    close(K.dense_forward(x, w, b, activation=act), ref.dense_forward(x, w, b, act), "dense forward")
+    dy = rand(rng, N, O)
+    dx, dw, db = K.dense_backward(dy, x, w)
+    rdx, rdw, rdb = ref.dense_backward(dy, x, w)
+    close(dx, rdx, "dx")
+    close(dw, rdw, "dw")
+    close(db, rdb, "db")
+    assert K.dense_backward(dy, x, w, need_dx=False)[0] is None
+
+
+def test_dense_without_bias(rng):
+    x, w = rand(rng, 4, 6), rand(rng, 6, 3)
+    close(K.dense_forward(x, w), ref.dense_forward(x, w), "dense no bias")
+
+
+CONV_CASES = [
+    # (N, H, W, C, OC, KH, KW, strides, padding)
+    (2, 28, 28, 1, 32, 3, 3, (1, 1), "valid"),   # the CNN's first layer
+    (2, 26, 26, 32, 32, 3, 3, (1, 1), "valid"),  # the CNN's second layer
+    (1, 7, 9, 3, 5, 3, 2, (1, 1), "same"),
+    (3, 8, 7, 2, 3, 3, 3, (2, 2), "same"),
+    (2, 9, 11, 4, 6, 3, 3, (2, 3), "valid"),
+    (1, 5, 5, 3, 17, 1, 1, (1, 1), "valid"),     # 1x1 kernel
+    (2, 4, 4, 1, 1, 4, 4, (1, 1), "valid"),      # kernel covers the whole image
+    (1, 6, 6, 2, 4, 2, 2, (2, 2), "same"),       # even kernel, asymmetric padding
+]
+
+
+@pytest.mark.parametrize("case", CONV_CASES)
+def test_conv2d(isa, rng, case):
+    N, H, W, C, OC, KH, KW, strides, padding = case
+    x, w, b = rand(rng, N, H, W, C), rand(rng, KH, KW, C, OC, scale=0.3), rand(rng, OC)
+    for act in ("linear", "relu"):
+        y = K.conv2d_forward(x, w, b, strides, padding, activation=act)
+        close(y, ref.conv2d_forward(x, w, b, strides, padding, act), f"conv forward {act}")
+    dy = rand(rng, *y.shape)
+    rdx, rdw, rdb = ref.conv2d_backward(dy, x, w, strides, padding)
+    close(K.conv2d_backward_data(dy, w, x.shape, strides, padding), rdx, "conv dx")
+    dw, db = K.conv2d_backward_filter(dy, x, (KH, KW), strides, padding)
+    close(dw, rdw, "conv dw")
+    close(db, rdb, "conv db")
+
+
+def test_conv2d_batch_chunks_more_than_64_images(rng):
+    x, w = rand(rng, 70, 5, 5, 2), rand(rng, 3, 3, 2, 3)
+    dy = rand(rng, 70, 3, 3, 3)
+    dw, db = K.conv2d_backward_filter(dy, x, (3, 3))
+    _, rdw, rdb = ref.conv2d_backward(dy, x, w)
+    close(dw, rdw, "dw over 70 images")
+    close(db, rdb, "db over 70 images")
+
+
+@pytest.mark.parametrize("shape,pool,strides,padding", [
+    ((2, 24, 24, 32), (2, 2), None, "valid"),   # the CNN's pooling
+    ((1, 5, 7, 3), (2, 2), None, "valid"),      # odd sizes drop the last row/column
+    ((2, 5, 7, 3), (3, 3), (2, 2), "same"),
+    ((1, 6, 6, 1), (3, 2), (1, 1), "valid"),    # overlapping windows
+])
+def test_maxpool(rng, shape, pool, strides, padding):
+    x = rand(rng, *shape)
+    y, arg = K.maxpool2d_forward(x, pool, strides, padding)
+    ry, rarg = ref.maxpool2d_forward(x, pool, strides, padding)
+    close(y, ry, "maxpool y")
+    np.testing.assert_array_equal(arg, rarg)
+    dy = rand(rng, *y.shape)
+    close(K.maxpool2d_backward(dy, arg, x.shape), ref.maxpool2d_backward(dy, rarg, x.shape), "maxpool dx")
+
+
+def test_maxpool_ties_go_to_first_maximum():
+    x = np.zeros((1, 4, 4, 2), dtype=np.float32)  # every window is a tie
+    y, arg = K.maxpool2d_forward(x)
+    _, rarg = ref.maxpool2d_forward(x)
+    np.testing.assert_array_equal(arg, rarg)
+    assert arg[0, 1, 1, 1] == (2 * 4 + 2) * 2 + 1  # top-left of the window at (2, 2), channel 1
+    dx = K.maxpool2d_backward(np.ones_like(y), arg, x.shape)
+    assert dx.sum() == y.size and dx[0, ::2, ::2].min() == 1.0
+
+
+@pytest.mark.parametrize("act", ["linear", "relu", "sigmoid", "tanh"])
+@pytest.mark.parametrize("shape", [(1,), (3, 17), (128, 512), (2, 5, 5, 3)])
+def test_activations(rng, act, shape):
+    x = rand(rng, *shape, scale=3)
+    y = K.activation_forward(x, act)
+    close(y, ref.activation_forward(x, act), f"{act} forward", rel=1e-6)
+    dy = rand(rng, *shape)
+    close(K.activation_backward(dy, y, act), ref.activation_backward(dy, y, act), f"{act} backward", rel=1e-6)
+
+
+def test_activation_in_place(rng):
+    x = rand(rng, 9, 13)
+    expected = ref.activation_forward(x, "relu")
+    K.activation_forward(x, "relu", out=x)
+    close(x, expected, "relu in place")
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (1, 10), (128, 10), (7, 33)])
+def test_softmax(rng, shape):
+    x = rand(rng, *shape, scale=5)
+    y = K.softmax_forward(x)
+    close(y, ref.softmax_forward(x), "softmax", rel=1e-6)
+    dy = rand(rng, *shape)
+    close(K.softmax_backward(dy, y), ref.softmax_backward(dy, y), "softmax backward", rel=1e-6)
+
+
+def test_bias_act_and_bias_backward(rng):
+    y, b = rand(rng, 37, 19), rand(rng, 19)
+    expected = ref.activation_forward(y.astype(np.float64) + b, "relu")
+    close(K.bias_act_forward(y.copy(), b, "relu"), expected, "bias+relu")
+    close(K.bias_backward(y), y.astype(np.float64).sum(axis=0), "bias backward")
+
+
+@pytest.mark.parametrize("N,C", [(1, 10), (128, 10), (5, 3), (3, 1)])
+def test_softmax_xent(rng, N, C):
+    z = rand(rng, N, C, scale=4)
+    t = np.eye(C, dtype=np.float32)[rng.integers(0, C, N)]
+    p, loss = K.softmax_xent_forward(z, t)
+    rp, rloss = ref.softmax_xent_forward(z, t)
+    close(p, rp, "probs", rel=1e-6)
+    close(loss, rloss, "loss", rel=1e-6)
+    close(K.softmax_xent_backward(p, t, 1.0 / N), ref.softmax_xent_backward(rp, t, 1.0 / N), "dlogits", rel=1e-6)
+
+
+def test_softmax_xent_huge_logits():
+    z = np.array([[1e4, -1e4, 0.0], [-1e4, -1e4, -1e4], [3e4, 3e4, -3e4]], dtype=np.float32)
+    t = np.eye(3, dtype=np.float32)[[1, 2, 0]]
+    p, loss = K.softmax_xent_forward(z, t)
+    rp, rloss = ref.softmax_xent_forward(z, t)
+    assert np.all(np.isfinite(p)) and np.all(np.isfinite(loss))
+    close(p, rp, "probs", rel=1e-6)
+    close(loss, rloss, "loss", rel=1e-6)
+    assert loss[0] == pytest.approx(2e4, rel=1e-6) and loss[1] == pytest.approx(np.log(3), rel=1e-6)
+
+
+@pytest.mark.parametrize("n", [1, 7, 1000, 100_003])
+def test_dropout(rng, n):
+    rate = 0.3
+    x = rand(rng, n)
+    y, keep = K.dropout_forward(x, rate, seed=42, stream=7)
+    close(y, ref.dropout_forward(x, keep, rate), "dropout forward", rel=1e-6)
+    dy = rand(rng, n)
+    close(K.dropout_backward(dy, keep, rate), ref.dropout_backward(dy, keep, rate), "dropout backward", rel=1e-6)
+    if n >= 1000:
+        assert abs(keep.mean() - (1 - rate)) < 5 / np.sqrt(n)
+
+
+def test_dropout_masks_are_keyed_by_seed_and_stream(rng):
+    x = np.ones(10_000, dtype=np.float32)
+    _, k1 = K.dropout_forward(x, 0.5, seed=1, stream=0)
+    _, k2 = K.dropout_forward(x, 0.5, seed=1, stream=0)
+    _, k3 = K.dropout_forward(x, 0.5, seed=1, stream=1)
+    _, k4 = K.dropout_forward(x, 0.5, seed=2, stream=0)
+    np.testing.assert_array_equal(k1, k2)
+    assert (k1 != k3).mean() > 0.4 and (k1 != k4).mean() > 0.4
+    _, none_dropped = K.dropout_forward(x, 0.0, seed=1, stream=0)
+    assert none_dropped.all()
+
+
+def test_random_uniform_statistics():
+    u = K.random_uniform(200_000, seed=3, stream=9)
+    assert u.min() >= 0.0 and u.max() < 1.0
+    assert abs(u.mean() - 0.5) < 0.005 and abs(u.var() - 1 / 12) < 0.002
+    hist = np.histogram(u, bins=16, range=(0, 1))[0]
+    assert hist.min() > 0.9 * hist.mean()
