@@ -1,7 +1,9 @@
 """fastnet: a small, fast deep-learning engine for multicore CPUs with a Keras-style API."""
 from fastnet._version import __version__
 from fastnet._threads import get_num_threads, set_num_threads
-from fastnet import _kernels
+from fastnet._seed import get_seed, set_seed
+from fastnet import _kernels, backend, callbacks, datasets, layers, models, optimizers, utils
+from fastnet.models import Sequential, load_model
 
 openmp = _kernels.have_openmp()
 
@@ -12,4 +14,6 @@ def info():
             f"GEMM kernel {_kernels.get_isa()}")
 
 
-__all__ = ["__version__", "get_num_threads", "set_num_threads", "info", "openmp"]
+__all__ = ["__version__", "get_num_threads", "set_num_threads", "get_seed", "set_seed", "info", "openmp",
+           "backend", "callbacks", "datasets", "layers", "models", "optimizers", "utils", "Sequential",
+           "load_model"]

@@ -1,0 +1,174 @@
+"""The Layer base class, shape helpers and the activation functions layers share.
+
+Inside fastnet, 4-D batches are NHWC whatever the data format; a layer's `data_format` only says how its
+public shapes read (Keras semantics). The model converts the input once at its edge.
+"""
+import warnings
+
+import numpy as np
+
+from fastnet import _kernels as K
+from fastnet import backend
+
+ACTIVATIONS = ("linear", "relu", "sigmoid", "tanh", "softmax")
+INITIALIZERS = ("glorot_uniform", "glorot_normal", "he_uniform", "he_normal", "zeros", "ones")
+
+
+class LegacyAPIWarning(DeprecationWarning):
+    """A Keras 1 spelling was used; it works, and the message gives the Keras 2 spelling."""
+
+
+def legacy(message, stacklevel=3):
+    warnings.warn(message, LegacyAPIWarning, stacklevel=stacklevel)
+
+
+def public_shape(shape, fmt):
+    """The shape a user sees (no batch axis): internal (H, W, C) reads (C, H, W) under channels_first."""
+    if fmt == "channels_first" and len(shape) == 3:
+        return (shape[2], shape[0], shape[1])
+    return tuple(shape)
+
+
+def internal_shape(shape, fmt):
+    if fmt == "channels_first" and len(shape) == 3:
+        return (shape[1], shape[2], shape[0])
+    return tuple(shape)
+
+
+def pair(value, what):
+    if isinstance(value, int):
+        return (value, value)
+    value = tuple(value)
+    if len(value) != 2 or not all(isinstance(v, (int, np.integer)) and v >= 1 for v in value):
+        raise ValueError(f"{what} must be an int or a pair of positive ints, got {value!r}")
+    return (int(value[0]), int(value[1]))
+
+
+def check_activation(name):
+    name = "linear" if name is None else name
+    if name not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {name!r}; fastnet has {', '.join(ACTIVATIONS)}")
+    return name
+
+
+def initial_value(init, shape, fan_in, fan_out, rng):
+    if init == "zeros":
+        return np.zeros(shape, np.float32)
+    if init == "ones":
+        return np.ones(shape, np.float32)
+    fan = {"glorot": (fan_in + fan_out) / 2.0, "he": float(fan_in)}[init.split("_")[0]]
+    if init.endswith("uniform"):
+        limit = np.sqrt(3.0 / fan)
+        return rng.uniform(-limit, limit, shape).astype(np.float32)
+    return rng.normal(0.0, np.sqrt(1.0 / fan), shape).astype(np.float32)  # untruncated, as Keras 2.0
+
+
+def activation_forward(act, x, out):
+    if act == "softmax":
+        return K.softmax_forward(x.reshape(-1, x.shape[-1]), out=out.reshape(-1, x.shape[-1])).reshape(x.shape)
+    return K.activation_forward(x, act, out=out)
+
+
+def activation_backward(act, dy, y, out):
+    if act == "softmax":
+        c = dy.shape[-1]
+        return K.softmax_backward(dy.reshape(-1, c), y.reshape(-1, c), out=out.reshape(-1, c)).reshape(dy.shape)
+    return K.activation_backward(dy, y, act, out=out)
+
+
+class Layer:
+    """A layer: configuration in __init__, weights in build(), math in forward()/backward().
+
+    build(in_shape, in_fmt) receives the internal input shape (no batch axis) and the data format of the
+    incoming tensor (None for flat tensors) and returns the same pair for its output.
+    """
+
+    kind = "layer"  # the base of automatic names: dense, dense_1, ...
+
+    def __init__(self, name=None, input_shape=None, input_dim=None, batch_input_shape=None, trainable=True,
+                 dtype=None):
+        if dtype not in (None, "float32"):
+            raise ValueError(f"fastnet computes in float32; got dtype={dtype!r}")
+        if batch_input_shape is not None:
+            input_shape = tuple(batch_input_shape)[1:]
+        if input_dim is not None:
+            input_shape = (int(input_dim),)
+        self.input_shape_arg = None if input_shape is None else tuple(int(d) for d in input_shape)
+        self.name = name
+        self.trainable = trainable
+        self.built = False
+        self.index = 0
+        self.model = None
+        self.params = []   # weight arrays in Keras order (views into the model's arena once compiled)
+        self.grads = []    # their gradients, written (not accumulated) by backward
+        self.weight_names = []
+        self._buffers = {}
+
+    # -- shapes and weights --
+    def input_data_format(self):
+        """The data format this layer reads a 4-D model input in (None: it takes flat or any input)."""
+        return None
+
+    def build(self, in_shape, in_fmt):
+        self.in_shape, self.in_fmt = tuple(in_shape), in_fmt
+        self.out_shape, self.out_fmt = self.compute_output_shape(self.in_shape, in_fmt)
+        self.built = True
+        return self.out_shape, self.out_fmt
+
+    def compute_output_shape(self, in_shape, in_fmt):
+        return in_shape, in_fmt
+
+    def weight_specs(self):
+        """[(name, shape, initializer, fan_in, fan_out)] for the weights build() creates."""
+        return []
+
+    def init_weights(self, rng):
+        specs = self.weight_specs()
+        self.weight_names = [s[0] for s in specs]
+        self.params = [initial_value(init, shape, fi, fo, rng) for _, shape, init, fi, fo in specs]
+        self.grads = []
+
+    @property
+    def input_shape(self):
+        return (None,) + public_shape(self.in_shape, self.in_fmt)
+
+    @property
+    def output_shape(self):
+        return (None,) + public_shape(self.out_shape, self.out_fmt)
+
+    def count_params(self):
+        return int(sum(p.size for p in self.params))
+
+    def get_weights(self):
+        return [p.copy() for p in self.params]
+
+    def get_config(self):
+        config = {"name": self.name}
+        if self.index == 0 and self.input_shape_arg is not None:
+            config["batch_input_shape"] = [None, *self.input_shape_arg]
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    # -- computation --
+    def forward(self, x, training):
+        raise NotImplementedError
+
+    def backward(self, dy, need_dx=True):
+        raise NotImplementedError
+
+    def buffer(self, key, shape, dtype=np.float32):
+        """A reusable array for this batch shape: no allocation in the steady state of training."""
+        k = (key, tuple(shape), dtype)
+        buf = self._buffers.get(k)
+        if buf is None:
+            buf = self._buffers[k] = np.empty(shape, dtype=dtype)
+        return buf
+
+    def _where(self):
+        return f"{self.name} ({type(self).__name__})"
+
+    def __repr__(self):
+        return f"<{type(self).__name__} {self.name}>"

@@ -1,0 +1,107 @@
+"""Conv2D (and Keras 1's Convolution2D); MaxPooling2D is importable from here too, as in Keras 1."""
+from fastnet import _kernels as K
+from fastnet.layers._spatial import SpatialLayer
+from fastnet.layers.base import (INITIALIZERS, activation_backward, activation_forward, check_activation, legacy,
+                                 pair)
+from fastnet.layers.pooling import MaxPool2D, MaxPooling2D  # noqa: F401  (Keras 1 import path)
+
+_DIM_ORDERING = {"th": "channels_first", "tf": "channels_last", "default": None}
+
+
+class Conv2D(SpatialLayer):
+    """2-D convolution; kernel (rows, cols, in_channels, filters) as in Keras, bias (filters,)."""
+
+    kind = "conv2d"
+
+    def __init__(self, filters, kernel_size, strides=(1, 1), padding="valid", data_format=None, activation=None,
+                 use_bias=True, kernel_initializer="glorot_uniform", bias_initializer="zeros", **kwargs):
+        super().__init__(data_format=data_format, **kwargs)
+        if int(filters) < 1:
+            raise ValueError(f"Conv2D needs a positive number of filters, got {filters!r}")
+        if padding not in ("valid", "same"):
+            raise ValueError(f"padding must be 'valid' or 'same', got {padding!r}")
+        for init_name in (kernel_initializer, bias_initializer):
+            if init_name not in INITIALIZERS:
+                raise ValueError(f"unknown initializer {init_name!r}; fastnet has {', '.join(INITIALIZERS)}")
+        self.filters = int(filters)
+        self.kernel_size = pair(kernel_size, "kernel_size")
+        self.strides = pair(strides, "strides")
+        self.padding = padding
+        self.activation = check_activation(activation)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer, self.bias_initializer = kernel_initializer, bias_initializer
+        self.fused_activation = None
+        self.defer_softmax = False
+
+    def compute_output_shape(self, in_shape, in_fmt):
+        fmt = self.resolve_format(in_shape, in_fmt)
+        oh, ow = self.output_size(in_shape, fmt, self.kernel_size, self.strides, self.padding, "kernel")
+        self.warn_if_suspicious(in_shape, fmt)
+        return (oh, ow, self.filters), fmt
+
+    def weight_specs(self):
+        kh, kw = self.kernel_size
+        c = self.in_shape[2]
+        fan_in, fan_out = kh * kw * c, kh * kw * self.filters
+        specs = [("kernel", (kh, kw, c, self.filters), self.kernel_initializer, fan_in, fan_out)]
+        if self.use_bias:
+            specs.append(("bias", (self.filters,), self.bias_initializer, fan_in, fan_out))
+        return specs
+
+    def get_config(self):
+        return {**super().get_config(), "filters": self.filters, "kernel_size": list(self.kernel_size),
+                "strides": list(self.strides), "padding": self.padding, "data_format": self.data_format,
+                "activation": self.activation, "use_bias": self.use_bias,
+                "kernel_initializer": self.kernel_initializer, "bias_initializer": self.bias_initializer}
+
+    def _post_activation(self):
+        act = self.fused_activation or self.activation
+        if act in ("linear", "relu") or (act == "softmax" and self.defer_softmax):
+            return None
+        return act
+
+    def forward(self, x, training):
+        act = self.fused_activation or self.activation
+        y = K.conv2d_forward(x, self.params[0], self.params[1] if self.use_bias else None, self.strides,
+                             self.padding, activation="relu" if act == "relu" else "linear",
+                             out=self.buffer("y", (x.shape[0],) + self.out_shape))
+        post = self._post_activation()
+        if post:
+            y = activation_forward(post, y, self.buffer("a", y.shape))
+        self._x, self._y = x, y
+        return y
+
+    def backward(self, dy, need_dx=True):
+        act = self.fused_activation or self.activation
+        if act == "relu":
+            dy = K.activation_backward(dy, self._y, "relu", out=self.buffer("dz", dy.shape))
+        elif self._post_activation():
+            dy = activation_backward(act, dy, self._y, self.buffer("dz", dy.shape))
+        K.conv2d_backward_filter(dy, self._x, self.kernel_size, self.strides, self.padding, dw=self.grads[0],
+                                 db=self.grads[1] if self.use_bias else None)
+        if not need_dx:
+            return None
+        return K.conv2d_backward_data(dy, self.params[0], self._x.shape, self.strides, self.padding,
+                                      out=self.buffer("dx", self._x.shape))
+
+
+class Convolution2D(Conv2D):
+    """Keras 1: Convolution2D(nb_filter, nb_row, nb_col, border_mode='valid', subsample=(1, 1), dim_ordering=...)."""
+
+    def __init__(self, nb_filter, nb_row=None, nb_col=None, border_mode=None, subsample=None, dim_ordering=None,
+                 init=None, **kwargs):
+        legacy("Convolution2D(nb_filter, nb_row, nb_col, border_mode=...) is the Keras 1 spelling; use "
+               "Conv2D(filters, (rows, cols), padding=...)")
+        if nb_row is not None:
+            kwargs.setdefault("kernel_size", (nb_row, nb_col if nb_col is not None else nb_row))
+        if border_mode is not None:
+            kwargs["padding"] = border_mode
+        if subsample is not None:
+            kwargs["strides"] = subsample
+        if dim_ordering is not None:
+            if dim_ordering not in _DIM_ORDERING:
+                raise ValueError(f"dim_ordering must be 'th', 'tf' or 'default', got {dim_ordering!r}")
+            kwargs["data_format"] = _DIM_ORDERING[dim_ordering]
+        if init is not None:
+            kwargs["kernel_initializer"] = init
+        super().__init__(nb_filter, **kwargs)

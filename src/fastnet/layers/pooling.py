@@ -1,0 +1,47 @@
+"""MaxPooling2D: the maximum of each window; the gradient flows to the first maximum of each window."""
+from fastnet import _kernels as K
+from fastnet.layers._spatial import SpatialLayer
+from fastnet.layers.base import legacy, pair
+
+
+class MaxPooling2D(SpatialLayer):
+    kind = "max_pooling2d"
+
+    def __init__(self, pool_size=(2, 2), strides=None, padding="valid", data_format=None, border_mode=None,
+                 dim_ordering=None, **kwargs):
+        if border_mode is not None:
+            legacy("MaxPooling2D(border_mode=...) is the Keras 1 spelling; use padding=")
+            padding = border_mode
+        if dim_ordering is not None:
+            legacy("MaxPooling2D(dim_ordering=...) is the Keras 1 spelling; use data_format=")
+            data_format = {"th": "channels_first", "tf": "channels_last"}.get(dim_ordering, None)
+        super().__init__(data_format=data_format, **kwargs)
+        if padding not in ("valid", "same"):
+            raise ValueError(f"padding must be 'valid' or 'same', got {padding!r}")
+        self.pool_size = pair(pool_size, "pool_size")
+        self.strides = self.pool_size if strides is None else pair(strides, "strides")
+        self.padding = padding
+
+    def compute_output_shape(self, in_shape, in_fmt):
+        fmt = self.resolve_format(in_shape, in_fmt)
+        oh, ow = self.output_size(in_shape, fmt, self.pool_size, self.strides, self.padding, "pooling window")
+        return (oh, ow, in_shape[2]), fmt
+
+    def get_config(self):
+        return {**super().get_config(), "pool_size": list(self.pool_size), "strides": list(self.strides),
+                "padding": self.padding, "data_format": self.data_format}
+
+    def forward(self, x, training):
+        shape = (x.shape[0],) + self.out_shape
+        y, self._argmax = K.maxpool2d_forward(x, self.pool_size, self.strides, self.padding,
+                                              out=self.buffer("y", shape), argmax=self.buffer("argmax", shape, "int32"))
+        self._x_shape = x.shape
+        return y
+
+    def backward(self, dy, need_dx=True):
+        if not need_dx:
+            return None
+        return K.maxpool2d_backward(dy, self._argmax, self._x_shape, out=self.buffer("dx", self._x_shape))
+
+
+MaxPool2D = MaxPooling2D

@@ -1,0 +1,441 @@
+"""Sequential: a stack of layers with Keras's compile / fit / evaluate / predict."""
+import math
+import warnings
+
+import numpy as np
+
+from fastnet import _kernels as K
+from fastnet import _seed, losses, optimizers
+from fastnet.callbacks import Callback, History, ProgressLogger
+from fastnet.layers.base import Layer, internal_shape, legacy, public_shape
+from fastnet.layers.convolutional import Conv2D
+from fastnet.layers.core import Activation, Dense
+
+
+class Sequential:
+    def __init__(self, layers=None, name=None):
+        self.name = name or "sequential"
+        self.layers = []
+        self.seed, self.model_id = _seed.next_model_key()
+        self.step = 0            # training steps taken; keys the dropout masks
+        self.stop_training = False
+        self.optimizer = None
+        self.loss = None
+        self.metrics = []
+        self._compiled = False
+        self._names = set()
+        for layer in layers or []:
+            self.add(layer)
+
+    # ---------------------------------------------------------------- building
+    def add(self, layer):
+        if not isinstance(layer, Layer):
+            raise TypeError(f"Sequential.add expects a fastnet layer, got {type(layer).__name__}")
+        if layer.built or layer.model is not None:
+            raise ValueError(f"layer {layer.name!r} already belongs to a model")
+        layer.index = len(self.layers)
+        if layer.name is None:
+            layer.name = self._unique_name(layer.kind)
+        elif layer.name in self._names:
+            raise ValueError(f"a layer named {layer.name!r} is already in the model; layer names must be unique")
+        if not self.layers:
+            if layer.input_shape_arg is None:
+                raise ValueError(f"the first layer needs its input shape, e.g. {type(layer).__name__}(..., "
+                                 "input_shape=(784,)) or input_shape=(28, 28, 1) for images")
+            fmt = layer.input_data_format()
+            in_shape, in_fmt = internal_shape(layer.input_shape_arg, fmt), fmt if len(layer.input_shape_arg) == 3 else None
+        else:
+            in_shape, in_fmt = self.layers[-1].out_shape, self.layers[-1].out_fmt
+            if layer.input_shape_arg is not None and tuple(layer.input_shape_arg) != public_shape(in_shape, in_fmt):
+                raise ValueError(f"{layer.name}: input_shape={layer.input_shape_arg} but the previous layer outputs "
+                                 f"{public_shape(in_shape, in_fmt)}")
+        layer.build(in_shape, in_fmt)
+        layer.model = self
+        layer.init_weights(_seed.generator(self.seed, self.model_id, 0, layer.index))
+        self.layers.append(layer)
+        self._names.add(layer.name)
+        self._compiled = False
+        self._plan_fusion()
+
+    def _unique_name(self, kind):
+        name, i = kind, 0
+        while name in self._names:
+            i += 1
+            name = f"{kind}_{i}"
+        return name
+
+    def _plan_fusion(self):
+        """Let a Dense/Conv2D kernel apply the ReLU of an Activation layer that follows it (same arithmetic)."""
+        for layer in self.layers:
+            if isinstance(layer, (Dense, Conv2D)):
+                layer.fused_activation = None
+            if isinstance(layer, Activation):
+                layer.passthrough = False
+        for prev, layer in zip(self.layers, self.layers[1:]):
+            if (isinstance(prev, (Dense, Conv2D)) and prev.activation == "linear" and isinstance(layer, Activation)
+                    and layer.activation == "relu"):
+                prev.fused_activation = "relu"
+                layer.passthrough = True
+
+    def _final_softmax(self):
+        """The layer whose softmax the loss can take over (computing from logits), or None."""
+        if not self.layers:
+            return None
+        last = self.layers[-1]
+        if isinstance(last, Activation) and last.activation == "softmax":
+            return last
+        if isinstance(last, (Dense, Conv2D)) and last.activation == "softmax" and len(last.out_shape) == 1:
+            return last
+        return None
+
+    def _require_layers(self):
+        if not self.layers:
+            raise ValueError("the model has no layers; add some with model.add(...)")
+
+    @property
+    def input_shape(self):
+        self._require_layers()
+        return self.layers[0].input_shape
+
+    @property
+    def output_shape(self):
+        self._require_layers()
+        return self.layers[-1].output_shape
+
+    @property
+    def data_format(self):
+        self._require_layers()
+        return self.layers[0].in_fmt
+
+    # ---------------------------------------------------------------- compile
+    def compile(self, loss="categorical_crossentropy", optimizer="rmsprop", metrics=None, **kwargs):
+        if kwargs:
+            raise TypeError(f"compile got unexpected arguments {sorted(kwargs)}")
+        self._require_layers()
+        self.loss = losses.check(loss)
+        self.optimizer = optimizers.get(optimizer)
+        self.metrics = []
+        for m in metrics or []:
+            if m not in ("accuracy", "acc"):
+                raise ValueError(f"unknown metric {m!r}; fastnet has 'accuracy' (alias 'acc')")
+            self.metrics.append("accuracy")
+        if len(self.layers[-1].out_shape) != 1:
+            raise ValueError(f"{loss} needs a model output of shape (None, classes); the model outputs "
+                             f"{self.output_shape}: add Flatten() and Dense(classes)")
+        final = self._final_softmax()
+        for layer in self.layers:
+            if hasattr(layer, "defer_softmax"):
+                layer.defer_softmax = False
+        if isinstance(final, Activation):
+            final.passthrough = True
+        elif final is not None:
+            final.defer_softmax = True
+        self._loss = losses.CrossEntropy(from_logits=final is not None)
+        self._build_arena()
+        self._compiled = True
+
+    def _build_arena(self):
+        """All parameters (and their gradients) in one flat array, so one fused kernel updates them all."""
+        sizes = [p.size for layer in self.layers for p in layer.params]
+        self._params = np.empty(sum(sizes), np.float32)
+        self._grads = np.zeros(sum(sizes), np.float32)
+        offset = 0
+        for layer in self.layers:
+            params, grads = [], []
+            for p in layer.params:
+                view = self._params[offset:offset + p.size].reshape(p.shape)
+                view[...] = p
+                params.append(view)
+                grads.append(self._grads[offset:offset + p.size].reshape(p.shape))
+                offset += p.size
+            layer.params, layer.grads = params, grads
+        self.optimizer.build(self._params.size)
+
+    def _require_compiled(self, what):
+        if not self._compiled:
+            raise RuntimeError(f"{what} needs a compiled model: call model.compile(loss=..., optimizer=...) first"
+                               + (" (the model changed since the last compile)" if self.optimizer else ""))
+
+    # ---------------------------------------------------------------- data checks
+    def _shape_error(self, x_shape, what):
+        expected = self.input_shape[1:]
+        fmt = self.data_format
+        msg = f"{what}: the model expects input of shape (N, {', '.join(map(str, expected))})"
+        msg += f" ({fmt})" if fmt else ""
+        msg += f", got {tuple(x_shape)}."
+        got = tuple(x_shape[1:])
+        if len(expected) == 3 and len(got) == 3 and fmt:
+            last = internal_shape(expected, fmt) if fmt == "channels_first" else expected
+            first = public_shape(expected, "channels_first") if fmt == "channels_last" else expected
+            if fmt == "channels_first" and got == last:
+                msg += (" This looks channels_last (N, rows, cols, channels): transpose it with "
+                        "x.transpose(0, 3, 1, 2), or build the model with data_format='channels_last' and "
+                        f"input_shape={got}.")
+            elif fmt == "channels_last" and got == first:
+                msg += (" This looks channels_first (N, channels, rows, cols): transpose it with "
+                        "x.transpose(0, 2, 3, 1), or build the model with data_format='channels_first' and "
+                        f"input_shape={got}.")
+        if "This looks" not in msg and int(np.prod(got)) == int(np.prod(expected)) and len(x_shape) >= 1:
+            msg += f" Reshape it with x.reshape(-1, {', '.join(map(str, expected))})."
+        return ValueError(msg)
+
+    def _prepare_x(self, x, what):
+        """The input as a contiguous float32 NHWC array (converted once, at the model's edge)."""
+        self._require_layers()
+        if not isinstance(x, np.ndarray):
+            x = np.asarray(x)
+        if x.dtype == object or not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
+            raise TypeError(f"{what}: x must be numeric, got dtype {x.dtype}")
+        if x.ndim == 0 or tuple(x.shape[1:]) != tuple(self.input_shape[1:]):
+            raise self._shape_error(x.shape, what)
+        if x.shape[0] == 0:
+            raise ValueError(f"{what}: x is empty (0 samples)")
+        x = x.astype(np.float32, copy=False)
+        if not np.isfinite(x).all():
+            bad = np.argwhere(~np.isfinite(x))[0]
+            raise ValueError(f"{what}: x contains NaN or inf (first at index {tuple(int(i) for i in bad)})")
+        if self.data_format == "channels_first" and x.ndim == 4:
+            x = x.transpose(0, 2, 3, 1)
+        return np.ascontiguousarray(x)
+
+    def _prepare_y(self, y, n, what):
+        """Targets as float32 one-hot rows (N, classes)."""
+        classes = self.layers[-1].out_shape[0]
+        y = np.asarray(y)
+        if self.loss == "sparse_categorical_crossentropy":
+            if y.ndim == 2 and y.shape[1] == 1:
+                y = y[:, 0]
+            if y.ndim != 1 or not (np.issubdtype(y.dtype, np.integer) or np.all(np.mod(y, 1) == 0)):
+                raise ValueError(f"{what}: sparse_categorical_crossentropy needs integer labels of shape (N,), "
+                                 f"got {y.dtype} {y.shape}")
+            if y.size and (y.min() < 0 or y.max() >= classes):
+                raise ValueError(f"{what}: labels must be in [0, {classes}), got values in [{y.min()}, {y.max()}]")
+            onehot = np.zeros((y.shape[0], classes), np.float32)
+            onehot[np.arange(y.shape[0]), y.astype(np.int64)] = 1.0
+            y = onehot
+        else:
+            if y.ndim == 1 or (y.ndim == 2 and y.shape[1] == 1 and classes != 1):
+                raise ValueError(f"{what}: categorical_crossentropy needs one-hot targets of shape (N, {classes}), "
+                                 f"got {y.shape}: use fastnet.utils.to_categorical(y, {classes}) or "
+                                 "loss='sparse_categorical_crossentropy'")
+            if y.ndim != 2 or y.shape[1] != classes:
+                raise ValueError(f"{what}: targets have shape {y.shape} but the model outputs "
+                                 f"{self.output_shape}: expected (N, {classes})")
+            y = y.astype(np.float32, copy=False)
+            if not np.isfinite(y).all():
+                raise ValueError(f"{what}: y contains NaN or inf")
+        if y.shape[0] != n:
+            raise ValueError(f"{what}: x has {n} samples but y has {y.shape[0]}; they must match")
+        return np.ascontiguousarray(y)
+
+    @staticmethod
+    def _batch_size(batch_size, n, what):
+        if batch_size is None:
+            return 32
+        if int(batch_size) < 1:
+            raise ValueError(f"{what}: batch_size must be >= 1, got {batch_size}")
+        return int(batch_size)
+
+    # ---------------------------------------------------------------- computation
+    def _forward(self, x, training):
+        for layer in self.layers:
+            x = layer.forward(x, training)
+        return x
+
+    def _train_step(self, xb, yb):
+        """One optimizer step; returns (sum of per-sample losses, number correct) before the update."""
+        out = self._forward(xb, True)
+        loss, probs = self._loss.forward(out, yb)
+        grad = self._loss.backward(out, probs, yb)
+        for layer in reversed(self.layers[1:]):
+            grad = layer.backward(grad)
+        self.layers[0].backward(grad, need_dx=False)
+        self.optimizer.apply(self._params, self._grads)
+        self.step += 1
+        return float(loss.sum(dtype=np.float64)), int(np.count_nonzero(out.argmax(1) == yb.argmax(1)))
+
+    def _evaluate_arrays(self, x, y, batch_size):
+        total, correct = 0.0, 0
+        for start in range(0, x.shape[0], batch_size):
+            xb, yb = x[start:start + batch_size], y[start:start + batch_size]
+            out = self._forward(xb, False)
+            loss, _ = self._loss.forward(out, yb)
+            total += float(loss.sum(dtype=np.float64))
+            correct += int(np.count_nonzero(out.argmax(1) == yb.argmax(1)))
+        return total / x.shape[0], correct / x.shape[0]
+
+    def _logs(self, loss, acc, prefix=""):
+        logs = {prefix + "loss": loss}
+        if self.metrics:
+            logs[prefix + "accuracy"] = acc
+            logs[prefix + "acc"] = acc  # the Keras 2.0 key the article's plots read
+        return logs
+
+    # ---------------------------------------------------------------- public API
+    def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose=1, callbacks=None, validation_split=0.0,
+            validation_data=None, shuffle=True, initial_epoch=0, nb_epoch=None, **kwargs):
+        if kwargs:
+            raise TypeError(f"fit got unexpected arguments {sorted(kwargs)}")
+        if nb_epoch is not None:
+            legacy("fit(nb_epoch=...) is the Keras 1 spelling; use epochs=")
+            epochs = nb_epoch
+        self._require_compiled("fit")
+        X = self._prepare_x(x, "fit")
+        Y = self._prepare_y(y, X.shape[0], "fit")
+        if validation_data is None and validation_split:
+            if not 0.0 < validation_split < 1.0:
+                raise ValueError(f"validation_split must be in (0, 1), got {validation_split}")
+            split = int(X.shape[0] * (1.0 - validation_split))  # the last samples, before shuffling (Keras)
+            X, Y, Xv, Yv = X[:split], Y[:split], X[split:], Y[split:]
+        elif validation_data is not None:
+            if len(validation_data) != 2:
+                raise ValueError("validation_data must be a pair (x_val, y_val)")
+            Xv = self._prepare_x(validation_data[0], "fit(validation_data)")
+            Yv = self._prepare_y(validation_data[1], Xv.shape[0], "fit(validation_data)")
+        else:
+            Xv = Yv = None
+        n = X.shape[0]
+        bs = self._batch_size(batch_size, n, "fit")
+        if bs > n:
+            raise ValueError(f"fit: batch_size={bs} is larger than the {n} training samples")
+        steps = math.ceil(n / bs)
+
+        history = History()
+        cbs = [history] + ([ProgressLogger(verbose)] if verbose else []) + list(callbacks or [])
+        for cb in cbs:
+            if not isinstance(cb, Callback):
+                raise TypeError(f"callbacks must be fastnet.callbacks.Callback instances, got {type(cb).__name__}")
+            cb.set_model(self)
+            cb.set_params({"epochs": epochs, "steps": steps, "batch_size": bs, "samples": n, "verbose": verbose})
+        self.history = history
+        self.stop_training = False
+        xbuf = np.empty((bs,) + X.shape[1:], np.float32)
+        ybuf = np.empty((bs,) + Y.shape[1:], np.float32)
+        for cb in cbs:
+            cb.on_train_begin()
+        for epoch in range(initial_epoch, epochs):
+            for cb in cbs:
+                cb.on_epoch_begin(epoch)
+            order = (_seed.generator(self.seed, self.model_id, 1, epoch).permutation(n) if shuffle
+                     else np.arange(n))
+            total, correct, seen = 0.0, 0, 0
+            for b in range(steps):
+                idx = order[b * bs:(b + 1) * bs]
+                xb = np.take(X, idx, axis=0, out=xbuf[:len(idx)])
+                yb = np.take(Y, idx, axis=0, out=ybuf[:len(idx)])
+                for cb in cbs:
+                    cb.on_batch_begin(b)
+                loss_sum, ok = self._train_step(xb, yb)
+                if not math.isfinite(loss_sum):
+                    raise FloatingPointError(
+                        f"fit: the loss became {loss_sum / len(idx)} at epoch {epoch + 1}, batch {b + 1}/{steps}: "
+                        "training diverged; lower the learning rate, or check the data for extreme values")
+                total, correct, seen = total + loss_sum, correct + ok, seen + len(idx)
+                batch_logs = self._logs(total / seen, correct / seen)
+                for cb in cbs:
+                    cb.on_batch_end(b, batch_logs)
+            logs = self._logs(total / seen, correct / seen)
+            if Xv is not None:
+                logs.update(self._logs(*self._evaluate_arrays(Xv, Yv, bs), prefix="val_"))
+            for cb in cbs:
+                cb.on_epoch_end(epoch, logs)
+            if self.stop_training:
+                break
+        for cb in cbs:
+            cb.on_train_end()
+        return history
+
+    def evaluate(self, x, y, batch_size=None, verbose=0):
+        """[loss, accuracy] (or loss alone without metrics), with dropout off."""
+        self._require_compiled("evaluate")
+        X = self._prepare_x(x, "evaluate")
+        Y = self._prepare_y(y, X.shape[0], "evaluate")
+        loss, acc = self._evaluate_arrays(X, Y, self._batch_size(batch_size, X.shape[0], "evaluate"))
+        if verbose:
+            print(f"{X.shape[0]} samples - loss: {loss:.4f}" + (f" - accuracy: {acc:.4f}" if self.metrics else ""))
+        return [loss, acc] if self.metrics else loss
+
+    def predict(self, x, batch_size=None, verbose=0):
+        """The model's outputs (probabilities after a softmax), with dropout off."""
+        X = self._prepare_x(x, "predict")
+        bs = self._batch_size(batch_size, X.shape[0], "predict")
+        last = self.layers[-1]
+        out = np.empty((X.shape[0],) + last.out_shape, np.float32)
+        softmax_by_loss = self._compiled and self._loss.from_logits
+        for start in range(0, X.shape[0], bs):
+            res = self._forward(X[start:start + bs], False)
+            if softmax_by_loss:
+                K.softmax_forward(res, out=out[start:start + bs])
+            else:
+                out[start:start + bs] = res
+        if last.out_fmt == "channels_first" and out.ndim == 4:
+            out = np.ascontiguousarray(out.transpose(0, 3, 1, 2))
+        return out
+
+    def predict_classes(self, x, batch_size=None, verbose=0):
+        return self.predict(x, batch_size).argmax(axis=-1)
+
+    def predict_proba(self, x, batch_size=None, verbose=0):
+        return self.predict(x, batch_size)
+
+    def train_on_batch(self, x, y):
+        """One optimizer step on this batch; returns [loss, accuracy] (or the loss) before the update."""
+        self._require_compiled("train_on_batch")
+        X = self._prepare_x(x, "train_on_batch")
+        Y = self._prepare_y(y, X.shape[0], "train_on_batch")
+        loss_sum, ok = self._train_step(X, Y)
+        if not math.isfinite(loss_sum):
+            raise FloatingPointError(f"train_on_batch: the loss became {loss_sum / X.shape[0]}")
+        loss, acc = loss_sum / X.shape[0], ok / X.shape[0]
+        return [loss, acc] if self.metrics else loss
+
+    def test_on_batch(self, x, y):
+        return self.evaluate(x, y, batch_size=len(x))
+
+    # ---------------------------------------------------------------- weights
+    def count_params(self):
+        return sum(layer.count_params() for layer in self.layers)
+
+    @property
+    def weights(self):
+        return [p for layer in self.layers for p in layer.params]
+
+    def get_weights(self):
+        """Copies of every weight in Keras layouts: Dense (in, out), Conv2D (rows, cols, in, out), biases (out,)."""
+        return [p.copy() for p in self.weights]
+
+    def set_weights(self, weights):
+        ours = self.weights
+        weights = list(weights)
+        if len(weights) != len(ours):
+            raise ValueError(f"set_weights: the model has {len(ours)} weight arrays, got {len(weights)}")
+        names = [f"{layer.name}/{n}" for layer in self.layers for n in layer.weight_names]
+        for name, mine, new in zip(names, ours, weights):
+            new = np.asarray(new)
+            if new.shape != mine.shape:
+                raise ValueError(f"set_weights: {name} has shape {mine.shape}, got {new.shape}")
+            if not np.isfinite(new).all():
+                raise ValueError(f"set_weights: {name} contains NaN or inf")
+        for mine, new in zip(ours, weights):
+            np.copyto(mine, np.asarray(new, dtype=np.float32))
+
+    # ---------------------------------------------------------------- description and files
+    def get_config(self):
+        return {"name": self.name,
+                "layers": [{"class_name": type(layer).__name__, "config": layer.get_config()} for layer in self.layers]}
+
+    def summary(self, print_fn=print, line_length=65):
+        from fastnet import summary as _summary
+
+        print_fn(_summary.summary_text(self, line_length))
+
+    def save(self, filepath, include_optimizer=True):
+        from fastnet import saving
+
+        saving.save_model(self, filepath, include_optimizer)
+
+
+def load_model(filepath, compile=True):
+    from fastnet import saving
+
+    return saving.load_model(filepath, compile)

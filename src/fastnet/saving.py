@@ -1,0 +1,129 @@
+"""The saved-model format: one .npz archive (a zip of .npy files), read with allow_pickle=False.
+
+    fastnet_model.json  0-d unicode array: {"format": "fastnet-model", "version": 1, "model": get_config(),
+                        "compile": {"loss", "metrics", "optimizer": {"class_name", "config"}} | null,
+                        "state": {"step", "iterations"}}
+    weight_NNN          the model's weights in get_weights() order (Keras layouts)
+    optimizer_NNN       the optimizer's slots over the flat parameter arena (when saved with it)
+
+Files are written to a temporary file beside the target and renamed into place: a crash never leaves a
+half-written model.
+"""
+import json
+import os
+import tempfile
+import zipfile
+
+import numpy as np
+
+FORMAT, VERSION = "fastnet-model", 1
+
+
+class ModelFileError(ValueError):
+    """A file that is not a valid fastnet model (truncated, corrupted, foreign or incompatible)."""
+
+
+def atomic_write(path, write):
+    """Call write(file_object) on a temporary file beside path, then rename it to path."""
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path), suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def save_model(model, path, include_optimizer=True):
+    from fastnet import optimizers
+
+    compiled = model._compiled
+    meta = {"format": FORMAT, "version": VERSION, "model": model.get_config(), "compile": None,
+            "state": {"step": model.step, "iterations": 0}}
+    arrays = {f"weight_{i:03d}": w for i, w in enumerate(model.get_weights())}
+    if compiled:
+        meta["compile"] = {"loss": model.loss, "metrics": list(model.metrics),
+                           "optimizer": optimizers.serialize(model.optimizer)}
+        if include_optimizer:
+            meta["state"]["iterations"] = model.optimizer.iterations
+            arrays.update({f"optimizer_{i:03d}": s for i, s in enumerate(model.optimizer.slots)})
+    arrays["fastnet_model.json"] = np.array(json.dumps(meta))
+    atomic_write(path, lambda f: np.savez(f, **arrays))
+
+
+def _read(path):
+    try:
+        with np.load(os.fspath(path), allow_pickle=False) as f:
+            if not isinstance(f, np.lib.npyio.NpzFile):
+                raise ModelFileError(f"{path}: a single .npy array, not a fastnet model archive")
+            if "fastnet_model.json" not in f.files:
+                raise ModelFileError(f"{path}: not a fastnet model (no fastnet_model.json entry)")
+            meta = json.loads(str(f["fastnet_model.json"][()]))
+            arrays = {k: f[k] for k in f.files if k != "fastnet_model.json"}
+    except FileNotFoundError:
+        raise
+    except ModelFileError:
+        raise
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError, UnicodeDecodeError) as e:
+        raise ModelFileError(f"{path}: truncated, corrupted or not a fastnet model file ({type(e).__name__}: {e})") \
+            from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise ModelFileError(f"{path}: not a fastnet model (format {meta.get('format') if isinstance(meta, dict) else None!r})")
+    if meta.get("version") != VERSION:
+        raise ModelFileError(f"{path}: fastnet model format version {meta.get('version')}, this fastnet reads {VERSION}")
+    return meta, arrays
+
+
+def load_model(path, compile=True):
+    from fastnet import layers as L
+    from fastnet import optimizers
+    from fastnet.models import Sequential
+
+    meta, arrays = _read(path)
+    classes = {name: getattr(L, name) for name in L.__all__ if name not in ("Layer", "LegacyAPIWarning")}
+    try:
+        config = meta["model"]
+        model = Sequential(name=config["name"])
+        for spec in config["layers"]:
+            if spec["class_name"] not in classes:
+                raise ModelFileError(f"{path}: unknown layer class {spec['class_name']!r}")
+            layer_config = dict(spec["config"])
+            if "batch_input_shape" in layer_config:
+                layer_config["batch_input_shape"] = tuple(layer_config["batch_input_shape"])
+            model.add(classes[spec["class_name"]].from_config(layer_config))
+    except ModelFileError:
+        raise
+    except (KeyError, TypeError, ValueError) as e:
+        raise ModelFileError(f"{path}: invalid model configuration ({type(e).__name__}: {e})") from None
+
+    weights = [arrays.get(f"weight_{i:03d}") for i in range(len(model.weights))]
+    extra = [k for k in arrays if k.startswith("weight_") and int(k[7:]) >= len(weights)]
+    if any(w is None for w in weights) or extra:
+        raise ModelFileError(f"{path}: the file holds {sum(k.startswith('weight_') for k in arrays)} weight arrays, "
+                             f"the model described in it needs {len(weights)}")
+    try:
+        model.set_weights(weights)
+    except ValueError as e:
+        raise ModelFileError(f"{path}: {e}") from None
+
+    if compile and meta.get("compile"):
+        c = meta["compile"]
+        model.compile(loss=c["loss"], optimizer=optimizers.get(c["optimizer"]), metrics=c["metrics"])
+        slots = [arrays[k] for k in sorted(arrays) if k.startswith("optimizer_")]
+        if slots:
+            if len(slots) != len(model.optimizer.slots) or any(s.shape != m.shape for s, m in zip(slots, model.optimizer.slots)):
+                raise ModelFileError(f"{path}: optimizer state does not match the model's {model.optimizer}")
+            for mine, saved in zip(model.optimizer.slots, slots):
+                np.copyto(mine, saved)
+            model.optimizer.iterations = int(meta["state"]["iterations"])
+    model.step = int(meta["state"].get("step", 0))
+    return model

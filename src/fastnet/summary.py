@@ -1,0 +1,22 @@
+"""model.summary(): the Keras table of layers, output shapes and parameter counts."""
+
+
+def _row(fields, widths):
+    line = ""
+    for field, end in zip(fields, widths):
+        line = (line + " " + str(field))[:end - 1].ljust(end)
+    return line.rstrip()
+
+
+def summary_text(model, line_length=65):
+    widths = [int(line_length * p) for p in (0.45, 0.85, 1.0)]
+    lines = [f'Model: "{model.name}"', "_" * line_length, _row(["Layer (type)", "Output Shape", "Param #"], widths),
+             "=" * line_length]
+    for i, layer in enumerate(model.layers):
+        lines.append(_row([f"{layer.name} ({type(layer).__name__})", layer.output_shape, layer.count_params()],
+                          widths))
+        lines.append("" if i + 1 < len(model.layers) else "=" * line_length)
+    total = model.count_params()
+    lines += [f"Total params: {total:,}", f"Trainable params: {total:,}", "Non-trainable params: 0",
+              "_" * line_length]
+    return "\n".join(lines)
