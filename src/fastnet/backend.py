@@ -3,7 +3,7 @@
 The image data format decides how a layer without an explicit data_format reads a 4-D batch:
 'channels_last' (N, H, W, C) like TensorFlow, or 'channels_first' (N, C, H, W) like Theano ('th').
 """
-import warnings
+from fastnet._legacy import legacy
 
 _ALIASES = {"channels_last": "channels_last", "tf": "channels_last",
             "channels_first": "channels_first", "th": "channels_first"}
@@ -35,8 +35,7 @@ def image_dim_ordering():
 
 
 def set_image_dim_ordering(ordering):
-    warnings.warn("set_image_dim_ordering is the Keras 1 spelling; use set_image_data_format", DeprecationWarning,
-                  stacklevel=2)
+    legacy("set_image_dim_ordering is the Keras 1 spelling; use set_image_data_format")
     set_image_data_format(ordering)
 
 

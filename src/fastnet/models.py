@@ -295,7 +295,7 @@ class Sequential:
         else:
             Xv = Yv = None
         n = X.shape[0]
-        bs = self._batch_size(batch_size, n, "fit")
+        bs = self._batch_size(batch_size, n, "fit") if batch_size is not None else min(32, n)
         if bs > n:
             raise ValueError(f"fit: batch_size={bs} is larger than the {n} training samples")
         steps = math.ceil(n / bs)

@@ -2,7 +2,7 @@
 
     fastnet_model.json  0-d unicode array: {"format": "fastnet-model", "version": 1, "model": get_config(),
                         "compile": {"loss", "metrics", "optimizer": {"class_name", "config"}} | null,
-                        "state": {"step", "iterations"}}
+                        "state": {"step", "iterations", "seed", "model_id"}}  (the random streams go on)
     weight_NNN          the model's weights in get_weights() order (Keras layouts)
     optimizer_NNN       the optimizer's slots over the flat parameter arena (when saved with it)
 
@@ -48,7 +48,7 @@ def save_model(model, path, include_optimizer=True):
 
     compiled = model._compiled
     meta = {"format": FORMAT, "version": VERSION, "model": model.get_config(), "compile": None,
-            "state": {"step": model.step, "iterations": 0}}
+            "state": {"step": model.step, "iterations": 0, "seed": model.seed, "model_id": model.model_id}}
     arrays = {f"weight_{i:03d}": w for i, w in enumerate(model.get_weights())}
     if compiled:
         meta["compile"] = {"loss": model.loss, "metrics": list(model.metrics),
@@ -62,9 +62,10 @@ def save_model(model, path, include_optimizer=True):
 
 def _read(path):
     try:
-        with np.load(os.fspath(path), allow_pickle=False) as f:
-            if not isinstance(f, np.lib.npyio.NpzFile):
-                raise ModelFileError(f"{path}: a single .npy array, not a fastnet model archive")
+        f = np.load(os.fspath(path), allow_pickle=False)
+        if not isinstance(f, np.lib.npyio.NpzFile):
+            raise ModelFileError(f"{path}: a single .npy array, not a fastnet model archive")
+        with f:
             if "fastnet_model.json" not in f.files:
                 raise ModelFileError(f"{path}: not a fastnet model (no fastnet_model.json entry)")
             meta = json.loads(str(f["fastnet_model.json"][()]))
@@ -125,5 +126,7 @@ def load_model(path, compile=True):
             for mine, saved in zip(model.optimizer.slots, slots):
                 np.copyto(mine, saved)
             model.optimizer.iterations = int(meta["state"]["iterations"])
-    model.step = int(meta["state"].get("step", 0))
+    state = meta["state"]
+    model.step = int(state.get("step", 0))
+    model.seed, model.model_id = int(state.get("seed", model.seed)), int(state.get("model_id", model.model_id))
     return model

@@ -1,5 +1,6 @@
 """Verified, atomic file fetching for datasets: the parts that do not depend on which data set it is."""
 import gzip
+import http.client
 import hashlib
 import os
 import tempfile
@@ -37,7 +38,7 @@ def read_maybe_gzip(path):
     return data
 
 
-def download_verified(url, dest, expected_sha256, timeout, decompress=True):
+def download_verified(url, dest, expected_sha256, timeout):
     """Download url to dest, only if its (decompressed) bytes hash to expected_sha256.
 
     The bytes go to a temporary file beside dest and are renamed into place after verification, so dest
@@ -48,12 +49,17 @@ def download_verified(url, dest, expected_sha256, timeout, decompress=True):
     try:
         with os.fdopen(fd, "wb") as out:
             with urllib.request.urlopen(url, timeout=timeout) as response:
+                expected = response.headers.get("Content-Length")
+                received = 0
                 while True:
                     chunk = response.read(1 << 20)
                     if not chunk:
                         break
                     out.write(chunk)
-        data = read_maybe_gzip(tmp) if decompress else open(tmp, "rb").read()
+                    received += len(chunk)
+                if expected is not None and received < int(expected):
+                    raise OSError(f"incomplete download ({received} of {expected} bytes)")
+        data = read_maybe_gzip(tmp)
         got = sha256(data)
         if got != expected_sha256:
             raise ValueError(f"checksum mismatch: SHA256 {got}, expected {expected_sha256}")
@@ -72,9 +78,12 @@ def describe(exc):
     if isinstance(exc, urllib.error.HTTPError):
         return f"HTTP {exc.code} {exc.reason}"
     if isinstance(exc, urllib.error.URLError):
-        return f"cannot connect ({exc.reason})"
-    if isinstance(exc, TimeoutError) or "timed out" in str(exc):
+        timed_out = isinstance(exc.reason, TimeoutError) or "timed out" in str(exc.reason)
+        return "timed out" if timed_out else f"cannot connect ({exc.reason})"
+    if isinstance(exc, TimeoutError):  # socket.timeout is an alias of TimeoutError
         return "timed out"
+    if isinstance(exc, http.client.IncompleteRead):
+        return f"incomplete download ({len(exc.partial)} bytes, {exc.expected} more expected)"
     if isinstance(exc, FileNotFoundError):
         return f"not found ({exc.filename})"
     return str(exc) or type(exc).__name__

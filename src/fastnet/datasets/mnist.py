@@ -60,14 +60,16 @@ def _check(name, data):
     if got != FILES[name]:
         raise ValueError(f"{name}: checksum mismatch (SHA256 {got[:16]}..., expected {FILES[name][:16]}...): "
                          "the file is corrupted or not the MNIST release")
-    return data
 
 
 def _arrays(blobs):
+    """Parse the four IDX files (structure first, for a precise error), then verify their checksums."""
     x_train = parse_idx(blobs["train-images-idx3-ubyte"], (None, 28, 28), "train-images-idx3-ubyte")
     y_train = parse_idx(blobs["train-labels-idx1-ubyte"], (x_train.shape[0],), "train-labels-idx1-ubyte")
     x_test = parse_idx(blobs["t10k-images-idx3-ubyte"], (None, 28, 28), "t10k-images-idx3-ubyte")
     y_test = parse_idx(blobs["t10k-labels-idx1-ubyte"], (x_test.shape[0],), "t10k-labels-idx1-ubyte")
+    for name, data in blobs.items():
+        _check(name, data)
     return (x_train, y_train), (x_test, y_test)
 
 
@@ -80,7 +82,7 @@ def _find(folder, name):
 
 
 def _from_folder(folder):
-    return _arrays({name: _check(name, read_maybe_gzip(_find(folder, name))) for name in FILES})
+    return _arrays({name: read_maybe_gzip(_find(folder, name)) for name in FILES})
 
 
 def _from_npz(path):
@@ -149,7 +151,7 @@ def load_data(path=None):
         except Exception as e:
             failures.append(f"  - {label}: {describe(e)}")
             continue
-        if failures:
+        if any("not found" not in f for f in failures):
             warnings.warn("MNIST loaded from " + label + " after these sources failed:\n" + "\n".join(failures),
                           stacklevel=2)
         return result

@@ -3,23 +3,13 @@
 Inside fastnet, 4-D batches are NHWC whatever the data format; a layer's `data_format` only says how its
 public shapes read (Keras semantics). The model converts the input once at its edge.
 """
-import warnings
-
 import numpy as np
 
 from fastnet import _kernels as K
-from fastnet import backend
+from fastnet._legacy import LegacyAPIWarning, legacy  # noqa: F401  (re-exported)
 
 ACTIVATIONS = ("linear", "relu", "sigmoid", "tanh", "softmax")
 INITIALIZERS = ("glorot_uniform", "glorot_normal", "he_uniform", "he_normal", "zeros", "ones")
-
-
-class LegacyAPIWarning(DeprecationWarning):
-    """A Keras 1 spelling was used; it works, and the message gives the Keras 2 spelling."""
-
-
-def legacy(message, stacklevel=3):
-    warnings.warn(message, LegacyAPIWarning, stacklevel=stacklevel)
 
 
 def public_shape(shape, fmt):

@@ -1,0 +1,260 @@
+"""Sequential end to end: shapes and summaries, channel orders, save/load, seeds and threads, legacy spellings."""
+import json
+import os
+import warnings
+
+import numpy as np
+import pytest
+
+import fastnet
+from fastnet import backend, networks
+from fastnet.layers import (Activation, Conv2D, Convolution2D, Dense, Dropout, Flatten, LegacyAPIWarning,
+                            MaxPooling2D)
+from fastnet.models import Sequential, load_model
+from fastnet.saving import ModelFileError
+from fastnet.utils import np_utils, to_categorical
+
+
+def tiny_cnn(data_format="channels_last"):
+    shape = (1, 10, 10) if data_format == "channels_first" else (10, 10, 1)
+    m = Sequential()
+    m.add(Conv2D(4, (3, 3), input_shape=shape, data_format=data_format))
+    m.add(Activation("relu"))
+    m.add(MaxPooling2D((2, 2)))
+    m.add(Dropout(0.25))
+    m.add(Flatten())
+    m.add(Dense(8, activation="relu"))
+    m.add(Dropout(0.5))
+    m.add(Dense(3, activation="softmax"))
+    m.compile(loss="categorical_crossentropy", optimizer="adadelta", metrics=["accuracy"])
+    return m
+
+
+def data(n=40, data_format="channels_last", seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.random((n, 10, 10, 1)).astype(np.float32)
+    if data_format == "channels_first":
+        x = x.transpose(0, 3, 1, 2).copy()
+    return x, to_categorical(rng.integers(0, 3, n), 3)
+
+
+def test_summary_matches_keras_counts():
+    fastnet.set_seed(0)
+    lines = []
+    networks.mlp().summary(print_fn=lines.append)
+    text = lines[0]
+    assert "Total params: 669,706" in text and "Trainable params: 669,706" in text
+    assert "dense (Dense)" in text and "(None, 512)" in text and "401920" in text and "262656" in text
+    lines.clear()
+    for fmt, shape in (("channels_last", "(None, 26, 26, 32)"), ("channels_first", "(None, 32, 26, 26)")):
+        cnn = networks.cnn(fmt)
+        assert cnn.count_params() == 600_810
+        cnn.summary(print_fn=lines.append)
+        assert "Total params: 600,810" in lines[-1] and shape in lines[-1] and "(None, 4608)" in lines[-1]
+    assert [l.count_params() for l in cnn.layers if l.params] == [320, 9248, 589952, 1290]
+
+
+def test_keras_weight_layouts():
+    m = tiny_cnn()
+    assert [w.shape for w in m.get_weights()] == [(3, 3, 1, 4), (4,), (64, 8), (8,), (8, 3), (3,)]
+
+
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+def test_fit_evaluate_predict(data_format):
+    fastnet.set_seed(1)
+    m = tiny_cnn(data_format)
+    x, y = data(data_format=data_format)
+    h = m.fit(x, y, batch_size=16, epochs=3, verbose=0, validation_data=(x, y))
+    assert h.epoch == [0, 1, 2]
+    for key in ("loss", "accuracy", "acc", "val_loss", "val_accuracy", "val_acc"):
+        assert len(h.history[key]) == 3
+    loss, acc = m.evaluate(x, y)
+    assert loss == pytest.approx(h.history["val_loss"][-1], rel=1e-6)
+    p = m.predict(x)
+    assert p.shape == (40, 3) and np.allclose(p.sum(1), 1, atol=1e-6)
+    assert acc == pytest.approx((p.argmax(1) == y.argmax(1)).mean())
+    np.testing.assert_array_equal(m.predict_classes(x), p.argmax(1))
+
+
+def test_channels_first_and_last_models_agree():
+    """The same weights give the same predictions whichever ordering the model reads."""
+    a, b = tiny_cnn("channels_last"), tiny_cnn("channels_first")
+    x, _ = data()
+    w = a.get_weights()
+    # Flatten reads (H, W, C) in one and (C, H, W) in the other: permute the Dense rows to match.
+    w[2] = w[2].reshape(4, 4, 4, 8).transpose(2, 0, 1, 3).reshape(64, 8)
+    b.set_weights(w)
+    np.testing.assert_allclose(a.predict(x), b.predict(x.transpose(0, 3, 1, 2)), rtol=1e-5, atol=1e-6)
+
+
+def test_wrong_channel_order_at_fit_names_shapes_and_fix():
+    m = tiny_cnn("channels_first")
+    x, y = data()  # channels_last data
+    with pytest.raises(ValueError) as info:
+        m.fit(x, y, verbose=0)
+    text = str(info.value)
+    assert "(N, 1, 10, 10)" in text and "(40, 10, 10, 1)" in text and "looks channels_last" in text
+    assert "transpose(0, 3, 1, 2)" in text
+    m2 = tiny_cnn("channels_last")
+    with pytest.raises(ValueError, match=r"looks channels_first.*transpose\(0, 2, 3, 1\)"):
+        m2.predict(x.transpose(0, 3, 1, 2))
+    with pytest.raises(ValueError, match=r"Reshape it with x.reshape\(-1, 10, 10, 1\)"):
+        m2.predict(x.reshape(40, 100))
+
+
+def test_the_articles_trap_is_explained_at_build_time():
+    """Keras read 'tf' ordering from keras.json and failed with 'Negative dimension size'."""
+    backend.set_image_data_format("channels_last")
+    m = Sequential()
+    with pytest.raises(ValueError) as info:
+        m.add(Conv2D(32, (3, 3), input_shape=(1, 28, 28)))
+    text = str(info.value)
+    assert "(None, 1, 28, 28)" in text and "channels_last" in text and "1 rows x 28 cols with 28 channel(s)" in text
+    assert "looks channels_first" in text and "data_format='channels_first'" in text
+    assert not m.layers  # a failed add leaves the model unchanged
+
+
+def test_global_default_data_format_is_set_in_code():
+    try:
+        backend.set_image_data_format("th")
+        m = Sequential([Conv2D(2, (3, 3), input_shape=(1, 8, 8)), Flatten(), Dense(2, activation="softmax")])
+        assert m.layers[0].output_shape == (None, 2, 6, 6) and backend.image_dim_ordering() == "th"
+    finally:
+        backend.set_image_data_format("channels_last")
+    with pytest.raises(ValueError, match="data_format must be"):
+        backend.set_image_data_format("nchw")
+
+
+def test_mixed_orderings_rejected():
+    m = Sequential([Conv2D(2, (3, 3), input_shape=(1, 8, 8), data_format="channels_first")])
+    with pytest.raises(ValueError, match="layers before it are 'channels_first'"):
+        m.add(MaxPooling2D(data_format="channels_last"))
+
+
+def test_suspicious_first_layer_warns():
+    with pytest.warns(UserWarning, match="if it means 3 channel"):
+        Sequential([Conv2D(2, (3, 3), input_shape=(3, 32, 32))])
+
+
+def test_build_errors_are_clear():
+    with pytest.raises(ValueError, match="first layer needs its input shape"):
+        Sequential().add(Dense(3))
+    with pytest.raises(ValueError, match=r"expects flat input.*add Flatten\(\)"):
+        Sequential([Conv2D(2, (3, 3), input_shape=(8, 8, 1)), Dense(3)])
+    with pytest.raises(ValueError, match="expects 4-D input"):
+        Sequential([Dense(3, input_shape=(5,)), Conv2D(2, (3, 3))])
+    with pytest.raises(RuntimeError, match="call model.compile"):
+        Sequential([Dense(3, input_shape=(5,))]).fit(np.zeros((4, 5)), np.zeros((4, 3)))
+
+
+def test_target_errors():
+    m = tiny_cnn()
+    x, y = data()
+    with pytest.raises(ValueError, match=r"one-hot targets of shape \(N, 3\).*to_categorical"):
+        m.fit(x, y.argmax(1), verbose=0)
+    with pytest.raises(ValueError, match="x has 40 samples but y has 39"):
+        m.fit(x, y[:39], verbose=0)
+    m.compile(loss="sparse_categorical_crossentropy", optimizer="sgd", metrics=["acc"])
+    m.fit(x, y.argmax(1), batch_size=8, epochs=1, verbose=0)
+    with pytest.raises(ValueError, match=r"labels must be in \[0, 3\)"):
+        m.fit(x, y.argmax(1) + 1, verbose=0)
+
+
+def test_nan_input_rejected_and_divergence_stops_fit():
+    m = tiny_cnn()
+    x, y = data()
+    bad = x.copy()
+    bad[3, 2, 2, 0] = np.nan
+    with pytest.raises(ValueError, match=r"NaN or inf \(first at index \(3, 2, 2, 0\)\)"):
+        m.fit(bad, y, verbose=0)
+    m.compile(loss="categorical_crossentropy", optimizer=fastnet.optimizers.SGD(lr=1e30))
+    with pytest.raises(FloatingPointError, match="epoch 1, batch"):
+        m.fit(x * 1e4, y, batch_size=8, epochs=2, verbose=0)
+
+
+def test_save_load_roundtrip(tmp_path):
+    fastnet.set_seed(2)
+    m = tiny_cnn("channels_first")
+    x, y = data(data_format="channels_first")
+    m.fit(x, y, batch_size=8, epochs=1, verbose=0)
+    path = tmp_path / "model.npz"
+    m.save(path)
+    assert sorted(os.listdir(tmp_path)) == ["model.npz"]  # no temporary file left
+    m2 = load_model(path)
+    np.testing.assert_array_equal(m.predict(x), m2.predict(x))
+    assert m2.layers[0].data_format == "channels_first" and m2.optimizer.iterations == m.optimizer.iterations
+    # Training on continues identically: weights, optimizer slots and the dropout step counter were saved.
+    m.fit(x, y, batch_size=8, epochs=1, verbose=0, shuffle=False)
+    m2.fit(x, y, batch_size=8, epochs=1, verbose=0, shuffle=False)
+    for a, b in zip(m.get_weights(), m2.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_load_rejects_bad_files(tmp_path):
+    m = tiny_cnn()
+    path = tmp_path / "m.npz"
+    m.save(path)
+    raw = path.read_bytes()
+    (tmp_path / "trunc.npz").write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(ModelFileError, match="truncated, corrupted"):
+        load_model(tmp_path / "trunc.npz")
+    np.savez(tmp_path / "foreign.npz", a=np.zeros(3))
+    with pytest.raises(ModelFileError, match="not a fastnet model"):
+        load_model(tmp_path / "foreign.npz")
+    np.save(tmp_path / "single.npy", np.zeros(3))
+    with pytest.raises(ModelFileError):
+        load_model(tmp_path / "single.npy")
+    weights = m.get_weights()
+    weights[0] = weights[0][:, :, :, :2]
+    with pytest.raises(ValueError, match=r"conv2d/kernel has shape \(3, 3, 1, 4\), got \(3, 3, 1, 2\)"):
+        m.set_weights(weights)
+
+
+def test_same_seed_same_weights_any_thread_count():
+    x, y = data(64)
+    results = []
+    for threads in (1, 2, 1):
+        fastnet.set_num_threads(threads)
+        fastnet.set_seed(11)
+        m = tiny_cnn()
+        m.fit(x, y, batch_size=16, epochs=2, verbose=0)
+        results.append(m.get_weights())
+    fastnet.set_num_threads(fastnet._threads._default_threads())
+    for other in results[1:]:
+        for a, b in zip(results[0], other):
+            np.testing.assert_array_equal(a, b)
+    fastnet.set_seed(12)
+    m = tiny_cnn()
+    assert not np.array_equal(m.get_weights()[0], tiny_cnn().get_weights()[0])  # next model, new weights
+
+
+def test_keras1_spellings_work_with_a_warning():
+    with pytest.warns(LegacyAPIWarning, match="Conv2D"):
+        conv = Convolution2D(32, 3, 3, border_mode="valid", input_shape=(1, 28, 28), dim_ordering="th")
+    m = Sequential([conv, Activation("relu"), Flatten(), Dense(10), Activation("softmax")])
+    assert m.layers[0].output_shape == (None, 32, 26, 26)
+    m.compile(loss="categorical_crossentropy", optimizer="rmsprop", metrics=["accuracy"])
+    with pytest.warns(LegacyAPIWarning):
+        y = np_utils.to_categorical(np.arange(4) % 10, nb_classes=10)
+    with pytest.warns(LegacyAPIWarning, match="epochs"):
+        m.fit(np.zeros((4, 1, 28, 28), np.float32), y, nb_epoch=1, verbose=0)
+    from fastnet.layers.convolutional import MaxPooling2D as MP  # Keras 1 import paths
+    from fastnet.layers.core import Dense as D  # noqa: F401
+    assert MP is MaxPooling2D
+
+
+def test_to_categorical():
+    np.testing.assert_array_equal(to_categorical([0, 2, 1]), np.eye(3)[[0, 2, 1]])
+    assert to_categorical([1, 0], 4).dtype == np.float32
+    with pytest.raises(ValueError, match="out of range"):
+        to_categorical([5], 3)
+
+
+def test_progress_output(capsys):
+    m = tiny_cnn()
+    x, y = data()
+    m.fit(x, y, batch_size=16, epochs=2, verbose=2, validation_data=(x, y))
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "Epoch 1/2" and out[1].startswith("3/3 - ") and "val_accuracy:" in out[1]
+    m.fit(x, y, batch_size=16, epochs=1, verbose=1)
+    assert "[==============================]" in capsys.readouterr().out
