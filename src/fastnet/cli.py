@@ -9,7 +9,7 @@ import sys
 import time
 
 import fastnet
-from fastnet import networks
+from fastnet import networks, viz
 from fastnet.saving import atomic_write
 
 
@@ -75,7 +75,32 @@ def main(argv=None):
         "test_loss": loss, "test_accuracy": acc, "train_seconds": round(train_seconds, 2),
         "fastnet": fastnet.__version__, "gemm_kernel": fastnet._kernels.get_isa(), "machine": platform.machine()})
     model.save(os.path.join(out, "model.npz"))
-    print(f"Wrote {out}/history.json, history.csv and model.npz")
+    viz.save_image(viz.plot_history(history, title=f"{args.network.upper()}: test accuracy {acc:.4f}"),
+                   os.path.join(out, "history.png"))
+    viz.save_image(viz.plot_model(model), os.path.join(out, "model.png"))
+    print(f"Wrote {out}/history.json, history.csv, history.png, model.png and model.npz")
+    return 0
+
+
+def show_main(argv=None):
+    """`fastnet-show`: every MNIST digit in one grid (train and test) and the digits grouped by label."""
+    p = argparse.ArgumentParser(prog="fastnet-show", description=(
+        "Write mnist_train.png (all 60,000 training digits, 245x245 tiles: 6,860 px square), mnist_test.png "
+        "(10,000 digits) and mnist_by_label.png (digits grouped by label)."))
+    p.add_argument("--data", help="folder with the MNIST files or a Keras mnist.npz (default: FASTNET_DATA, the "
+                                  "cache, then a download)")
+    p.add_argument("--out", default=".", help="output folder (default: the current folder)")
+    p.add_argument("--per-label", type=int, default=20, help="digits per label (default: %(default)s)")
+    args = p.parse_args(argv)
+    from fastnet.datasets import mnist
+
+    (x_train, y_train), (x_test, _) = mnist.load_data(args.data)
+    os.makedirs(args.out, exist_ok=True)
+    for name, image in (("mnist_train.png", viz.digit_grid(x_train)), ("mnist_test.png", viz.digit_grid(x_test)),
+                        ("mnist_by_label.png", viz.digits_by_label(x_train, y_train, args.per_label))):
+        path = os.path.join(args.out, name)
+        viz.save_image(image, path)
+        print(f"Wrote {path} ({image.size[0]}x{image.size[1]} px)")
     return 0
 
 
