@@ -3,11 +3,9 @@
 #include "fastnet.h"
 #include "internal.h"
 
-#define FN_ELEMWISE_BLOCK 4096 /* elements per parallel block */
-
 static int valid_act(int act) { return act >= FN_ACT_LINEAR && act <= FN_ACT_TANH; }
 
-static void act_forward_block(float *restrict y, const float *restrict x, int64_t n, int act) {
+FN_VECTOR_CLONES static void act_forward_block(float *y, const float *x, int64_t n, int act) {
     switch (act) {
     case FN_ACT_RELU:
         for (int64_t i = 0; i < n; i++) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
@@ -23,7 +21,7 @@ static void act_forward_block(float *restrict y, const float *restrict x, int64_
     }
 }
 
-static void act_backward_block(float *dx, const float *dy, const float *restrict y, int64_t n, int act) {
+FN_VECTOR_CLONES static void act_backward_block(float *dx, const float *dy, const float *restrict y, int64_t n, int act) {
     switch (act) {
     case FN_ACT_RELU:
         for (int64_t i = 0; i < n; i++) dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
@@ -41,23 +39,13 @@ static void act_backward_block(float *dx, const float *dy, const float *restrict
 
 int fn_activation_forward(float *y, const float *x, int64_t n, int act, int n_threads) {
     if (!valid_act(act)) return FN_EINVAL;
-    const int64_t nb = fn_ceil_div(n, FN_ELEMWISE_BLOCK);
-    #pragma omp parallel for schedule(static) num_threads(n_threads)
-    for (int64_t b = 0; b < nb; b++) {
-        const int64_t i0 = b * FN_ELEMWISE_BLOCK;
-        act_forward_block(y + i0, x + i0, fn_min64(FN_ELEMWISE_BLOCK, n - i0), act);
-    }
+    FN_FOR_BLOCKS(n, i0, len, act_forward_block(y + i0, x + i0, len, act))
     return FN_OK;
 }
 
 int fn_activation_backward(float *dx, const float *dy, const float *y, int64_t n, int act, int n_threads) {
     if (!valid_act(act)) return FN_EINVAL;
-    const int64_t nb = fn_ceil_div(n, FN_ELEMWISE_BLOCK);
-    #pragma omp parallel for schedule(static) num_threads(n_threads)
-    for (int64_t b = 0; b < nb; b++) {
-        const int64_t i0 = b * FN_ELEMWISE_BLOCK;
-        act_backward_block(dx + i0, dy + i0, y + i0, fn_min64(FN_ELEMWISE_BLOCK, n - i0), act);
-    }
+    FN_FOR_BLOCKS(n, i0, len, act_backward_block(dx + i0, dy + i0, y + i0, len, act))
     return FN_OK;
 }
 

@@ -52,10 +52,8 @@ static void col2im_rows_add(float *restrict dxn, const float *restrict cols, con
     }
 }
 
-/* Per-thread scratch of the forward and backward-data passes: packed A, then one im2col tile. */
-static int64_t tile_slot(const fn_conv2d_shape *s) {
-    return fn_round_up(fn_gemm_packed_a_size() + FN_CONV_ROWS * kcols(s) + FN_WS_PAD, 16);
-}
+/* Per-thread scratch of the forward and backward-data passes: one im2col tile. */
+static int64_t tile_slot(const fn_conv2d_shape *s) { return fn_round_up(FN_CONV_ROWS * kcols(s) + FN_WS_PAD, 16); }
 
 static int64_t filter_rows(const fn_conv2d_shape *s) {
     return fn_max64(1, fn_min64(s->OH * s->OW, FN_CONV_FILTER_COLS / kcols(s)));
@@ -68,8 +66,7 @@ static int64_t filter_chunks(const fn_conv2d_shape *s) {
 
 static int64_t filter_slot(const fn_conv2d_shape *s) {
     const int64_t rows = filter_rows(s);
-    return fn_round_up(fn_gemm_packed_a_size() + rows * kcols(s) + fn_gemm_packed_b_size(rows, s->OC) +
-                           3 * FN_WS_PAD, 16);
+    return fn_round_up(rows * kcols(s) + fn_gemm_packed_b_size(rows, s->OC) + 2 * FN_WS_PAD, 16);
 }
 
 static int64_t partial_size(const fn_conv2d_shape *s) { return fn_round_up(kcols(s) * s->OC + s->OC, 16); }
@@ -90,22 +87,24 @@ int fn_conv2d_forward(float *y, const float *x, const float *w, const float *b, 
     const fn_ukernel *uk = fn_gemm_ukernel();
     const int64_t K = kcols(s), P = s->OH * s->OW, npanels = fn_ceil_div(s->OC, uk->nr);
     const int64_t tiles_per_image = fn_ceil_div(P, FN_CONV_ROWS);
-    float *bp = fn_align64(ws);
-    float *slots = fn_align64(bp + fn_gemm_packed_b_size(K, s->OC));
+    const int direct_b = fn_gemm_b_is_packed(uk, 0, s->OC, s->OC);
+    float *bp = direct_b ? (float *)w : fn_align64(ws);
+    float *slots = fn_align64(fn_align64(ws) + fn_gemm_packed_b_size(K, s->OC));
 
     #pragma omp parallel num_threads(n_threads)
     {
-        float *ap = slots + fn_thread_id() * tile_slot(s);
-        float *cols = fn_align64(ap + fn_gemm_packed_a_size());
-        #pragma omp for schedule(static)
-        for (int64_t q = 0; q < npanels; q++) fn_gemm_pack_b(uk, bp, w, s->OC, 0, K, s->OC, q, q + 1);
+        float *cols = slots + fn_thread_id() * tile_slot(s);
+        if (!direct_b) {
+            #pragma omp for schedule(static)
+            for (int64_t q = 0; q < npanels; q++) fn_gemm_pack_b(uk, bp, w, s->OC, 0, K, s->OC, q, q + 1);
+        }
         #pragma omp for schedule(static)
         for (int64_t t = 0; t < s->N * tiles_per_image; t++) {
             const int64_t n = t / tiles_per_image, r0 = (t % tiles_per_image) * FN_CONV_ROWS;
             const int64_t r1 = fn_min64(P, r0 + FN_CONV_ROWS);
             float *yt = y + (n * P + r0) * s->OC;
             im2col_rows(cols, x + n * s->H * s->W * s->C, s, r0, r1);
-            fn_gemm_tile(uk, 0, r1 - r0, 0, npanels, s->OC, K, 1.0f, cols, K, 0, bp, 0.0f, yt, s->OC, ap);
+            fn_gemm_tile(uk, 0, r1 - r0, 0, npanels, s->OC, K, 1.0f, cols, K, 0, bp, 0.0f, yt, s->OC);
             fn_bias_act_rows(yt, s->OC, b, r1 - r0, s->OC, act);
         }
     }
@@ -123,8 +122,7 @@ int fn_conv2d_backward_data(float *dx, const float *dy, const float *w, const fn
 
     #pragma omp parallel num_threads(n_threads)
     {
-        float *ap = slots + fn_thread_id() * tile_slot(s);
-        float *dcols = fn_align64(ap + fn_gemm_packed_a_size());
+        float *dcols = slots + fn_thread_id() * tile_slot(s);
         #pragma omp for schedule(static)
         for (int64_t q = 0; q < npanels; q++) fn_gemm_pack_b(uk, bp, w, s->OC, 1, s->OC, K, q, q + 1);
         /* One image per iteration: receptive fields overlap, so the owner of dx[n] does all its adds. */
@@ -135,7 +133,7 @@ int fn_conv2d_backward_data(float *dx, const float *dy, const float *w, const fn
             for (int64_t r0 = 0; r0 < P; r0 += FN_CONV_ROWS) {
                 const int64_t r1 = fn_min64(P, r0 + FN_CONV_ROWS);
                 fn_gemm_tile(uk, 0, r1 - r0, 0, npanels, K, s->OC, 1.0f, dy + (n * P + r0) * s->OC, s->OC, 0, bp,
-                             0.0f, dcols, K, ap);
+                             0.0f, dcols, K);
                 col2im_rows_add(dxn, dcols, s, r0, r1);
             }
         }
@@ -154,8 +152,7 @@ int fn_conv2d_backward_filter(float *dw, float *db, const float *dy, const float
 
     #pragma omp parallel num_threads(n_threads)
     {
-        float *ap = slots + fn_thread_id() * filter_slot(s);
-        float *cols = fn_align64(ap + fn_gemm_packed_a_size());
+        float *cols = slots + fn_thread_id() * filter_slot(s);
         float *bp = fn_align64(cols + rows * K);
         #pragma omp for schedule(static)
         for (int64_t c = 0; c < nch; c++) {
@@ -168,9 +165,13 @@ int fn_conv2d_backward_filter(float *dw, float *db, const float *dy, const float
                     const int64_t r1 = fn_min64(P, r0 + rows);
                     const float *dyt = dy + (n * P + r0) * OC;
                     im2col_rows(cols, x + n * s->H * s->W * s->C, s, r0, r1);
-                    fn_gemm_pack_b(uk, bp, dyt, OC, 0, r1 - r0, OC, 0, npanels);
-                    fn_gemm_tile(uk, 0, K, 0, npanels, OC, r1 - r0, 1.0f, cols, K, 1, bp, first ? 0.0f : 1.0f, pw,
-                                 OC, ap);
+                    const float *bt = dyt;
+                    if (!fn_gemm_b_is_packed(uk, 0, OC, OC)) {
+                        fn_gemm_pack_b(uk, bp, dyt, OC, 0, r1 - r0, OC, 0, npanels);
+                        bt = bp;
+                    }
+                    fn_gemm_tile(uk, 0, K, 0, npanels, OC, r1 - r0, 1.0f, cols, K, 1, bt, first ? 0.0f : 1.0f, pw,
+                                 OC);
                     for (int64_t r = 0; r < r1 - r0; r++)
                         for (int64_t o = 0; o < OC; o++) pb[o] += dyt[r * OC + o];
                     first = 0;

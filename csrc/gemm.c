@@ -1,21 +1,21 @@
 /* GEMM: the one engine under every dense and convolution kernel.
  *
- * Goto/BLIS structure: op(B) is packed once into KC x NR panels shared by all threads; each thread packs
- * MC x KC blocks of op(A) into MR-row micro-panels and runs the micro-kernel over its tiles of C.
- * Tiles split C by rows and by panels, so 128-row matrices still give every thread work. */
+ * op(B) is packed once into K-blocks of NR-wide panels shared by all threads (or used as it is when it is
+ * already one such panel); the micro-kernel reads op(A) in place, row-major or transposed, with broadcasts,
+ * so A is never copied. Tiles split C by rows and by panels, so 128-row matrices still give every thread work. */
 #include <string.h>
 
 #include "fastnet.h"
 #include "internal.h"
 
 /* ---- portable micro-kernel (4 x 16; the compiler vectorizes the inner loop at the baseline ISA) ---- */
-static void ukernel_generic_4x16(int64_t kc, const float *restrict a, const float *restrict b,
-                                 float *restrict c, int64_t ldc, int accumulate) {
+static void ukernel_generic_4x16(int64_t kc, const float *restrict a, int64_t rs_a, int64_t cs_a,
+                                 const float *restrict b, float *restrict c, int64_t ldc, int accumulate) {
     float acc[4][16];
     memset(acc, 0, sizeof acc);
     for (int64_t k = 0; k < kc; k++) {
         for (int i = 0; i < 4; i++) {
-            const float ai = a[k * 4 + i];
+            const float ai = a[i * rs_a + k * cs_a];
             for (int j = 0; j < 16; j++) acc[i][j] += ai * b[k * 16 + j];
         }
     }
@@ -57,15 +57,23 @@ int fn_gemm_isa(void) {
 const char *fn_gemm_isa_name(void) { return fn_gemm_ukernel()->name; }
 
 /* ---- packing ---- */
+int64_t fn_gemm_kc(int64_t K) {
+    const int64_t blocks = fn_max64(1, fn_ceil_div(K, FN_KC_MAX));
+    return fn_round_up(fn_ceil_div(K, blocks), 8);
+}
+
 int64_t fn_gemm_packed_b_size(int64_t K, int64_t N) { return K * fn_round_up(N, FN_NR_MAX) + FN_WS_PAD; }
-int64_t fn_gemm_packed_a_size(void) { return (int64_t)FN_MC * FN_KC + FN_WS_PAD; }
+
+int fn_gemm_b_is_packed(const fn_ukernel *uk, int trans_b, int64_t N, int64_t ldb) {
+    return !trans_b && N == uk->nr && ldb == uk->nr;
+}
 
 void fn_gemm_pack_b(const fn_ukernel *uk, float *restrict bp, const float *restrict b, int64_t ldb,
                     int trans_b, int64_t K, int64_t N, int64_t q0, int64_t q1) {
     const int nr = uk->nr;
-    const int64_t npad = fn_round_up(N, nr);
-    for (int64_t pc = 0; pc < K; pc += FN_KC) {
-        const int64_t kcb = fn_min64(FN_KC, K - pc);
+    const int64_t npad = fn_round_up(N, nr), kc = fn_gemm_kc(K);
+    for (int64_t pc = 0; pc < K; pc += kc) {
+        const int64_t kcb = fn_min64(kc, K - pc);
         for (int64_t q = q0; q < q1; q++) {
             float *dst = bp + pc * npad + q * kcb * nr;
             const int64_t j0 = q * nr, jn = fn_min64(nr, N - j0);
@@ -82,32 +90,20 @@ void fn_gemm_pack_b(const fn_ukernel *uk, float *restrict bp, const float *restr
     }
 }
 
-/* Pack rows [i0, i0+mcb) x columns [pc, pc+kcb) of alpha*op(A) into MR-row micro-panels, zero-padded. */
-static void pack_a(int mr, float *restrict ap, const float *restrict a, int64_t lda, int trans_a,
-                   int64_t i0, int64_t mcb, int64_t pc, int64_t kcb, float alpha) {
-    for (int64_t p = 0; p < mcb; p += mr) {
-        const int64_t ib = fn_min64(mr, mcb - p);
-        float *dst = ap + (p / mr) * kcb * mr;
-        if (ib < mr) memset(dst, 0, sizeof(float) * kcb * mr);
-        if (!trans_a) {
-            for (int64_t i = 0; i < ib; i++) {
-                const float *src = a + (i0 + p + i) * lda + pc;
-                for (int64_t k = 0; k < kcb; k++) dst[k * mr + i] = alpha * src[k];
-            }
-        } else {
-            for (int64_t k = 0; k < kcb; k++) {
-                const float *src = a + (pc + k) * lda + i0 + p;
-                for (int64_t i = 0; i < ib; i++) dst[k * mr + i] = alpha * src[i];
-            }
-        }
-    }
+/* A micro-panel copied into a zero-padded (kc x mr) buffer, scaled: for edge rows and alpha != 1. */
+static void copy_a_panel(float *restrict dst, int mr, const float *restrict a, int64_t rs, int64_t cs,
+                         int64_t rows, int64_t kc, float alpha) {
+    memset(dst, 0, sizeof(float) * kc * mr);
+    for (int64_t i = 0; i < rows; i++)
+        for (int64_t k = 0; k < kc; k++) dst[k * mr + i] = alpha * a[i * rs + k * cs];
 }
 
 void fn_gemm_tile(const fn_ukernel *uk, int64_t m0, int64_t m1, int64_t q0, int64_t q1, int64_t N,
                   int64_t K, float alpha, const float *a, int64_t lda, int trans_a, const float *bp,
-                  float beta, float *c, int64_t ldc, float *ap) {
+                  float beta, float *c, int64_t ldc) {
     const int mr = uk->mr, nr = uk->nr;
-    const int64_t npad = fn_round_up(N, nr), mc = (FN_MC / mr) * mr;
+    const int64_t npad = fn_round_up(N, nr), kc = fn_gemm_kc(K);
+    const int64_t rs = trans_a ? 1 : lda, cs = trans_a ? lda : 1;
     const int64_t j_begin = q0 * nr, j_end = fn_min64(q1 * nr, N);
     if (K == 0 || (beta != 0.0f && beta != 1.0f)) { /* C = beta*C first; the K loop then adds */
         for (int64_t i = m0; i < m1; i++)
@@ -115,37 +111,40 @@ void fn_gemm_tile(const fn_ukernel *uk, int64_t m0, int64_t m1, int64_t q0, int6
         beta = 1.0f;
     }
     float tmp[FN_MR_MAX * FN_NR_MAX] __attribute__((aligned(64)));
-    for (int64_t pc = 0; pc < K; pc += FN_KC) {
-        const int64_t kcb = fn_min64(FN_KC, K - pc);
+    float panel[FN_KC_MAX * FN_MR_MAX] __attribute__((aligned(64)));
+    const unsigned csr = fn_ftz_enter();
+    for (int64_t pc = 0; pc < K; pc += kc) {
+        const int64_t kcb = fn_min64(kc, K - pc);
         const int accumulate = pc > 0 || beta != 0.0f;
-        for (int64_t ic = m0; ic < m1; ic += mc) {
-            const int64_t mcb = fn_min64(mc, m1 - ic);
-            pack_a(mr, ap, a, lda, trans_a, ic, mcb, pc, kcb, alpha);
-            for (int64_t q = q0; q < q1; q++) {
-                const float *bq = bp + pc * npad + q * kcb * nr;
-                const int64_t j0 = q * nr, jn = fn_min64(nr, N - j0);
-                for (int64_t p = 0; p < mcb; p += mr) {
-                    const int64_t ib = fn_min64(mr, mcb - p);
-                    const float *apn = ap + (p / mr) * kcb * mr;
-                    float *cp = c + (ic + p) * ldc + j0;
-                    if (ib == mr && jn == nr) {
-                        uk->kernel(kcb, apn, bq, cp, ldc, accumulate);
-                    } else {
-                        uk->kernel(kcb, apn, bq, tmp, nr, 0);
-                        for (int64_t i = 0; i < ib; i++)
-                            for (int64_t j = 0; j < jn; j++)
-                                cp[i * ldc + j] = accumulate ? cp[i * ldc + j] + tmp[i * nr + j] : tmp[i * nr + j];
-                    }
+        for (int64_t q = q0; q < q1; q++) {
+            const float *bq = bp + pc * npad + q * kcb * nr;
+            const int64_t j0 = q * nr, jn = fn_min64(nr, N - j0);
+            for (int64_t i = m0; i < m1; i += mr) {
+                const int64_t ib = fn_min64(mr, m1 - i);
+                const float *ap = a + i * rs + pc * cs;
+                int64_t prs = rs, pcs = cs;
+                if (ib < mr || alpha != 1.0f) {
+                    copy_a_panel(panel, mr, ap, rs, cs, ib, kcb, alpha);
+                    ap = panel, prs = 1, pcs = mr;
+                }
+                float *cp = c + i * ldc + j0;
+                if (ib == mr && jn == nr) {
+                    uk->kernel(kcb, ap, prs, pcs, bq, cp, ldc, accumulate);
+                } else {
+                    uk->kernel(kcb, ap, prs, pcs, bq, tmp, nr, 0);
+                    for (int64_t r = 0; r < ib; r++)
+                        for (int64_t j = 0; j < jn; j++)
+                            cp[r * ldc + j] = accumulate ? cp[r * ldc + j] + tmp[r * nr + j] : tmp[r * nr + j];
                 }
             }
         }
     }
+    fn_ftz_leave(csr);
 }
 
 int64_t fn_gemm_workspace(int64_t M, int64_t N, int64_t K, int n_threads) {
-    (void)M;
-    if (n_threads < 1) n_threads = 1;
-    return fn_gemm_packed_b_size(K, N) + (int64_t)n_threads * fn_gemm_packed_a_size() + FN_WS_PAD;
+    (void)M, (void)n_threads;
+    return fn_gemm_packed_b_size(K, N) + FN_WS_PAD;
 }
 
 int fn_gemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
@@ -155,12 +154,11 @@ int fn_gemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alp
     if (n_threads < 1) n_threads = 1;
     const fn_ukernel *uk = fn_gemm_ukernel();
     const int64_t npanels = fn_ceil_div(N, uk->nr);
-    float *bp = fn_align64(ws);
-    float *ap_all = fn_align64(bp + fn_gemm_packed_b_size(K, N));
-    const int64_t ap_stride = fn_round_up(fn_gemm_packed_a_size(), 16);
+    const int direct_b = fn_gemm_b_is_packed(uk, trans_b, N, ldb);
+    float *bp = direct_b ? (float *)B : fn_align64(ws);
 
     /* Tiling only spreads work: every tile computes its elements identically (see fn_ukernel_fn). */
-    int64_t mt = FN_MC, nq = npanels;
+    int64_t mt = fn_round_up(M, 24), nq = npanels;
     while (fn_ceil_div(M, mt) * fn_ceil_div(npanels, nq) < 2 * (int64_t)n_threads) {
         if (nq > 1 && (nq * uk->nr >= mt || mt <= 24)) nq = fn_ceil_div(nq, 2);
         else if (mt > 24) mt = fn_round_up(mt / 2, 24);
@@ -170,14 +168,15 @@ int fn_gemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alp
 
     #pragma omp parallel num_threads(n_threads)
     {
-        float *ap = ap_all + fn_thread_id() * ap_stride;
-        #pragma omp for schedule(static)
-        for (int64_t q = 0; q < npanels; q++) fn_gemm_pack_b(uk, bp, B, ldb, trans_b, K, N, q, q + 1);
+        if (!direct_b) {
+            #pragma omp for schedule(static)
+            for (int64_t q = 0; q < npanels; q++) fn_gemm_pack_b(uk, bp, B, ldb, trans_b, K, N, q, q + 1);
+        }
         #pragma omp for schedule(static)
         for (int64_t t = 0; t < mtiles * ntiles_n; t++) {
             const int64_t mb = t / ntiles_n, nb = t % ntiles_n;
             fn_gemm_tile(uk, mb * mt, fn_min64(M, (mb + 1) * mt), nb * nq, fn_min64(npanels, (nb + 1) * nq), N,
-                         K, alpha, A, lda, trans_a, bp, beta, C, ldc, ap);
+                         K, alpha, A, lda, trans_a, bp, beta, C, ldc);
         }
     }
     return FN_OK;

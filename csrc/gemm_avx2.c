@@ -1,26 +1,37 @@
-/* AVX2+FMA micro-kernel: 6 rows x 16 columns, 12 ymm accumulators (16 registers in all). */
+/* AVX2+FMA micro-kernel: 6 rows x 16 columns, 12 ymm accumulators (16 registers in all), A broadcast in place. */
 #include "internal.h"
 
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
 #include <immintrin.h>
 
+#define FN_STEP(A)                                                                                   \
+    {                                                                                                \
+        const __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);                          \
+        __m256 ai;                                                                                   \
+        ai = _mm256_broadcast_ss(&A(0)), c0a = _mm256_fmadd_ps(ai, b0, c0a), c0b = _mm256_fmadd_ps(ai, b1, c0b); \
+        ai = _mm256_broadcast_ss(&A(1)), c1a = _mm256_fmadd_ps(ai, b0, c1a), c1b = _mm256_fmadd_ps(ai, b1, c1b); \
+        ai = _mm256_broadcast_ss(&A(2)), c2a = _mm256_fmadd_ps(ai, b0, c2a), c2b = _mm256_fmadd_ps(ai, b1, c2b); \
+        ai = _mm256_broadcast_ss(&A(3)), c3a = _mm256_fmadd_ps(ai, b0, c3a), c3b = _mm256_fmadd_ps(ai, b1, c3b); \
+        ai = _mm256_broadcast_ss(&A(4)), c4a = _mm256_fmadd_ps(ai, b0, c4a), c4b = _mm256_fmadd_ps(ai, b1, c4b); \
+        ai = _mm256_broadcast_ss(&A(5)), c5a = _mm256_fmadd_ps(ai, b0, c5a), c5b = _mm256_fmadd_ps(ai, b1, c5b); \
+        b += 16;                                                                                     \
+    }
+
 __attribute__((target("avx2,fma"))) static void ukernel_avx2_6x16(
-    int64_t kc, const float *restrict a, const float *restrict b, float *restrict c, int64_t ldc,
-    int accumulate) {
+    int64_t kc, const float *restrict a, int64_t rs_a, int64_t cs_a, const float *restrict b, float *restrict c,
+    int64_t ldc, int accumulate) {
     __m256 c0a = _mm256_setzero_ps(), c0b = c0a, c1a = c0a, c1b = c0a, c2a = c0a, c2b = c0a, c3a = c0a,
            c3b = c0a, c4a = c0a, c4b = c0a, c5a = c0a, c5b = c0a;
-    for (int64_t k = 0; k < kc; k++) {
-        const __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
-#define FN_ROW(i)                                          \
-    {                                                      \
-        const __m256 ai = _mm256_broadcast_ss(a + (i));    \
-        c##i##a = _mm256_fmadd_ps(ai, b0, c##i##a);        \
-        c##i##b = _mm256_fmadd_ps(ai, b1, c##i##b);        \
-    }
-        FN_ROW(0) FN_ROW(1) FN_ROW(2) FN_ROW(3) FN_ROW(4) FN_ROW(5)
-#undef FN_ROW
-        a += 6;
-        b += 16;
+    if (cs_a == 1) {
+        const float *r0 = a, *r1 = a + rs_a, *r2 = a + 2 * rs_a, *r3 = a + 3 * rs_a, *r4 = a + 4 * rs_a,
+                    *r5 = a + 5 * rs_a;
+#define FN_ROWS(i) r##i[k]
+        for (int64_t k = 0; k < kc; k++) FN_STEP(FN_ROWS)
+#undef FN_ROWS
+    } else {
+#define FN_COLS(i) a[i]
+        for (int64_t k = 0; k < kc; k++, a += cs_a) FN_STEP(FN_COLS)
+#undef FN_COLS
     }
 #define FN_STORE(i)                                                                               \
     {                                                                                             \
@@ -35,6 +46,7 @@ __attribute__((target("avx2,fma"))) static void ukernel_avx2_6x16(
     FN_STORE(0) FN_STORE(1) FN_STORE(2) FN_STORE(3) FN_STORE(4) FN_STORE(5)
 #undef FN_STORE
 }
+#undef FN_STEP
 
 static const fn_ukernel ukernel = {6, 16, ukernel_avx2_6x16, "avx2"};
 const fn_ukernel *fn_ukernel_avx2(void) { return &ukernel; }

@@ -12,6 +12,40 @@ static inline int fn_thread_id(void) { return omp_get_thread_num(); }
 static inline int fn_thread_id(void) { return 0; }
 #endif
 
+/* Elementwise loops are compiled for AVX-512, AVX2 and the baseline, picked at load time (GCC ifuncs). The
+ * OpenMP body is outlined into a function of its own, so the clones go on a block helper it calls. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+#define FN_VECTOR_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define FN_VECTOR_CLONES
+#endif
+
+/* Flush denormals to zero inside kernels (and restore the caller's mode): a decaying optimizer slot or
+ * activation must not slow training down by orders of magnitude. */
+#if defined(__x86_64__) || defined(__SSE__)
+#include <xmmintrin.h>
+static inline unsigned fn_ftz_enter(void) {
+    const unsigned old = _mm_getcsr();
+    _mm_setcsr(old | 0x8040u); /* FTZ | DAZ */
+    return old;
+}
+static inline void fn_ftz_leave(unsigned old) { _mm_setcsr(old); }
+#else
+static inline unsigned fn_ftz_enter(void) { return 0; }
+static inline void fn_ftz_leave(unsigned old) { (void)old; }
+#endif
+
+/* Elementwise kernels split their n elements into blocks of this many, one block per loop iteration. */
+#define FN_BLOCK 8192
+#define FN_FOR_BLOCKS(n, i0, len, body)                                                             \
+    _Pragma("omp parallel for schedule(static) num_threads(n_threads)")                             \
+    for (int64_t blk_ = 0; blk_ < fn_ceil_div((n), FN_BLOCK); blk_++) {                             \
+        const int64_t i0 = blk_ * FN_BLOCK, len = fn_min64(FN_BLOCK, (n) - i0);                     \
+        const unsigned csr_ = fn_ftz_enter();                                                       \
+        body;                                                                                       \
+        fn_ftz_leave(csr_);                                                                         \
+    }
+
 static inline int64_t fn_min64(int64_t a, int64_t b) { return a < b ? a : b; }
 static inline int64_t fn_max64(int64_t a, int64_t b) { return a > b ? a : b; }
 static inline int64_t fn_ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
@@ -24,11 +58,13 @@ static inline float *fn_align64(float *p) {
     return (float *)((u + 63u) & ~(uintptr_t)63u);
 }
 
-/* Register-blocked micro-kernel: C[0:mr, 0:nr] (=|+=) Ap[kc x mr] . Bp[kc x nr].
+/* Register-blocked micro-kernel: C[0:mr, 0:nr] (=|+=) A[0:mr, 0:kc] . Bp[kc x nr].
+ * A is read in place: element (i, k) at a[i*rs_a + k*cs_a], with rs_a == 1 or cs_a == 1 (a row-major or a
+ * transposed operand; no packing). Bp is a packed panel: element (k, j) at b[k*nr + j].
  * The product is always summed from zero and then stored or added, so an edge tile computed through a
  * temporary buffer rounds exactly like a full tile (results never depend on the tiling). */
-typedef void (*fn_ukernel_fn)(int64_t kc, const float *restrict a, const float *restrict b,
-                              float *restrict c, int64_t ldc, int accumulate);
+typedef void (*fn_ukernel_fn)(int64_t kc, const float *restrict a, int64_t rs_a, int64_t cs_a,
+                              const float *restrict b, float *restrict c, int64_t ldc, int accumulate);
 typedef struct {
     int mr, nr;
     fn_ukernel_fn kernel;
@@ -38,27 +74,27 @@ typedef struct {
 /* Largest micro-tile of any ISA path; workspace queries use these so they never depend on the ISA. */
 #define FN_MR_MAX 8
 #define FN_NR_MAX 32
-#define FN_KC 256
-#define FN_MC 128
+#define FN_KC_MAX 512 /* K is cut into equal blocks of at most this many (a multiple of 8) */
 
 const fn_ukernel *fn_gemm_ukernel(void);
 const fn_ukernel *fn_ukernel_avx512(void); /* NULL when the compiler cannot build it */
 const fn_ukernel *fn_ukernel_avx2(void);
 
+/* The K-block length used for a product of depth K (a function of K alone). */
+int64_t fn_gemm_kc(int64_t K);
 /* Size in floats of a full packing of op(B) (K x N). */
 int64_t fn_gemm_packed_b_size(int64_t K, int64_t N);
-/* Size in floats of one thread's A-packing buffer. */
-int64_t fn_gemm_packed_a_size(void);
+/* 1 when op(B) is already laid out as its own packing (one NR-wide panel, untransposed): use B as bp. */
+int fn_gemm_b_is_packed(const fn_ukernel *uk, int trans_b, int64_t N, int64_t ldb);
 
-/* Pack all of op(B) (K x N) into KC-blocks of NR-wide panels. Panels [q0, q1) only (for parallel packing). */
+/* Pack all of op(B) (K x N) into K-blocks of NR-wide panels. Panels [q0, q1) only (for parallel packing). */
 void fn_gemm_pack_b(const fn_ukernel *uk, float *restrict bp, const float *restrict b, int64_t ldb,
                     int trans_b, int64_t K, int64_t N, int64_t q0, int64_t q1);
 
-/* Single-threaded C = alpha op(A) op(B_packed) + beta C, rows [m0, m1) and NR-panels [q0, q1) of C only.
- * ap is one packed-A buffer (fn_gemm_packed_a_size floats, 64-byte aligned). */
+/* Single-threaded C = alpha op(A) op(B_packed) + beta C, rows [m0, m1) and NR-panels [q0, q1) of C only. */
 void fn_gemm_tile(const fn_ukernel *uk, int64_t m0, int64_t m1, int64_t q0, int64_t q1, int64_t N,
                   int64_t K, float alpha, const float *a, int64_t lda, int trans_a, const float *bp,
-                  float beta, float *c, int64_t ldc, float *ap);
+                  float beta, float *c, int64_t ldc);
 
 /* Apply bias (may be NULL) and an activation to rows x cols of y (row stride ldy), in place. */
 void fn_bias_act_rows(float *y, int64_t ldy, const float *bias, int64_t rows, int64_t cols, int act);

@@ -3,45 +3,58 @@
 #include "fastnet.h"
 #include "internal.h"
 
+/* One output row (n, oh): every window's channels in one vectorizable sweep (NHWC keeps them contiguous). */
+FN_VECTOR_CLONES static void pool_row(float *restrict y, int32_t *restrict arg, const float *restrict xn, int64_t oh,
+                                      int64_t H, int64_t W, int64_t C, int64_t PH, int64_t PW, int64_t SH,
+                                      int64_t SW, int64_t PT, int64_t PL, int64_t OW) {
+    const int64_t h0 = fn_max64(0, oh * SH - PT), h1 = fn_min64(H, oh * SH - PT + PH);
+    for (int64_t ow = 0; ow < OW; ow++) {
+        const int64_t w0 = fn_max64(0, ow * SW - PL), w1 = fn_min64(W, ow * SW - PL + PW);
+        float *yo = y + ow * C;
+        int32_t *ao = arg + ow * C;
+        const int32_t first = (int32_t)((h0 * W + w0) * C);
+        for (int64_t c = 0; c < C; c++) {
+            yo[c] = xn[first + c];
+            ao[c] = first + (int32_t)c;
+        }
+        for (int64_t ih = h0; ih < h1; ih++)
+            for (int64_t iw = w0; iw < w1; iw++) {
+                const int32_t off = (int32_t)((ih * W + iw) * C);
+                const float *xo = xn + off;
+                for (int64_t c = 0; c < C; c++) {
+                    const int win = xo[c] > yo[c]; /* strict: the first maximum wins ties */
+                    yo[c] = win ? xo[c] : yo[c];
+                    ao[c] = win ? off + (int32_t)c : ao[c];
+                }
+            }
+    }
+}
+
 int fn_maxpool2d_forward(float *y, int32_t *argmax, const float *x, int64_t N, int64_t H, int64_t W, int64_t C,
                          int64_t PH, int64_t PW, int64_t SH, int64_t SW, int64_t PT, int64_t PL, int64_t OH,
                          int64_t OW, int n_threads) {
     #pragma omp parallel for schedule(static) num_threads(n_threads)
-    for (int64_t r = 0; r < N * OH; r++) {
-        const int64_t n = r / OH, oh = r % OH;
-        const float *xn = x + n * H * W * C;
-        const int64_t h0 = fn_max64(0, oh * SH - PT), h1 = fn_min64(H, oh * SH - PT + PH);
-        for (int64_t ow = 0; ow < OW; ow++) {
-            const int64_t w0 = fn_max64(0, ow * SW - PL), w1 = fn_min64(W, ow * SW - PL + PW);
-            float *yo = y + (r * OW + ow) * C;
-            int32_t *ao = argmax + (r * OW + ow) * C;
-            const int64_t first = (h0 * W + w0) * C;
-            for (int64_t c = 0; c < C; c++) {
-                yo[c] = xn[first + c];
-                ao[c] = (int32_t)(first + c);
-            }
-            for (int64_t ih = h0; ih < h1; ih++)
-                for (int64_t iw = w0; iw < w1; iw++) {
-                    const int64_t off = (ih * W + iw) * C;
-                    for (int64_t c = 0; c < C; c++)
-                        if (xn[off + c] > yo[c]) { /* strict: the first maximum wins ties */
-                            yo[c] = xn[off + c];
-                            ao[c] = (int32_t)(off + c);
-                        }
-                }
-        }
-    }
+    for (int64_t r = 0; r < N * OH; r++)
+        pool_row(y + r * OW * C, argmax + r * OW * C, x + (r / OH) * H * W * C, r % OH, H, W, C, PH, PW, SH, SW,
+                 PT, PL, OW);
     return FN_OK;
 }
 
-int fn_maxpool2d_backward(float *dx, const float *dy, const int32_t *argmax, int64_t N, int64_t H, int64_t W,
-                          int64_t C, int64_t OH, int64_t OW, int n_threads) {
+int fn_maxpool2d_backward(float *dx, const float *dy, const int32_t *argmax, const float *y, int64_t N, int64_t H,
+                          int64_t W, int64_t C, int64_t OH, int64_t OW, int n_threads) {
     const int64_t image = H * W * C, out = OH * OW * C;
     #pragma omp parallel for schedule(static) num_threads(n_threads)
     for (int64_t n = 0; n < N; n++) {
         float *dxn = dx + n * image;
+        const float *dyn = dy + n * out, *yn = y ? y + n * out : NULL;
+        const int32_t *an = argmax + n * out;
         memset(dxn, 0, sizeof(float) * image);
-        for (int64_t i = 0; i < out; i++) dxn[argmax[n * out + i]] += dy[n * out + i];
+        if (yn) {
+            for (int64_t i = 0; i < out; i++)
+                if (yn[i] > 0.0f) dxn[an[i]] += dyn[i];
+        } else {
+            for (int64_t i = 0; i < out; i++) dxn[an[i]] += dyn[i];
+        }
     }
     return FN_OK;
 }

@@ -206,3 +206,13 @@ def test_random_uniform_statistics():
     assert abs(u.mean() - 0.5) < 0.005 and abs(u.var() - 1 / 12) < 0.002
     hist = np.histogram(u, bins=16, range=(0, 1))[0]
     assert hist.min() > 0.9 * hist.mean()
+
+
+def test_maxpool_backward_with_the_relu_before_it(rng):
+    """The fused form: a ReLU's backward applied through the pooled output."""
+    z = rand(rng, 3, 6, 6, 5)
+    a = np.maximum(z, 0)
+    y, arg = K.maxpool2d_forward(a)
+    dy = rand(rng, *y.shape)
+    unfused = ref.activation_backward(ref.maxpool2d_backward(dy, arg, a.shape), a, "relu")
+    close(K.maxpool2d_backward(dy, arg, a.shape, relu_output=y), unfused, "maxpool+relu backward")

@@ -358,25 +358,32 @@ def maxpool2d_forward(x, pool_size=(2, 2), strides=None, padding="valid", out=No
     return out, argmax
 
 
-def maxpool2d_backward(dy, argmax, input_shape, out=None, n_threads=None):
-    """dL/dx [N, H, W, C] (input_shape): dy [N, OH, OW, C] routed through argmax."""
+def maxpool2d_backward(dy, argmax, input_shape, out=None, relu_output=None, n_threads=None):
+    """dL/dx [N, H, W, C] (input_shape): dy [N, OH, OW, C] routed through argmax.
+
+    relu_output: the pooling's forward output, when a ReLU came before the pooling: outputs that are not
+    positive pass no gradient (the ReLU's backward, fused)."""
     _array(dy, "dy", 4)
     _array(argmax, "argmax", 4, np.int32)
     _expect(argmax, "argmax", dy.shape)
+    if relu_output is not None:
+        _array(relu_output, "relu_output", 4)
+        _expect(relu_output, "relu_output", dy.shape)
     N, H, W, C = input_shape
     if dy.shape[0] != N or dy.shape[3] != C:
         raise ValueError(f"maxpool2d: dy {dy.shape} does not match the input shape {tuple(input_shape)}")
     if argmax.size and (argmax.min() < 0 or argmax.max() >= H * W * C):
         raise ValueError("maxpool2d: argmax holds offsets outside the input image")
-    out = _output(out, "dx", (N, H, W, C), (dy, argmax))
+    out = _output(out, "dx", (N, H, W, C), (dy, argmax, relu_output))
     cdef int nt = _threads(n_threads), st
     cdef const int32_t[::1] am = argmax.reshape(-1)
     cdef const int32_t *pam = &am[0] if am.shape[0] else NULL
     cdef const float *pdy = _cp(dy.reshape(-1))
+    cdef const float *py = NULL if relu_output is None else _cp(relu_output.reshape(-1))
     cdef float *pdx = _mp(out.reshape(-1))
     cdef int64_t n = N, h = H, w = W, c = C, oh = dy.shape[1], ow = dy.shape[2]
     with nogil:
-        st = fn_maxpool2d_backward(pdx, pdy, pam, n, h, w, c, oh, ow, nt)
+        st = fn_maxpool2d_backward(pdx, pdy, pam, py, n, h, w, c, oh, ow, nt)
     _status(st, "maxpool2d_backward")
     return out
 

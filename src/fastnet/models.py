@@ -10,6 +10,7 @@ from fastnet.callbacks import Callback, History, ProgressLogger
 from fastnet.layers.base import Layer, internal_shape, legacy, public_shape
 from fastnet.layers.convolutional import Conv2D
 from fastnet.layers.core import Activation, Dense
+from fastnet.layers.pooling import MaxPooling2D
 
 
 class Sequential:
@@ -65,17 +66,28 @@ class Sequential:
         return name
 
     def _plan_fusion(self):
-        """Let a Dense/Conv2D kernel apply the ReLU of an Activation layer that follows it (same arithmetic)."""
+        """Fusions with the same arithmetic as the layers one by one: a Dense/Conv2D kernel applies the ReLU of
+        an Activation that follows it, and a MaxPooling2D after that ReLU applies its backward (the pooled
+        output is positive exactly where the ReLU let the gradient through)."""
         for layer in self.layers:
             if isinstance(layer, (Dense, Conv2D)):
                 layer.fused_activation = None
+                layer.relu_backward_by_next = False
             if isinstance(layer, Activation):
                 layer.passthrough = False
+            if isinstance(layer, MaxPooling2D):
+                layer.relu_before = False
         for prev, layer in zip(self.layers, self.layers[1:]):
             if (isinstance(prev, (Dense, Conv2D)) and prev.activation == "linear" and isinstance(layer, Activation)
                     and layer.activation == "relu"):
                 prev.fused_activation = "relu"
                 layer.passthrough = True
+        for i, layer in enumerate(self.layers):
+            if isinstance(layer, (Dense, Conv2D)) and (layer.fused_activation or layer.activation) == "relu":
+                rest = [l for l in self.layers[i + 1:] if not (isinstance(l, Activation) and l.passthrough)]
+                if rest and isinstance(rest[0], MaxPooling2D):
+                    layer.relu_backward_by_next = True
+                    rest[0].relu_before = True
 
     def _final_softmax(self):
         """The layer whose softmax the loss can take over (computing from logits), or None."""

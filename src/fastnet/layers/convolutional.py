@@ -32,6 +32,7 @@ class Conv2D(SpatialLayer):
         self.kernel_initializer, self.bias_initializer = kernel_initializer, bias_initializer
         self.fused_activation = None
         self.defer_softmax = False
+        self.relu_backward_by_next = False  # set by the model: a MaxPooling2D after our ReLU applies its backward
 
     def compute_output_shape(self, in_shape, in_fmt):
         fmt = self.resolve_format(in_shape, in_fmt)
@@ -73,7 +74,7 @@ class Conv2D(SpatialLayer):
 
     def backward(self, dy, need_dx=True):
         act = self.fused_activation or self.activation
-        if act == "relu":
+        if act == "relu" and not self.relu_backward_by_next:
             dy = K.activation_backward(dy, self._y, "relu", out=self.buffer("dz", dy.shape))
         elif self._post_activation():
             dy = activation_backward(act, dy, self._y, self.buffer("dz", dy.shape))

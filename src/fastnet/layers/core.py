@@ -31,6 +31,7 @@ class Dense(Layer):
         self.kernel_initializer, self.bias_initializer = kernel_initializer, bias_initializer
         self.fused_activation = None  # set by the model: a following Activation('relu') runs in our kernel
         self.defer_softmax = False    # set by the model: the loss applies our softmax (from logits)
+        self.relu_backward_by_next = False  # set by the model: a MaxPooling2D after our ReLU applies its backward
 
     def compute_output_shape(self, in_shape, in_fmt):
         if len(in_shape) != 1:
@@ -71,7 +72,7 @@ class Dense(Layer):
 
     def backward(self, dy, need_dx=True):
         act = self.fused_activation or self.activation
-        if act == "relu":
+        if act == "relu" and not self.relu_backward_by_next:
             dy = K.activation_backward(dy, self._y, "relu", out=self.buffer("dz", dy.shape))
         elif self._post_activation():
             dy = activation_backward(act, dy, self._y, self.buffer("dz", dy.shape))

@@ -21,6 +21,7 @@ class MaxPooling2D(SpatialLayer):
         self.pool_size = pair(pool_size, "pool_size")
         self.strides = self.pool_size if strides is None else pair(strides, "strides")
         self.padding = padding
+        self.relu_before = False  # set by the model: the layer before ends in a ReLU whose backward we apply
 
     def compute_output_shape(self, in_shape, in_fmt):
         fmt = self.resolve_format(in_shape, in_fmt)
@@ -33,15 +34,17 @@ class MaxPooling2D(SpatialLayer):
 
     def forward(self, x, training):
         shape = (x.shape[0],) + self.out_shape
-        y, self._argmax = K.maxpool2d_forward(x, self.pool_size, self.strides, self.padding,
-                                              out=self.buffer("y", shape), argmax=self.buffer("argmax", shape, "int32"))
+        self._y, self._argmax = K.maxpool2d_forward(x, self.pool_size, self.strides, self.padding,
+                                                    out=self.buffer("y", shape),
+                                                    argmax=self.buffer("argmax", shape, "int32"))
         self._x_shape = x.shape
-        return y
+        return self._y
 
     def backward(self, dy, need_dx=True):
         if not need_dx:
             return None
-        return K.maxpool2d_backward(dy, self._argmax, self._x_shape, out=self.buffer("dx", self._x_shape))
+        return K.maxpool2d_backward(dy, self._argmax, self._x_shape, out=self.buffer("dx", self._x_shape),
+                                    relu_output=self._y if self.relu_before else None)
 
 
 MaxPool2D = MaxPooling2D

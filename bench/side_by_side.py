@@ -1,0 +1,136 @@
+"""fastnet vs PyTorch, side by side in one run: training epochs alternated, then inference.
+
+    python bench/side_by_side.py --threads 2 --epochs 3            # both networks
+    python bench/side_by_side.py --network cnn --epochs 2
+
+Same architecture, initialization scheme, optimizer, batch size and thread count; data already in memory.
+Each framework runs in a process of its own (their thread pools otherwise disturb each other: PyTorch's
+threads keep spinning after its epoch), and the two take turns, epoch by epoch, with a pause between turns.
+Prints per-epoch times, medians, images/s, the ratio, and the fraction of this machine's measured fp32 GEMM
+peak. PyTorch is optional (pip install torch==2.13.0); without it only fastnet is timed.
+"""
+import argparse
+import multiprocessing as mp
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import common  # noqa: E402
+
+
+def worker(framework, network, threads, batch_size, conn):
+    """Load the data and the model, then answer 'epoch' and 'predict' with the seconds each took."""
+    os.environ.setdefault("FASTNET_NUM_THREADS", str(threads))
+    import fastnet
+    from fastnet import networks
+
+    (x, y), (xt, yt) = common.mnist(network)
+    if framework == "fastnet":
+        fastnet.set_num_threads(threads)
+        fastnet.set_seed(0)
+        model = networks.mlp() if network == "mlp" else networks.cnn()
+        epoch = lambda: model.fit(x, y, batch_size=batch_size, epochs=1, verbose=0)  # noqa: E731
+        predict = lambda: model.predict(xt, batch_size=batch_size)  # noqa: E731
+        about = fastnet.info()
+    else:
+        import torch
+
+        if torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
+        torch.manual_seed(0)
+        model, opt = common.torch_model(network)
+        tx, ty = common.torch_data(network, x, y)
+        txt, _ = common.torch_data(network, xt, yt)
+        epoch = lambda: common.torch_epoch(model, opt, tx, ty, batch_size)  # noqa: E731
+        predict = lambda: common.torch_predict(model, txt, batch_size)  # noqa: E731
+        about = f"torch {torch.__version__}, {torch.get_num_threads()} threads"
+    conn.send(("ready", about, x.shape[0], xt.shape[0]))
+    while True:
+        command = conn.recv()
+        if command == "quit":
+            return
+        t = time.perf_counter()
+        epoch() if command == "epoch" else predict()
+        conn.send(time.perf_counter() - t)
+
+
+class Worker:
+    def __init__(self, framework, network, threads, batch_size):
+        ctx = mp.get_context("spawn")
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=worker, args=(framework, network, threads, batch_size, child), daemon=True)
+        self.proc.start()
+        _, self.about, self.n_train, self.n_test = self.conn.recv()
+
+    def run(self, command):
+        time.sleep(0.5)  # let the other framework's threads go idle
+        self.conn.send(command)
+        return self.conn.recv()
+
+    def close(self):
+        self.conn.send("quit")
+        self.proc.join(timeout=30)
+
+
+def describe(name, seconds, flop_per_image, count, peak):
+    gflops = flop_per_image * count / seconds / 1e9
+    return (f"  {name:8s} {seconds:7.3f} s  {count / seconds:10,.0f} images/s  {gflops:6.1f} GFLOP/s = "
+            f"{gflops / peak:5.1%} of peak")
+
+
+def run(network, epochs, batch_size, threads, peak, use_torch):
+    names = ["fastnet"] + (["torch"] if use_torch else [])
+    workers = {name: Worker(name, network, threads, batch_size) for name in names}
+    n, n_test = workers["fastnet"].n_train, workers["fastnet"].n_test
+    train_flop, infer_flop = common.FLOPS[network]
+    print(f"\n== {network}: {epochs} epochs of {n} images, batch {batch_size}, {threads} threads ==")
+    for w in workers.values():
+        print("  " + w.about)
+    times = {name: [] for name in names}
+    for epoch in range(epochs):
+        for name in names:
+            times[name].append(workers[name].run("epoch"))
+        print(f"epoch {epoch + 1}: " + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in times.items()), flush=True)
+    print("training epoch (median):")
+    med = {k: common.median(v) for k, v in times.items()}
+    for name in names:
+        print(describe(name, med[name], train_flop, n, peak))
+    if use_torch:
+        print(f"  fastnet / torch epoch time: {med['fastnet'] / med['torch']:.2f}  "
+              f"(fastnet {med['torch'] / med['fastnet']:.2f}x faster)")
+    pred = {name: [] for name in names}
+    for _ in range(5):
+        for name in names:
+            pred[name].append(workers[name].run("predict"))
+    print(f"inference on {n_test} test images (median of 5, batch {batch_size}):")
+    pmed = {k: common.median(v) for k, v in pred.items()}
+    for name in names:
+        print(describe(name, pmed[name], infer_flop, n_test, peak))
+    if use_torch:
+        print(f"  fastnet / torch time: {pmed['fastnet'] / pmed['torch']:.2f}")
+    for w in workers.values():
+        w.close()
+
+
+def main():
+    import fastnet
+
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--network", choices=["mlp", "cnn", "both"], default="both")
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--threads", type=int, default=fastnet.get_num_threads())
+    p.add_argument("--no-torch", action="store_true")
+    args = p.parse_args()
+    use_torch = common.torch_available() and not args.no_torch
+    peak, parts = common.measured_peak(args.threads)
+    print(f"{common.cpu_name()}, {os.cpu_count()} CPUs")
+    print("measured fp32 GEMM peak (2048^3, best of 3): " + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in parts.items()))
+    for network in (["mlp", "cnn"] if args.network == "both" else [args.network]):
+        run(network, args.epochs, args.batch_size, args.threads, peak, use_torch)
+
+
+if __name__ == "__main__":
+    main()
