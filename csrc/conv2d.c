@@ -111,8 +111,12 @@ int fn_conv2d_forward(float *y, const float *x, const float *w, const float *b, 
     return FN_OK;
 }
 
-int fn_conv2d_backward_data(float *dx, const float *dy, const float *w, const fn_conv2d_shape *s, float *ws,
-                            int n_threads) {
+FN_VECTOR_CLONES static void relu_mask(float *restrict dx, const float *restrict x, int64_t n) {
+    for (int64_t i = 0; i < n; i++) dx[i] = x[i] > 0.0f ? dx[i] : 0.0f;
+}
+
+int fn_conv2d_backward_data(float *dx, const float *dy, const float *w, const float *relu_x, const fn_conv2d_shape *s,
+                            float *ws, int n_threads) {
     if (n_threads < 1) n_threads = 1;
     const fn_ukernel *uk = fn_gemm_ukernel();
     const int64_t K = kcols(s), P = s->OH * s->OW, npanels = fn_ceil_div(K, uk->nr);
@@ -136,6 +140,7 @@ int fn_conv2d_backward_data(float *dx, const float *dy, const float *w, const fn
                              0.0f, dcols, K);
                 col2im_rows_add(dxn, dcols, s, r0, r1);
             }
+            if (relu_x) relu_mask(dxn, relu_x + n * image, image); /* while dx[n] is still in cache */
         }
     }
     return FN_OK;

@@ -14,9 +14,10 @@ typedef struct {
  * each multiplied by the packed kernel and finished with the fused bias and activation. */
 int fn_conv2d_forward(float *y, const float *x, const float *w, const float *b, const fn_conv2d_shape *s,
                       int act, float *ws, int n_threads);
-/* dx [N, H, W, C] = gradient of the input (overwritten). */
-int fn_conv2d_backward_data(float *dx, const float *dy, const float *w, const fn_conv2d_shape *s, float *ws,
-                            int n_threads);
+/* dx [N, H, W, C] = gradient of the input (overwritten). relu_x [N, H, W, C] (may be NULL): when the input
+ * came out of a ReLU, its output; dx is then zeroed where relu_x <= 0 (the ReLU's backward, fused). */
+int fn_conv2d_backward_data(float *dx, const float *dy, const float *w, const float *relu_x, const fn_conv2d_shape *s,
+                            float *ws, int n_threads);
 /* dw [KH, KW, C, OC] and db [OC] (may be NULL), overwritten. Images are summed in a fixed number of chunks,
  * fixed by the shape alone, then the chunks in order: bit-identical for any n_threads. */
 int fn_conv2d_backward_filter(float *dw, float *db, const float *dy, const float *x, const fn_conv2d_shape *s,

@@ -216,3 +216,11 @@ def test_maxpool_backward_with_the_relu_before_it(rng):
     dy = rand(rng, *y.shape)
     unfused = ref.activation_backward(ref.maxpool2d_backward(dy, arg, a.shape), a, "relu")
     close(K.maxpool2d_backward(dy, arg, a.shape, relu_output=y), unfused, "maxpool+relu backward")
+
+
+def test_conv_backward_data_with_the_relu_before_it(rng):
+    x = np.maximum(rand(rng, 2, 7, 6, 3), 0)  # a ReLU's output
+    w, dy = rand(rng, 3, 3, 3, 4), rand(rng, 2, 5, 4, 4)
+    rdx, _, _ = ref.conv2d_backward(dy, x, w)
+    close(K.conv2d_backward_data(dy, w, x.shape, relu_input=x), ref.activation_backward(rdx, x, "relu"),
+          "conv dx + relu")

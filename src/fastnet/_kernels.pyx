@@ -289,20 +289,28 @@ def conv2d_forward(x, w, b=None, strides=(1, 1), padding="valid", activation="li
     return out
 
 
-def conv2d_backward_data(dy, w, input_shape, strides=(1, 1), padding="valid", out=None, n_threads=None):
-    """dL/dx [N, H, W, C] (input_shape) from dy [N, OH, OW, OC]."""
+def conv2d_backward_data(dy, w, input_shape, strides=(1, 1), padding="valid", out=None, relu_input=None,
+                         n_threads=None):
+    """dL/dx [N, H, W, C] (input_shape) from dy [N, OH, OW, OC].
+
+    relu_input: the convolution's input when it came out of a ReLU; dx is zeroed where it is not positive
+    (the ReLU's backward, fused)."""
     _array(dy, "dy", 4)
     _array(w, "w", 4)
     cdef fn_conv2d_shape s = _conv_shape(tuple(input_shape), w.shape, strides, padding)
     _expect(dy, "dy", (s.N, s.OH, s.OW, s.OC))
-    out = _output(out, "dx", tuple(input_shape), (dy, w))
+    if relu_input is not None:
+        _array(relu_input, "relu_input", 4)
+        _expect(relu_input, "relu_input", tuple(input_shape))
+    out = _output(out, "dx", tuple(input_shape), (dy, w, relu_input))
     cdef int nt = _threads(n_threads), st
     cdef float *pw = _mp(_workspace(fn_conv2d_workspace(&s, nt)))
     cdef const float *pdy = _cp(dy.reshape(-1))
     cdef const float *pk = _cp(w.reshape(-1))
     cdef float *pdx = _mp(out.reshape(-1))
+    cdef const float *prelu = NULL if relu_input is None else _cp(relu_input.reshape(-1))
     with nogil:
-        st = fn_conv2d_backward_data(pdx, pdy, pk, &s, pw, nt)
+        st = fn_conv2d_backward_data(pdx, pdy, pk, prelu, &s, pw, nt)
     _status(st, "conv2d_backward_data")
     return out
 

@@ -68,14 +68,15 @@ class Sequential:
     def _plan_fusion(self):
         """Fusions with the same arithmetic as the layers one by one: a Dense/Conv2D kernel applies the ReLU of
         an Activation that follows it, and a MaxPooling2D after that ReLU applies its backward (the pooled
-        output is positive exactly where the ReLU let the gradient through)."""
+        output is positive exactly where the ReLU let the gradient through), as does a Conv2D after it (masking
+        its input gradient with the ReLU's output, its own input)."""
         for layer in self.layers:
             if isinstance(layer, (Dense, Conv2D)):
                 layer.fused_activation = None
                 layer.relu_backward_by_next = False
             if isinstance(layer, Activation):
                 layer.passthrough = False
-            if isinstance(layer, MaxPooling2D):
+            if isinstance(layer, (MaxPooling2D, Conv2D)):
                 layer.relu_before = False
         for prev, layer in zip(self.layers, self.layers[1:]):
             if (isinstance(prev, (Dense, Conv2D)) and prev.activation == "linear" and isinstance(layer, Activation)
@@ -85,7 +86,7 @@ class Sequential:
         for i, layer in enumerate(self.layers):
             if isinstance(layer, (Dense, Conv2D)) and (layer.fused_activation or layer.activation) == "relu":
                 rest = [l for l in self.layers[i + 1:] if not (isinstance(l, Activation) and l.passthrough)]
-                if rest and isinstance(rest[0], MaxPooling2D):
+                if rest and isinstance(rest[0], (MaxPooling2D, Conv2D)):
                     layer.relu_backward_by_next = True
                     rest[0].relu_before = True
 

@@ -33,6 +33,7 @@ class Conv2D(SpatialLayer):
         self.fused_activation = None
         self.defer_softmax = False
         self.relu_backward_by_next = False  # set by the model: a MaxPooling2D after our ReLU applies its backward
+        self.relu_before = False  # set by the model: our input is a ReLU's output, whose backward we apply
 
     def compute_output_shape(self, in_shape, in_fmt):
         fmt = self.resolve_format(in_shape, in_fmt)
@@ -83,7 +84,8 @@ class Conv2D(SpatialLayer):
         if not need_dx:
             return None
         return K.conv2d_backward_data(dy, self.params[0], self._x.shape, self.strides, self.padding,
-                                      out=self.buffer("dx", self._x.shape))
+                                      out=self.buffer("dx", self._x.shape),
+                                      relu_input=self._x if self.relu_before else None)
 
 
 class Convolution2D(Conv2D):
