@@ -14,8 +14,8 @@ import pytest
 from fastnet.datasets import DatasetError, mnist
 
 SHARED = os.environ.get("FASTNET_DATA")
-needs_data = pytest.mark.skipif(not SHARED or not os.path.isdir(os.path.join(SHARED, "mnist")),
-                                reason="FASTNET_DATA must name the datasets root holding mnist/ (see README)")
+needs_data = pytest.mark.skipif((not SHARED or not os.path.isdir(os.path.join(SHARED, "mnist"))) and not os.environ.get("CI"),
+                                reason="FASTNET_DATA must name the datasets root holding mnist/ (see README); under CI these run and fail")
 NAMES = list(mnist.FILES)
 
 

@@ -97,3 +97,115 @@ class ProgressLogger(Callback):
             self._write(("\r" if self.live else "") + line + "\n")
         else:
             self._write(f"{steps}/{steps} - {timing}{_fmt_logs(logs, self.KEYS)}\n")
+
+
+def _improved(mode, current, best, min_delta):
+    return current < best - min_delta if mode == "min" else current > best + min_delta
+
+
+def _mode(mode, monitor):
+    if mode not in ("auto", "min", "max"):
+        raise ValueError(f"mode must be 'auto', 'min' or 'max', got {mode!r}")
+    if mode == "auto":
+        return "max" if "acc" in monitor else "min"
+    return mode
+
+
+class EarlyStopping(Callback):
+    """Stop when `monitor` has not improved by more than min_delta for `patience` epochs; optionally put back
+    the weights of the best epoch."""
+
+    def __init__(self, monitor="val_loss", min_delta=0.0, patience=0, verbose=0, mode="auto",
+                 restore_best_weights=False):
+        super().__init__()
+        self.monitor, self.min_delta, self.patience, self.verbose = monitor, abs(min_delta), int(patience), verbose
+        self.mode = _mode(mode, monitor)
+        self.restore_best_weights = restore_best_weights
+
+    def on_train_begin(self, logs=None):
+        self.wait, self.stopped_epoch, self.best_weights = 0, 0, None
+        self.best = float("inf") if self.mode == "min" else -float("inf")
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.monitor not in (logs or {}):
+            raise KeyError(f"EarlyStopping monitors {self.monitor!r}, which fit does not report; it reports "
+                           f"{sorted(logs or {})} (val_* needs validation_data)")
+        current = logs[self.monitor]
+        if _improved(self.mode, current, self.best, self.min_delta):
+            self.best, self.wait = current, 0
+            if self.restore_best_weights:
+                self.best_weights = self.model.get_weights()
+            return
+        self.wait += 1
+        if self.wait > self.patience:
+            self.stopped_epoch = epoch
+            self.model.stop_training = True
+            if self.restore_best_weights and self.best_weights is not None:
+                self.model.set_weights(self.best_weights)
+            if self.verbose:
+                print(f"Epoch {epoch + 1}: early stopping ({self.monitor} best {self.best:.4f})")
+
+
+class ModelCheckpoint(Callback):
+    """Save the model (atomically: a crash never leaves a half-written file) after every epoch, or only when
+    `monitor` improves. filepath may hold Keras-style fields: 'ckpt-{epoch:02d}-{val_loss:.3f}.npz'."""
+
+    def __init__(self, filepath, monitor="val_loss", verbose=0, save_best_only=False, mode="auto"):
+        super().__init__()
+        self.filepath, self.monitor, self.verbose = str(filepath), monitor, verbose
+        self.save_best_only = save_best_only
+        self.mode = _mode(mode, monitor)
+        self.best = float("inf") if self.mode == "min" else -float("inf")
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        path = self.filepath.format(epoch=epoch + 1, **logs)
+        if self.save_best_only:
+            if self.monitor not in logs:
+                raise KeyError(f"ModelCheckpoint monitors {self.monitor!r}, which fit does not report")
+            if not _improved(self.mode, logs[self.monitor], self.best, 0.0):
+                return
+            self.best = logs[self.monitor]
+        self.model.save(path)
+        if self.verbose:
+            print(f"Epoch {epoch + 1}: saved model to {path}")
+
+
+class CSVLogger(Callback):
+    """One CSV row per epoch (epoch, then the logged values). The file is rewritten whole, atomically, after
+    each epoch, so it is never left with a partial line; append=True continues an existing file."""
+
+    def __init__(self, filename, separator=",", append=False):
+        super().__init__()
+        self.filename, self.separator, self.append = str(filename), separator, append
+
+    def on_train_begin(self, logs=None):
+        import os
+
+        self.lines = []
+        if self.append and os.path.exists(self.filename):
+            with open(self.filename) as f:
+                self.lines = f.read().splitlines()
+        self.keys = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        from fastnet.saving import atomic_write
+
+        logs = logs or {}
+        if self.keys is None:
+            self.keys = sorted(logs)
+            header = self.separator.join(["epoch"] + self.keys)
+            if not self.lines:
+                self.lines.append(header)
+        self.lines.append(self.separator.join([str(epoch)] + [f"{logs.get(k, float('nan')):.6g}" for k in self.keys]))
+        text = "\n".join(self.lines) + "\n"
+        atomic_write(self.filename, lambda f: f.write(text.encode()))
+
+
+class TerminateOnNaN(Callback):
+    """With this callback, a NaN or inf loss ends fit quietly (keeping the last good weights and the history)
+    instead of raising FloatingPointError."""
+
+    def __init__(self):
+        super().__init__()
+        self.terminated_at = None

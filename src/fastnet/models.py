@@ -6,7 +6,7 @@ import numpy as np
 
 from fastnet import _kernels as K
 from fastnet import _seed, losses, optimizers
-from fastnet.callbacks import Callback, History, ProgressLogger
+from fastnet.callbacks import Callback, History, ProgressLogger, TerminateOnNaN
 from fastnet.layers.base import Layer, internal_shape, legacy, public_shape
 from fastnet.layers.convolutional import Conv2D
 from fastnet.layers.core import Activation, Dense
@@ -256,16 +256,20 @@ class Sequential:
         return x
 
     def _train_step(self, xb, yb):
-        """One optimizer step; returns (sum of per-sample losses, number correct) before the update."""
+        """One optimizer step; returns (sum of per-sample losses, number correct) before the update.
+        A NaN or inf loss returns before the update: the weights stay the last good ones."""
         out = self._forward(xb, True)
         loss, probs = self._loss.forward(out, yb)
+        loss_sum = float(loss.sum(dtype=np.float64))
+        if not math.isfinite(loss_sum):
+            return loss_sum, 0
         grad = self._loss.backward(out, probs, yb)
         for layer in reversed(self.layers[1:]):
             grad = layer.backward(grad)
         self.layers[0].backward(grad, need_dx=False)
         self.optimizer.apply(self._params, self._grads)
         self.step += 1
-        return float(loss.sum(dtype=np.float64)), int(np.count_nonzero(out.argmax(1) == yb.argmax(1)))
+        return loss_sum, int(np.count_nonzero(out.argmax(1) == yb.argmax(1)))
 
     def _evaluate_arrays(self, x, y, batch_size):
         total, correct = 0.0, 0
@@ -331,7 +335,7 @@ class Sequential:
                 cb.on_epoch_begin(epoch)
             order = (_seed.generator(self.seed, self.model_id, 1, epoch).permutation(n) if shuffle
                      else np.arange(n))
-            total, correct, seen = 0.0, 0, 0
+            total, correct, seen, nan_stopped = 0.0, 0, 0, False
             for b in range(steps):
                 idx = order[b * bs:(b + 1) * bs]
                 xb = np.take(X, idx, axis=0, out=xbuf[:len(idx)])
@@ -340,13 +344,24 @@ class Sequential:
                     cb.on_batch_begin(b)
                 loss_sum, ok = self._train_step(xb, yb)
                 if not math.isfinite(loss_sum):
-                    raise FloatingPointError(
-                        f"fit: the loss became {loss_sum / len(idx)} at epoch {epoch + 1}, batch {b + 1}/{steps}: "
-                        "training diverged; lower the learning rate, or check the data for extreme values")
+                    where = f"epoch {epoch + 1}, batch {b + 1}/{steps}"
+                    nan_stop = [cb for cb in cbs if isinstance(cb, TerminateOnNaN)]
+                    if not nan_stop:
+                        raise FloatingPointError(
+                            f"fit: the loss became {loss_sum / len(idx)} at {where}: training diverged; the weights "
+                            "are those before this batch. Lower the learning rate, or check the data for extreme "
+                            "values (fastnet.callbacks.TerminateOnNaN stops quietly instead)")
+                    nan_stop[0].terminated_at = (epoch, b)
+                    if verbose:
+                        print(f"\n{where}: invalid loss {loss_sum / len(idx)}, terminating training")
+                    self.stop_training = nan_stopped = True
+                    break
                 total, correct, seen = total + loss_sum, correct + ok, seen + len(idx)
                 batch_logs = self._logs(total / seen, correct / seen)
                 for cb in cbs:
                     cb.on_batch_end(b, batch_logs)
+            if nan_stopped:  # the epoch did not finish: no epoch end, no validation
+                break
             logs = self._logs(total / seen, correct / seen)
             if Xv is not None:
                 logs.update(self._logs(*self._evaluate_arrays(Xv, Yv, bs), prefix="val_"))

@@ -1,0 +1,120 @@
+"""Callbacks, resuming, divergence, and memory that stays flat over many fits."""
+import gc
+import os
+
+import numpy as np
+import pytest
+
+import fastnet
+from fastnet.callbacks import CSVLogger, EarlyStopping, ModelCheckpoint, TerminateOnNaN
+from fastnet.layers import Dense, Dropout
+from fastnet.models import Sequential, load_model
+from fastnet.optimizers import SGD
+
+
+def mlp(optimizer="rmsprop"):
+    m = Sequential([Dense(16, activation="relu", input_shape=(8,)), Dropout(0.3), Dense(3, activation="softmax")])
+    m.compile(loss="categorical_crossentropy", optimizer=optimizer, metrics=["accuracy"])
+    return m
+
+
+def data(n=96, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.random((n, 8)).astype(np.float32)
+    return x, np.eye(3, dtype=np.float32)[(x[:, 0] * 3).astype(int).clip(0, 2)]
+
+
+def test_resume_from_checkpoint_matches_an_uninterrupted_run(tmp_path):
+    x, y = data()
+    fastnet.set_seed(5)
+    straight = mlp()
+    straight.fit(x, y, batch_size=16, epochs=6, verbose=0)
+
+    fastnet.set_seed(5)
+    first = mlp()
+    first.fit(x, y, batch_size=16, epochs=3, verbose=0,
+              callbacks=[ModelCheckpoint(str(tmp_path / "ckpt-{epoch:02d}.npz"))])
+    assert sorted(os.listdir(tmp_path)) == ["ckpt-01.npz", "ckpt-02.npz", "ckpt-03.npz"]
+    resumed = load_model(tmp_path / "ckpt-03.npz")
+    resumed.fit(x, y, batch_size=16, epochs=6, initial_epoch=3, verbose=0)
+    for a, b in zip(straight.get_weights(), resumed.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_checkpoint_best_only(tmp_path):
+    x, y = data()
+    m = mlp()
+    cb = ModelCheckpoint(tmp_path / "best.npz", monitor="val_accuracy", save_best_only=True)
+    h = m.fit(x, y, batch_size=16, epochs=5, verbose=0, validation_data=(x, y), callbacks=[cb])
+    assert cb.best == max(h.history["val_accuracy"])
+    assert load_model(tmp_path / "best.npz").evaluate(x, y)[1] == pytest.approx(cb.best)
+
+
+def test_early_stopping_restores_best_weights():
+    x, y = data()
+    fastnet.set_seed(1)
+    m = mlp(SGD(lr=0.5))
+    stop = EarlyStopping(monitor="loss", patience=1, min_delta=10.0, restore_best_weights=True)  # never improves enough
+    h = m.fit(x, y, batch_size=16, epochs=10, verbose=0, callbacks=[stop])
+    assert len(h.epoch) == 3 and stop.stopped_epoch == 2  # Keras 2.0: patience non-improving epochs, then stop
+    with pytest.raises(KeyError, match="val_loss"):
+        mlp().fit(x, y, epochs=1, verbose=0, callbacks=[EarlyStopping()])
+
+
+def test_csv_logger(tmp_path):
+    x, y = data()
+    path = tmp_path / "log.csv"
+    mlp().fit(x, y, batch_size=32, epochs=3, verbose=0, callbacks=[CSVLogger(path)])
+    lines = path.read_text().splitlines()
+    assert lines[0] == "epoch,acc,accuracy,loss" and len(lines) == 4 and lines[3].startswith("2,")
+    mlp().fit(x, y, batch_size=32, epochs=2, verbose=0, callbacks=[CSVLogger(path, append=True)])
+    assert len(path.read_text().splitlines()) == 6
+    assert [p.name for p in tmp_path.iterdir()] == ["log.csv"]  # no temporary files left
+
+
+def test_nan_loss_stops_fit_before_updating():
+    x, y = data()
+    m = mlp()
+    w = m.get_weights()
+    w[2][:] = 3e38  # logits overflow to inf: the loss of the first batch is NaN
+    m.set_weights(w)
+    with pytest.raises(FloatingPointError, match=r"epoch 1, batch 1/6.*weights are those before this batch"):
+        m.fit(x, y, batch_size=16, epochs=3, verbose=0)
+    for a, b in zip(m.get_weights(), w):
+        np.testing.assert_array_equal(a, b)
+    stop = TerminateOnNaN()
+    h = m.fit(x, y, batch_size=16, epochs=3, verbose=0, callbacks=[stop])
+    assert stop.terminated_at == (0, 0) and h.epoch == []
+    for a, b in zip(m.get_weights(), w):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(FloatingPointError, match="train_on_batch"):
+        m.train_on_batch(x[:4], y[:4])
+
+
+def _rss_mb():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="needs Linux /proc to read the memory in use")
+def test_memory_stays_flat_over_many_models_and_fits():
+    x, y = data(512)
+
+    def cycle():
+        m = mlp()
+        m.fit(x, y, batch_size=64, epochs=2, verbose=0, validation_data=(x, y))
+        m.predict(x)
+        return m.count_params()
+
+    for _ in range(5):
+        cycle()
+    gc.collect()
+    before = _rss_mb()
+    for _ in range(60):
+        cycle()
+    gc.collect()
+    grown = _rss_mb() - before
+    assert grown < 8, f"memory grew by {grown:.1f} MB over 60 models"
