@@ -115,30 +115,90 @@ FN_VECTOR_CLONES static void relu_mask(float *restrict dx, const float *restrict
     for (int64_t i = 0; i < n; i++) dx[i] = x[i] > 0.0f ? dx[i] : 0.0f;
 }
 
+/* Backward data without im2col: for each output row and kernel tap (kh, kw), dy's row (OW x OC) times the
+ * tap's W^T (OC x C) is added straight onto the input row it came from (stride SW*C). Needs C a multiple of
+ * NR and OC within one K block; other shapes take the im2col path below. Every element of dx is summed in the
+ * fixed order (oh, kh, kw). */
+static int direct_backward_data(const fn_ukernel *uk, const fn_conv2d_shape *s) {
+    return s->C % uk->nr == 0 && s->OC <= FN_KC_MAX;
+}
+
+static void backward_data_image_direct(const fn_ukernel *uk, float *restrict dxn, const float *restrict dyn,
+                                       const float *restrict bp, const fn_conv2d_shape *s) {
+    const int mr = uk->mr, nr = uk->nr;
+    const int64_t C = s->C, OC = s->OC, npanels = C / nr, ldc = s->SW * C;
+    float tmp[FN_MR_MAX * FN_NR_MAX] __attribute__((aligned(64)));
+    float panel[FN_KC_MAX * FN_MR_MAX] __attribute__((aligned(64)));
+    for (int64_t oh = 0; oh < s->OH; oh++) {
+        const float *dyr = dyn + oh * s->OW * OC;
+        for (int64_t kh = 0; kh < s->KH; kh++) {
+            const int64_t ih = oh * s->SH - s->PT + kh;
+            if (ih < 0 || ih >= s->H) continue;
+            for (int64_t kw = 0; kw < s->KW; kw++) {
+                /* Output columns whose input column ow*SW - PL + kw lies inside the image. */
+                const int64_t lo = s->PL - kw, ow0 = lo > 0 ? fn_ceil_div(lo, s->SW) : 0;
+                const int64_t ow1 = fn_min64(s->OW, fn_ceil_div(s->W + s->PL - kw, s->SW));
+                const float *btap = bp + (kh * s->KW + kw) * OC * C;
+                for (int64_t ow = ow0; ow < ow1; ow += mr) {
+                    const int64_t rows = fn_min64(mr, ow1 - ow);
+                    const float *a = dyr + ow * OC;
+                    float *c = dxn + (ih * s->W + ow * s->SW - s->PL + kw) * C;
+                    for (int64_t q = 0; q < npanels; q++) {
+                        const float *bq = btap + q * OC * nr;
+                        if (rows == mr) {
+                            uk->kernel(OC, a, OC, 1, bq, c + q * nr, ldc, 1);
+                            continue;
+                        }
+                        for (int64_t k = 0; k < OC; k++)
+                            for (int i = 0; i < mr; i++) panel[k * mr + i] = i < rows ? a[i * OC + k] : 0.0f;
+                        uk->kernel(OC, panel, 1, mr, bq, tmp, nr, 0);
+                        for (int64_t i = 0; i < rows; i++)
+                            for (int j = 0; j < nr; j++) c[i * ldc + q * nr + j] += tmp[i * nr + j];
+                    }
+                }
+            }
+        }
+    }
+}
+
 int fn_conv2d_backward_data(float *dx, const float *dy, const float *w, const float *relu_x, const fn_conv2d_shape *s,
                             float *ws, int n_threads) {
     if (n_threads < 1) n_threads = 1;
     const fn_ukernel *uk = fn_gemm_ukernel();
     const int64_t K = kcols(s), P = s->OH * s->OW, npanels = fn_ceil_div(K, uk->nr);
-    const int64_t image = s->H * s->W * s->C;
+    const int64_t image = s->H * s->W * s->C, taps = s->KH * s->KW;
+    const int direct = direct_backward_data(uk, s);
     float *bp = fn_align64(ws);
     float *slots = fn_align64(bp + fn_gemm_packed_b_size(s->OC, K));
 
     #pragma omp parallel num_threads(n_threads)
     {
         float *dcols = slots + fn_thread_id() * tile_slot(s);
-        #pragma omp for schedule(static)
-        for (int64_t q = 0; q < npanels; q++) fn_gemm_pack_b(uk, bp, w, s->OC, 1, s->OC, K, q, q + 1);
+        if (direct) { /* one packed W^T (OC x C) per tap */
+            const int64_t tap_panels = s->C / uk->nr;
+            #pragma omp for schedule(static)
+            for (int64_t t = 0; t < taps; t++)
+                fn_gemm_pack_b(uk, bp + t * s->OC * s->C, w + t * s->C * s->OC, s->OC, 1, s->OC, s->C, 0, tap_panels);
+        } else {
+            #pragma omp for schedule(static)
+            for (int64_t q = 0; q < npanels; q++) fn_gemm_pack_b(uk, bp, w, s->OC, 1, s->OC, K, q, q + 1);
+        }
         /* One image per iteration: receptive fields overlap, so the owner of dx[n] does all its adds. */
         #pragma omp for schedule(static)
         for (int64_t n = 0; n < s->N; n++) {
             float *dxn = dx + n * image;
             memset(dxn, 0, sizeof(float) * image);
-            for (int64_t r0 = 0; r0 < P; r0 += FN_CONV_ROWS) {
-                const int64_t r1 = fn_min64(P, r0 + FN_CONV_ROWS);
-                fn_gemm_tile(uk, 0, r1 - r0, 0, npanels, K, s->OC, 1.0f, dy + (n * P + r0) * s->OC, s->OC, 0, bp,
-                             0.0f, dcols, K);
-                col2im_rows_add(dxn, dcols, s, r0, r1);
+            if (direct) {
+                const unsigned csr = fn_ftz_enter();
+                backward_data_image_direct(uk, dxn, dy + n * P * s->OC, bp, s);
+                fn_ftz_leave(csr);
+            } else {
+                for (int64_t r0 = 0; r0 < P; r0 += FN_CONV_ROWS) {
+                    const int64_t r1 = fn_min64(P, r0 + FN_CONV_ROWS);
+                    fn_gemm_tile(uk, 0, r1 - r0, 0, npanels, K, s->OC, 1.0f, dy + (n * P + r0) * s->OC, s->OC, 0,
+                                 bp, 0.0f, dcols, K);
+                    col2im_rows_add(dxn, dcols, s, r0, r1);
+                }
             }
             if (relu_x) relu_mask(dxn, relu_x + n * image, image); /* while dx[n] is still in cache */
         }

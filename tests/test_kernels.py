@@ -68,6 +68,11 @@ CONV_CASES = [
     (1, 5, 5, 3, 17, 1, 1, (1, 1), "valid"),     # 1x1 kernel
     (2, 4, 4, 1, 1, 4, 4, (1, 1), "valid"),      # kernel covers the whole image
     (1, 6, 6, 2, 4, 2, 2, (2, 2), "same"),       # even kernel, asymmetric padding
+    # channels a multiple of the micro-tile width: backward-data accumulates straight into dx
+    (2, 9, 8, 32, 5, 3, 3, (2, 2), "same"),
+    (1, 7, 7, 16, 3, 3, 3, (1, 2), "same"),
+    (1, 6, 5, 32, 7, 2, 2, (1, 1), "same"),
+    (2, 5, 13, 64, 3, 3, 3, (1, 1), "valid"),    # 11 output columns: a partial micro-tile
 ]
 
 
