@@ -14,19 +14,24 @@ static int64_t kcols(const fn_conv2d_shape *s) { return s->KH * s->KW * s->C; }
  * field of position r in (kh, kw, c) order, zero where it falls into padding. */
 static void im2col_rows(float *restrict cols, const float *restrict xn, const fn_conv2d_shape *s, int64_t r0,
                         int64_t r1) {
-    const int64_t C = s->C;
+    const int64_t C = s->C, span = s->KW * C; /* one kernel row's taps are adjacent in NHWC: KW*C floats */
     for (int64_t r = r0; r < r1; r++) {
-        const int64_t oh = r / s->OW, ow = r % s->OW;
+        const int64_t oh = r / s->OW, ow = r % s->OW, iw0 = ow * s->SW - s->PL;
+        const int inside_w = iw0 >= 0 && iw0 + s->KW <= s->W;
         float *dst = cols + (r - r0) * kcols(s);
-        for (int64_t kh = 0; kh < s->KH; kh++) {
+        for (int64_t kh = 0; kh < s->KH; kh++, dst += span) {
             const int64_t ih = oh * s->SH - s->PT + kh;
-            for (int64_t kw = 0; kw < s->KW; kw++, dst += C) {
-                const int64_t iw = ow * s->SW - s->PL + kw;
-                if (ih < 0 || ih >= s->H || iw < 0 || iw >= s->W) {
-                    for (int64_t c = 0; c < C; c++) dst[c] = 0.0f;
-                } else {
+            if (ih < 0 || ih >= s->H) {
+                for (int64_t i = 0; i < span; i++) dst[i] = 0.0f;
+            } else if (inside_w) {
+                const float *src = xn + (ih * s->W + iw0) * C;
+                for (int64_t i = 0; i < span; i++) dst[i] = src[i];
+            } else {
+                for (int64_t kw = 0; kw < s->KW; kw++) {
+                    const int64_t iw = iw0 + kw;
                     const float *src = xn + (ih * s->W + iw) * C;
-                    for (int64_t c = 0; c < C; c++) dst[c] = src[c];
+                    const int in = iw >= 0 && iw < s->W;
+                    for (int64_t c = 0; c < C; c++) dst[kw * C + c] = in ? src[c] : 0.0f;
                 }
             }
         }

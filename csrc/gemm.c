@@ -195,7 +195,7 @@ int fn_gemm_naive(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, flo
     return FN_OK;
 }
 
-void fn_bias_act_rows(float *y, int64_t ldy, const float *bias, int64_t rows, int64_t cols, int act) {
+FN_VECTOR_CLONES void fn_bias_act_rows(float *y, int64_t ldy, const float *bias, int64_t rows, int64_t cols, int act) {
     for (int64_t r = 0; r < rows; r++) {
         float *yr = y + r * ldy;
         if (bias)
