@@ -189,7 +189,7 @@ class CSVLogger(Callback):
         self.keys = None
 
     def on_epoch_end(self, epoch, logs=None):
-        from fastnet.saving import atomic_write
+        from fastnet._io import atomic_write
 
         logs = logs or {}
         if self.keys is None:

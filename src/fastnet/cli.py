@@ -10,7 +10,7 @@ import time
 
 import fastnet
 from fastnet import networks, viz
-from fastnet.saving import atomic_write
+from fastnet._io import atomic_write
 
 
 def _parser():

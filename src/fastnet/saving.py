@@ -11,36 +11,17 @@ half-written model.
 """
 import json
 import os
-import tempfile
 import zipfile
 
 import numpy as np
+
+from fastnet._io import atomic_write
 
 FORMAT, VERSION = "fastnet-model", 1
 
 
 class ModelFileError(ValueError):
     """A file that is not a valid fastnet model (truncated, corrupted, foreign or incompatible)."""
-
-
-def atomic_write(path, write):
-    """Call write(file_object) on a temporary file beside path, then rename it to path."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path), suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
 
 
 def save_model(model, path, include_optimizer=True):

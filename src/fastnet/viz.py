@@ -211,6 +211,6 @@ def plot_model(model, show_shapes=True):
 
 def save_image(image, path):
     """Write a PNG atomically."""
-    from fastnet.saving import atomic_write
+    from fastnet._io import atomic_write
 
     atomic_write(path, lambda f: image.save(f, format="PNG"))

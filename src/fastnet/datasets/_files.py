@@ -3,9 +3,10 @@ import gzip
 import http.client
 import hashlib
 import os
-import tempfile
 import urllib.error
 import urllib.request
+
+from fastnet._io import atomic_write
 
 
 class DatasetError(RuntimeError):
@@ -26,51 +27,51 @@ def sha256(data):
     return hashlib.sha256(data).hexdigest()
 
 
+def gunzip_if_gzip(data, name):
+    """data decompressed when it is gzip (by its magic bytes, not its name)."""
+    if data[:2] != b"\x1f\x8b":
+        return data
+    try:
+        return gzip.decompress(data)
+    except (OSError, EOFError, gzip.BadGzipFile) as e:
+        raise ValueError(f"{name}: corrupted or truncated gzip data ({e})") from None
+
+
 def read_maybe_gzip(path):
-    """The file's bytes, decompressed when it is gzip (by its magic bytes, not its name)."""
     with open(path, "rb") as f:
-        data = f.read()
-    if data[:2] == b"\x1f\x8b":
-        try:
-            return gzip.decompress(data)
-        except (OSError, EOFError, gzip.BadGzipFile) as e:
-            raise ValueError(f"{path}: corrupted or truncated gzip data ({e})") from None
-    return data
+        return gunzip_if_gzip(f.read(), path)
 
 
 def download_verified(url, dest, expected_sha256, timeout):
-    """Download url to dest, only if its (decompressed) bytes hash to expected_sha256.
+    """Download url to dest, only if its (decompressed) bytes hash to expected_sha256; returns those bytes.
 
-    The bytes go to a temporary file beside dest and are renamed into place after verification, so dest
-    never holds a partial or unverified file, also when several processes download at once.
+    The download goes to a temporary file beside dest, renamed into place only after verification
+    (fastnet._io.atomic_write): dest never holds a partial or unverified file, also when several processes
+    download at once.
     """
-    os.makedirs(os.path.dirname(dest), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(dest), prefix=".partial-", suffix=os.path.basename(dest))
-    try:
-        with os.fdopen(fd, "wb") as out:
-            with urllib.request.urlopen(url, timeout=timeout) as response:
-                expected = response.headers.get("Content-Length")
-                received = 0
-                while True:
-                    chunk = response.read(1 << 20)
-                    if not chunk:
-                        break
-                    out.write(chunk)
-                    received += len(chunk)
-                if expected is not None and received < int(expected):
-                    raise OSError(f"incomplete download ({received} of {expected} bytes)")
-        data = read_maybe_gzip(tmp)
+    verified = []
+
+    def fetch(out):
+        received = []
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            expected = response.headers.get("Content-Length")
+            while True:
+                chunk = response.read(1 << 20)
+                if not chunk:
+                    break
+                out.write(chunk)
+                received.append(chunk)
+        raw = b"".join(received)
+        if expected is not None and len(raw) < int(expected):
+            raise OSError(f"incomplete download ({len(raw)} of {expected} bytes)")
+        data = gunzip_if_gzip(raw, url)
         got = sha256(data)
         if got != expected_sha256:
             raise ValueError(f"checksum mismatch: SHA256 {got}, expected {expected_sha256}")
-        os.replace(tmp, dest)
-        return data
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+        verified.append(data)
+
+    atomic_write(dest, fetch)
+    return verified[0]
 
 
 def describe(exc):

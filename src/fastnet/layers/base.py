@@ -162,3 +162,46 @@ class Layer:
 
     def __repr__(self):
         return f"<{type(self).__name__} {self.name}>"
+
+
+class KernelActivation:
+    """For Dense and Conv2D, whose C kernels fuse the bias and a ReLU: the activation bookkeeping they share.
+
+    The model may hand the layer the ReLU of a following Activation (fused_activation), take over a final
+    softmax into the loss (defer_softmax), or let the next layer apply the ReLU's backward
+    (relu_backward_by_next). Other activations run after the kernel."""
+
+    fused_activation = None
+    defer_softmax = False
+    relu_backward_by_next = False
+
+    def effective_activation(self):
+        return self.fused_activation or self.activation
+
+    def kernel_activation(self):
+        """What the kernel applies itself: 'relu' or 'linear'."""
+        return "relu" if self.effective_activation() == "relu" else "linear"
+
+    def post_activation(self):
+        """The activation applied after the kernel, or None."""
+        act = self.effective_activation()
+        if act in ("linear", "relu") or (act == "softmax" and self.defer_softmax):
+            return None
+        return act
+
+    def finish_forward(self, x, y):
+        """Apply the post-kernel activation; remember what backward needs."""
+        post = self.post_activation()
+        if post:
+            y = activation_forward(post, y, self.buffer("a", y.shape))
+        self._x, self._y = x, y
+        return y
+
+    def pre_activation_grad(self, dy):
+        """dL/d(kernel output) from dL/d(layer output)."""
+        act = self.effective_activation()
+        if act == "relu" and not self.relu_backward_by_next:
+            return K.activation_backward(dy, self._y, "relu", out=self.buffer("dz", dy.shape))
+        if self.post_activation():
+            return activation_backward(act, dy, self._y, self.buffer("dz", dy.shape))
+        return dy

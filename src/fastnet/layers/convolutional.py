@@ -1,14 +1,13 @@
 """Conv2D (and Keras 1's Convolution2D); MaxPooling2D is importable from here too, as in Keras 1."""
 from fastnet import _kernels as K
 from fastnet.layers._spatial import SpatialLayer
-from fastnet.layers.base import (INITIALIZERS, activation_backward, activation_forward, check_activation, legacy,
-                                 pair)
+from fastnet.layers.base import INITIALIZERS, KernelActivation, check_activation, legacy, pair
 from fastnet.layers.pooling import MaxPool2D, MaxPooling2D  # noqa: F401  (Keras 1 import path)
 
 _DIM_ORDERING = {"th": "channels_first", "tf": "channels_last", "default": None}
 
 
-class Conv2D(SpatialLayer):
+class Conv2D(KernelActivation, SpatialLayer):
     """2-D convolution; kernel (rows, cols, in_channels, filters) as in Keras, bias (filters,)."""
 
     kind = "conv2d"
@@ -30,9 +29,6 @@ class Conv2D(SpatialLayer):
         self.activation = check_activation(activation)
         self.use_bias = bool(use_bias)
         self.kernel_initializer, self.bias_initializer = kernel_initializer, bias_initializer
-        self.fused_activation = None
-        self.defer_softmax = False
-        self.relu_backward_by_next = False  # set by the model: a MaxPooling2D after our ReLU applies its backward
         self.relu_before = False  # set by the model: our input is a ReLU's output, whose backward we apply
 
     def compute_output_shape(self, in_shape, in_fmt):
@@ -56,29 +52,14 @@ class Conv2D(SpatialLayer):
                 "activation": self.activation, "use_bias": self.use_bias,
                 "kernel_initializer": self.kernel_initializer, "bias_initializer": self.bias_initializer}
 
-    def _post_activation(self):
-        act = self.fused_activation or self.activation
-        if act in ("linear", "relu") or (act == "softmax" and self.defer_softmax):
-            return None
-        return act
-
     def forward(self, x, training):
-        act = self.fused_activation or self.activation
         y = K.conv2d_forward(x, self.params[0], self.params[1] if self.use_bias else None, self.strides,
-                             self.padding, activation="relu" if act == "relu" else "linear",
+                             self.padding, activation=self.kernel_activation(),
                              out=self.buffer("y", (x.shape[0],) + self.out_shape))
-        post = self._post_activation()
-        if post:
-            y = activation_forward(post, y, self.buffer("a", y.shape))
-        self._x, self._y = x, y
-        return y
+        return self.finish_forward(x, y)
 
     def backward(self, dy, need_dx=True):
-        act = self.fused_activation or self.activation
-        if act == "relu" and not self.relu_backward_by_next:
-            dy = K.activation_backward(dy, self._y, "relu", out=self.buffer("dz", dy.shape))
-        elif self._post_activation():
-            dy = activation_backward(act, dy, self._y, self.buffer("dz", dy.shape))
+        dy = self.pre_activation_grad(dy)
         K.conv2d_backward_filter(dy, self._x, self.kernel_size, self.strides, self.padding, dw=self.grads[0],
                                  db=self.grads[1] if self.use_bias else None)
         if not need_dx:

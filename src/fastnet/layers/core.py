@@ -2,11 +2,11 @@
 import numpy as np
 
 from fastnet import _kernels as K
-from fastnet.layers.base import (INITIALIZERS, Layer, activation_backward, activation_forward, check_activation,
-                                 legacy, public_shape)
+from fastnet.layers.base import (INITIALIZERS, KernelActivation, Layer, activation_backward, activation_forward,
+                                 check_activation, legacy, public_shape)
 
 
-class Dense(Layer):
+class Dense(KernelActivation, Layer):
     """out = activation(x @ kernel + bias); kernel (input_dim, units), bias (units,)."""
 
     kind = "dense"
@@ -29,9 +29,6 @@ class Dense(Layer):
         self.activation = check_activation(activation)
         self.use_bias = bool(use_bias)
         self.kernel_initializer, self.bias_initializer = kernel_initializer, bias_initializer
-        self.fused_activation = None  # set by the model: a following Activation('relu') runs in our kernel
-        self.defer_softmax = False    # set by the model: the loss applies our softmax (from logits)
-        self.relu_backward_by_next = False  # set by the model: a MaxPooling2D after our ReLU applies its backward
 
     def compute_output_shape(self, in_shape, in_fmt):
         if len(in_shape) != 1:
@@ -52,31 +49,14 @@ class Dense(Layer):
                 "use_bias": self.use_bias, "kernel_initializer": self.kernel_initializer,
                 "bias_initializer": self.bias_initializer}
 
-    def _post_activation(self):
-        """The activation applied after the kernel's fused bias (+ReLU), or None."""
-        act = self.fused_activation or self.activation
-        if act in ("linear", "relu") or (act == "softmax" and self.defer_softmax):
-            return None
-        return act
-
     def forward(self, x, training):
-        n = x.shape[0]
-        kernel_act = "relu" if (self.fused_activation or self.activation) == "relu" else "linear"
         bias = self.params[1] if self.use_bias else None
-        y = K.dense_forward(x, self.params[0], bias, out=self.buffer("y", (n, self.units)), activation=kernel_act)
-        post = self._post_activation()
-        if post:
-            y = activation_forward(post, y, self.buffer("a", y.shape))
-        self._x, self._y = x, y
-        return y
+        y = K.dense_forward(x, self.params[0], bias, out=self.buffer("y", (x.shape[0], self.units)),
+                            activation=self.kernel_activation())
+        return self.finish_forward(x, y)
 
     def backward(self, dy, need_dx=True):
-        act = self.fused_activation or self.activation
-        if act == "relu" and not self.relu_backward_by_next:
-            dy = K.activation_backward(dy, self._y, "relu", out=self.buffer("dz", dy.shape))
-        elif self._post_activation():
-            dy = activation_backward(act, dy, self._y, self.buffer("dz", dy.shape))
-        n = dy.shape[0]
+        dy = self.pre_activation_grad(dy)
         dx, _, _ = K.dense_backward(dy, self._x, self.params[0], dx=self.buffer("dx", self._x.shape) if need_dx else None,
                                     dw=self.grads[0], db=self.grads[1] if self.use_bias else None, need_dx=need_dx)
         return dx

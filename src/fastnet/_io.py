@@ -1,0 +1,24 @@
+"""Atomic file writes: a crash leaves the old file or the new one, never half of one."""
+import os
+import tempfile
+
+
+def atomic_write(path, write):
+    """Call write(file_object) on a temporary file beside path, then rename it to path. If write raises, the
+    temporary file is removed and path is left as it was."""
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".", suffix=".partial")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
