@@ -79,3 +79,22 @@ int fn_bias_act_forward(float *y, const float *b, int64_t R, int64_t C, int act,
     for (int64_t r = 0; r < R; r++) fn_bias_act_rows(y + r * C, C, b, 1, C, act);
     return FN_OK;
 }
+
+FN_VECTOR_CLONES static int64_t count_nonfinite(const float *restrict x, int64_t n) {
+    int64_t bad = 0;
+    for (int64_t i = 0; i < n; i++) bad += !isfinite(x[i]);
+    return bad;
+}
+
+int64_t fn_first_nonfinite(const float *x, int64_t n, int n_threads) {
+    const int64_t nb = fn_ceil_div(n, FN_BLOCK);
+    int64_t first = nb; /* the first block holding a bad value; nb: none */
+    #pragma omp parallel for schedule(static) num_threads(n_threads) reduction(min : first)
+    for (int64_t b = 0; b < nb; b++) {
+        const int64_t i0 = b * FN_BLOCK;
+        if (count_nonfinite(x + i0, fn_min64(FN_BLOCK, n - i0)) && b < first) first = b;
+    }
+    for (int64_t i = first * FN_BLOCK; i < n; i++)
+        if (!isfinite(x[i])) return i;
+    return -1;
+}

@@ -12,6 +12,9 @@ int fn_activation_backward(float *dx, const float *dy, const float *y, int64_t n
 int fn_softmax_forward(float *y, const float *x, int64_t N, int64_t C, int n_threads);
 int fn_softmax_backward(float *dx, const float *dy, const float *y, int64_t N, int64_t C, int n_threads);
 
+/* Index of the first NaN or inf among n floats, or -1 when all are finite. */
+int64_t fn_first_nonfinite(const float *x, int64_t n, int n_threads);
+
 /* Bias and activation on rows: y [R, C] = act(y + b[C]) in place; b may be NULL. */
 int fn_bias_act_forward(float *y, const float *b, int64_t R, int64_t C, int act, int n_threads);
 

@@ -229,3 +229,13 @@ def test_conv_backward_data_with_the_relu_before_it(rng):
     rdx, _, _ = ref.conv2d_backward(dy, x, w)
     close(K.conv2d_backward_data(dy, w, x.shape, relu_input=x), ref.activation_backward(rdx, x, "relu"),
           "conv dx + relu")
+
+
+@pytest.mark.parametrize("n,bad", [(0, []), (1, [0]), (10_000, []), (100_003, [99_999, 100_002]),
+                                   (50_000, [8191, 8192, 30_000])])
+def test_first_nonfinite(n, bad):
+    x = np.ones(n, dtype=np.float32)
+    for i, v in zip(bad, [np.nan, np.inf, -np.inf]):
+        x[i] = v
+    assert K.first_nonfinite(x) == (min(bad) if bad else -1)
+    assert all(K.first_nonfinite(x, n_threads=t) == K.first_nonfinite(x) for t in (1, 2, 3))

@@ -52,6 +52,7 @@ cdef extern from "fastnet.h" nogil:
     int fn_activation_backward(float *dx, const float *dy, const float *y, int64_t n, int act, int n_threads)
     int fn_softmax_forward(float *y, const float *x, int64_t N, int64_t C, int n_threads)
     int fn_softmax_backward(float *dx, const float *dy, const float *y, int64_t N, int64_t C, int n_threads)
+    int64_t fn_first_nonfinite(const float *x, int64_t n, int n_threads)
     int fn_bias_act_forward(float *y, const float *b, int64_t R, int64_t C, int act, int n_threads)
 
     int fn_softmax_xent_forward(float *probs, float *loss, const float *logits, const float *targets,

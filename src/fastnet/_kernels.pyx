@@ -466,6 +466,17 @@ def softmax_backward(dy, y, out=None, n_threads=None):
     return out
 
 
+def first_nonfinite(x, n_threads=None):
+    """Flat index of the first NaN or inf in x (float32, contiguous), or -1 when every value is finite."""
+    _array(x, "x")
+    cdef int nt = _threads(n_threads)
+    cdef const float *px = _cp(x.reshape(-1))
+    cdef int64_t n = x.size, r
+    with nogil:
+        r = fn_first_nonfinite(px, n, nt)
+    return r
+
+
 def bias_act_forward(y, b=None, activation="linear", n_threads=None):
     """In place: y[R, C] = act(y + b[C]) (activation 'linear' or 'relu')."""
     _array(y, "y", 2)

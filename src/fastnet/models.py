@@ -203,13 +203,14 @@ class Sequential:
             raise self._shape_error(x.shape, what)
         if x.shape[0] == 0:
             raise ValueError(f"{what}: x is empty (0 samples)")
-        x = x.astype(np.float32, copy=False)
-        if not np.isfinite(x).all():
-            bad = np.argwhere(~np.isfinite(x))[0]
-            raise ValueError(f"{what}: x contains NaN or inf (first at index {tuple(int(i) for i in bad)})")
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        bad = K.first_nonfinite(x)
+        if bad >= 0:
+            raise ValueError(f"{what}: x contains NaN or inf (first at index "
+                             f"{tuple(int(i) for i in np.unravel_index(bad, x.shape))})")
         if self.data_format == "channels_first" and x.ndim == 4:
-            x = x.transpose(0, 2, 3, 1)
-        return np.ascontiguousarray(x)
+            x = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+        return x
 
     def _prepare_y(self, y, n, what):
         """Targets as float32 one-hot rows (N, classes)."""
