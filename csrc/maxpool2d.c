@@ -40,9 +40,40 @@ int fn_maxpool2d_forward(float *y, int32_t *argmax, const float *x, int64_t N, i
     return FN_OK;
 }
 
+/* Windows that tile the image exactly (stride = window, no padding, nothing left over): every input belongs
+ * to one window, so dx is written once, element by element, with no zeroing pass and no scatter. */
+FN_VECTOR_CLONES static void unpool_row(float *restrict dx, const float *restrict dy, const int32_t *restrict arg,
+                                        const float *restrict y, int64_t oh, int64_t W, int64_t C, int64_t PH,
+                                        int64_t PW, int64_t OW) {
+    for (int64_t ph = 0; ph < PH; ph++)
+        for (int64_t ow = 0; ow < OW; ow++)
+            for (int64_t pw = 0; pw < PW; pw++) {
+                const int32_t off = (int32_t)((((oh * PH + ph) * W) + ow * PW + pw) * C);
+                const float *g = dy + ow * C;
+                const int32_t *a = arg + ow * C;
+                const float *yo = y ? y + ow * C : NULL;
+                float *d = dx + off;
+                if (yo) {
+                    for (int64_t c = 0; c < C; c++) d[c] = (a[c] == off + (int32_t)c && yo[c] > 0.0f) ? g[c] : 0.0f;
+                } else {
+                    for (int64_t c = 0; c < C; c++) d[c] = a[c] == off + (int32_t)c ? g[c] : 0.0f;
+                }
+            }
+}
+
 int fn_maxpool2d_backward(float *dx, const float *dy, const int32_t *argmax, const float *y, int64_t N, int64_t H,
-                          int64_t W, int64_t C, int64_t OH, int64_t OW, int n_threads) {
+                          int64_t W, int64_t C, int64_t PH, int64_t PW, int64_t SH, int64_t SW, int64_t PT, int64_t PL,
+                          int64_t OH, int64_t OW, int n_threads) {
     const int64_t image = H * W * C, out = OH * OW * C;
+    if (SH == PH && SW == PW && PT == 0 && PL == 0 && OH * PH == H && OW * PW == W) {
+        #pragma omp parallel for schedule(static) num_threads(n_threads)
+        for (int64_t r = 0; r < N * OH; r++) {
+            const int64_t n = r / OH;
+            unpool_row(dx + n * image, dy + r * OW * C, argmax + r * OW * C, y ? y + r * OW * C : NULL, r % OH, W, C,
+                       PH, PW, OW);
+        }
+        return FN_OK;
+    }
     #pragma omp parallel for schedule(static) num_threads(n_threads)
     for (int64_t n = 0; n < N; n++) {
         float *dxn = dx + n * image;

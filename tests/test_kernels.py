@@ -113,7 +113,8 @@ def test_maxpool(rng, shape, pool, strides, padding):
     close(y, ry, "maxpool y")
     np.testing.assert_array_equal(arg, rarg)
     dy = rand(rng, *y.shape)
-    close(K.maxpool2d_backward(dy, arg, x.shape), ref.maxpool2d_backward(dy, rarg, x.shape), "maxpool dx")
+    close(K.maxpool2d_backward(dy, arg, x.shape, pool, strides, padding), ref.maxpool2d_backward(dy, rarg, x.shape),
+          "maxpool dx")
 
 
 def test_maxpool_ties_go_to_first_maximum():
@@ -213,14 +214,16 @@ def test_random_uniform_statistics():
     assert hist.min() > 0.9 * hist.mean()
 
 
-def test_maxpool_backward_with_the_relu_before_it(rng):
+@pytest.mark.parametrize("shape,pool,strides", [((3, 6, 6, 5), (2, 2), None),     # windows tile the image
+                                                ((2, 7, 6, 3), (3, 3), (2, 1))])  # overlapping windows
+def test_maxpool_backward_with_the_relu_before_it(rng, shape, pool, strides):
     """The fused form: a ReLU's backward applied through the pooled output."""
-    z = rand(rng, 3, 6, 6, 5)
+    z = rand(rng, *shape)
     a = np.maximum(z, 0)
-    y, arg = K.maxpool2d_forward(a)
+    y, arg = K.maxpool2d_forward(a, pool, strides)
     dy = rand(rng, *y.shape)
     unfused = ref.activation_backward(ref.maxpool2d_backward(dy, arg, a.shape), a, "relu")
-    close(K.maxpool2d_backward(dy, arg, a.shape, relu_output=y), unfused, "maxpool+relu backward")
+    close(K.maxpool2d_backward(dy, arg, a.shape, pool, strides, relu_output=y), unfused, "maxpool+relu backward")
 
 
 def test_conv_backward_data_with_the_relu_before_it(rng):

@@ -46,7 +46,8 @@ cdef extern from "fastnet.h" nogil:
                              int64_t C, int64_t PH, int64_t PW, int64_t SH, int64_t SW, int64_t PT,
                              int64_t PL, int64_t OH, int64_t OW, int n_threads)
     int fn_maxpool2d_backward(float *dx, const float *dy, const int32_t *argmax, const float *y, int64_t N,
-                              int64_t H, int64_t W, int64_t C, int64_t OH, int64_t OW, int n_threads)
+                              int64_t H, int64_t W, int64_t C, int64_t PH, int64_t PW, int64_t SH, int64_t SW,
+                              int64_t PT, int64_t PL, int64_t OH, int64_t OW, int n_threads)
 
     int fn_activation_forward(float *y, const float *x, int64_t n, int act, int n_threads)
     int fn_activation_backward(float *dx, const float *dy, const float *y, int64_t n, int act, int n_threads)

@@ -366,20 +366,26 @@ def maxpool2d_forward(x, pool_size=(2, 2), strides=None, padding="valid", out=No
     return out, argmax
 
 
-def maxpool2d_backward(dy, argmax, input_shape, out=None, relu_output=None, n_threads=None):
-    """dL/dx [N, H, W, C] (input_shape): dy [N, OH, OW, C] routed through argmax.
+def maxpool2d_backward(dy, argmax, input_shape, pool_size=(2, 2), strides=None, padding="valid", out=None,
+                       relu_output=None, n_threads=None):
+    """dL/dx [N, H, W, C] (input_shape): dy [N, OH, OW, C] routed through the forward's argmax; pool_size,
+    strides and padding must be the forward's.
 
     relu_output: the pooling's forward output, when a ReLU came before the pooling: outputs that are not
     positive pass no gradient (the ReLU's backward, fused)."""
     _array(dy, "dy", 4)
     _array(argmax, "argmax", 4, np.int32)
     _expect(argmax, "argmax", dy.shape)
+    N, H, W, C = input_shape
+    cdef int64_t PH = pool_size[0], PW = pool_size[1]
+    strides = pool_size if strides is None else strides
+    cdef int64_t SH = strides[0], SW = strides[1]
+    OH, PT = conv_geometry(H, PH, SH, padding)
+    OW, PL = conv_geometry(W, PW, SW, padding)
+    _expect(dy, "dy", (N, OH, OW, C))
     if relu_output is not None:
         _array(relu_output, "relu_output", 4)
         _expect(relu_output, "relu_output", dy.shape)
-    N, H, W, C = input_shape
-    if dy.shape[0] != N or dy.shape[3] != C:
-        raise ValueError(f"maxpool2d: dy {dy.shape} does not match the input shape {tuple(input_shape)}")
     if argmax.size and (argmax.min() < 0 or argmax.max() >= H * W * C):
         raise ValueError("maxpool2d: argmax holds offsets outside the input image")
     out = _output(out, "dx", (N, H, W, C), (dy, argmax, relu_output))
@@ -389,9 +395,9 @@ def maxpool2d_backward(dy, argmax, input_shape, out=None, relu_output=None, n_th
     cdef const float *pdy = _cp(dy.reshape(-1))
     cdef const float *py = NULL if relu_output is None else _cp(relu_output.reshape(-1))
     cdef float *pdx = _mp(out.reshape(-1))
-    cdef int64_t n = N, h = H, w = W, c = C, oh = dy.shape[1], ow = dy.shape[2]
+    cdef int64_t n = N, h = H, w = W, c = C, oh = OH, ow = OW, pt = PT, pl = PL
     with nogil:
-        st = fn_maxpool2d_backward(pdx, pdy, pam, py, n, h, w, c, oh, ow, nt)
+        st = fn_maxpool2d_backward(pdx, pdy, pam, py, n, h, w, c, PH, PW, SH, SW, pt, pl, oh, ow, nt)
     _status(st, "maxpool2d_backward")
     return out
 

@@ -43,7 +43,8 @@ class MaxPooling2D(SpatialLayer):
     def backward(self, dy, need_dx=True):
         if not need_dx:
             return None
-        return K.maxpool2d_backward(dy, self._argmax, self._x_shape, out=self.buffer("dx", self._x_shape),
+        return K.maxpool2d_backward(dy, self._argmax, self._x_shape, self.pool_size, self.strides, self.padding,
+                                    out=self.buffer("dx", self._x_shape),
                                     relu_output=self._y if self.relu_before else None)
 
 
