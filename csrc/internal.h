@@ -13,8 +13,9 @@ static inline int fn_thread_id(void) { return 0; }
 #endif
 
 /* Elementwise loops are compiled for AVX-512, AVX2 and the baseline, picked at load time (GCC ifuncs). The
- * OpenMP body is outlined into a function of its own, so the clones go on a block helper it calls. */
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+ * OpenMP body is outlined into a function of its own, so the clones go on a block helper it calls. GCC 12
+ * knows the x86-64-v3/v4 level names; elsewhere the baseline build is used. */
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 12 && defined(__x86_64__) && defined(__linux__)
 #define FN_VECTOR_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
 #define FN_VECTOR_CLONES
