@@ -1,7 +1,5 @@
 """Sequential end to end: shapes and summaries, channel orders, save/load, seeds and threads, legacy spellings."""
-import json
 import os
-import warnings
 
 import numpy as np
 import pytest

@@ -1,6 +1,5 @@
 """Sequential: a stack of layers with Keras's compile / fit / evaluate / predict."""
 import math
-import warnings
 
 import numpy as np
 

@@ -6,8 +6,6 @@ import os
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from fastnet.layers.base import public_shape
-
 
 def _font(size):
     try:
