@@ -1,4 +1,5 @@
-/* 2-D convolution lowered to GEMM over small im2col tiles that stay in each thread's cache. */
+/* 2-D convolution: Winograd F(2x2, 3x3) for 3x3 stride-1 kernels with enough channels (conv2d_winograd.c),
+ * elsewhere lowered to GEMM over small im2col tiles that stay in each thread's cache. */
 #include <string.h>
 
 #include "fastnet.h"
@@ -7,6 +8,26 @@
 #define FN_CONV_ROWS 96          /* output positions per forward / backward-data tile */
 #define FN_CONV_CHUNKS 64        /* most partial sums of the filter gradient */
 #define FN_CONV_FILTER_COLS (1 << 18) /* floats of im2col buffer per thread in backward-filter */
+
+static int conv_algo = FN_CONV_AUTO;
+
+int fn_conv2d_set_algo(int algo) {
+    if (algo != FN_CONV_AUTO && algo != FN_CONV_IM2COL && algo != FN_CONV_WINOGRAD) return FN_EINVAL;
+    conv_algo = algo;
+    return FN_OK;
+}
+
+int fn_conv2d_algo(void) { return conv_algo; }
+
+/* Below 16 channels the 16 GEMMs of a Winograd block are too thin to beat im2col (the first layer, C = 1). */
+static int winograd_fits(const fn_conv2d_shape *s) {
+    return s->KH == 3 && s->KW == 3 && s->SH == 1 && s->SW == 1 && s->PT <= 2 && s->PL <= 2;
+}
+
+int fn_conv2d_uses_winograd(const fn_conv2d_shape *s) {
+    if (!winograd_fits(s) || conv_algo == FN_CONV_IM2COL) return 0;
+    return conv_algo == FN_CONV_WINOGRAD || (s->C >= 16 && s->OC >= 16);
+}
 
 static int64_t kcols(const fn_conv2d_shape *s) { return s->KH * s->KW * s->C; }
 
@@ -82,13 +103,19 @@ int64_t fn_conv2d_workspace(const fn_conv2d_shape *s, int n_threads) {
     const int64_t fwd = fn_max64(fn_gemm_packed_b_size(K, s->OC), fn_gemm_packed_b_size(s->OC, K)) +
                         n_threads * tile_slot(s);
     const int64_t filt = filter_chunks(s) * partial_size(s) + n_threads * filter_slot(s);
-    return fn_max64(fwd, filt) + 2 * FN_WS_PAD;
+    /* Enough for either algorithm, so the size does not depend on fn_conv2d_set_algo. */
+    const int64_t wino = winograd_fits(s) ? fn_conv2d_winograd_workspace(s, n_threads) : 0;
+    return fn_max64(fn_max64(fwd, filt) + 2 * FN_WS_PAD, wino);
 }
 
 int fn_conv2d_forward(float *y, const float *x, const float *w, const float *b, const fn_conv2d_shape *s,
                       int act, float *ws, int n_threads) {
     if (act != FN_ACT_LINEAR && act != FN_ACT_RELU) return FN_EINVAL;
     if (n_threads < 1) n_threads = 1;
+    if (fn_conv2d_uses_winograd(s)) {
+        fn_conv2d_winograd_forward(y, x, w, b, s, act, ws, n_threads);
+        return FN_OK;
+    }
     const fn_ukernel *uk = fn_gemm_ukernel();
     const int64_t K = kcols(s), P = s->OH * s->OW, npanels = fn_ceil_div(s->OC, uk->nr);
     const int64_t tiles_per_image = fn_ceil_div(P, FN_CONV_ROWS);
@@ -169,6 +196,10 @@ static void backward_data_image_direct(const fn_ukernel *uk, float *restrict dxn
 int fn_conv2d_backward_data(float *dx, const float *dy, const float *w, const float *relu_x, const fn_conv2d_shape *s,
                             float *ws, int n_threads) {
     if (n_threads < 1) n_threads = 1;
+    if (fn_conv2d_uses_winograd(s)) {
+        fn_conv2d_winograd_backward_data(dx, dy, w, relu_x, s, ws, n_threads);
+        return FN_OK;
+    }
     const fn_ukernel *uk = fn_gemm_ukernel();
     const int64_t K = kcols(s), P = s->OH * s->OW, npanels = fn_ceil_div(K, uk->nr);
     const int64_t image = s->H * s->W * s->C, taps = s->KH * s->KW;
@@ -214,6 +245,10 @@ int fn_conv2d_backward_data(float *dx, const float *dy, const float *w, const fl
 int fn_conv2d_backward_filter(float *dw, float *db, const float *dy, const float *x, const fn_conv2d_shape *s,
                               float *ws, int n_threads) {
     if (n_threads < 1) n_threads = 1;
+    if (fn_conv2d_uses_winograd(s)) {
+        fn_conv2d_winograd_backward_filter(dw, db, dy, x, s, ws, n_threads);
+        return FN_OK;
+    }
     const fn_ukernel *uk = fn_gemm_ukernel();
     const int64_t K = kcols(s), P = s->OH * s->OW, OC = s->OC, npanels = fn_ceil_div(OC, uk->nr);
     const int64_t nch = filter_chunks(s), rows = filter_rows(s), psize = partial_size(s);

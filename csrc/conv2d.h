@@ -22,6 +22,15 @@ int fn_conv2d_backward_data(float *dx, const float *dy, const float *w, const fl
  * fixed by the shape alone, then the chunks in order: bit-identical for any n_threads. */
 int fn_conv2d_backward_filter(float *dw, float *db, const float *dy, const float *x, const fn_conv2d_shape *s,
                               float *ws, int n_threads);
+/* Algorithm of the three conv kernels: FN_CONV_AUTO picks Winograd F(2x2, 3x3) for 3x3 stride-1 kernels with
+ * at least 16 input and output channels and im2col + GEMM elsewhere; FN_CONV_WINOGRAD uses Winograd for every
+ * 3x3 stride-1 kernel (padding at most 2); FN_CONV_IM2COL never does. Process-wide, like the GEMM ISA. */
+enum { FN_CONV_AUTO = 0, FN_CONV_IM2COL = 1, FN_CONV_WINOGRAD = 2 };
+int fn_conv2d_set_algo(int algo);
+int fn_conv2d_algo(void);
+/* 1 when the three kernels use Winograd for this shape under the current algorithm. */
+int fn_conv2d_uses_winograd(const fn_conv2d_shape *s);
+
 /* Floats of workspace that any of the three conv kernels needs for this shape. */
 int64_t fn_conv2d_workspace(const fn_conv2d_shape *s, int n_threads);
 

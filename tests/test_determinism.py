@@ -31,12 +31,23 @@ def test_dense(rng):
 
 
 @pytest.mark.parametrize("N", [1, 5, 67])
-def test_conv2d(rng, N):
+def test_conv2d(conv_algo, rng, N):
     x, w, b = rand(rng, N, 12, 11, 5), rand(rng, 3, 3, 5, 7), rand(rng, 7)
     dy = rand(rng, N, 10, 9, 7)
     same_for_all_thread_counts(
         lambda nt: [K.conv2d_forward(x, w, b, activation="relu", n_threads=nt),
                     K.conv2d_backward_data(dy, w, x.shape, n_threads=nt),
+                    *K.conv2d_backward_filter(dy, x, (3, 3), n_threads=nt)])
+
+
+@pytest.mark.parametrize("N", [1, 67])
+def test_conv2d_second_layer(rng, N):
+    """The CNN's second convolution, on the path 'auto' gives it (Winograd)."""
+    x, w, b = rand(rng, N, 26, 26, 32), rand(rng, 3, 3, 32, 32), rand(rng, 32)
+    dy = rand(rng, N, 24, 24, 32)
+    same_for_all_thread_counts(
+        lambda nt: [K.conv2d_forward(x, w, b, activation="relu", n_threads=nt),
+                    K.conv2d_backward_data(dy, w, x.shape, relu_input=x, n_threads=nt),
                     *K.conv2d_backward_filter(dy, x, (3, 3), n_threads=nt)])
 
 

@@ -1,4 +1,6 @@
 """Each C kernel against the float64 reference, on the workloads' shapes and on odd ones."""
+import zlib
+
 import numpy as np
 import pytest
 
@@ -76,22 +78,73 @@ CONV_CASES = [
 ]
 
 
-@pytest.mark.parametrize("case", CONV_CASES)
-def test_conv2d(isa, rng, case):
+# 3x3 stride-1 kernels, the shapes Winograd F(2x2, 3x3) takes: odd output sizes leave half-empty 2x2 tiles,
+# 'same' padding puts every border tile partly in the padding, channels off the vector width.
+WINOGRAD_CASES = [
+    (2, 26, 26, 32, 32, "valid"),  # the CNN's second layer
+    (1, 3, 3, 1, 1, "valid"),      # one output, one channel
+    (1, 3, 3, 4, 2, "same"),
+    (3, 5, 6, 17, 19, "valid"),    # 3x4 outputs
+    (2, 9, 7, 32, 32, "same"),     # 9x7 outputs: the last tile row and column are half empty
+    (1, 8, 7, 20, 16, "same"),
+    (2, 4, 11, 33, 5, "valid"),
+    (1, 6, 6, 16, 48, "same"),     # more than one micro-tile of output channels
+]
+
+
+def check_conv2d(case, act_input=False):
+    """All three conv kernels (and the fused ReLU backward) against the float64 reference."""
     N, H, W, C, OC, KH, KW, strides, padding = case
+    rng = np.random.default_rng(zlib.crc32(repr(case).encode()))
     x, w, b = rand(rng, N, H, W, C), rand(rng, KH, KW, C, OC, scale=0.3), rand(rng, OC)
     for act in ("linear", "relu"):
         y = K.conv2d_forward(x, w, b, strides, padding, activation=act)
         close(y, ref.conv2d_forward(x, w, b, strides, padding, act), f"conv forward {act}")
+    close(K.conv2d_forward(x, w, None, strides, padding), ref.conv2d_forward(x, w, None, strides, padding),
+          "conv forward without bias")
     dy = rand(rng, *y.shape)
     rdx, rdw, rdb = ref.conv2d_backward(dy, x, w, strides, padding)
     close(K.conv2d_backward_data(dy, w, x.shape, strides, padding), rdx, "conv dx")
+    close(K.conv2d_backward_data(dy, w, x.shape, strides, padding, relu_input=x),
+          ref.activation_backward(rdx, np.maximum(x, 0), "relu"), "conv dx + relu mask")
     dw, db = K.conv2d_backward_filter(dy, x, (KH, KW), strides, padding)
     close(dw, rdw, "conv dw")
     close(db, rdb, "conv db")
 
 
-def test_conv2d_batch_chunks_more_than_64_images(rng):
+@pytest.mark.parametrize("case", CONV_CASES)
+def test_conv2d(isa, conv_algo, case):
+    check_conv2d(case)
+
+
+@pytest.mark.parametrize("case", WINOGRAD_CASES)
+def test_conv2d_winograd(isa, case):
+    N, H, W, C, OC, padding = case
+    K.set_conv_algo("winograd")
+    try:
+        assert K.conv2d_uses_winograd((N, H, W, C), (3, 3, C, OC), (1, 1), padding)
+        check_conv2d((N, H, W, C, OC, 3, 3, (1, 1), padding))
+    finally:
+        K.set_conv_algo("auto")
+
+
+def test_conv2d_algorithm_choice():
+    """'auto' takes Winograd where it pays (3x3, stride 1, >= 16 channels each way), im2col elsewhere."""
+    assert K.get_conv_algo() == "auto"
+    assert K.conv2d_uses_winograd((128, 26, 26, 32), (3, 3, 32, 32))
+    assert not K.conv2d_uses_winograd((128, 28, 28, 1), (3, 3, 1, 32))       # the CNN's first layer
+    assert not K.conv2d_uses_winograd((2, 26, 26, 32), (3, 3, 32, 32), (2, 2))
+    assert not K.conv2d_uses_winograd((2, 26, 26, 32), (5, 5, 32, 32))
+    K.set_conv_algo("im2col")
+    try:
+        assert not K.conv2d_uses_winograd((128, 26, 26, 32), (3, 3, 32, 32))
+    finally:
+        K.set_conv_algo("auto")
+    with pytest.raises(ValueError, match="unknown convolution algorithm"):
+        K.set_conv_algo("fft")
+
+
+def test_conv2d_batch_chunks_more_than_64_images(conv_algo, rng):
     x, w = rand(rng, 70, 5, 5, 2), rand(rng, 3, 3, 2, 3)
     dy = rand(rng, 70, 3, 3, 3)
     dw, db = K.conv2d_backward_filter(dy, x, (3, 3))

@@ -41,6 +41,9 @@ cdef extern from "fastnet.h" nogil:
     int fn_conv2d_backward_filter(float *dw, float *db, const float *dy, const float *x,
                                   const fn_conv2d_shape *s, float *ws, int n_threads)
     int64_t fn_conv2d_workspace(const fn_conv2d_shape *s, int n_threads)
+    int fn_conv2d_set_algo(int algo)
+    int fn_conv2d_algo()
+    int fn_conv2d_uses_winograd(const fn_conv2d_shape *s)
 
     int fn_maxpool2d_forward(float *y, int32_t *argmax, const float *x, int64_t N, int64_t H, int64_t W,
                              int64_t C, int64_t PH, int64_t PW, int64_t SH, int64_t SW, int64_t PT,

@@ -15,6 +15,7 @@ from fastnet._fastnet_c cimport *
 
 ACTIVATIONS = {"linear": FN_ACT_LINEAR, "relu": FN_ACT_RELU, "sigmoid": FN_ACT_SIGMOID, "tanh": FN_ACT_TANH}
 ISA_NAMES = ("generic", "avx2", "avx512")
+CONV_ALGOS = ("auto", "im2col", "winograd")  # index = FN_CONV_* code
 
 cdef int _num_threads = 1
 
@@ -54,6 +55,24 @@ def get_isa():
 
 def supported_isas():
     return ISA_NAMES[: fn_gemm_cpu_max_isa() + 1]
+
+
+def set_conv_algo(algo):
+    """Convolution algorithm: 'auto' (Winograd F(2x2, 3x3) for 3x3 stride-1 kernels with >= 16 input and
+    output channels, im2col + GEMM elsewhere), 'winograd' (every 3x3 stride-1 kernel) or 'im2col'."""
+    if algo not in CONV_ALGOS:
+        raise ValueError(f"unknown convolution algorithm {algo!r}; expected one of {CONV_ALGOS}")
+    fn_conv2d_set_algo(CONV_ALGOS.index(algo))
+
+
+def get_conv_algo():
+    return CONV_ALGOS[fn_conv2d_algo()]
+
+
+def conv2d_uses_winograd(x_shape, w_shape, strides=(1, 1), padding="valid"):
+    """Whether the conv kernels take the Winograd path for this shape under the current algorithm."""
+    cdef fn_conv2d_shape s = _conv_shape(tuple(x_shape), tuple(w_shape), strides, padding)
+    return bool(fn_conv2d_uses_winograd(&s))
 
 
 # ---- argument checking ----
