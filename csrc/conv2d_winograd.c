@@ -17,7 +17,11 @@
 #include "fastnet.h"
 #include "internal.h"
 
-#define FN_WINO_TILES 48 /* 2x2 output tiles per block: a multiple of every micro-kernel's MR (8, 6, 4) */
+/* 2x2 output tiles per block, multiples of every micro-kernel's MR (8, 6, 4). A forward-shaped block's
+ * transformed inputs (16 x 24 x C floats) stay in L1/L2 between the transforms and the GEMMs; the filter
+ * gradient's blocks are the depth of its GEMMs, which prefer them longer. */
+#define FN_WINO_TILES 24
+#define FN_WINO_GRAD_TILES 48
 
 /* The per-tile code is inlined into each ISA clone of the block helpers (GCC inlines across target
  * attributes only when told to). */
@@ -290,7 +294,7 @@ FN_TILE_FN void output_grad_block_c(float *e, float *db, float *patch, const flo
                 }
             g[0] = patch, g[1] = patch + 2 * OC;
         }
-        output_grad_tile(e + t * OC, FN_WINO_TILES * OC, db, g, OC);
+        output_grad_tile(e + t * OC, FN_WINO_GRAD_TILES * OC, db, g, OC);
     }
 }
 
@@ -324,8 +328,8 @@ static int64_t grad_chunks(const fn_conv2d_shape *s) { return fn_min64(s->N, 64)
 static int64_t grad_partial_size(const fn_conv2d_shape *s) { return slot(16 * s->C * s->OC + s->OC); }
 
 static int64_t grad_thread_size(const fn_conv2d_shape *s) {
-    return slot(16 * FN_WINO_TILES * s->C) + slot(16 * FN_WINO_TILES * s->OC) +
-           slot(fn_gemm_packed_b_size(FN_WINO_TILES, s->OC)) + slot(16 * s->C) + slot(4 * s->OC);
+    return slot(16 * FN_WINO_GRAD_TILES * s->C) + slot(16 * FN_WINO_GRAD_TILES * s->OC) +
+           slot(fn_gemm_packed_b_size(FN_WINO_GRAD_TILES, s->OC)) + slot(16 * s->C) + slot(4 * s->OC);
 }
 
 int64_t fn_conv2d_winograd_workspace(const fn_conv2d_shape *s, int n_threads) {
@@ -394,21 +398,21 @@ void fn_conv2d_winograd_backward_filter(float *dw, float *db, const float *dy, c
     #pragma omp parallel num_threads(n_threads)
     {
         float *v = slots + fn_thread_id() * grad_thread_size(s);
-        float *e = v + slot(16 * FN_WINO_TILES * C), *ep = e + slot(16 * FN_WINO_TILES * OC);
-        float *patch = ep + slot(fn_gemm_packed_b_size(FN_WINO_TILES, OC)), *gpatch = patch + slot(16 * C);
+        float *e = v + slot(16 * FN_WINO_GRAD_TILES * C), *ep = e + slot(16 * FN_WINO_GRAD_TILES * OC);
+        float *patch = ep + slot(fn_gemm_packed_b_size(FN_WINO_GRAD_TILES, OC)), *gpatch = patch + slot(16 * C);
         #pragma omp for schedule(static)
         for (int64_t ch = 0; ch < nch; ch++) {
             float *du = partials + ch * psize, *pb = du + 16 * COC;
             const int64_t n0 = ch * s->N / nch, n1 = (ch + 1) * s->N / nch, t1 = n1 * tpi;
             const unsigned csr = fn_ftz_enter();
             memset(pb, 0, sizeof(float) * OC);
-            for (int64_t t0 = n0 * tpi; t0 < t1; t0 += FN_WINO_TILES) {
-                const int64_t tb = fn_min64(FN_WINO_TILES, t1 - t0);
+            for (int64_t t0 = n0 * tpi; t0 < t1; t0 += FN_WINO_GRAD_TILES) {
+                const int64_t tb = fn_min64(FN_WINO_GRAD_TILES, t1 - t0);
                 input_block(v, patch, x, &p, t0, tb);
                 output_grad_block(e, pb, gpatch, dy, &p, t0, tb);
                 /* dU[xi] += V[xi]^T E[xi]: V[xi]^T is read in place (column t of it is 16 * C floats on) */
                 for (int64_t xi = 0; xi < 16; xi++) {
-                    const float *bq = e + xi * FN_WINO_TILES * OC;
+                    const float *bq = e + xi * FN_WINO_GRAD_TILES * OC;
                     if (!direct_b) {
                         fn_gemm_pack_b(uk, ep, bq, OC, 0, tb, OC, 0, npanels);
                         bq = ep;
