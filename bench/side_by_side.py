@@ -6,8 +6,8 @@
 Same architecture, initialization scheme, optimizer, batch size and thread count; data already in memory.
 Each framework runs in a process of its own (their thread pools otherwise disturb each other: PyTorch's
 threads keep spinning after its epoch), and the two take turns, epoch by epoch, with a pause between turns.
-Prints per-epoch times, medians, images/s, the ratio, and the fraction of this machine's measured fp32 GEMM
-peak. PyTorch is optional (pip install torch==2.13.0); without it only fastnet is timed.
+Prints per-epoch times, medians, images/s, the ratio, and effective GFLOP/s (the work of direct convolutions;
+see common.py) as a fraction of this machine's measured fp32 GEMM peak. PyTorch is optional (pip install torch==2.13.0); without it only fastnet is timed.
 """
 import argparse
 import multiprocessing as mp
@@ -76,7 +76,7 @@ class Worker:
 
 def describe(name, seconds, flop_per_image, count, peak):
     gflops = flop_per_image * count / seconds / 1e9
-    return (f"  {name:8s} {seconds:7.3f} s  {count / seconds:10,.0f} images/s  {gflops:6.1f} GFLOP/s = "
+    return (f"  {name:8s} {seconds:7.3f} s  {count / seconds:10,.0f} images/s  {gflops:6.1f} effective GFLOP/s = "
             f"{gflops / peak:5.1%} of peak")
 
 

@@ -5,6 +5,7 @@ Glue only: every function validates dtypes, shapes and contiguity (raising Value
 the arrays and shapes), allocates outputs the caller did not pass, releases the GIL around the C call and
 turns a bad status into an exception. Activations are NHWC here; the layers convert at the model's edges.
 """
+import os
 import threading
 
 import numpy as np
@@ -148,9 +149,16 @@ cdef inline float *_opt(v):
 _local = threading.local()
 
 
+# FASTNET_EXACT_WORKSPACE=1 (set by .ci/sanitize): a fresh buffer of exactly the queried size for every call,
+# so AddressSanitizer catches a kernel that writes past what its workspace query promised.
+_EXACT_WORKSPACE = os.environ.get("FASTNET_EXACT_WORKSPACE") == "1"
+
+
 def _workspace(int64_t nfloats):
     """A scratch buffer of at least nfloats, reused per Python thread (kernels never allocate)."""
     buf = getattr(_local, "ws", None)
+    if _EXACT_WORKSPACE:  # held by _local until the next call, like the shared buffer: callers keep a pointer
+        buf = None
     if buf is None or buf.shape[0] < nfloats:
         buf = np.empty(max(nfloats, 1), dtype=np.float32)
         _local.ws = buf
