@@ -41,31 +41,48 @@ def test_dense_backward(benchmark, rng, I, O):
 
 
 CONVS = {"conv1": (28, 1, 32), "conv2": (26, 32, 32)}
+# Each convolution on the path 'auto' gives it, and conv2 on the other path too. GFLOP/s count the work of a
+# direct convolution, so Winograd's (2.25x fewer multiplications in its GEMMs) are effective figures.
+CONV_RUNS = [("conv1", "auto"), ("conv2", "auto"), ("conv2", "im2col")]
 
 
-@pytest.mark.parametrize("layer", CONVS)
-def test_conv2d_forward(benchmark, rng, layer):
+@pytest.fixture
+def conv_algo(request):
+    K.set_conv_algo(request.param)
+    yield request.param
+    K.set_conv_algo("auto")
+
+
+def conv_flops(H, C, OC):
+    return 2 * B * (H - 2) ** 2 * 9 * C * OC
+
+
+@pytest.mark.parametrize("layer,conv_algo", CONV_RUNS, indirect=["conv_algo"])
+def test_conv2d_forward(benchmark, rng, layer, conv_algo):
     H, C, OC = CONVS[layer]
     x, w, b = r(rng, B, H, H, C), r(rng, 3, 3, C, OC), r(rng, OC)
     y = np.empty((B, H - 2, H - 2, OC), np.float32)
     benchmark(K.conv2d_forward, x, w, b, activation="relu", out=y)
-    report(benchmark, 2 * B * (H - 2) ** 2 * 9 * C * OC)
+    report(benchmark, conv_flops(H, C, OC))
 
 
-@pytest.mark.parametrize("layer", CONVS)
-def test_conv2d_backward_filter(benchmark, rng, layer):
+@pytest.mark.parametrize("layer,conv_algo", CONV_RUNS, indirect=["conv_algo"])
+def test_conv2d_backward_filter(benchmark, rng, layer, conv_algo):
     H, C, OC = CONVS[layer]
     x, dy = r(rng, B, H, H, C), r(rng, B, H - 2, H - 2, OC)
     dw, db = np.empty((3, 3, C, OC), np.float32), np.empty(OC, np.float32)
     benchmark(K.conv2d_backward_filter, dy, x, (3, 3), dw=dw, db=db)
-    report(benchmark, 2 * B * (H - 2) ** 2 * 9 * C * OC)
+    report(benchmark, conv_flops(H, C, OC))
 
 
-def test_conv2d_backward_data(benchmark, rng):
+@pytest.mark.parametrize("conv_algo", ["auto", "im2col"], indirect=True)
+def test_conv2d_backward_data(benchmark, rng, conv_algo):
+    """conv2's data gradient with conv1's ReLU mask fused, as the CNN runs it."""
     H, C, OC = CONVS["conv2"]
     w, dy, dx = r(rng, 3, 3, C, OC), r(rng, B, H - 2, H - 2, OC), np.empty((B, H, H, C), np.float32)
-    benchmark(K.conv2d_backward_data, dy, w, dx.shape, out=dx)
-    report(benchmark, 2 * B * (H - 2) ** 2 * 9 * C * OC)
+    relu_input = np.maximum(r(rng, B, H, H, C), 0)
+    benchmark(K.conv2d_backward_data, dy, w, dx.shape, out=dx, relu_input=relu_input)
+    report(benchmark, conv_flops(H, C, OC))
 
 
 def test_maxpool_forward_backward(benchmark, rng):

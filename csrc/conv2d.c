@@ -143,6 +143,18 @@ int fn_conv2d_forward(float *y, const float *x, const float *w, const float *b, 
     return FN_OK;
 }
 
+int fn_conv2d_forward_maxpool_fits(const fn_conv2d_shape *s) {
+    return fn_conv2d_uses_winograd(s) && s->OH % 2 == 0 && s->OW % 2 == 0 && s->OH * s->OW * s->OC < INT32_MAX;
+}
+
+int fn_conv2d_forward_maxpool(float *y, int32_t *argmax, const float *x, const float *w, const float *b,
+                              const fn_conv2d_shape *s, float *ws, int n_threads) {
+    if (!fn_conv2d_forward_maxpool_fits(s)) return FN_EUNSUPPORTED;
+    if (n_threads < 1) n_threads = 1;
+    fn_conv2d_winograd_forward_maxpool(y, argmax, x, w, b, s, ws, n_threads);
+    return FN_OK;
+}
+
 FN_VECTOR_CLONES static void relu_mask(float *restrict dx, const float *restrict x, int64_t n) {
     for (int64_t i = 0; i < n; i++) dx[i] = x[i] > 0.0f ? dx[i] : 0.0f;
 }

@@ -10,10 +10,17 @@ typedef struct {
     int64_t N, H, W, C, OC, KH, KW, SH, SW, PT, PL, OH, OW;
 } fn_conv2d_shape;
 
-/* y = act(conv(x, w) + b), act in {FN_ACT_LINEAR, FN_ACT_RELU}: im2col tiles of 96 output positions,
- * each multiplied by the packed kernel and finished with the fused bias and activation. */
+/* y = act(conv(x, w) + b), act in {FN_ACT_LINEAR, FN_ACT_RELU}, bias and activation fused. Each of the three
+ * kernels runs Winograd F(2x2, 3x3) or im2col + GEMM, as fn_conv2d_uses_winograd says (see below). */
 int fn_conv2d_forward(float *y, const float *x, const float *w, const float *b, const fn_conv2d_shape *s,
                       int act, float *ws, int n_threads);
+/* The forward with a ReLU, followed by a 2x2 max-pool of stride 2 (no padding), in one pass: the pooled
+ * y [N, OH/2, OW/2, OC] and argmax [N, OH/2, OW/2, OC] exactly as fn_maxpool2d_forward would give them from the
+ * stored convolution, which is never written. Winograd shapes with even OH and OW only
+ * (fn_conv2d_forward_maxpool_fits); FN_EUNSUPPORTED elsewhere. */
+int fn_conv2d_forward_maxpool(float *y, int32_t *argmax, const float *x, const float *w, const float *b,
+                              const fn_conv2d_shape *s, float *ws, int n_threads);
+int fn_conv2d_forward_maxpool_fits(const fn_conv2d_shape *s);
 /* dx [N, H, W, C] = gradient of the input (overwritten). relu_x [N, H, W, C] (may be NULL): when the input
  * came out of a ReLU, its output; dx is then zeroed where relu_x <= 0 (the ReLU's backward, fused). */
 int fn_conv2d_backward_data(float *dx, const float *dy, const float *w, const float *relu_x, const fn_conv2d_shape *s,

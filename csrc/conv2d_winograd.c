@@ -108,6 +108,35 @@ FN_TILE_FN void output_tile(float *const *y, const float *const *k, const float 
     }
 }
 
+/* output_tile with bias and ReLU, then the 2x2 max-pool of the four outputs: y[o] is the maximum and arg[o]
+ * its offset, off[k] + o for output k in row-major order, the first maximum winning ties (strict >), exactly
+ * as fn_maxpool2d_forward picks it from the stored outputs. */
+FN_TILE_FN void output_tile_pooled(float *restrict y, int32_t *restrict arg, const int32_t *off,
+                                   const float *restrict m, const float *restrict bias, int64_t OC) {
+    const int32_t off0 = off[0], off1 = off[1], off2 = off[2], off3 = off[3];
+#if defined(__GNUC__)
+#pragma GCC ivdep
+#endif
+    for (int64_t o = 0; o < OC; o++) {
+        float a[4], b[4];
+        for (int j = 0; j < 4; j++) {
+            const float m0 = m[j * OC + o], m1 = m[(4 + j) * OC + o], m2 = m[(8 + j) * OC + o],
+                        m3 = m[(12 + j) * OC + o];
+            a[j] = m0 + m1 + m2;
+            b[j] = m1 - m2 - m3;
+        }
+        float r[4] = {a[0] + a[1] + a[2] + bias[o], a[1] - a[2] - a[3] + bias[o],
+                      b[0] + b[1] + b[2] + bias[o], b[1] - b[2] - b[3] + bias[o]};
+        for (int i = 0; i < 4; i++) r[i] = r[i] > 0.0f ? r[i] : 0.0f;
+        float best = r[0];
+        int32_t at = off0 + (int32_t)o;
+        at = r[1] > best ? off1 + (int32_t)o : at, best = r[1] > best ? r[1] : best;
+        at = r[2] > best ? off2 + (int32_t)o : at, best = r[2] > best ? r[2] : best;
+        at = r[3] > best ? off3 + (int32_t)o : at, best = r[3] > best ? r[3] : best;
+        y[o] = best, arg[o] = at;
+    }
+}
+
 /* (A g A^T)[xi] for one tile's 2x2 output gradients into e[xi * es + o], and their sum added to db; row a
  * of g starts at g[a], its pixel b at g[a] + b * OC. */
 FN_TILE_FN void output_grad_tile(float *restrict e, int64_t es, float *restrict db, const float *const *g,
@@ -280,6 +309,24 @@ FN_VECTOR_CLONES static void output_block(float *y, const float *mask, const flo
     else output_block_c(y, mask, m, bias, relu, sink, p, t0, tb, p->OC);
 }
 
+FN_TILE_FN void output_pooled_block_c(float *y, int32_t *arg, const float *m, const float *bias, const wino_pass *p,
+                                      int64_t t0, int64_t tb, int64_t OC) {
+    for (int64_t t = 0; t < tb; t++) {
+        const tile_pos q = tile_at(p, t0 + t);
+        const int64_t pooled = (q.n * tiles_h(p) + q.oh / 2) * tiles_w(p) + q.ow / 2; /* one window per tile */
+        int32_t off[4]; /* the four outputs' offsets inside image n, as max-pool's argmax counts them */
+        for (int k = 0; k < 4; k++) off[k] = (int32_t)(((q.oh + k / 2) * p->OW + q.ow + k % 2) * OC);
+        output_tile_pooled(y + pooled * OC, arg + pooled * OC, off, m + t * 16 * OC, bias, OC);
+    }
+}
+
+/* Pooled outputs of tiles [t0, t0 + tb) (all full: OH and OW even) from their products m[t][xi][OC]. */
+FN_VECTOR_CLONES static void output_pooled_block(float *y, int32_t *arg, const float *m, const float *bias,
+                                                 const wino_pass *p, int64_t t0, int64_t tb) {
+    if (p->OC == 32) output_pooled_block_c(y, arg, m, bias, p, t0, tb, 32);
+    else output_pooled_block_c(y, arg, m, bias, p, t0, tb, p->OC);
+}
+
 FN_TILE_FN void output_grad_block_c(float *e, float *db, float *patch, const float *dy, const wino_pass *p,
                                     int64_t t0, int64_t tb, int64_t OC) {
     for (int64_t t = 0; t < tb; t++) {
@@ -341,8 +388,9 @@ int64_t fn_conv2d_winograd_workspace(const fn_conv2d_shape *s, int n_threads) {
 
 /* ---- the forward-shaped engine (forward and backward data) ---- */
 
-static void run_pass(float *y, const float *x, const float *w, int flip, const float *bias, int act,
-                     const float *mask, const wino_pass *p, float *ws, int n_threads) {
+/* y = the pass's output (with bias and act, or masked by mask), or, with argmax, its ReLU'd 2x2 max-pool. */
+static void run_pass(float *y, int32_t *argmax, const float *x, const float *w, int flip, const float *bias,
+                     int act, const float *mask, const wino_pass *p, float *ws, int n_threads) {
     const fn_ukernel *uk = fn_gemm_ukernel();
     const int64_t C = p->C, OC = p->OC, npanels = fn_ceil_div(OC, uk->nr), psize = packed_filter_size(C, OC);
     const int64_t ntiles = p->N * tiles_per_image(p), nblocks = fn_ceil_div(ntiles, FN_WINO_TILES);
@@ -366,7 +414,8 @@ static void run_pass(float *y, const float *x, const float *w, int flip, const f
             for (int64_t xi = 0; xi < 16; xi++)
                 fn_gemm_tile(uk, 0, tb, 0, npanels, OC, C, 1.0f, v + xi * C, 16 * C, 0, up + xi * psize, 0.0f,
                              m + xi * OC, 16 * OC);
-            output_block(y, mask, m, bias ? bias : zeros, act == FN_ACT_RELU, sink, p, t0, tb);
+            if (argmax) output_pooled_block(y, argmax, m, bias ? bias : zeros, p, t0, tb);
+            else output_block(y, mask, m, bias ? bias : zeros, act == FN_ACT_RELU, sink, p, t0, tb);
             fn_ftz_leave(csr);
         }
     }
@@ -375,13 +424,19 @@ static void run_pass(float *y, const float *x, const float *w, int flip, const f
 void fn_conv2d_winograd_forward(float *y, const float *x, const float *w, const float *b, const fn_conv2d_shape *s,
                                 int act, float *ws, int n_threads) {
     const wino_pass p = forward_pass(s);
-    run_pass(y, x, w, 0, b, act, NULL, &p, ws, n_threads);
+    run_pass(y, NULL, x, w, 0, b, act, NULL, &p, ws, n_threads);
+}
+
+void fn_conv2d_winograd_forward_maxpool(float *y, int32_t *argmax, const float *x, const float *w, const float *b,
+                                        const fn_conv2d_shape *s, float *ws, int n_threads) {
+    const wino_pass p = forward_pass(s);
+    run_pass(y, argmax, x, w, 0, b, FN_ACT_RELU, NULL, &p, ws, n_threads);
 }
 
 void fn_conv2d_winograd_backward_data(float *dx, const float *dy, const float *w, const float *relu_x,
                                       const fn_conv2d_shape *s, float *ws, int n_threads) {
     const wino_pass p = backward_data_pass(s);
-    run_pass(dx, dy, w, 1, NULL, FN_ACT_LINEAR, relu_x, &p, ws, n_threads);
+    run_pass(dx, NULL, dy, w, 1, NULL, FN_ACT_LINEAR, relu_x, &p, ws, n_threads);
 }
 
 /* ---- filter gradient ---- */

@@ -17,6 +17,8 @@ static inline int fn_thread_id(void) { return 0; }
 int64_t fn_conv2d_winograd_workspace(const fn_conv2d_shape *s, int n_threads);
 void fn_conv2d_winograd_forward(float *y, const float *x, const float *w, const float *b, const fn_conv2d_shape *s,
                                 int act, float *ws, int n_threads);
+void fn_conv2d_winograd_forward_maxpool(float *y, int32_t *argmax, const float *x, const float *w, const float *b,
+                                        const fn_conv2d_shape *s, float *ws, int n_threads);
 void fn_conv2d_winograd_backward_data(float *dx, const float *dy, const float *w, const float *relu_x,
                                       const fn_conv2d_shape *s, float *ws, int n_threads);
 void fn_conv2d_winograd_backward_filter(float *dw, float *db, const float *dy, const float *x,
@@ -36,6 +38,8 @@ void fn_conv2d_winograd_backward_filter(float *dw, float *db, const float *dy, c
 int64_t fn_conv2d_winograd_workspace(const fn_conv2d_shape *s, int n_threads);
 void fn_conv2d_winograd_forward(float *y, const float *x, const float *w, const float *b, const fn_conv2d_shape *s,
                                 int act, float *ws, int n_threads);
+void fn_conv2d_winograd_forward_maxpool(float *y, int32_t *argmax, const float *x, const float *w, const float *b,
+                                        const fn_conv2d_shape *s, float *ws, int n_threads);
 void fn_conv2d_winograd_backward_data(float *dx, const float *dy, const float *w, const float *relu_x,
                                       const fn_conv2d_shape *s, float *ws, int n_threads);
 void fn_conv2d_winograd_backward_filter(float *dw, float *db, const float *dy, const float *x,
@@ -61,6 +65,8 @@ static inline void fn_ftz_leave(unsigned old) { (void)old; }
 int64_t fn_conv2d_winograd_workspace(const fn_conv2d_shape *s, int n_threads);
 void fn_conv2d_winograd_forward(float *y, const float *x, const float *w, const float *b, const fn_conv2d_shape *s,
                                 int act, float *ws, int n_threads);
+void fn_conv2d_winograd_forward_maxpool(float *y, int32_t *argmax, const float *x, const float *w, const float *b,
+                                        const fn_conv2d_shape *s, float *ws, int n_threads);
 void fn_conv2d_winograd_backward_data(float *dx, const float *dy, const float *w, const float *relu_x,
                                       const fn_conv2d_shape *s, float *ws, int n_threads);
 void fn_conv2d_winograd_backward_filter(float *dw, float *db, const float *dy, const float *x,
@@ -137,6 +143,8 @@ void fn_bias_act_rows(float *y, int64_t ldy, const float *bias, int64_t rows, in
 int64_t fn_conv2d_winograd_workspace(const fn_conv2d_shape *s, int n_threads);
 void fn_conv2d_winograd_forward(float *y, const float *x, const float *w, const float *b, const fn_conv2d_shape *s,
                                 int act, float *ws, int n_threads);
+void fn_conv2d_winograd_forward_maxpool(float *y, int32_t *argmax, const float *x, const float *w, const float *b,
+                                        const fn_conv2d_shape *s, float *ws, int n_threads);
 void fn_conv2d_winograd_backward_data(float *dx, const float *dy, const float *w, const float *relu_x,
                                       const fn_conv2d_shape *s, float *ws, int n_threads);
 void fn_conv2d_winograd_backward_filter(float *dw, float *db, const float *dy, const float *x,

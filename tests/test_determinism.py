@@ -48,7 +48,8 @@ def test_conv2d_second_layer(rng, N):
     same_for_all_thread_counts(
         lambda nt: [K.conv2d_forward(x, w, b, activation="relu", n_threads=nt),
                     K.conv2d_backward_data(dy, w, x.shape, relu_input=x, n_threads=nt),
-                    *K.conv2d_backward_filter(dy, x, (3, 3), n_threads=nt)])
+                    *K.conv2d_backward_filter(dy, x, (3, 3), n_threads=nt),
+                    *K.conv2d_forward_maxpool(x, w, b, n_threads=nt)])
 
 
 def test_maxpool(rng):

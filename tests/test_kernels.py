@@ -128,6 +128,27 @@ def test_conv2d_winograd(isa, case):
         K.set_conv_algo("auto")
 
 
+@pytest.mark.parametrize("case", [(2, 26, 26, 32, 32, "valid"), (3, 10, 8, 16, 17, "same"), (1, 6, 4, 20, 33, "valid")])
+def test_conv2d_forward_maxpool_is_bit_identical_to_the_two_kernels(isa, case):
+    N, H, W, C, OC, padding = case
+    rng = np.random.default_rng(zlib.crc32(repr(case).encode()))
+    x, w, b = rand(rng, N, H, W, C), rand(rng, 3, 3, C, OC, scale=0.3), rand(rng, OC)
+    assert K.conv2d_forward_maxpool_fits(x.shape, w.shape, (1, 1), padding)
+    y, arg = K.conv2d_forward_maxpool(x, w, b, (1, 1), padding)
+    conv = K.conv2d_forward(x, w, b, (1, 1), padding, activation="relu")
+    assert (conv == 0).mean() > 0.3  # many ReLU zeros: ties, which the first maximum must win in both
+    y2, arg2 = K.maxpool2d_forward(conv)
+    np.testing.assert_array_equal(y, y2)
+    np.testing.assert_array_equal(arg, arg2)
+
+
+def test_conv2d_forward_maxpool_refuses_shapes_it_cannot_pool(rng):
+    x, w = rand(rng, 1, 7, 8, 16), rand(rng, 3, 3, 16, 16)  # 5x6 outputs: odd rows
+    assert not K.conv2d_forward_maxpool_fits(x.shape, w.shape)
+    with pytest.raises(ValueError, match="not a Winograd shape with an even output"):
+        K.conv2d_forward_maxpool(x, w)
+
+
 def test_conv2d_algorithm_choice():
     """'auto' takes Winograd where it pays (3x3, stride 1, >= 16 channels each way), im2col elsewhere."""
     assert K.get_conv_algo() == "auto"

@@ -226,6 +226,59 @@ def test_same_seed_same_weights_any_thread_count():
     assert not np.array_equal(m.get_weights()[0], tiny_cnn().get_weights()[0])  # next model, new weights
 
 
+def two_conv_net(data_format, relu_as_layer):
+    """conv(1->16)-relu-conv(16->16)-relu-pool: the second convolution is a Winograd shape with an even output,
+    so its kernel also does the ReLU and the max-pool."""
+    shape = (1, 10, 10) if data_format == "channels_first" else (10, 10, 1)
+    m = Sequential()
+    m.add(Conv2D(16, (3, 3), activation="relu", input_shape=shape, data_format=data_format))
+    if relu_as_layer:
+        m.add(Conv2D(16, (3, 3)))
+        m.add(Activation("relu"))
+    else:
+        m.add(Conv2D(16, (3, 3), activation="relu"))
+    m.add(MaxPooling2D((2, 2)))
+    m.add(Dropout(0.25))
+    m.add(Flatten())
+    m.add(Dense(3, activation="softmax"))
+    m.compile(loss="categorical_crossentropy", optimizer="adadelta", metrics=["accuracy"])
+    return m
+
+
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+@pytest.mark.parametrize("relu_as_layer", [True, False])
+def test_conv_relu_pool_in_one_kernel_trains_bit_for_bit_like_the_layers(data_format, relu_as_layer):
+    x, y = data(48, data_format)
+    weights, predictions = [], []
+    for fused in (True, False):
+        fastnet.set_seed(3)
+        m = two_conv_net(data_format, relu_as_layer)
+        assert m._pooled_by == ({1: 3} if relu_as_layer else {1: 2})
+        if not fused:
+            m._pooled_by = {}  # every layer on its own
+        m.fit(x, y, batch_size=16, epochs=2, verbose=0)
+        weights.append(m.get_weights())
+        predictions.append(m.predict(x))
+    for a, b in zip(*weights):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(*predictions)
+
+
+def test_conv_pool_fusion_only_where_it_fits():
+    m = two_conv_net("channels_last", False)
+    m.layers[2].strides = (1, 1)  # overlapping windows: not a 2x2 tiling
+    m._plan_fusion()
+    assert m._pooled_by == {}
+    fastnet._kernels.set_conv_algo("im2col")  # the kernel falls back to the layers one by one, same results
+    try:
+        x, y = data(16)
+        m = two_conv_net("channels_last", False)
+        assert m._pooled_by == {1: 2} and not m.layers[1].can_pool(np.empty((16, 8, 8, 16), np.float32))
+        m.fit(x, y, batch_size=16, epochs=1, verbose=0)
+    finally:
+        fastnet._kernels.set_conv_algo("auto")
+
+
 def test_keras1_spellings_work_with_a_warning():
     with pytest.warns(LegacyAPIWarning, match="Conv2D"):
         conv = Convolution2D(32, 3, 3, border_mode="valid", input_shape=(1, 28, 28), dim_ordering="th")

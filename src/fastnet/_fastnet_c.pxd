@@ -36,6 +36,9 @@ cdef extern from "fastnet.h" nogil:
         int64_t N, H, W, C, OC, KH, KW, SH, SW, PT, PL, OH, OW
     int fn_conv2d_forward(float *y, const float *x, const float *w, const float *b,
                           const fn_conv2d_shape *s, int act, float *ws, int n_threads)
+    int fn_conv2d_forward_maxpool(float *y, int32_t *argmax, const float *x, const float *w, const float *b,
+                                  const fn_conv2d_shape *s, float *ws, int n_threads)
+    int fn_conv2d_forward_maxpool_fits(const fn_conv2d_shape *s)
     int fn_conv2d_backward_data(float *dx, const float *dy, const float *w, const float *relu_x,
                                 const fn_conv2d_shape *s, float *ws, int n_threads)
     int fn_conv2d_backward_filter(float *dw, float *db, const float *dy, const float *x,

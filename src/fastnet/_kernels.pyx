@@ -316,6 +316,43 @@ def conv2d_forward(x, w, b=None, strides=(1, 1), padding="valid", activation="li
     return out
 
 
+def conv2d_forward_maxpool_fits(x_shape, w_shape, strides=(1, 1), padding="valid"):
+    """Whether conv2d_forward_maxpool takes this shape: a Winograd shape with an even output size."""
+    cdef fn_conv2d_shape s = _conv_shape(tuple(x_shape), tuple(w_shape), strides, padding)
+    return bool(fn_conv2d_forward_maxpool_fits(&s))
+
+
+def conv2d_forward_maxpool(x, w, b=None, strides=(1, 1), padding="valid", out=None, argmax=None, n_threads=None):
+    """maxpool2d_forward(conv2d_forward(x, w, b, activation='relu')) with a 2x2 window of stride 2, in one pass
+    that never stores the convolution: (y [N, OH/2, OW/2, OC], argmax int32), bit-identical to the two calls.
+    Only where conv2d_forward_maxpool_fits."""
+    _array(x, "x", 4)
+    _array(w, "w", 4)
+    cdef fn_conv2d_shape s = _conv_shape(x.shape, w.shape, strides, padding)
+    if not fn_conv2d_forward_maxpool_fits(&s):
+        raise ValueError(f"conv2d_forward_maxpool: input {tuple(x.shape)}, kernel {tuple(w.shape)}, strides "
+                         f"{tuple(strides)}, padding {padding!r} is not a Winograd shape with an even output "
+                         f"({s.OH}x{s.OW}); run conv2d_forward and maxpool2d_forward instead")
+    if b is not None:
+        _array(b, "b", 1)
+        _expect(b, "b", (s.OC,))
+    shape = (s.N, s.OH // 2, s.OW // 2, s.OC)
+    out = _output(out, "out", shape, (x, w, b))
+    argmax = _output(argmax, "argmax", shape, (x, w, b, out), np.int32)
+    cdef int nt = _threads(n_threads), st
+    cdef float *pw = _mp(_workspace(fn_conv2d_workspace(&s, nt)))
+    cdef int32_t[::1] am = argmax.reshape(-1)
+    cdef int32_t *pam = &am[0] if am.shape[0] else NULL
+    cdef const float *px = _cp(x.reshape(-1))
+    cdef const float *pk = _cp(w.reshape(-1))
+    cdef const float *pb = NULL if b is None else _cp(b)
+    cdef float *py = _mp(out.reshape(-1))
+    with nogil:
+        st = fn_conv2d_forward_maxpool(py, pam, px, pk, pb, &s, pw, nt)
+    _status(st, "conv2d_forward_maxpool")
+    return out, argmax
+
+
 def conv2d_backward_data(dy, w, input_shape, strides=(1, 1), padding="valid", out=None, relu_input=None,
                          n_threads=None):
     """dL/dx [N, H, W, C] (input_shape) from dy [N, OH, OW, OC].

@@ -24,6 +24,7 @@ class Sequential:
         self.metrics = []
         self._compiled = False
         self._names = set()
+        self._pooled_by = {}
         for layer in layers or []:
             self.add(layer)
 
@@ -82,12 +83,16 @@ class Sequential:
                     and layer.activation == "relu"):
                 prev.fused_activation = "relu"
                 layer.passthrough = True
+        self._pooled_by = {}  # index of a Conv2D whose kernel also pools -> index of that MaxPooling2D
         for i, layer in enumerate(self.layers):
             if isinstance(layer, (Dense, Conv2D)) and (layer.fused_activation or layer.activation) == "relu":
                 rest = [l for l in self.layers[i + 1:] if not (isinstance(l, Activation) and l.passthrough)]
                 if rest and isinstance(rest[0], (MaxPooling2D, Conv2D)):
                     layer.relu_backward_by_next = True
                     rest[0].relu_before = True
+                if rest and isinstance(layer, Conv2D) and isinstance(rest[0], MaxPooling2D) and \
+                        rest[0].is_2x2_tiling():
+                    self._pooled_by[i] = self.layers.index(rest[0])
 
     def _final_softmax(self):
         """The layer whose softmax the loss can take over (computing from logits), or None."""
@@ -251,8 +256,16 @@ class Sequential:
 
     # ---------------------------------------------------------------- computation
     def _forward(self, x, training):
-        for layer in self.layers:
-            x = layer.forward(x, training)
+        i = 0
+        while i < len(self.layers):
+            pool = self._pooled_by.get(i)
+            if pool is not None and self.layers[i].can_pool(x):
+                # Conv2D + ReLU + 2x2 max-pool in one kernel; the layers between are passthrough Activations.
+                x = self.layers[i].forward_pooled(x, self.layers[pool])
+                i = pool + 1
+            else:
+                x = self.layers[i].forward(x, training)
+                i += 1
         return x
 
     def _train_step(self, xb, yb):

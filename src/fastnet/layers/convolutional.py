@@ -58,6 +58,21 @@ class Conv2D(KernelActivation, SpatialLayer):
                              out=self.buffer("y", (x.shape[0],) + self.out_shape))
         return self.finish_forward(x, y)
 
+    def can_pool(self, x):
+        """Whether forward_pooled can run on this input (the model has checked the layers around us)."""
+        return K.conv2d_forward_maxpool_fits(x.shape, self.params[0].shape, self.strides, self.padding)
+
+    def forward_pooled(self, x, pool):
+        """Our forward, ReLU and the 2x2 max-pool `pool` in one kernel: returns the pool's output and hands the
+        pool what its backward needs. Our own output is never stored: the pool applies the ReLU's backward."""
+        shape = (x.shape[0],) + pool.out_shape
+        y, argmax = K.conv2d_forward_maxpool(x, self.params[0], self.params[1] if self.use_bias else None,
+                                             self.strides, self.padding, out=pool.buffer("y", shape),
+                                             argmax=pool.buffer("argmax", shape, "int32"))
+        self._x, self._y = x, None
+        pool.take_forward(y, argmax, (x.shape[0],) + self.out_shape)
+        return y
+
     def backward(self, dy, need_dx=True):
         dy = self.pre_activation_grad(dy)
         K.conv2d_backward_filter(dy, self._x, self.kernel_size, self.strides, self.padding, dw=self.grads[0],

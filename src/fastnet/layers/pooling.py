@@ -32,13 +32,20 @@ class MaxPooling2D(SpatialLayer):
         return {**super().get_config(), "pool_size": list(self.pool_size), "strides": list(self.strides),
                 "padding": self.padding, "data_format": self.data_format}
 
+    def is_2x2_tiling(self):
+        """2x2 windows of stride 2 without padding: the pooling a Conv2D kernel can do itself."""
+        return self.pool_size == (2, 2) and self.strides == (2, 2) and self.padding == "valid"
+
     def forward(self, x, training):
         shape = (x.shape[0],) + self.out_shape
-        self._y, self._argmax = K.maxpool2d_forward(x, self.pool_size, self.strides, self.padding,
-                                                    out=self.buffer("y", shape),
-                                                    argmax=self.buffer("argmax", shape, "int32"))
-        self._x_shape = x.shape
-        return self._y
+        y, argmax = K.maxpool2d_forward(x, self.pool_size, self.strides, self.padding,
+                                        out=self.buffer("y", shape), argmax=self.buffer("argmax", shape, "int32"))
+        self.take_forward(y, argmax, x.shape)
+        return y
+
+    def take_forward(self, y, argmax, x_shape):
+        """What backward needs: our output, its argmax, the input's shape (also from a fused Conv2D kernel)."""
+        self._y, self._argmax, self._x_shape = y, argmax, x_shape
 
     def backward(self, dy, need_dx=True):
         if not need_dx:
