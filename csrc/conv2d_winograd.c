@@ -353,6 +353,25 @@ FN_VECTOR_CLONES static void output_grad_block(float *e, float *db, float *patch
     else output_grad_block_c(e, db, patch, dy, p, t0, tb, p->OC);
 }
 
+/* ---- the products ---- */
+
+/* c[0:rows, 0:N] = (or += with accumulate) op(a) . bp, bp packed for depth K. Whole micro-tiles and one K
+ * block go straight to the micro-kernel (the 16 products of a block are small: fn_gemm_tile's set-up would
+ * show); other shapes take fn_gemm_tile, which computes every element the same way. */
+static void block_product(const fn_ukernel *uk, int64_t rows, int64_t N, int64_t K, const float *a, int64_t lda,
+                          int trans_a, const float *bp, int accumulate, float *c, int64_t ldc) {
+    const int mr = uk->mr, nr = uk->nr;
+    if (rows % mr || N % nr || K > FN_KC_MAX) {
+        fn_gemm_tile(uk, 0, rows, 0, fn_ceil_div(N, nr), N, K, 1.0f, a, lda, trans_a, bp, accumulate ? 1.0f : 0.0f,
+                     c, ldc);
+        return;
+    }
+    const int64_t rs = trans_a ? 1 : lda, cs = trans_a ? lda : 1;
+    for (int64_t q = 0; q < N / nr; q++)
+        for (int64_t i = 0; i < rows; i += mr)
+            uk->kernel(K, a + i * rs, rs, cs, bp + q * K * nr, c + i * ldc + q * nr, ldc, accumulate);
+}
+
 /* ---- workspace ---- */
 
 static int64_t slot(int64_t n) { return fn_round_up(n + FN_WS_PAD, 16); }
@@ -412,8 +431,7 @@ static void run_pass(float *y, int32_t *argmax, const float *x, const float *w, 
             input_block(v, patch, x, p, t0, tb);
             /* M[xi] = V[xi] U[xi]: rows of V[xi] and M[xi] are 16 * C and 16 * OC apart */
             for (int64_t xi = 0; xi < 16; xi++)
-                fn_gemm_tile(uk, 0, tb, 0, npanels, OC, C, 1.0f, v + xi * C, 16 * C, 0, up + xi * psize, 0.0f,
-                             m + xi * OC, 16 * OC);
+                block_product(uk, tb, OC, C, v + xi * C, 16 * C, 0, up + xi * psize, 0, m + xi * OC, 16 * OC);
             if (argmax) output_pooled_block(y, argmax, m, bias ? bias : zeros, p, t0, tb);
             else output_block(y, mask, m, bias ? bias : zeros, act == FN_ACT_RELU, sink, p, t0, tb);
             fn_ftz_leave(csr);
@@ -472,8 +490,7 @@ void fn_conv2d_winograd_backward_filter(float *dw, float *db, const float *dy, c
                         fn_gemm_pack_b(uk, ep, bq, OC, 0, tb, OC, 0, npanels);
                         bq = ep;
                     }
-                    fn_gemm_tile(uk, 0, C, 0, npanels, OC, tb, 1.0f, v + xi * C, 16 * C, 1, bq,
-                                 t0 == n0 * tpi ? 0.0f : 1.0f, du + xi * COC, OC);
+                    block_product(uk, C, OC, tb, v + xi * C, 16 * C, 1, bq, t0 > n0 * tpi, du + xi * COC, OC);
                 }
             }
             fn_ftz_leave(csr);
