@@ -79,7 +79,27 @@ static void col2im_rows_add(float *restrict dxn, const float *restrict cols, con
 }
 
 /* Per-thread scratch of the forward and backward-data passes: one im2col tile. */
-static int64_t tile_slot(const fn_conv2d_shape *s) { return fn_round_up(FN_CONV_ROWS * kcols(s) + FN_WS_PAD, 16); }
+static int64_t tile_slot(const fn_conv2d_shape *s) {
+    return fn_round_up(FN_CONV_ROWS * kcols(s) + FN_WS_PAD, 16) + fn_round_up(FN_CONV_ROWS * s->OC + FN_WS_PAD, 16);
+}
+
+/* y[r, :] = act(t[r, :] + bias) for rows x cols (bias may be NULL): the product's one pass into y. */
+FN_VECTOR_CLONES static void bias_act_store(float *restrict y, const float *restrict t, const float *restrict bias,
+                                            int64_t rows, int64_t cols, int act) {
+    for (int64_t r = 0; r < rows; r++) {
+        float *yr = y + r * cols;
+        const float *tr = t + r * cols;
+        if (act == FN_ACT_RELU && bias) {
+            for (int64_t j = 0; j < cols; j++) { const float v = tr[j] + bias[j]; yr[j] = v > 0.0f ? v : 0.0f; }
+        } else if (act == FN_ACT_RELU) {
+            for (int64_t j = 0; j < cols; j++) yr[j] = tr[j] > 0.0f ? tr[j] : 0.0f;
+        } else if (bias) {
+            for (int64_t j = 0; j < cols; j++) yr[j] = tr[j] + bias[j];
+        } else {
+            for (int64_t j = 0; j < cols; j++) yr[j] = tr[j];
+        }
+    }
+}
 
 static int64_t filter_rows(const fn_conv2d_shape *s) {
     return fn_max64(1, fn_min64(s->OH * s->OW, FN_CONV_FILTER_COLS / kcols(s)));
@@ -126,6 +146,7 @@ int fn_conv2d_forward(float *y, const float *x, const float *w, const float *b, 
     #pragma omp parallel num_threads(n_threads)
     {
         float *cols = slots + fn_thread_id() * tile_slot(s);
+        float *prod = cols + fn_round_up(FN_CONV_ROWS * K + FN_WS_PAD, 16); /* the tile's product, in cache */
         if (!direct_b) {
             #pragma omp for schedule(static)
             for (int64_t q = 0; q < npanels; q++) fn_gemm_pack_b(uk, bp, w, s->OC, 0, K, s->OC, q, q + 1);
@@ -136,8 +157,8 @@ int fn_conv2d_forward(float *y, const float *x, const float *w, const float *b, 
             const int64_t r1 = fn_min64(P, r0 + FN_CONV_ROWS);
             float *yt = y + (n * P + r0) * s->OC;
             im2col_rows(cols, x + n * s->H * s->W * s->C, s, r0, r1);
-            fn_gemm_tile(uk, 0, r1 - r0, 0, npanels, s->OC, K, 1.0f, cols, K, 0, bp, 0.0f, yt, s->OC);
-            fn_bias_act_rows(yt, s->OC, b, r1 - r0, s->OC, act);
+            fn_gemm_tile(uk, 0, r1 - r0, 0, npanels, s->OC, K, 1.0f, cols, K, 0, bp, 0.0f, prod, s->OC);
+            bias_act_store(yt, prod, b, r1 - r0, s->OC, act);
         }
     }
     return FN_OK;
