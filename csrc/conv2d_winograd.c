@@ -1,35 +1,53 @@
-/* Winograd F(2x2, 3x3) convolution (Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks", 2016):
- * each 2x2 block of outputs is computed from its 4x4 input patch with 16 multiplications per channel pair
- * instead of 36. 3x3 kernels, stride 1 only; conv2d.c decides when this path runs.
+/* Winograd F(4x4, 3x3) convolution (Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks", 2016):
+ * each 4x4 block of outputs is computed from its 6x6 input patch with 36 multiplications per channel pair
+ * instead of 144. 3x3 kernels, stride 1 only; conv2d.c decides when this path runs.
  *
- * With d a 4x4 input patch, g a 3x3 kernel and y the 2x2 outputs (one channel pair):
+ * With d a 6x6 input patch, g a 3x3 kernel and y the 4x4 outputs (one channel pair):
  *   y = A^T [(G g G^T) . (B^T d B)] A          (. is the elementwise product)
- * Summed over input channels, each of the 16 elementwise positions xi becomes one GEMM:
+ * Summed over input channels, each of the 36 elementwise positions xi becomes one GEMM:
  *   M[xi] (tiles x OC) = V[xi] (tiles x C) . U[xi] (C x OC)
  * The filter gradient is the adjoint: dU[xi] (C x OC) = V[xi]^T . (A dy A^T)[xi], then dw = G^T dU G.
  * The backward-data pass is the forward engine run on dy with the kernel flipped and transposed.
  *
- * Tiles of 2x2 outputs are processed in blocks of FN_WINO_TILES: a block's transformed inputs and products
- * (16 x tiles x channels each) stay in the thread's cache between the transforms and the 16 GEMMs. The
- * transforms only add, subtract and halve, so they are exact up to rounding of the sums. */
+ *   B^T = | 4  0 -5  0  1  0 |   G = |  1/4    0     0  |   A^T = | 1  1  1  1  1  0 |
+ *         | 0 -4 -4  1  1  0 |       | -1/6 -1/6  -1/6 |         | 0  1 -1  2 -2  0 |
+ *         | 0  4 -4 -1  1  0 |       | -1/6  1/6  -1/6 |         | 0  1  1  4  4  0 |
+ *         | 0 -2 -1  2  1  0 |       | 1/24 1/12   1/6 |         | 0  1 -1  8 -8  1 |
+ *         | 0  2 -1 -2  1  0 |       | 1/24 -1/12  1/6 |
+ *         | 0  4  0 -5  0  1 |       |   0    0     1  |
+ *
+ * Tiles of 4x4 outputs are processed in blocks: a block's transformed inputs and products (36 x tiles x
+ * channels each) stay in the thread's cache between the transforms and the 36 GEMMs. The transforms' rounding
+ * makes results differ from a direct convolution by a few units in the 6th significant digit (the tests bound
+ * it against the float64 reference). */
 #include <string.h>
 
 #include "fastnet.h"
 #include "internal.h"
 
-/* 2x2 output tiles per block, multiples of every micro-kernel's MR (8, 6, 4). A forward-shaped block's
- * transformed inputs (16 x 24 x C floats) stay in L1/L2 between the transforms and the GEMMs; the filter
- * gradient's blocks are the depth of its GEMMs, which prefer them longer. */
+#define WM 4  /* outputs per tile side */
+#define WA 6  /* input patch side: WM + 3 - 1 */
+#define WX 36 /* elementwise positions: WA * WA */
+
+/* Tiles per block, multiples of every micro-kernel's MR (8, 6, 4) where that fits: a forward-shaped block's
+ * transformed inputs (36 x 24 x C floats) stay in L2 between the transforms and the GEMMs; the filter
+ * gradient's blocks are the depth of its GEMMs. */
 #define FN_WINO_TILES 24
-#define FN_WINO_GRAD_TILES 48
+#define FN_WINO_GRAD_TILES 72
 
 /* The per-tile code is inlined into each ISA clone of the block helpers (GCC inlines across target
  * attributes only when told to). */
 #if defined(__GNUC__)
 #define FN_TILE_FN static inline __attribute__((always_inline))
+#define FN_IVDEP _Pragma("GCC ivdep")
+#define FN_UNROLL _Pragma("GCC unroll 8")
 #else
+#define FN_UNROLL
 #define FN_TILE_FN static inline
+#define FN_IVDEP
 #endif
+/* FN_UNROLL: the fixed-size loops inside a tile transform are unrolled first, so the channel loop around
+ * them is innermost and vectorizes. */
 
 /* One forward-shaped pass: input [N, H, W, C] zero-padded by PT rows and PL columns before it, output
  * [N, OH, OW, OC], 3x3 kernel, stride 1. */
@@ -37,8 +55,8 @@ typedef struct {
     int64_t N, H, W, C, OH, OW, OC, PT, PL;
 } wino_pass;
 
-static int64_t tiles_h(const wino_pass *p) { return fn_ceil_div(p->OH, 2); }
-static int64_t tiles_w(const wino_pass *p) { return fn_ceil_div(p->OW, 2); }
+static int64_t tiles_h(const wino_pass *p) { return fn_ceil_div(p->OH, WM); }
+static int64_t tiles_w(const wino_pass *p) { return fn_ceil_div(p->OW, WM); }
 static int64_t tiles_per_image(const wino_pass *p) { return tiles_h(p) * tiles_w(p); }
 
 static wino_pass forward_pass(const fn_conv2d_shape *s) {
@@ -50,116 +68,121 @@ static wino_pass backward_data_pass(const fn_conv2d_shape *s) {
     return (wino_pass){s->N, s->OH, s->OW, s->OC, s->H, s->W, s->C, 2 - s->PT, 2 - s->PL};
 }
 
-/* ---- transforms (channel vectors: every loop runs over contiguous channels and vectorizes) ---- */
+/* ---- the 1-D transforms, on 6 (or 4) values a stride apart ---- */
 
-/* V[xi] = (B^T d B)[xi] for one tile into v[xi * C + c]. Row a of the 4x4 patch d starts at r[a]; its pixel
+/* t = B^T d */
+FN_TILE_FN void bt6(float *t, const float *d) {
+    const float d42 = d[4] - d[2], d31 = d[3] - d[1];
+    t[0] = 4.0f * d[0] - 5.0f * d[2] + d[4];
+    t[1] = (d[3] + d[4]) - 4.0f * (d[1] + d[2]);
+    t[2] = (d[4] - d[3]) + 4.0f * (d[1] - d[2]);
+    t[3] = d42 + 2.0f * d31;
+    t[4] = d42 - 2.0f * d31;
+    t[5] = 4.0f * d[1] - 5.0f * d[3] + d[5];
+}
+
+/* o = A^T m */
+FN_TILE_FN void at6(float *o, const float *m) {
+    const float s12 = m[1] + m[2], d12 = m[1] - m[2], s34 = m[3] + m[4], d34 = m[3] - m[4];
+    o[0] = m[0] + s12 + s34;
+    o[1] = d12 + 2.0f * d34;
+    o[2] = s12 + 4.0f * s34;
+    o[3] = d12 + 8.0f * d34 + m[5];
+}
+
+/* e = A g (6 from 4) */
+FN_TILE_FN void a4(float *e, const float *g) {
+    const float s02 = g[0] + g[2], s13 = g[1] + g[3], t02 = g[0] + 4.0f * g[2], t13 = 2.0f * g[1] + 8.0f * g[3];
+    e[0] = g[0];
+    e[1] = s02 + s13;
+    e[2] = s02 - s13;
+    e[3] = t02 + t13;
+    e[4] = t02 - t13;
+    e[5] = g[3];
+}
+
+/* ---- transforms of one tile (channel vectors: every loop runs over contiguous channels and vectorizes) ---- */
+
+/* V[xi] = (B^T d B)[xi] for one tile into v[xi * C + c]. Row a of the 6x6 patch d starts at r[a]; its pixel
  * b is at r[a] + b * C. */
 FN_TILE_FN void input_tile(float *restrict v, const float *const *r, int64_t C) {
-    const float *r0 = r[0], *r1 = r[1], *r2 = r[2], *r3 = r[3];
-#if defined(__GNUC__)
-#pragma GCC ivdep
-#endif
+    FN_IVDEP
     for (int64_t c = 0; c < C; c++) {
-        float t[4][4]; /* rows: B^T d = (d0 - d2, d1 + d2, d2 - d1, d1 - d3) */
-        for (int b = 0; b < 4; b++) {
-            const float d0 = r0[b * C + c], d1 = r1[b * C + c], d2 = r2[b * C + c], d3 = r3[b * C + c];
-            t[0][b] = d0 - d2;
-            t[1][b] = d1 + d2;
-            t[2][b] = d2 - d1;
-            t[3][b] = d1 - d3;
+        float t[WA][WA]; /* t = B^T d: column b of d transformed into column b of t */
+        FN_UNROLL
+        for (int b = 0; b < WA; b++) {
+            float col[WA], out[WA];
+            FN_UNROLL
+            for (int a = 0; a < WA; a++) col[a] = r[a][b * C + c];
+            bt6(out, col);
+            FN_UNROLL
+            for (int a = 0; a < WA; a++) t[a][b] = out[a];
         }
-        for (int i = 0; i < 4; i++) { /* columns: (B^T d) B, the same combination */
-            v[(4 * i + 0) * C + c] = t[i][0] - t[i][2];
-            v[(4 * i + 1) * C + c] = t[i][1] + t[i][2];
-            v[(4 * i + 2) * C + c] = t[i][2] - t[i][1];
-            v[(4 * i + 3) * C + c] = t[i][1] - t[i][3];
+        FN_UNROLL
+        for (int i = 0; i < WA; i++) { /* (B^T d) B: each row of t transformed the same way */
+            float out[WA];
+            bt6(out, t[i]);
+            FN_UNROLL
+            for (int j = 0; j < WA; j++) v[(WA * i + j) * C + c] = out[j];
         }
     }
 }
 
-/* The 2x2 outputs of one tile from its products m[xi * OC + o]: A^T m A, then the epilogue: bias (never
- * NULL: zeros when there is none), then ReLU (relu), or the ReLU mask of a fused backward (masked: output k
- * is kept where its mask value is > 0). Output row a starts at y[a], its pixel b at y[a] + b * OC; the mask
- * rows k[a] likewise. relu and masked are constants at every call: each variant is a straight vector loop. */
+/* The 4x4 outputs of one tile from its products m[xi * OC + o]: A^T m A into out[k * OC + o] (k = 4 * row +
+ * column), plus the bias (never NULL: zeros when there is none), then ReLU (relu), or the ReLU mask of a fused
+ * backward (masked: output k is kept where mask[k] > 0). Output row a starts at y[a], its pixel b at
+ * y[a] + b * OC; the mask rows k[a] likewise. relu and masked are constants at every call. */
 FN_TILE_FN void output_tile(float *const *y, const float *const *k, const float *restrict m, const float *restrict bias,
                             const int relu, const int masked, int64_t OC) {
-    float *restrict y0 = y[0], *restrict y1 = y[1];
-    const float *restrict k0 = k[0], *restrict k1 = k[1];
-#if defined(__GNUC__)
-#pragma GCC ivdep
-#endif
+    FN_IVDEP
     for (int64_t o = 0; o < OC; o++) {
-        float a[4], b[4]; /* rows: A^T m = (m0 + m1 + m2, m1 - m2 - m3) */
-        for (int j = 0; j < 4; j++) {
-            const float m0 = m[j * OC + o], m1 = m[(4 + j) * OC + o], m2 = m[(8 + j) * OC + o],
-                        m3 = m[(12 + j) * OC + o];
-            a[j] = m0 + m1 + m2;
-            b[j] = m1 - m2 - m3;
+        float s[WM][WA]; /* A^T m: column j of m transformed into column j of s */
+        FN_UNROLL
+        for (int j = 0; j < WA; j++) {
+            float col[WA], out[WM];
+            FN_UNROLL
+            for (int i = 0; i < WA; i++) col[i] = m[(WA * i + j) * OC + o];
+            at6(out, col);
+            FN_UNROLL
+            for (int i = 0; i < WM; i++) s[i][j] = out[i];
         }
-        float r[4] = {a[0] + a[1] + a[2] + bias[o], a[1] - a[2] - a[3] + bias[o], /* columns, and the bias */
-                      b[0] + b[1] + b[2] + bias[o], b[1] - b[2] - b[3] + bias[o]};
-        if (relu)
-            for (int i = 0; i < 4; i++) r[i] = r[i] > 0.0f ? r[i] : 0.0f;
-        if (masked) {
-            const float keep[4] = {k0[o], k0[OC + o], k1[o], k1[OC + o]};
-            for (int i = 0; i < 4; i++) r[i] = keep[i] > 0.0f ? r[i] : 0.0f;
+        FN_UNROLL
+        for (int i = 0; i < WM; i++) { /* (A^T m) A, then the epilogue */
+            float out[WM];
+            at6(out, s[i]);
+            FN_UNROLL
+            for (int j = 0; j < WM; j++) {
+                float v = out[j] + bias[o];
+                if (relu) v = v > 0.0f ? v : 0.0f;
+                if (masked) v = k[i][j * OC + o] > 0.0f ? v : 0.0f;
+                y[i][j * OC + o] = v;
+            }
         }
-        y0[o] = r[0], y0[OC + o] = r[1], y1[o] = r[2], y1[OC + o] = r[3];
     }
 }
 
-/* output_tile with bias and ReLU, then the 2x2 max-pool of the four outputs: y[o] is the maximum and arg[o]
- * its offset, off[k] + o for output k in row-major order, the first maximum winning ties (strict >), exactly
- * as fn_maxpool2d_forward picks it from the stored outputs. */
-FN_TILE_FN void output_tile_pooled(float *restrict y, int32_t *restrict arg, const int32_t *off,
-                                   const float *restrict m, const float *restrict bias, int64_t OC) {
-    const int32_t off0 = off[0], off1 = off[1], off2 = off[2], off3 = off[3];
-#if defined(__GNUC__)
-#pragma GCC ivdep
-#endif
+/* (A g A^T)[xi] for one tile's 4x4 output gradients into e[xi * es + o], and their sum added to db; row a of
+ * g starts at g[a], its pixel b at g[a] + b * OC. */
+FN_TILE_FN void output_grad_tile(float *restrict e, int64_t es, float *restrict db, const float *const *g, int64_t OC) {
+    FN_IVDEP
     for (int64_t o = 0; o < OC; o++) {
-        float a[4], b[4];
-        for (int j = 0; j < 4; j++) {
-            const float m0 = m[j * OC + o], m1 = m[(4 + j) * OC + o], m2 = m[(8 + j) * OC + o],
-                        m3 = m[(12 + j) * OC + o];
-            a[j] = m0 + m1 + m2;
-            b[j] = m1 - m2 - m3;
+        float t[WA][WM], sum = 0.0f; /* A g: column b of g transformed into column b of t */
+        FN_UNROLL
+        for (int b = 0; b < WM; b++) {
+            float col[WM], out[WA];
+            FN_UNROLL
+            for (int a = 0; a < WM; a++) col[a] = g[a][b * OC + o], sum += col[a];
+            a4(out, col);
+            FN_UNROLL
+            for (int a = 0; a < WA; a++) t[a][b] = out[a];
         }
-        float r[4] = {a[0] + a[1] + a[2] + bias[o], a[1] - a[2] - a[3] + bias[o],
-                      b[0] + b[1] + b[2] + bias[o], b[1] - b[2] - b[3] + bias[o]};
-        for (int i = 0; i < 4; i++) r[i] = r[i] > 0.0f ? r[i] : 0.0f;
-        float best = r[0];
-        int32_t at = off0 + (int32_t)o;
-        at = r[1] > best ? off1 + (int32_t)o : at, best = r[1] > best ? r[1] : best;
-        at = r[2] > best ? off2 + (int32_t)o : at, best = r[2] > best ? r[2] : best;
-        at = r[3] > best ? off3 + (int32_t)o : at, best = r[3] > best ? r[3] : best;
-        y[o] = best, arg[o] = at;
-    }
-}
-
-/* (A g A^T)[xi] for one tile's 2x2 output gradients into e[xi * es + o], and their sum added to db; row a
- * of g starts at g[a], its pixel b at g[a] + b * OC. */
-FN_TILE_FN void output_grad_tile(float *restrict e, int64_t es, float *restrict db, const float *const *g,
-                                 int64_t OC) {
-    const float *g0 = g[0], *g1 = g[1];
-#if defined(__GNUC__)
-#pragma GCC ivdep
-#endif
-    for (int64_t o = 0; o < OC; o++) {
-        const float q[2][2] = {{g0[o], g0[OC + o]}, {g1[o], g1[OC + o]}};
-        db[o] += (q[0][0] + q[0][1]) + (q[1][0] + q[1][1]);
-        float t[4][2]; /* A g: rows g0, g0 + g1, g0 - g1, -g1 */
-        for (int j = 0; j < 2; j++) {
-            t[0][j] = q[0][j];
-            t[1][j] = q[0][j] + q[1][j];
-            t[2][j] = q[0][j] - q[1][j];
-            t[3][j] = -q[1][j];
-        }
-        for (int i = 0; i < 4; i++) { /* (A g) A^T */
-            e[(4 * i + 0) * es + o] = t[i][0];
-            e[(4 * i + 1) * es + o] = t[i][0] + t[i][1];
-            e[(4 * i + 2) * es + o] = t[i][0] - t[i][1];
-            e[(4 * i + 3) * es + o] = -t[i][1];
+        db[o] += sum;
+        FN_UNROLL
+        for (int i = 0; i < WA; i++) { /* (A g) A^T */
+            float out[WA];
+            a4(out, t[i]);
+            FN_UNROLL
+            for (int j = 0; j < WA; j++) e[(WA * i + j) * es + o] = out[j];
         }
     }
 }
@@ -167,46 +190,56 @@ FN_TILE_FN void output_grad_tile(float *restrict e, int64_t es, float *restrict 
 /* u[xi][ci][co] = (G g G^T)[xi] for the kernel w [3, 3, C, OC]. flip = 0: ci = c, co = oc (forward).
  * flip = 1: ci = oc, co = c, kernel rotated by 180 degrees (the backward-data pass). */
 static void filter_transform(float *restrict u, const float *restrict w, int64_t C, int64_t OC, int flip) {
+    static const float G[WA][3] = {{1.0f / 4, 0, 0},
+                                   {-1.0f / 6, -1.0f / 6, -1.0f / 6},
+                                   {-1.0f / 6, 1.0f / 6, -1.0f / 6},
+                                   {1.0f / 24, 1.0f / 12, 1.0f / 6},
+                                   {1.0f / 24, -1.0f / 12, 1.0f / 6},
+                                   {0, 0, 1}};
     const int64_t CI = flip ? OC : C, CO = flip ? C : OC;
     for (int64_t ci = 0; ci < CI; ci++)
         for (int64_t co = 0; co < CO; co++) {
-            float g[3][3], t[4][3];
+            float g[3][3], t[WA][3];
             for (int kh = 0; kh < 3; kh++)
                 for (int kw = 0; kw < 3; kw++)
                     g[kh][kw] = flip ? w[((2 - kh) * 3 + (2 - kw)) * C * OC + co * OC + ci]
                                      : w[(kh * 3 + kw) * C * OC + ci * OC + co];
-            for (int j = 0; j < 3; j++) { /* G g */
-                t[0][j] = g[0][j];
-                t[1][j] = 0.5f * (g[0][j] + g[1][j] + g[2][j]);
-                t[2][j] = 0.5f * (g[0][j] - g[1][j] + g[2][j]);
-                t[3][j] = g[2][j];
-            }
-            for (int i = 0; i < 4; i++) { /* (G g) G^T */
-                float *ui = u + 4 * i * CI * CO + ci * CO + co;
-                ui[0 * CI * CO] = t[i][0];
-                ui[1 * CI * CO] = 0.5f * (t[i][0] + t[i][1] + t[i][2]);
-                ui[2 * CI * CO] = 0.5f * (t[i][0] - t[i][1] + t[i][2]);
-                ui[3 * CI * CO] = t[i][2];
-            }
+            for (int i = 0; i < WA; i++) /* G g */
+                for (int j = 0; j < 3; j++) t[i][j] = G[i][0] * g[0][j] + G[i][1] * g[1][j] + G[i][2] * g[2][j];
+            for (int i = 0; i < WA; i++) /* (G g) G^T */
+                for (int j = 0; j < WA; j++)
+                    u[(WA * i + j) * CI * CO + ci * CO + co] = t[i][0] * G[j][0] + t[i][1] * G[j][1] + t[i][2] * G[j][2];
         }
 }
 
-/* dw[kh][kw][c][oc] = (G^T du G)[kh][kw] for du[xi][c][oc]; elements [e0, e1) of C*OC. */
-static void filter_grad_transform(float *restrict dw, const float *restrict du, int64_t COC, int64_t e0,
-                                  int64_t e1) {
-    for (int64_t e = e0; e < e1; e++) {
-        float t[3][4];
-        for (int j = 0; j < 4; j++) { /* G^T du: rows du0 + (du1 + du2)/2, (du1 - du2)/2, (du1 + du2)/2 + du3 */
-            const float a0 = du[j * COC + e], a1 = du[(4 + j) * COC + e], a2 = du[(8 + j) * COC + e],
-                        a3 = du[(12 + j) * COC + e];
-            t[0][j] = a0 + 0.5f * (a1 + a2);
-            t[1][j] = 0.5f * (a1 - a2);
-            t[2][j] = 0.5f * (a1 + a2) + a3;
+/* o = G^T d (3 from 6) */
+FN_TILE_FN void gt6(float *o, const float *d) {
+    const float s12 = d[1] + d[2], s34 = d[3] + d[4];
+    o[0] = 0.25f * d[0] - s12 * (1.0f / 6) + s34 * (1.0f / 24);
+    o[1] = (d[2] - d[1]) * (1.0f / 6) + (d[3] - d[4]) * (1.0f / 12);
+    o[2] = (s34 - s12) * (1.0f / 6) + d[5];
+}
+
+/* dw[kh][kw][c][oc] = (G^T du G)[kh][kw] for du[xi][c][oc], all C*OC elements (contiguous: vectorizes). */
+FN_VECTOR_CLONES static void filter_grad_transform(float *restrict dw, const float *restrict du, int64_t COC) {
+    FN_IVDEP
+    for (int64_t e = 0; e < COC; e++) {
+        float t[3][WA]; /* G^T du: column j of du transformed into column j of t */
+        FN_UNROLL
+        for (int j = 0; j < WA; j++) {
+            float col[WA], out[3];
+            FN_UNROLL
+            for (int k = 0; k < WA; k++) col[k] = du[(WA * k + j) * COC + e];
+            gt6(out, col);
+            FN_UNROLL
+            for (int i = 0; i < 3; i++) t[i][j] = out[i];
         }
+        FN_UNROLL
         for (int i = 0; i < 3; i++) { /* (G^T du) G */
-            dw[(3 * i + 0) * COC + e] = t[i][0] + 0.5f * (t[i][1] + t[i][2]);
-            dw[(3 * i + 1) * COC + e] = 0.5f * (t[i][1] - t[i][2]);
-            dw[(3 * i + 2) * COC + e] = 0.5f * (t[i][1] + t[i][2]) + t[i][3];
+            float out[3];
+            gt6(out, t[i]);
+            FN_UNROLL
+            for (int j = 0; j < 3; j++) dw[(3 * i + j) * COC + e] = out[j];
         }
     }
 }
@@ -220,30 +253,30 @@ typedef struct {
 
 FN_TILE_FN tile_pos tile_at(const wino_pass *p, int64_t t) {
     const int64_t tpi = tiles_per_image(p), r = t % tpi;
-    return (tile_pos){t / tpi, 2 * (r / tiles_w(p)), 2 * (r % tiles_w(p))};
+    return (tile_pos){t / tpi, WM * (r / tiles_w(p)), WM * (r % tiles_w(p))};
 }
 
-/* Row pointers of tile q's 4x4 input patch: in place when it lies inside the image, else copied into patch
- * (16 * C floats) with zeros for the padding. */
+/* Row pointers of tile q's 6x6 input patch: in place when it lies inside the image, else copied into patch
+ * (36 * C floats) with zeros for the padding. */
 FN_TILE_FN void patch_rows(const float **r, float *patch, const float *x, const wino_pass *p, tile_pos q, int64_t C) {
     const int64_t ih0 = q.oh - p->PT, iw0 = q.ow - p->PL;
-    if (ih0 >= 0 && iw0 >= 0 && ih0 + 4 <= p->H && iw0 + 4 <= p->W) {
-        for (int a = 0; a < 4; a++) r[a] = x + ((q.n * p->H + ih0 + a) * p->W + iw0) * C;
+    if (ih0 >= 0 && iw0 >= 0 && ih0 + WA <= p->H && iw0 + WA <= p->W) {
+        for (int a = 0; a < WA; a++) r[a] = x + ((q.n * p->H + ih0 + a) * p->W + iw0) * C;
         return;
     }
-    for (int a = 0; a < 4; a++) {
-        r[a] = patch + 4 * a * C;
-        for (int b = 0; b < 4; b++) {
+    for (int a = 0; a < WA; a++) {
+        r[a] = patch + WA * a * C;
+        for (int b = 0; b < WA; b++) {
             const int64_t ih = ih0 + a, iw = iw0 + b;
-            float *dst = patch + (4 * a + b) * C;
+            float *dst = patch + (WA * a + b) * C;
             if (ih >= 0 && ih < p->H && iw >= 0 && iw < p->W) memcpy(dst, x + ((q.n * p->H + ih) * p->W + iw) * C, sizeof(float) * C);
             else memset(dst, 0, sizeof(float) * C);
         }
     }
 }
 
-/* 1 when all four outputs of the tile exist (not cut off by an odd OH or OW). */
-FN_TILE_FN int tile_is_full(const wino_pass *p, tile_pos q) { return q.oh + 2 <= p->OH && q.ow + 2 <= p->OW; }
+/* 1 when all 16 outputs of the tile exist (not cut off by OH or OW). */
+FN_TILE_FN int tile_is_full(const wino_pass *p, tile_pos q) { return q.oh + WM <= p->OH && q.ow + WM <= p->OW; }
 
 FN_TILE_FN int64_t pixel_offset(const wino_pass *p, tile_pos q, int a, int b) {
     return ((q.n * p->OH + q.oh + a) * p->OW + q.ow + b) * p->OC;
@@ -255,13 +288,13 @@ FN_TILE_FN int64_t pixel_offset(const wino_pass *p, tile_pos q, int a, int b) {
 FN_TILE_FN void input_block_c(float *v, float *patch, const float *x, const wino_pass *p, int64_t t0, int64_t tb,
                               int64_t C) {
     for (int64_t t = 0; t < tb; t++) {
-        const float *r[4];
+        const float *r[WA];
         patch_rows(r, patch, x, p, tile_at(p, t0 + t), C);
-        input_tile(v + t * 16 * C, r, C);
+        input_tile(v + t * WX * C, r, C);
     }
 }
 
-/* Transformed inputs of tiles [t0, t0 + tb) into v[t][xi][C]; patch: 16 * C floats of scratch. */
+/* Transformed inputs of tiles [t0, t0 + tb) into v[t][xi][C]; patch: 36 * C floats of scratch. */
 FN_VECTOR_CLONES static void input_block(float *v, float *patch, const float *x, const wino_pass *p, int64_t t0,
                                          int64_t tb) {
     if (p->C == 32) input_block_c(v, patch, x, p, t0, tb, 32);
@@ -272,81 +305,108 @@ FN_TILE_FN void output_block_c(float *y, const float *mask, const float *m, cons
                                float *sink, const wino_pass *p, int64_t t0, int64_t tb, int64_t OC) {
     for (int64_t t = 0; t < tb; t++) {
         const tile_pos q = tile_at(p, t0 + t);
-        const float *mt = m + t * 16 * OC;
+        const float *mt = m + t * WX * OC;
         if (tile_is_full(p, q)) {
-            float *yr[2] = {y + pixel_offset(p, q, 0, 0), y + pixel_offset(p, q, 1, 0)};
-            const float *kr[2] = {yr[0], yr[1]};
-            if (mask) {
-                kr[0] = mask + pixel_offset(p, q, 0, 0), kr[1] = mask + pixel_offset(p, q, 1, 0);
-                output_tile(yr, kr, mt, bias, 0, 1, OC);
-            } else if (relu) {
-                output_tile(yr, kr, mt, bias, 1, 0, OC);
-            } else {
-                output_tile(yr, kr, mt, bias, 0, 0, OC);
+            float *yr[WM];
+            const float *kr[WM];
+            for (int a = 0; a < WM; a++) {
+                yr[a] = y + pixel_offset(p, q, a, 0);
+                kr[a] = mask ? mask + pixel_offset(p, q, a, 0) : yr[a];
             }
+            if (mask) output_tile(yr, kr, mt, bias, 0, 1, OC);
+            else if (relu) output_tile(yr, kr, mt, bias, 1, 0, OC);
+            else output_tile(yr, kr, mt, bias, 0, 0, OC);
             continue;
         }
-        /* A tile cut off by the edge: all four outputs into the sink, then the ones that exist. */
-        float *sr[2] = {sink, sink + 2 * OC};
-        const float *kr[2] = {sink, sink + 2 * OC};
+        /* A tile cut off by the edge: all 16 outputs into the sink, then the ones that exist. */
+        float *sr[WM];
+        const float *kr[WM];
+        for (int a = 0; a < WM; a++) sr[a] = sink + WM * a * OC, kr[a] = sr[a];
         if (relu) output_tile(sr, kr, mt, bias, 1, 0, OC);
         else output_tile(sr, kr, mt, bias, 0, 0, OC);
-        for (int a = 0; a < 2; a++)
-            for (int b = 0; b < 2; b++) {
+        for (int a = 0; a < WM; a++)
+            for (int b = 0; b < WM; b++) {
                 if (q.oh + a >= p->OH || q.ow + b >= p->OW) continue;
                 const int64_t off = pixel_offset(p, q, a, b);
-                const float *src = sink + (2 * a + b) * OC;
+                const float *src = sink + (WM * a + b) * OC;
                 for (int64_t o = 0; o < OC; o++) y[off + o] = !mask || mask[off + o] > 0.0f ? src[o] : 0.0f;
             }
     }
 }
 
 /* Outputs of tiles [t0, t0 + tb) from their products m[t][xi][OC], with output_tile's epilogue (mask NULL:
- * none). sink: 4 * OC floats of scratch. */
+ * none). sink: 16 * OC floats of scratch. */
 FN_VECTOR_CLONES static void output_block(float *y, const float *mask, const float *m, const float *bias, int relu,
                                           float *sink, const wino_pass *p, int64_t t0, int64_t tb) {
     if (p->OC == 32) output_block_c(y, mask, m, bias, relu, sink, p, t0, tb, 32);
     else output_block_c(y, mask, m, bias, relu, sink, p, t0, tb, p->OC);
 }
 
-FN_TILE_FN void output_pooled_block_c(float *y, int32_t *arg, const float *m, const float *bias, const wino_pass *p,
-                                      int64_t t0, int64_t tb, int64_t OC) {
+FN_TILE_FN void output_pooled_block_c(float *y, int32_t *arg, const float *m, const float *bias, float *sink,
+                                      const wino_pass *p, int64_t t0, int64_t tb, int64_t OC) {
+    const int64_t PH = p->OH / 2, PW = p->OW / 2;
     for (int64_t t = 0; t < tb; t++) {
         const tile_pos q = tile_at(p, t0 + t);
-        const int64_t pooled = (q.n * tiles_h(p) + q.oh / 2) * tiles_w(p) + q.ow / 2; /* one window per tile */
-        int32_t off[4]; /* the four outputs' offsets inside image n, as max-pool's argmax counts them */
-        for (int k = 0; k < 4; k++) off[k] = (int32_t)(((q.oh + k / 2) * p->OW + q.ow + k % 2) * OC);
-        output_tile_pooled(y + pooled * OC, arg + pooled * OC, off, m + t * 16 * OC, bias, OC);
+        float *sr[WM];
+        const float *kr[WM];
+        for (int a = 0; a < WM; a++) sr[a] = sink + WM * a * OC, kr[a] = sr[a];
+        output_tile(sr, kr, m + t * WX * OC, bias, 1, 0, OC);
+        /* The tile's 2x2 windows, each as fn_maxpool2d_forward picks it: the maximum, and the offset inside
+         * image n of the first output (row-major) that holds it. */
+        for (int wa = 0; wa < WM / 2; wa++)
+            for (int wb = 0; wb < WM / 2; wb++) {
+                const int64_t ph = q.oh / 2 + wa, pw = q.ow / 2 + wb;
+                if (ph >= PH || pw >= PW) continue;
+                const float *s0 = sink + (WM * 2 * wa + 2 * wb) * OC, *s1 = s0 + OC, *s2 = s0 + WM * OC,
+                            *s3 = s2 + OC;
+                const int32_t off0 = (int32_t)((2 * ph * p->OW + 2 * pw) * OC), off1 = off0 + (int32_t)OC;
+                const int32_t off2 = off0 + (int32_t)(p->OW * OC), off3 = off2 + (int32_t)OC;
+                float *yo = y + ((q.n * PH + ph) * PW + pw) * OC;
+                int32_t *ao = arg + ((q.n * PH + ph) * PW + pw) * OC;
+                FN_IVDEP
+                for (int64_t o = 0; o < OC; o++) {
+                    float best = s0[o];
+                    int32_t at = off0 + (int32_t)o;
+                    at = s1[o] > best ? off1 + (int32_t)o : at, best = s1[o] > best ? s1[o] : best;
+                    at = s2[o] > best ? off2 + (int32_t)o : at, best = s2[o] > best ? s2[o] : best;
+                    at = s3[o] > best ? off3 + (int32_t)o : at, best = s3[o] > best ? s3[o] : best;
+                    yo[o] = best, ao[o] = at;
+                }
+            }
     }
 }
 
-/* Pooled outputs of tiles [t0, t0 + tb) (all full: OH and OW even) from their products m[t][xi][OC]. */
+/* The ReLU'd outputs of tiles [t0, t0 + tb), 2x2 max-pooled (OH and OW even), from their products m[t][xi][OC];
+ * sink: 16 * OC floats of scratch. */
 FN_VECTOR_CLONES static void output_pooled_block(float *y, int32_t *arg, const float *m, const float *bias,
-                                                 const wino_pass *p, int64_t t0, int64_t tb) {
-    if (p->OC == 32) output_pooled_block_c(y, arg, m, bias, p, t0, tb, 32);
-    else output_pooled_block_c(y, arg, m, bias, p, t0, tb, p->OC);
+                                                 float *sink, const wino_pass *p, int64_t t0, int64_t tb) {
+    if (p->OC == 32) output_pooled_block_c(y, arg, m, bias, sink, p, t0, tb, 32);
+    else output_pooled_block_c(y, arg, m, bias, sink, p, t0, tb, p->OC);
 }
 
 FN_TILE_FN void output_grad_block_c(float *e, float *db, float *patch, const float *dy, const wino_pass *p,
                                     int64_t t0, int64_t tb, int64_t OC) {
     for (int64_t t = 0; t < tb; t++) {
         const tile_pos q = tile_at(p, t0 + t);
-        const float *g[2] = {dy + pixel_offset(p, q, 0, 0), dy + pixel_offset(p, q, 1, 0)};
-        if (!tile_is_full(p, q)) { /* zeros for the outputs past the edge */
-            for (int a = 0; a < 2; a++)
-                for (int b = 0; b < 2; b++) {
-                    float *dst = patch + (2 * a + b) * OC;
+        const float *g[WM];
+        if (tile_is_full(p, q)) {
+            for (int a = 0; a < WM; a++) g[a] = dy + pixel_offset(p, q, a, 0);
+        } else { /* zeros for the outputs past the edge */
+            for (int a = 0; a < WM; a++) {
+                g[a] = patch + WM * a * OC;
+                for (int b = 0; b < WM; b++) {
+                    float *dst = patch + (WM * a + b) * OC;
                     if (q.oh + a < p->OH && q.ow + b < p->OW) memcpy(dst, dy + pixel_offset(p, q, a, b), sizeof(float) * OC);
                     else memset(dst, 0, sizeof(float) * OC);
                 }
-            g[0] = patch, g[1] = patch + 2 * OC;
+            }
         }
         output_grad_tile(e + t * OC, FN_WINO_GRAD_TILES * OC, db, g, OC);
     }
 }
 
 /* Transformed output gradients of tiles [t0, t0 + tb) into e[xi][t][OC], their sum added to db[OC]; patch:
- * 4 * OC floats of scratch. */
+ * 16 * OC floats of scratch. */
 FN_VECTOR_CLONES static void output_grad_block(float *e, float *db, float *patch, const float *dy,
                                                const wino_pass *p, int64_t t0, int64_t tb) {
     if (p->OC == 32) output_grad_block_c(e, db, patch, dy, p, t0, tb, 32);
@@ -356,7 +416,7 @@ FN_VECTOR_CLONES static void output_grad_block(float *e, float *db, float *patch
 /* ---- the products ---- */
 
 /* c[0:rows, 0:N] = (or += with accumulate) op(a) . bp, bp packed for depth K. Whole micro-tiles and one K
- * block go straight to the micro-kernel (the 16 products of a block are small: fn_gemm_tile's set-up would
+ * block go straight to the micro-kernel (the 36 products of a block are small: fn_gemm_tile's set-up would
  * show); other shapes take fn_gemm_tile, which computes every element the same way. */
 static void block_product(const fn_ukernel *uk, int64_t rows, int64_t N, int64_t K, const float *a, int64_t lda,
                           int trans_a, const float *bp, int accumulate, float *c, int64_t ldc) {
@@ -379,23 +439,25 @@ static int64_t slot(int64_t n) { return fn_round_up(n + FN_WS_PAD, 16); }
 static int64_t packed_filter_size(int64_t CI, int64_t CO) { return slot(fn_gemm_packed_b_size(CI, CO)); }
 
 /* Per-thread scratch of a forward-shaped pass: transformed inputs and products of one block, a padded patch,
- * zeros (the bias when there is none), a sink for the outputs past the edge. */
+ * zeros (the bias when there is none), a sink for the outputs past the edge (or to be pooled). */
 static int64_t pass_thread_size(const wino_pass *p) {
-    return slot(16 * FN_WINO_TILES * p->C) + slot(16 * FN_WINO_TILES * p->OC) + slot(16 * p->C) + slot(p->OC) +
-           slot(4 * p->OC);
+    return slot(WX * FN_WINO_TILES * p->C) + slot(WX * FN_WINO_TILES * p->OC) + slot(WX * p->C) + slot(p->OC) +
+           slot(WM * WM * p->OC);
 }
 
 static int64_t pass_size(const wino_pass *p, int n_threads) {
-    return slot(16 * p->C * p->OC) + 16 * packed_filter_size(p->C, p->OC) + n_threads * pass_thread_size(p);
+    return slot(WX * p->C * p->OC) + WX * packed_filter_size(p->C, p->OC) + n_threads * pass_thread_size(p);
 }
 
-/* Chunks of images whose filter gradients are summed separately, then in order: a function of N alone. */
+/* Chunks of images whose filter gradients are summed separately, then in order: a function of N alone. Each
+ * chunk's dU is transformed back to a 3x3 gradient before it is stored, so a partial is 9 * C * OC + OC. */
 static int64_t grad_chunks(const fn_conv2d_shape *s) { return fn_min64(s->N, 64); }
-static int64_t grad_partial_size(const fn_conv2d_shape *s) { return slot(16 * s->C * s->OC + s->OC); }
+static int64_t grad_partial_size(const fn_conv2d_shape *s) { return slot(9 * s->C * s->OC + s->OC); }
 
 static int64_t grad_thread_size(const fn_conv2d_shape *s) {
-    return slot(16 * FN_WINO_GRAD_TILES * s->C) + slot(16 * FN_WINO_GRAD_TILES * s->OC) +
-           slot(fn_gemm_packed_b_size(FN_WINO_GRAD_TILES, s->OC)) + slot(16 * s->C) + slot(4 * s->OC);
+    return slot(WX * FN_WINO_GRAD_TILES * s->C) + slot(WX * FN_WINO_GRAD_TILES * s->OC) +
+           slot(fn_gemm_packed_b_size(FN_WINO_GRAD_TILES, s->OC)) + slot(WX * s->C) + slot(WM * WM * s->OC) +
+           slot(WX * s->C * s->OC);
 }
 
 int64_t fn_conv2d_winograd_workspace(const fn_conv2d_shape *s, int n_threads) {
@@ -413,26 +475,26 @@ static void run_pass(float *y, int32_t *argmax, const float *x, const float *w, 
     const fn_ukernel *uk = fn_gemm_ukernel();
     const int64_t C = p->C, OC = p->OC, npanels = fn_ceil_div(OC, uk->nr), psize = packed_filter_size(C, OC);
     const int64_t ntiles = p->N * tiles_per_image(p), nblocks = fn_ceil_div(ntiles, FN_WINO_TILES);
-    float *u = fn_align64(ws), *up = u + slot(16 * C * OC), *slots = up + 16 * psize;
+    float *u = fn_align64(ws), *up = u + slot(WX * C * OC), *slots = up + WX * psize;
     filter_transform(u, w, flip ? OC : C, flip ? C : OC, flip);
 
     #pragma omp parallel num_threads(n_threads)
     {
         float *v = slots + fn_thread_id() * pass_thread_size(p);
-        float *m = v + slot(16 * FN_WINO_TILES * C), *patch = m + slot(16 * FN_WINO_TILES * OC);
-        float *zeros = patch + slot(16 * C), *sink = zeros + slot(OC);
+        float *m = v + slot(WX * FN_WINO_TILES * C), *patch = m + slot(WX * FN_WINO_TILES * OC);
+        float *zeros = patch + slot(WX * C), *sink = zeros + slot(OC);
         memset(zeros, 0, sizeof(float) * OC);
         #pragma omp for schedule(static)
-        for (int64_t xi = 0; xi < 16; xi++) fn_gemm_pack_b(uk, up + xi * psize, u + xi * C * OC, OC, 0, C, OC, 0, npanels);
+        for (int64_t xi = 0; xi < WX; xi++) fn_gemm_pack_b(uk, up + xi * psize, u + xi * C * OC, OC, 0, C, OC, 0, npanels);
         #pragma omp for schedule(static)
         for (int64_t blk = 0; blk < nblocks; blk++) {
             const int64_t t0 = blk * FN_WINO_TILES, tb = fn_min64(FN_WINO_TILES, ntiles - t0);
             const unsigned csr = fn_ftz_enter();
             input_block(v, patch, x, p, t0, tb);
-            /* M[xi] = V[xi] U[xi]: rows of V[xi] and M[xi] are 16 * C and 16 * OC apart */
-            for (int64_t xi = 0; xi < 16; xi++)
-                block_product(uk, tb, OC, C, v + xi * C, 16 * C, 0, up + xi * psize, 0, m + xi * OC, 16 * OC);
-            if (argmax) output_pooled_block(y, argmax, m, bias ? bias : zeros, p, t0, tb);
+            /* M[xi] = V[xi] U[xi]: rows of V[xi] and M[xi] are 36 * C and 36 * OC apart */
+            for (int64_t xi = 0; xi < WX; xi++)
+                block_product(uk, tb, OC, C, v + xi * C, WX * C, 0, up + xi * psize, 0, m + xi * OC, WX * OC);
+            if (argmax) output_pooled_block(y, argmax, m, bias ? bias : zeros, sink, p, t0, tb);
             else output_block(y, mask, m, bias ? bias : zeros, act == FN_ACT_RELU, sink, p, t0, tb);
             fn_ftz_leave(csr);
         }
@@ -471,11 +533,12 @@ void fn_conv2d_winograd_backward_filter(float *dw, float *db, const float *dy, c
     #pragma omp parallel num_threads(n_threads)
     {
         float *v = slots + fn_thread_id() * grad_thread_size(s);
-        float *e = v + slot(16 * FN_WINO_GRAD_TILES * C), *ep = e + slot(16 * FN_WINO_GRAD_TILES * OC);
-        float *patch = ep + slot(fn_gemm_packed_b_size(FN_WINO_GRAD_TILES, OC)), *gpatch = patch + slot(16 * C);
+        float *e = v + slot(WX * FN_WINO_GRAD_TILES * C), *ep = e + slot(WX * FN_WINO_GRAD_TILES * OC);
+        float *patch = ep + slot(fn_gemm_packed_b_size(FN_WINO_GRAD_TILES, OC)), *gpatch = patch + slot(WX * C);
+        float *du = gpatch + slot(WM * WM * OC);
         #pragma omp for schedule(static)
         for (int64_t ch = 0; ch < nch; ch++) {
-            float *du = partials + ch * psize, *pb = du + 16 * COC;
+            float *pw = partials + ch * psize, *pb = pw + 9 * COC;
             const int64_t n0 = ch * s->N / nch, n1 = (ch + 1) * s->N / nch, t1 = n1 * tpi;
             const unsigned csr = fn_ftz_enter();
             memset(pb, 0, sizeof(float) * OC);
@@ -483,28 +546,26 @@ void fn_conv2d_winograd_backward_filter(float *dw, float *db, const float *dy, c
                 const int64_t tb = fn_min64(FN_WINO_GRAD_TILES, t1 - t0);
                 input_block(v, patch, x, &p, t0, tb);
                 output_grad_block(e, pb, gpatch, dy, &p, t0, tb);
-                /* dU[xi] += V[xi]^T E[xi]: V[xi]^T is read in place (column t of it is 16 * C floats on) */
-                for (int64_t xi = 0; xi < 16; xi++) {
+                /* dU[xi] += V[xi]^T E[xi]: V[xi]^T is read in place (column t of it is 36 * C floats on) */
+                for (int64_t xi = 0; xi < WX; xi++) {
                     const float *bq = e + xi * FN_WINO_GRAD_TILES * OC;
                     if (!direct_b) {
                         fn_gemm_pack_b(uk, ep, bq, OC, 0, tb, OC, 0, npanels);
                         bq = ep;
                     }
-                    block_product(uk, C, OC, tb, v + xi * C, 16 * C, 1, bq, t0 > n0 * tpi, du + xi * COC, OC);
+                    block_product(uk, C, OC, tb, v + xi * C, WX * C, 1, bq, t0 > n0 * tpi, du + xi * COC, OC);
                 }
             }
+            filter_grad_transform(pw, du, COC); /* the chunk's gradient, 3x3 again */
             fn_ftz_leave(csr);
         }
-        /* Fixed-order sum of the chunks into chunk 0; each thread owns a range of elements. */
+        /* Fixed-order sum of the chunks; each thread owns a range of elements. */
         #pragma omp for schedule(static)
-        for (int64_t i = 0; i < 16 * COC + OC; i++) {
+        for (int64_t i = 0; i < 9 * COC + OC; i++) {
             float sum = partials[i];
             for (int64_t ch = 1; ch < nch; ch++) sum += partials[ch * psize + i];
-            partials[i] = sum;
+            if (i < 9 * COC) dw[i] = sum;
+            else if (db) db[i - 9 * COC] = sum;
         }
-        #pragma omp for schedule(static)
-        for (int64_t blk = 0; blk < fn_ceil_div(COC, 64); blk++)
-            filter_grad_transform(dw, partials, COC, blk * 64, fn_min64(COC, blk * 64 + 64));
     }
-    if (db) memcpy(db, partials + 16 * COC, sizeof(float) * OC);
 }
