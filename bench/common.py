@@ -8,7 +8,7 @@ import numpy as np
 # Floating-point operations per training image (forward + backward, no input gradient for the first layer)
 # and per inference image (forward), counted from the layer shapes as direct convolutions and plain matrix
 # products. fastnet's Winograd convolutions do fewer multiplications than that (the second convolution's
-# three GEMMs shrink 2.25x), so its GFLOP/s are effective figures, and can pass the GEMM peak.
+# three GEMMs shrink 4x), so its GFLOP/s are effective figures, and can pass the GEMM peak.
 def _counts():
     mlp_fwd = 2 * (784 * 512 + 512 * 512 + 512 * 10)
     conv1, conv2 = 2 * 26 * 26 * 9 * 32, 2 * 24 * 24 * 288 * 32

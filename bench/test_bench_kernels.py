@@ -42,7 +42,7 @@ def test_dense_backward(benchmark, rng, I, O):
 
 CONVS = {"conv1": (28, 1, 32), "conv2": (26, 32, 32)}
 # Each convolution on the path 'auto' gives it, and conv2 on the other path too. GFLOP/s count the work of a
-# direct convolution, so Winograd's (2.25x fewer multiplications in its GEMMs) are effective figures.
+# direct convolution, so Winograd's (4x fewer multiplications in its GEMMs) are effective figures.
 CONV_RUNS = [("conv1", "auto"), ("conv2", "auto"), ("conv2", "im2col")]
 
 

@@ -1,4 +1,4 @@
-/* 2-D convolution: Winograd F(2x2, 3x3) for 3x3 stride-1 kernels with enough channels (conv2d_winograd.c),
+/* 2-D convolution: Winograd F(4x4, 3x3) for 3x3 stride-1 kernels with enough channels (conv2d_winograd.c),
  * elsewhere lowered to GEMM over small im2col tiles that stay in each thread's cache. */
 #include <string.h>
 
@@ -19,7 +19,7 @@ int fn_conv2d_set_algo(int algo) {
 
 int fn_conv2d_algo(void) { return conv_algo; }
 
-/* Below 16 channels the 16 GEMMs of a Winograd block are too thin to beat im2col (the first layer, C = 1). */
+/* Below 16 channels the 36 GEMMs of a Winograd block are too thin to beat im2col (the first layer, C = 1). */
 static int winograd_fits(const fn_conv2d_shape *s) {
     return s->KH == 3 && s->KW == 3 && s->SH == 1 && s->SW == 1 && s->PT <= 2 && s->PL <= 2;
 }

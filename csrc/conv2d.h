@@ -11,7 +11,7 @@ typedef struct {
 } fn_conv2d_shape;
 
 /* y = act(conv(x, w) + b), act in {FN_ACT_LINEAR, FN_ACT_RELU}, bias and activation fused. Each of the three
- * kernels runs Winograd F(2x2, 3x3) or im2col + GEMM, as fn_conv2d_uses_winograd says (see below). */
+ * kernels runs Winograd F(4x4, 3x3) or im2col + GEMM, as fn_conv2d_uses_winograd says (see below). */
 int fn_conv2d_forward(float *y, const float *x, const float *w, const float *b, const fn_conv2d_shape *s,
                       int act, float *ws, int n_threads);
 /* The forward with a ReLU, followed by a 2x2 max-pool of stride 2 (no padding), in one pass: the pooled
@@ -29,7 +29,7 @@ int fn_conv2d_backward_data(float *dx, const float *dy, const float *w, const fl
  * fixed by the shape alone, then the chunks in order: bit-identical for any n_threads. */
 int fn_conv2d_backward_filter(float *dw, float *db, const float *dy, const float *x, const fn_conv2d_shape *s,
                               float *ws, int n_threads);
-/* Algorithm of the three conv kernels: FN_CONV_AUTO picks Winograd F(2x2, 3x3) for 3x3 stride-1 kernels with
+/* Algorithm of the three conv kernels: FN_CONV_AUTO picks Winograd F(4x4, 3x3) for 3x3 stride-1 kernels with
  * at least 16 input and output channels and im2col + GEMM elsewhere; FN_CONV_WINOGRAD uses Winograd for every
  * 3x3 stride-1 kernel (padding at most 2); FN_CONV_IM2COL never does. Process-wide, like the GEMM ISA. */
 enum { FN_CONV_AUTO = 0, FN_CONV_IM2COL = 1, FN_CONV_WINOGRAD = 2 };

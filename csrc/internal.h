@@ -12,18 +12,6 @@
 static inline int fn_thread_id(void) { return omp_get_thread_num(); }
 #else
 static inline int fn_thread_id(void) { return 0; }
-/* Winograd F(2x2, 3x3) convolutions (conv2d_winograd.c): 3x3 kernels, stride 1, padding at most 2. Same
- * contracts as the fn_conv2d_* kernels, which call them. */
-int64_t fn_conv2d_winograd_workspace(const fn_conv2d_shape *s, int n_threads);
-void fn_conv2d_winograd_forward(float *y, const float *x, const float *w, const float *b, const fn_conv2d_shape *s,
-                                int act, float *ws, int n_threads);
-void fn_conv2d_winograd_forward_maxpool(float *y, int32_t *argmax, const float *x, const float *w, const float *b,
-                                        const fn_conv2d_shape *s, float *ws, int n_threads);
-void fn_conv2d_winograd_backward_data(float *dx, const float *dy, const float *w, const float *relu_x,
-                                      const fn_conv2d_shape *s, float *ws, int n_threads);
-void fn_conv2d_winograd_backward_filter(float *dw, float *db, const float *dy, const float *x,
-                                        const fn_conv2d_shape *s, float *ws, int n_threads);
-
 #endif
 
 /* Elementwise loops are compiled for AVX-512, AVX2 and the baseline, picked at load time (GCC ifuncs). The
@@ -33,18 +21,6 @@ void fn_conv2d_winograd_backward_filter(float *dw, float *db, const float *dy, c
 #define FN_VECTOR_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
 #define FN_VECTOR_CLONES
-/* Winograd F(2x2, 3x3) convolutions (conv2d_winograd.c): 3x3 kernels, stride 1, padding at most 2. Same
- * contracts as the fn_conv2d_* kernels, which call them. */
-int64_t fn_conv2d_winograd_workspace(const fn_conv2d_shape *s, int n_threads);
-void fn_conv2d_winograd_forward(float *y, const float *x, const float *w, const float *b, const fn_conv2d_shape *s,
-                                int act, float *ws, int n_threads);
-void fn_conv2d_winograd_forward_maxpool(float *y, int32_t *argmax, const float *x, const float *w, const float *b,
-                                        const fn_conv2d_shape *s, float *ws, int n_threads);
-void fn_conv2d_winograd_backward_data(float *dx, const float *dy, const float *w, const float *relu_x,
-                                      const fn_conv2d_shape *s, float *ws, int n_threads);
-void fn_conv2d_winograd_backward_filter(float *dw, float *db, const float *dy, const float *x,
-                                        const fn_conv2d_shape *s, float *ws, int n_threads);
-
 #endif
 
 /* Flush denormals to zero inside kernels (and restore the caller's mode): a decaying optimizer slot or
@@ -60,18 +36,6 @@ static inline void fn_ftz_leave(unsigned old) { _mm_setcsr(old); }
 #else
 static inline unsigned fn_ftz_enter(void) { return 0; }
 static inline void fn_ftz_leave(unsigned old) { (void)old; }
-/* Winograd F(2x2, 3x3) convolutions (conv2d_winograd.c): 3x3 kernels, stride 1, padding at most 2. Same
- * contracts as the fn_conv2d_* kernels, which call them. */
-int64_t fn_conv2d_winograd_workspace(const fn_conv2d_shape *s, int n_threads);
-void fn_conv2d_winograd_forward(float *y, const float *x, const float *w, const float *b, const fn_conv2d_shape *s,
-                                int act, float *ws, int n_threads);
-void fn_conv2d_winograd_forward_maxpool(float *y, int32_t *argmax, const float *x, const float *w, const float *b,
-                                        const fn_conv2d_shape *s, float *ws, int n_threads);
-void fn_conv2d_winograd_backward_data(float *dx, const float *dy, const float *w, const float *relu_x,
-                                      const fn_conv2d_shape *s, float *ws, int n_threads);
-void fn_conv2d_winograd_backward_filter(float *dw, float *db, const float *dy, const float *x,
-                                        const fn_conv2d_shape *s, float *ws, int n_threads);
-
 #endif
 
 /* Elementwise kernels split their n elements into blocks of this many, one block per loop iteration. */
@@ -138,7 +102,7 @@ void fn_gemm_tile(const fn_ukernel *uk, int64_t m0, int64_t m1, int64_t q0, int6
 /* Apply bias (may be NULL) and an activation to rows x cols of y (row stride ldy), in place. */
 void fn_bias_act_rows(float *y, int64_t ldy, const float *bias, int64_t rows, int64_t cols, int act);
 
-/* Winograd F(2x2, 3x3) convolutions (conv2d_winograd.c): 3x3 kernels, stride 1, padding at most 2. Same
+/* Winograd F(4x4, 3x3) convolutions (conv2d_winograd.c): 3x3 kernels, stride 1, padding at most 2. Same
  * contracts as the fn_conv2d_* kernels, which call them. */
 int64_t fn_conv2d_winograd_workspace(const fn_conv2d_shape *s, int n_threads);
 void fn_conv2d_winograd_forward(float *y, const float *x, const float *w, const float *b, const fn_conv2d_shape *s,

@@ -24,7 +24,7 @@ def isa(request):
 
 @pytest.fixture(params=["im2col", "winograd"])
 def conv_algo(request):
-    """Runs a test once per convolution algorithm (im2col + GEMM, Winograd F(2x2, 3x3))."""
+    """Runs a test once per convolution algorithm (im2col + GEMM, Winograd F(4x4, 3x3))."""
     _kernels.set_conv_algo(request.param)
     yield request.param
     _kernels.set_conv_algo("auto")

@@ -78,21 +78,21 @@ CONV_CASES = [
 ]
 
 
-# 3x3 stride-1 kernels, the shapes Winograd F(2x2, 3x3) takes: odd output sizes leave half-empty 2x2 tiles,
-# 'same' padding puts every border tile partly in the padding, channels off the vector width.
+# 3x3 stride-1 kernels, the shapes Winograd F(4x4, 3x3) takes: output sizes off a multiple of 4 leave part-empty
+# 4x4 tiles, 'same' padding puts every border tile partly in the padding, channels off the vector width.
 WINOGRAD_CASES = [
     (2, 26, 26, 32, 32, "valid"),  # the CNN's second layer
     (1, 3, 3, 1, 1, "valid"),      # one output, one channel
     (1, 3, 3, 4, 2, "same"),
     (3, 5, 6, 17, 19, "valid"),    # 3x4 outputs
-    (2, 9, 7, 32, 32, "same"),     # 9x7 outputs: the last tile row and column are half empty
+    (2, 9, 7, 32, 32, "same"),     # 9x7 outputs: the last tile row holds 1 output row, the last column 3
     (1, 8, 7, 20, 16, "same"),
     (2, 4, 11, 33, 5, "valid"),
     (1, 6, 6, 16, 48, "same"),     # more than one micro-tile of output channels
 ]
 
 
-def check_conv2d(case, act_input=False):
+def check_conv2d(case):
     """All three conv kernels (and the fused ReLU backward) against the float64 reference."""
     N, H, W, C, OC, KH, KW, strides, padding = case
     rng = np.random.default_rng(zlib.crc32(repr(case).encode()))

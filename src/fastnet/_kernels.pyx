@@ -59,7 +59,7 @@ def supported_isas():
 
 
 def set_conv_algo(algo):
-    """Convolution algorithm: 'auto' (Winograd F(2x2, 3x3) for 3x3 stride-1 kernels with >= 16 input and
+    """Convolution algorithm: 'auto' (Winograd F(4x4, 3x3) for 3x3 stride-1 kernels with >= 16 input and
     output channels, im2col + GEMM elsewhere), 'winograd' (every 3x3 stride-1 kernel) or 'im2col'."""
     if algo not in CONV_ALGOS:
         raise ValueError(f"unknown convolution algorithm {algo!r}; expected one of {CONV_ALGOS}")
