@@ -5,7 +5,7 @@
 
 Same architecture, initialization scheme, optimizer, batch size and thread count; data already in memory.
 Each framework runs in a process of its own (their thread pools otherwise disturb each other: PyTorch's
-threads keep spinning after its epoch), and the two take turns, epoch by epoch, with a pause between turns.
+threads keep spinning after its epoch), and the two take turns, epoch by epoch, with a pause between turns (--pause, 2 s).
 Prints per-epoch times, medians, images/s, the ratio, and effective GFLOP/s (the work of direct convolutions;
 see common.py) as a fraction of this machine's measured fp32 GEMM peak. PyTorch is optional (pip install torch==2.13.0); without it only fastnet is timed.
 """
@@ -57,7 +57,8 @@ def worker(framework, network, threads, batch_size, conn):
 
 
 class Worker:
-    def __init__(self, framework, network, threads, batch_size):
+    def __init__(self, framework, network, threads, batch_size, pause):
+        self.pause = pause
         ctx = mp.get_context("spawn")
         self.conn, child = ctx.Pipe()
         self.proc = ctx.Process(target=worker, args=(framework, network, threads, batch_size, child), daemon=True)
@@ -65,7 +66,7 @@ class Worker:
         _, self.about, self.n_train, self.n_test = self.conn.recv()
 
     def run(self, command):
-        time.sleep(0.5)  # let the other framework's threads go idle
+        time.sleep(self.pause)  # let the other framework's threads go idle
         self.conn.send(command)
         return self.conn.recv()
 
@@ -80,9 +81,9 @@ def describe(name, seconds, flop_per_image, count, peak):
             f"{gflops / peak:5.1%} of peak")
 
 
-def run(network, epochs, batch_size, threads, peak, use_torch):
+def run(network, epochs, batch_size, threads, peak, use_torch, pause):
     names = ["fastnet"] + (["torch"] if use_torch else [])
-    workers = {name: Worker(name, network, threads, batch_size) for name in names}
+    workers = {name: Worker(name, network, threads, batch_size, pause) for name in names}
     n, n_test = workers["fastnet"].n_train, workers["fastnet"].n_test
     train_flop, infer_flop = common.FLOPS[network]
     print(f"\n== {network}: {epochs} epochs of {n} images, batch {batch_size}, {threads} threads ==")
@@ -123,13 +124,15 @@ def main():
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--threads", type=int, default=fastnet.get_num_threads())
     p.add_argument("--no-torch", action="store_true")
+    p.add_argument("--pause", type=float, default=2.0,
+                   help="seconds between turns, for the other framework's spinning threads to go idle")
     args = p.parse_args()
     use_torch = common.torch_available() and not args.no_torch
     peak, parts = common.measured_peak(args.threads)
     print(f"{common.cpu_name()}, {os.cpu_count()} CPUs")
     print("measured fp32 GEMM peak (2048^3, best of 3): " + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in parts.items()))
     for network in (["mlp", "cnn"] if args.network == "both" else [args.network]):
-        run(network, args.epochs, args.batch_size, args.threads, peak, use_torch)
+        run(network, args.epochs, args.batch_size, args.threads, peak, use_torch, args.pause)
 
 
 if __name__ == "__main__":

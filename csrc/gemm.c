@@ -147,38 +147,74 @@ int64_t fn_gemm_workspace(int64_t M, int64_t N, int64_t K, int n_threads) {
     return fn_gemm_packed_b_size(K, N) + FN_WS_PAD;
 }
 
+/* How fn_gemm splits C among threads: row blocks of mt rows (a multiple of 24) by groups of nq panels, at least
+ * 2 tiles per thread where the shape allows. Tiling only spreads work: every tile computes its elements
+ * identically (see fn_ukernel_fn). */
+typedef struct {
+    int64_t mt, nq, mtiles, ntiles_n, npanels;
+} gemm_tiling;
+
+static gemm_tiling tiling(const fn_ukernel *uk, int64_t M, int64_t N, int n_threads) {
+    gemm_tiling t;
+    t.npanels = fn_ceil_div(N, uk->nr);
+    t.mt = fn_round_up(M, 24), t.nq = t.npanels;
+    while (fn_ceil_div(M, t.mt) * fn_ceil_div(t.npanels, t.nq) < 2 * (int64_t)n_threads) {
+        if (t.nq > 1 && (t.nq * uk->nr >= t.mt || t.mt <= 24)) t.nq = fn_ceil_div(t.nq, 2);
+        else if (t.mt > 24) t.mt = fn_round_up(t.mt / 2, 24);
+        else break;
+    }
+    t.mtiles = fn_ceil_div(M, t.mt), t.ntiles_n = fn_ceil_div(t.npanels, t.nq);
+    return t;
+}
+
+static void run_tile(const fn_ukernel *uk, const gemm_tiling *g, int64_t t, int64_t M, int64_t N, int64_t K,
+                     float alpha, const float *A, int64_t lda, int trans_a, const float *bp, float beta, float *C,
+                     int64_t ldc) {
+    const int64_t mb = t / g->ntiles_n, nb = t % g->ntiles_n;
+    fn_gemm_tile(uk, mb * g->mt, fn_min64(M, (mb + 1) * g->mt), nb * g->nq, fn_min64(g->npanels, (nb + 1) * g->nq), N,
+                 K, alpha, A, lda, trans_a, bp, beta, C, ldc);
+}
+
 int fn_gemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
             int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc, float *ws,
             int n_threads) {
     if (M <= 0 || N <= 0) return FN_OK;
     if (n_threads < 1) n_threads = 1;
     const fn_ukernel *uk = fn_gemm_ukernel();
-    const int64_t npanels = fn_ceil_div(N, uk->nr);
+    const gemm_tiling g = tiling(uk, M, N, n_threads);
     const int direct_b = fn_gemm_b_is_packed(uk, trans_b, N, ldb);
     float *bp = direct_b ? (float *)B : fn_align64(ws);
-
-    /* Tiling only spreads work: every tile computes its elements identically (see fn_ukernel_fn). */
-    int64_t mt = fn_round_up(M, 24), nq = npanels;
-    while (fn_ceil_div(M, mt) * fn_ceil_div(npanels, nq) < 2 * (int64_t)n_threads) {
-        if (nq > 1 && (nq * uk->nr >= mt || mt <= 24)) nq = fn_ceil_div(nq, 2);
-        else if (mt > 24) mt = fn_round_up(mt / 2, 24);
-        else break;
-    }
-    const int64_t mtiles = fn_ceil_div(M, mt), ntiles_n = fn_ceil_div(npanels, nq);
 
     #pragma omp parallel num_threads(n_threads)
     {
         if (!direct_b) {
             #pragma omp for schedule(static)
-            for (int64_t q = 0; q < npanels; q++) fn_gemm_pack_b(uk, bp, B, ldb, trans_b, K, N, q, q + 1);
+            for (int64_t q = 0; q < g.npanels; q++) fn_gemm_pack_b(uk, bp, B, ldb, trans_b, K, N, q, q + 1);
         }
         #pragma omp for schedule(static)
-        for (int64_t t = 0; t < mtiles * ntiles_n; t++) {
-            const int64_t mb = t / ntiles_n, nb = t % ntiles_n;
-            fn_gemm_tile(uk, mb * mt, fn_min64(M, (mb + 1) * mt), nb * nq, fn_min64(npanels, (nb + 1) * nq), N,
-                         K, alpha, A, lda, trans_a, bp, beta, C, ldc);
-        }
+        for (int64_t t = 0; t < g.mtiles * g.ntiles_n; t++)
+            run_tile(uk, &g, t, M, N, K, alpha, A, lda, trans_a, bp, beta, C, ldc);
     }
+    return FN_OK;
+}
+
+int fn_gemm_pack(float *bp, const float *B, int64_t ldb, int trans_b, int64_t K, int64_t N, int n_threads) {
+    if (n_threads < 1) n_threads = 1;
+    const fn_ukernel *uk = fn_gemm_ukernel();
+    #pragma omp parallel for schedule(static) num_threads(n_threads)
+    for (int64_t q = 0; q < fn_ceil_div(N, uk->nr); q++) fn_gemm_pack_b(uk, bp, B, ldb, trans_b, K, N, q, q + 1);
+    return FN_OK;
+}
+
+int fn_gemm_prepacked(int trans_a, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
+                      const float *bp, float beta, float *C, int64_t ldc, int n_threads) {
+    if (M <= 0 || N <= 0) return FN_OK;
+    if (n_threads < 1) n_threads = 1;
+    const fn_ukernel *uk = fn_gemm_ukernel();
+    const gemm_tiling g = tiling(uk, M, N, n_threads);
+    #pragma omp parallel for schedule(static) num_threads(n_threads)
+    for (int64_t t = 0; t < g.mtiles * g.ntiles_n; t++)
+        run_tile(uk, &g, t, M, N, K, alpha, A, lda, trans_a, bp, beta, C, ldc);
     return FN_OK;
 }
 

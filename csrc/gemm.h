@@ -13,10 +13,20 @@ int fn_gemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alp
             int n_threads);
 int64_t fn_gemm_workspace(int64_t M, int64_t N, int64_t K, int n_threads);
 
+/* For many products with the same B (inference: the weights of every batch): fn_gemm_pack packs op(B) (K x N)
+ * into bp, fn_gemm_packed_b_size(K, N) floats, for the current ISA path; fn_gemm_prepacked then multiplies
+ * without packing again, with the same results as fn_gemm. A packing is only valid for the ISA path it was
+ * made on. */
+int fn_gemm_pack(float *bp, const float *B, int64_t ldb, int trans_b, int64_t K, int64_t N, int n_threads);
+int fn_gemm_prepacked(int trans_a, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
+                      const float *bp, float beta, float *C, int64_t ldc, int n_threads);
+
 /* Plain triple loop (float accumulation, fixed order): the slow, obviously correct reference. */
 int fn_gemm_naive(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha,
                   const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
                   int64_t ldc);
+
+int64_t fn_gemm_packed_b_size(int64_t K, int64_t N);
 
 /* Instruction-set path of the micro-kernel: 0 portable, 1 AVX2+FMA, 2 AVX-512.
  * fn_gemm_set_isa(-1) picks the best the CPU supports; a level the CPU lacks gives FN_EUNSUPPORTED. */

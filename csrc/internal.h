@@ -85,8 +85,6 @@ const fn_ukernel *fn_ukernel_avx2(void);
 
 /* The K-block length used for a product of depth K (a function of K alone). */
 int64_t fn_gemm_kc(int64_t K);
-/* Size in floats of a full packing of op(B) (K x N). */
-int64_t fn_gemm_packed_b_size(int64_t K, int64_t N);
 /* 1 when op(B) is already laid out as its own packing (one NR-wide panel, untransposed): use B as bp. */
 int fn_gemm_b_is_packed(const fn_ukernel *uk, int trans_b, int64_t N, int64_t ldb);
 

@@ -55,6 +55,29 @@ def test_dense(isa, rng, N, I, O, act):
     assert K.dense_backward(dy, x, w, need_dx=False)[0] is None
 
 
+@pytest.mark.parametrize("N,I,O", [(1, 784, 512), (128, 512, 512), (37, 300, 45), (3, 33, 1)])
+def test_dense_forward_with_weights_packed_once_is_bit_identical(isa, rng, N, I, O):
+    x, w, b = rand(rng, N, I), rand(rng, I, O, scale=0.1), rand(rng, O)
+    packed = K.PackedWeights(w)
+    for act in ("linear", "relu"):
+        np.testing.assert_array_equal(K.dense_forward(x, w, b, activation=act, packed=packed),
+                                      K.dense_forward(x, w, b, activation=act))
+
+
+def test_packed_weights_refuse_another_shape_or_isa(rng):
+    x, w = rand(rng, 4, 6), rand(rng, 6, 3)
+    with pytest.raises(ValueError, match="packed weights of shape \\(6, 5\\)"):
+        K.dense_forward(x, w, packed=K.PackedWeights(rand(rng, 6, 5)))
+    if len(K.supported_isas()) > 1:
+        packed = K.PackedWeights(w)
+        K.set_isa("generic")
+        try:
+            with pytest.raises(ValueError, match="pack them again"):
+                K.dense_forward(x, w, packed=packed)
+        finally:
+            K.set_isa("best")
+
+
 def test_dense_without_bias(rng):
     x, w = rand(rng, 4, 6), rand(rng, 6, 3)
     close(K.dense_forward(x, w), ref.dense_forward(x, w), "dense no bias")

@@ -279,6 +279,18 @@ def test_conv_pool_fusion_only_where_it_fits():
         fastnet._kernels.set_conv_algo("auto")
 
 
+def test_predict_and_evaluate_with_weights_packed_once_match_the_plain_forward():
+    x, y = data(40)
+    fastnet.set_seed(4)
+    m = tiny_cnn()
+    m.fit(x, y, batch_size=16, epochs=1, verbose=0)
+    plain = np.concatenate([m._forward(x[i:i + 16], False).copy() for i in range(0, 40, 16)])
+    np.testing.assert_array_equal(m.predict(x, batch_size=16), fastnet._kernels.softmax_forward(plain))
+    assert all(layer.packed is None for layer in m.layers if isinstance(layer, Dense))  # dropped afterwards
+    loss, acc = m.evaluate(x, y, batch_size=16)
+    assert np.isfinite(loss) and 0.0 <= acc <= 1.0
+
+
 def test_keras1_spellings_work_with_a_warning():
     with pytest.warns(LegacyAPIWarning, match="Conv2D"):
         conv = Convolution2D(32, 3, 3, border_mode="valid", input_shape=(1, 28, 28), dim_ordering="th")

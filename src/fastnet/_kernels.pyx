@@ -202,8 +202,25 @@ def gemm(a, b, out=None, trans_a=False, trans_b=False, float alpha=1.0, float be
 
 # ---- dense ----
 
-def dense_forward(x, w, b=None, out=None, activation="linear", n_threads=None):
-    """out[N, O] = act(x[N, I] @ w[I, O] + b[O])."""
+class PackedWeights:
+    """A dense kernel w [I, O] packed for the GEMM micro-kernel once, for many forward batches (inference).
+    Valid for the ISA path that was current when it was made, and for that w's values: pack again after either
+    changes."""
+
+    def __init__(self, w, n_threads=None):
+        _array(w, "w", 2)
+        cdef int64_t I = w.shape[0], O = w.shape[1]
+        cdef int nt = _threads(n_threads)
+        self.shape, self.isa = (I, O), fn_gemm_isa()
+        self.data = np.empty(max(fn_gemm_packed_b_size(I, O), 1), dtype=np.float32)
+        cdef float *pp = _mp(self.data)
+        cdef const float *pk = _cp(w.reshape(-1))
+        with nogil:
+            fn_gemm_pack(pp, pk, O, 0, I, O, nt)
+
+
+def dense_forward(x, w, b=None, out=None, activation="linear", n_threads=None, packed=None):
+    """out[N, O] = act(x[N, I] @ w[I, O] + b[O]); packed: PackedWeights(w), to skip packing w again."""
     _array(x, "x", 2)
     _array(w, "w", 2)
     cdef int64_t N = x.shape[0], I = x.shape[1], O = w.shape[1]
@@ -212,15 +229,24 @@ def dense_forward(x, w, b=None, out=None, activation="linear", n_threads=None):
     if b is not None:
         _array(b, "b", 1)
         _expect(b, "b", (O,))
+    if packed is not None and (packed.shape != (I, O) or packed.isa != fn_gemm_isa()):
+        raise ValueError(f"dense: packed weights of shape {packed.shape} for ISA {ISA_NAMES[packed.isa]!r} do not "
+                         f"fit w {tuple(w.shape)} on ISA {ISA_NAMES[fn_gemm_isa()]!r}: pack them again")
     out = _output(out, "out", (N, O), (x, w, b))
     cdef int act = _activation(activation), nt = _threads(n_threads), st
-    cdef float *pw = _mp(_workspace(fn_dense_workspace(N, I, O, nt)))
     cdef const float *px = _cp(x.reshape(-1))
     cdef const float *pk = _cp(w.reshape(-1))
     cdef const float *pb = NULL if b is None else _cp(b)
     cdef float *py = _mp(out.reshape(-1))
+    cdef const float *pp = NULL if packed is None else _cp(packed.data)
+    cdef float *pw = NULL
+    if packed is None:
+        pw = _mp(_workspace(fn_dense_workspace(N, I, O, nt)))
     with nogil:
-        st = fn_dense_forward(py, px, pk, pb, N, I, O, act, pw, nt)
+        if pp != NULL:
+            st = fn_dense_forward_prepacked(py, px, pp, pb, N, I, O, act, nt)
+        else:
+            st = fn_dense_forward(py, px, pk, pb, N, I, O, act, pw, nt)
     _status(st, "dense_forward")
     return out
 

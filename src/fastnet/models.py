@@ -1,4 +1,5 @@
 """Sequential: a stack of layers with Keras's compile / fit / evaluate / predict."""
+import contextlib
 import math
 
 import numpy as np
@@ -284,7 +285,24 @@ class Sequential:
         self.step += 1
         return loss_sum, int(np.count_nonzero(out.argmax(1) == yb.argmax(1)))
 
+    @contextlib.contextmanager
+    def _weights_fixed(self):
+        """Many batches with the same weights (evaluate, predict): each Dense kernel is packed for the GEMM
+        once, not once per batch."""
+        dense = [layer for layer in self.layers if isinstance(layer, Dense)]
+        for layer in dense:
+            layer.packed = K.PackedWeights(layer.params[0])
+        try:
+            yield
+        finally:
+            for layer in dense:
+                layer.packed = None
+
     def _evaluate_arrays(self, x, y, batch_size):
+        with self._weights_fixed():
+            return self._evaluate_batches(x, y, batch_size)
+
+    def _evaluate_batches(self, x, y, batch_size):
         total, correct = 0.0, 0
         for start in range(0, x.shape[0], batch_size):
             xb, yb = x[start:start + batch_size], y[start:start + batch_size]
@@ -403,12 +421,13 @@ class Sequential:
         last = self.layers[-1]
         out = np.empty((X.shape[0],) + last.out_shape, np.float32)
         softmax_by_loss = self._compiled and self._loss.from_logits
-        for start in range(0, X.shape[0], bs):
-            res = self._forward(X[start:start + bs], False)
-            if softmax_by_loss:
-                K.softmax_forward(res, out=out[start:start + bs])
-            else:
-                out[start:start + bs] = res
+        with self._weights_fixed():
+            for start in range(0, X.shape[0], bs):
+                res = self._forward(X[start:start + bs], False)
+                if softmax_by_loss:
+                    K.softmax_forward(res, out=out[start:start + bs])
+                else:
+                    out[start:start + bs] = res
         if last.out_fmt == "channels_first" and out.ndim == 4:
             out = np.ascontiguousarray(out.transpose(0, 3, 1, 2))
         return out

@@ -10,6 +10,7 @@ class Dense(KernelActivation, Layer):
     """out = activation(x @ kernel + bias); kernel (input_dim, units), bias (units,)."""
 
     kind = "dense"
+    packed = None  # the kernel packed for the GEMM, while the model runs many batches with fixed weights
 
     def __init__(self, units=None, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
                  bias_initializer="zeros", output_dim=None, init=None, **kwargs):
@@ -52,7 +53,7 @@ class Dense(KernelActivation, Layer):
     def forward(self, x, training):
         bias = self.params[1] if self.use_bias else None
         y = K.dense_forward(x, self.params[0], bias, out=self.buffer("y", (x.shape[0], self.units)),
-                            activation=self.kernel_activation())
+                            activation=self.kernel_activation(), packed=None if training else self.packed)
         return self.finish_forward(x, y)
 
     def backward(self, dy, need_dx=True):
