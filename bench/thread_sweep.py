@@ -2,7 +2,7 @@
 the same weights bit for bit.
 
     python bench/thread_sweep.py                 # 1 .. all CPUs
-    python bench/thread_sweep.py --threads 1 2 4 8 16 --steps 40
+    python bench/thread_sweep.py --threads 1 2 4 8 16 --steps 40 --repeats 3
 """
 import argparse
 import os
@@ -41,20 +41,27 @@ def main():
     p.add_argument("--steps", type=int, default=60, help="training steps timed per point (default %(default)s)")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--network", choices=["mlp", "cnn", "both"], default="both")
+    p.add_argument("--repeats", type=int, default=3,
+                   help="rounds over all thread counts; each point is the median (default %(default)s)")
     args = p.parse_args()
     print(f"{common.cpu_name()}, {cpus} CPUs; {fastnet.info()}")
     for network in (["mlp", "cnn"] if args.network == "both" else [args.network]):
         flop = common.FLOPS[network][0]
         print(f"\n{network}: {args.steps} steps of batch {args.batch_size}")
         print(f"{'threads':>7} {'images/s':>10} {'GFLOP/s':>8} {'speedup':>8} {'efficiency':>10}  same weights as 1 thread")
-        base, base_weights = None, None
+        # Rounds over all thread counts, so a slow spell of the machine hits every count alike.
+        rates, same = {t: [] for t in args.threads}, {}
+        base_weights = None
+        for _ in range(args.repeats):
+            for t in args.threads:
+                ips, weights = steps_per_second(network, t, args.steps, args.batch_size)
+                rates[t].append(ips)
+                base_weights = weights if base_weights is None else base_weights
+                same[t] = same.get(t, True) and all(np.array_equal(a, b) for a, b in zip(weights, base_weights))
+        base = common.median(rates[args.threads[0]])
         for t in args.threads:
-            ips, weights = steps_per_second(network, t, args.steps, args.batch_size)
-            base = base or ips
-            if base_weights is None:
-                base_weights = weights
-            same = all(np.array_equal(a, b) for a, b in zip(weights, base_weights))
-            print(f"{t:7d} {ips:10,.0f} {ips * flop / 1e9:8.1f} {ips / base:8.2f} {ips / base / t:10.0%}  {same}",
+            ips = common.median(rates[t])
+            print(f"{t:7d} {ips:10,.0f} {ips * flop / 1e9:8.1f} {ips / base:8.2f} {ips / base / t:10.0%}  {same[t]}",
                   flush=True)
 
 
