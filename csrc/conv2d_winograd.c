@@ -29,9 +29,10 @@
 #define WA 6  /* input patch side: WM + 3 - 1 */
 #define WX 36 /* elementwise positions: WA * WA */
 
-/* Tiles per block, multiples of every micro-kernel's MR (8, 6, 4) where that fits: a forward-shaped block's
- * transformed inputs (36 x 24 x C floats) stay in L2 between the transforms and the GEMMs; the filter
- * gradient's blocks are the depth of its GEMMs. */
+/* Tiles per block. A forward-shaped block (a multiple of every micro-kernel's MR: 8, 6, 4) keeps its
+ * transformed inputs and products (36 x 24 x C floats each) in L2 between the transforms and the GEMMs; a
+ * filter-gradient block is the depth of its GEMMs (72: the tiles of two 24x24 outputs, one block per chunk of the
+ * CNN's batch). Both were picked by timing 16-96 on the CNN's second layer. */
 #define FN_WINO_TILES 24
 #define FN_WINO_GRAD_TILES 72
 
@@ -128,10 +129,10 @@ FN_TILE_FN void input_tile(float *restrict v, const float *const *r, int64_t C) 
     }
 }
 
-/* The 4x4 outputs of one tile from its products m[xi * OC + o]: A^T m A into out[k * OC + o] (k = 4 * row +
- * column), plus the bias (never NULL: zeros when there is none), then ReLU (relu), or the ReLU mask of a fused
- * backward (masked: output k is kept where mask[k] > 0). Output row a starts at y[a], its pixel b at
- * y[a] + b * OC; the mask rows k[a] likewise. relu and masked are constants at every call. */
+/* The 4x4 outputs of one tile from its products m[xi * OC + o]: A^T m A plus the bias (never NULL: zeros when
+ * there is none), then ReLU (relu), or the ReLU mask of a fused backward (masked: an output is kept where its
+ * mask value is > 0). Output row a starts at y[a], its pixel b at y[a] + b * OC; the mask rows k[a] likewise.
+ * relu and masked are constants at every call, so each variant is a straight vector loop. */
 FN_TILE_FN void output_tile(float *const *y, const float *const *k, const float *restrict m, const float *restrict bias,
                             const int relu, const int masked, int64_t OC) {
     FN_IVDEP
