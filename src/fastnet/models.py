@@ -299,17 +299,14 @@ class Sequential:
                 layer.packed = None
 
     def _evaluate_arrays(self, x, y, batch_size):
-        with self._weights_fixed():
-            return self._evaluate_batches(x, y, batch_size)
-
-    def _evaluate_batches(self, x, y, batch_size):
         total, correct = 0.0, 0
-        for start in range(0, x.shape[0], batch_size):
-            xb, yb = x[start:start + batch_size], y[start:start + batch_size]
-            out = self._forward(xb, False)
-            loss, _ = self._loss.forward(out, yb)
-            total += float(loss.sum(dtype=np.float64))
-            correct += int(np.count_nonzero(out.argmax(1) == yb.argmax(1)))
+        with self._weights_fixed():
+            for start in range(0, x.shape[0], batch_size):
+                xb, yb = x[start:start + batch_size], y[start:start + batch_size]
+                out = self._forward(xb, False)
+                loss, _ = self._loss.forward(out, yb)
+                total += float(loss.sum(dtype=np.float64))
+                correct += int(np.count_nonzero(out.argmax(1) == yb.argmax(1)))
         return total / x.shape[0], correct / x.shape[0]
 
     def _logs(self, loss, acc, prefix=""):
