@@ -6,27 +6,12 @@
 #include "internal.h"
 
 #define FN_CONV_ROWS 96          /* output positions per forward / backward-data tile */
-#define FN_CONV_CHUNKS 64        /* most partial sums of the filter gradient */
 #define FN_CONV_FILTER_COLS (1 << 18) /* floats of im2col buffer per thread in backward-filter */
 
-static int conv_algo = FN_CONV_AUTO;
-
-int fn_conv2d_set_algo(int algo) {
-    if (algo != FN_CONV_AUTO && algo != FN_CONV_IM2COL && algo != FN_CONV_WINOGRAD) return FN_EINVAL;
-    conv_algo = algo;
-    return FN_OK;
-}
-
-int fn_conv2d_algo(void) { return conv_algo; }
-
 /* Below 16 channels the 36 GEMMs of a Winograd block are too thin to beat im2col (the first layer, C = 1). */
-static int winograd_fits(const fn_conv2d_shape *s) {
-    return s->KH == 3 && s->KW == 3 && s->SH == 1 && s->SW == 1 && s->PT <= 2 && s->PL <= 2;
-}
-
-int fn_conv2d_uses_winograd(const fn_conv2d_shape *s) {
-    if (!winograd_fits(s) || conv_algo == FN_CONV_IM2COL) return 0;
-    return conv_algo == FN_CONV_WINOGRAD || (s->C >= 16 && s->OC >= 16);
+int fn_conv2d_resolve_algo(const fn_conv2d_shape *s, int algo) {
+    if (!fn_conv2d_winograd_fits(s) || algo == FN_CONV_IM2COL) return FN_CONV_IM2COL;
+    return algo == FN_CONV_WINOGRAD || (s->C >= 16 && s->OC >= 16) ? FN_CONV_WINOGRAD : FN_CONV_IM2COL;
 }
 
 static int64_t kcols(const fn_conv2d_shape *s) { return s->KH * s->KW * s->C; }
@@ -105,38 +90,37 @@ static int64_t filter_rows(const fn_conv2d_shape *s) {
     return fn_max64(1, fn_min64(s->OH * s->OW, FN_CONV_FILTER_COLS / kcols(s)));
 }
 
-static int64_t filter_chunks(const fn_conv2d_shape *s) {
-    const int64_t by_memory = fn_max64(1, ((int64_t)1 << 24) / (kcols(s) * s->OC + s->OC));
-    return fn_max64(1, fn_min64(fn_min64(s->N, FN_CONV_CHUNKS), by_memory));
-}
+static int64_t partial_size(const fn_conv2d_shape *s) { return fn_round_up(kcols(s) * s->OC + s->OC, 16); }
+
+static int64_t filter_chunks(const fn_conv2d_shape *s) { return fn_filter_chunks(s->N, partial_size(s)); }
 
 static int64_t filter_slot(const fn_conv2d_shape *s) {
     const int64_t rows = filter_rows(s);
     return fn_round_up(rows * kcols(s) + fn_gemm_packed_b_size(rows, s->OC) + 2 * FN_WS_PAD, 16);
 }
 
-static int64_t partial_size(const fn_conv2d_shape *s) { return fn_round_up(kcols(s) * s->OC + s->OC, 16); }
+/* Threads that take part in the filter gradient's chunks: each needs a scratch slot. */
+static int filter_threads(const fn_conv2d_shape *s, int n_threads) {
+    return (int)fn_min64(n_threads, filter_chunks(s));
+}
 
-int64_t fn_conv2d_workspace(const fn_conv2d_shape *s, int n_threads) {
-    if (n_threads < 1) n_threads = 1;
+int64_t fn_conv2d_workspace(const fn_conv2d_shape *s, int algo, int n_threads) {
+    if (fn_conv2d_resolve_algo(s, algo) == FN_CONV_WINOGRAD) return fn_conv2d_winograd_workspace(s, n_threads);
     const int64_t K = kcols(s);
     const int64_t fwd = fn_max64(fn_gemm_packed_b_size(K, s->OC), fn_gemm_packed_b_size(s->OC, K)) +
                         n_threads * tile_slot(s);
-    const int64_t filt = filter_chunks(s) * partial_size(s) + n_threads * filter_slot(s);
-    /* Enough for either algorithm, so the size does not depend on fn_conv2d_set_algo. */
-    const int64_t wino = winograd_fits(s) ? fn_conv2d_winograd_workspace(s, n_threads) : 0;
-    return fn_max64(fn_max64(fwd, filt) + 2 * FN_WS_PAD, wino);
+    const int64_t filt = filter_chunks(s) * partial_size(s) + filter_threads(s, n_threads) * filter_slot(s);
+    return fn_max64(fwd, filt) + 2 * FN_WS_PAD;
 }
 
 int fn_conv2d_forward(float *y, const float *x, const float *w, const float *b, const fn_conv2d_shape *s,
-                      int act, float *ws, int n_threads) {
+                      int act, int algo, int isa, float *ws, int n_threads) {
     if (act != FN_ACT_LINEAR && act != FN_ACT_RELU) return FN_EINVAL;
-    if (n_threads < 1) n_threads = 1;
-    if (fn_conv2d_uses_winograd(s)) {
-        fn_conv2d_winograd_forward(y, x, w, b, s, act, ws, n_threads);
+    const fn_ukernel *uk = fn_gemm_ukernel(isa);
+    if (fn_conv2d_resolve_algo(s, algo) == FN_CONV_WINOGRAD) {
+        fn_conv2d_winograd_forward(y, x, w, b, s, act, uk, ws, n_threads);
         return FN_OK;
     }
-    const fn_ukernel *uk = fn_gemm_ukernel();
     const int64_t K = kcols(s), P = s->OH * s->OW, npanels = fn_ceil_div(s->OC, uk->nr);
     const int64_t tiles_per_image = fn_ceil_div(P, FN_CONV_ROWS);
     const int direct_b = fn_gemm_b_is_packed(uk, 0, s->OC, s->OC);
@@ -164,15 +148,15 @@ int fn_conv2d_forward(float *y, const float *x, const float *w, const float *b, 
     return FN_OK;
 }
 
-int fn_conv2d_forward_maxpool_fits(const fn_conv2d_shape *s) {
-    return fn_conv2d_uses_winograd(s) && s->OH % 2 == 0 && s->OW % 2 == 0 && s->OH * s->OW * s->OC < INT32_MAX;
+int fn_conv2d_forward_maxpool_fits(const fn_conv2d_shape *s, int algo) {
+    return fn_conv2d_resolve_algo(s, algo) == FN_CONV_WINOGRAD && s->OH % 2 == 0 && s->OW % 2 == 0 &&
+           s->OH * s->OW * s->OC < INT32_MAX;
 }
 
 int fn_conv2d_forward_maxpool(float *y, int32_t *argmax, const float *x, const float *w, const float *b,
-                              const fn_conv2d_shape *s, float *ws, int n_threads) {
-    if (!fn_conv2d_forward_maxpool_fits(s)) return FN_EUNSUPPORTED;
-    if (n_threads < 1) n_threads = 1;
-    fn_conv2d_winograd_forward_maxpool(y, argmax, x, w, b, s, ws, n_threads);
+                              const fn_conv2d_shape *s, int algo, int isa, float *ws, int n_threads) {
+    if (!fn_conv2d_forward_maxpool_fits(s, algo)) return FN_EUNSUPPORTED;
+    fn_conv2d_winograd_forward_maxpool(y, argmax, x, w, b, s, fn_gemm_ukernel(isa), ws, n_threads);
     return FN_OK;
 }
 
@@ -227,13 +211,12 @@ static void backward_data_image_direct(const fn_ukernel *uk, float *restrict dxn
 }
 
 int fn_conv2d_backward_data(float *dx, const float *dy, const float *w, const float *relu_x, const fn_conv2d_shape *s,
-                            float *ws, int n_threads) {
-    if (n_threads < 1) n_threads = 1;
-    if (fn_conv2d_uses_winograd(s)) {
-        fn_conv2d_winograd_backward_data(dx, dy, w, relu_x, s, ws, n_threads);
+                            int algo, int isa, float *ws, int n_threads) {
+    const fn_ukernel *uk = fn_gemm_ukernel(isa);
+    if (fn_conv2d_resolve_algo(s, algo) == FN_CONV_WINOGRAD) {
+        fn_conv2d_winograd_backward_data(dx, dy, w, relu_x, s, uk, ws, n_threads);
         return FN_OK;
     }
-    const fn_ukernel *uk = fn_gemm_ukernel();
     const int64_t K = kcols(s), P = s->OH * s->OW, npanels = fn_ceil_div(K, uk->nr);
     const int64_t image = s->H * s->W * s->C, taps = s->KH * s->KW;
     const int direct = direct_backward_data(uk, s);
@@ -276,19 +259,18 @@ int fn_conv2d_backward_data(float *dx, const float *dy, const float *w, const fl
 }
 
 int fn_conv2d_backward_filter(float *dw, float *db, const float *dy, const float *x, const fn_conv2d_shape *s,
-                              float *ws, int n_threads) {
-    if (n_threads < 1) n_threads = 1;
-    if (fn_conv2d_uses_winograd(s)) {
-        fn_conv2d_winograd_backward_filter(dw, db, dy, x, s, ws, n_threads);
+                              int algo, int isa, float *ws, int n_threads) {
+    const fn_ukernel *uk = fn_gemm_ukernel(isa);
+    if (fn_conv2d_resolve_algo(s, algo) == FN_CONV_WINOGRAD) {
+        fn_conv2d_winograd_backward_filter(dw, db, dy, x, s, uk, ws, n_threads);
         return FN_OK;
     }
-    const fn_ukernel *uk = fn_gemm_ukernel();
     const int64_t K = kcols(s), P = s->OH * s->OW, OC = s->OC, npanels = fn_ceil_div(OC, uk->nr);
     const int64_t nch = filter_chunks(s), rows = filter_rows(s), psize = partial_size(s);
     float *partials = fn_align64(ws);
     float *slots = fn_align64(partials + nch * psize);
 
-    #pragma omp parallel num_threads(n_threads)
+    #pragma omp parallel num_threads(filter_threads(s, n_threads))
     {
         float *cols = slots + fn_thread_id() * filter_slot(s);
         float *bp = fn_align64(cols + rows * K);
@@ -317,14 +299,14 @@ int fn_conv2d_backward_filter(float *dw, float *db, const float *dy, const float
             }
             if (first) memset(pw, 0, sizeof(float) * K * OC);
         }
-        /* Fixed-order reduction of the chunks; each thread owns a range of gradient elements. */
-        #pragma omp for schedule(static)
-        for (int64_t e = 0; e < K * OC + OC; e++) {
-            float sum = 0.0f;
-            for (int64_t c = 0; c < nch; c++) sum += partials[c * psize + e];
-            if (e < K * OC) dw[e] = sum;
-            else if (db) db[e - K * OC] = sum;
-        }
+    }
+    /* Fixed-order reduction of the chunks; each thread owns a range of gradient elements. */
+    #pragma omp parallel for schedule(static) num_threads(n_threads)
+    for (int64_t e = 0; e < K * OC + OC; e++) {
+        float sum = 0.0f;
+        for (int64_t c = 0; c < nch; c++) sum += partials[c * psize + e];
+        if (e < K * OC) dw[e] = sum;
+        else if (db) db[e - K * OC] = sum;
     }
     return FN_OK;
 }

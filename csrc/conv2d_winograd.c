@@ -452,8 +452,14 @@ static int64_t pass_size(const wino_pass *p, int n_threads) {
 
 /* Chunks of images whose filter gradients are summed separately, then in order: a function of N alone. Each
  * chunk's dU is transformed back to a 3x3 gradient before it is stored, so a partial is 9 * C * OC + OC. */
-static int64_t grad_chunks(const fn_conv2d_shape *s) { return fn_min64(s->N, 64); }
 static int64_t grad_partial_size(const fn_conv2d_shape *s) { return slot(9 * s->C * s->OC + s->OC); }
+static int64_t grad_chunks(const fn_conv2d_shape *s) { return fn_filter_chunks(s->N, grad_partial_size(s)); }
+/* Threads that take part in the chunks, each with its own scratch (36 * C * OC floats of dU among it). */
+static int grad_threads(const fn_conv2d_shape *s, int n_threads) { return (int)fn_min64(n_threads, grad_chunks(s)); }
+
+int fn_conv2d_winograd_fits(const fn_conv2d_shape *s) {
+    return s->KH == 3 && s->KW == 3 && s->SH == 1 && s->SW == 1 && s->PT <= 2 && s->PL <= 2;
+}
 
 static int64_t grad_thread_size(const fn_conv2d_shape *s) {
     return slot(WX * FN_WINO_GRAD_TILES * s->C) + slot(WX * FN_WINO_GRAD_TILES * s->OC) +
@@ -462,9 +468,8 @@ static int64_t grad_thread_size(const fn_conv2d_shape *s) {
 }
 
 int64_t fn_conv2d_winograd_workspace(const fn_conv2d_shape *s, int n_threads) {
-    if (n_threads < 1) n_threads = 1;
     const wino_pass f = forward_pass(s), b = backward_data_pass(s);
-    const int64_t grad = grad_chunks(s) * grad_partial_size(s) + n_threads * grad_thread_size(s);
+    const int64_t grad = grad_chunks(s) * grad_partial_size(s) + grad_threads(s, n_threads) * grad_thread_size(s);
     return fn_max64(fn_max64(pass_size(&f, n_threads), pass_size(&b, n_threads)), grad) + 2 * FN_WS_PAD;
 }
 
@@ -472,8 +477,8 @@ int64_t fn_conv2d_winograd_workspace(const fn_conv2d_shape *s, int n_threads) {
 
 /* y = the pass's output (with bias and act, or masked by mask), or, with argmax, its ReLU'd 2x2 max-pool. */
 static void run_pass(float *y, int32_t *argmax, const float *x, const float *w, int flip, const float *bias,
-                     int act, const float *mask, const wino_pass *p, float *ws, int n_threads) {
-    const fn_ukernel *uk = fn_gemm_ukernel();
+                     int act, const float *mask, const wino_pass *p, const fn_ukernel *uk, float *ws,
+                     int n_threads) {
     const int64_t C = p->C, OC = p->OC, npanels = fn_ceil_div(OC, uk->nr), psize = packed_filter_size(C, OC);
     const int64_t ntiles = p->N * tiles_per_image(p), nblocks = fn_ceil_div(ntiles, FN_WINO_TILES);
     float *u = fn_align64(ws), *up = u + slot(WX * C * OC), *slots = up + WX * psize;
@@ -503,35 +508,34 @@ static void run_pass(float *y, int32_t *argmax, const float *x, const float *w, 
 }
 
 void fn_conv2d_winograd_forward(float *y, const float *x, const float *w, const float *b, const fn_conv2d_shape *s,
-                                int act, float *ws, int n_threads) {
+                                int act, const fn_ukernel *uk, float *ws, int n_threads) {
     const wino_pass p = forward_pass(s);
-    run_pass(y, NULL, x, w, 0, b, act, NULL, &p, ws, n_threads);
+    run_pass(y, NULL, x, w, 0, b, act, NULL, &p, uk, ws, n_threads);
 }
 
 void fn_conv2d_winograd_forward_maxpool(float *y, int32_t *argmax, const float *x, const float *w, const float *b,
-                                        const fn_conv2d_shape *s, float *ws, int n_threads) {
+                                        const fn_conv2d_shape *s, const fn_ukernel *uk, float *ws, int n_threads) {
     const wino_pass p = forward_pass(s);
-    run_pass(y, argmax, x, w, 0, b, FN_ACT_RELU, NULL, &p, ws, n_threads);
+    run_pass(y, argmax, x, w, 0, b, FN_ACT_RELU, NULL, &p, uk, ws, n_threads);
 }
 
 void fn_conv2d_winograd_backward_data(float *dx, const float *dy, const float *w, const float *relu_x,
-                                      const fn_conv2d_shape *s, float *ws, int n_threads) {
+                                      const fn_conv2d_shape *s, const fn_ukernel *uk, float *ws, int n_threads) {
     const wino_pass p = backward_data_pass(s);
-    run_pass(dx, NULL, dy, w, 1, NULL, FN_ACT_LINEAR, relu_x, &p, ws, n_threads);
+    run_pass(dx, NULL, dy, w, 1, NULL, FN_ACT_LINEAR, relu_x, &p, uk, ws, n_threads);
 }
 
 /* ---- filter gradient ---- */
 
 void fn_conv2d_winograd_backward_filter(float *dw, float *db, const float *dy, const float *x,
-                                        const fn_conv2d_shape *s, float *ws, int n_threads) {
-    const fn_ukernel *uk = fn_gemm_ukernel();
+                                        const fn_conv2d_shape *s, const fn_ukernel *uk, float *ws, int n_threads) {
     const wino_pass p = forward_pass(s);
     const int64_t C = s->C, OC = s->OC, COC = C * OC, npanels = fn_ceil_div(OC, uk->nr);
     const int64_t tpi = tiles_per_image(&p), nch = grad_chunks(s), psize = grad_partial_size(s);
     const int direct_b = fn_gemm_b_is_packed(uk, 0, OC, OC);
     float *partials = fn_align64(ws), *slots = partials + nch * psize;
 
-    #pragma omp parallel num_threads(n_threads)
+    #pragma omp parallel num_threads(grad_threads(s, n_threads))
     {
         float *v = slots + fn_thread_id() * grad_thread_size(s);
         float *e = v + slot(WX * FN_WINO_GRAD_TILES * C), *ep = e + slot(WX * FN_WINO_GRAD_TILES * OC);
@@ -560,13 +564,13 @@ void fn_conv2d_winograd_backward_filter(float *dw, float *db, const float *dy, c
             filter_grad_transform(pw, du, COC); /* the chunk's gradient, 3x3 again */
             fn_ftz_leave(csr);
         }
-        /* Fixed-order sum of the chunks; each thread owns a range of elements. */
-        #pragma omp for schedule(static)
-        for (int64_t i = 0; i < 9 * COC + OC; i++) {
-            float sum = partials[i];
-            for (int64_t ch = 1; ch < nch; ch++) sum += partials[ch * psize + i];
-            if (i < 9 * COC) dw[i] = sum;
-            else if (db) db[i - 9 * COC] = sum;
-        }
+    }
+    /* Fixed-order sum of the chunks; each thread owns a range of elements. */
+    #pragma omp parallel for schedule(static) num_threads(n_threads)
+    for (int64_t i = 0; i < 9 * COC + OC; i++) {
+        float sum = partials[i];
+        for (int64_t ch = 1; ch < nch; ch++) sum += partials[ch * psize + i];
+        if (i < 9 * COC) dw[i] = sum;
+        else if (db) db[i - 9 * COC] = sum;
     }
 }

@@ -14,17 +14,17 @@ static void bias_act(float *y, const float *b, int64_t N, int64_t O, int act, in
 }
 
 int fn_dense_forward(float *y, const float *x, const float *w, const float *b, int64_t N, int64_t I,
-                     int64_t O, int act, float *ws, int n_threads) {
+                     int64_t O, int act, int isa, float *ws, int n_threads) {
     if (act != FN_ACT_LINEAR && act != FN_ACT_RELU) return FN_EINVAL;
-    fn_gemm(0, 0, N, O, I, 1.0f, x, I, w, O, 0.0f, y, O, ws, n_threads);
+    fn_gemm(0, 0, N, O, I, 1.0f, x, I, w, O, 0.0f, y, O, isa, ws, n_threads);
     bias_act(y, b, N, O, act, n_threads);
     return FN_OK;
 }
 
 int fn_dense_forward_prepacked(float *y, const float *x, const float *wp, const float *b, int64_t N, int64_t I,
-                               int64_t O, int act, int n_threads) {
+                               int64_t O, int act, int isa, int n_threads) {
     if (act != FN_ACT_LINEAR && act != FN_ACT_RELU) return FN_EINVAL;
-    fn_gemm_prepacked(0, N, O, I, 1.0f, x, I, wp, 0.0f, y, O, n_threads);
+    fn_gemm_prepacked(0, N, O, I, 1.0f, x, I, wp, 0.0f, y, O, isa, n_threads);
     bias_act(y, b, N, O, act, n_threads);
     return FN_OK;
 }
@@ -43,9 +43,9 @@ int fn_bias_backward(float *db, const float *dy, int64_t R, int64_t C, int n_thr
 }
 
 int fn_dense_backward(float *dx, float *dw, float *db, const float *dy, const float *x, const float *w,
-                      int64_t N, int64_t I, int64_t O, float *ws, int n_threads) {
-    if (dx) fn_gemm(0, 1, N, I, O, 1.0f, dy, O, w, O, 0.0f, dx, I, ws, n_threads);
-    fn_gemm(1, 0, I, O, N, 1.0f, x, I, dy, O, 0.0f, dw, O, ws, n_threads);
+                      int64_t N, int64_t I, int64_t O, int isa, float *ws, int n_threads) {
+    if (dx) fn_gemm(0, 1, N, I, O, 1.0f, dy, O, w, O, 0.0f, dx, I, isa, ws, n_threads);
+    fn_gemm(1, 0, I, O, N, 1.0f, x, I, dy, O, 0.0f, dw, O, isa, ws, n_threads);
     if (db) fn_bias_backward(db, dy, N, O, n_threads);
     return FN_OK;
 }

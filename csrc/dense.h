@@ -7,14 +7,17 @@
  * forward:  y = act(x w + b), act in {FN_ACT_LINEAR, FN_ACT_RELU} (bias and activation fused)
  * backward: dx = dy w^T [N, I] (skipped when dx is NULL), dw = x^T dy [I, O], db = sum_n dy [O]
  *           (dy is the gradient at the pre-activation output: apply the activation's backward first).
- *           All outputs are overwritten. */
+ *           All outputs are overwritten.
+ * isa: the GEMM path (fn_gemm).
+ * Reference: tests/reference.py dense_forward, dense_backward, bias_backward; tests: tests/test_kernels.py
+ * test_dense_forward, test_dense_backward, test_bias_backward. */
 int fn_dense_forward(float *y, const float *x, const float *w, const float *b, int64_t N, int64_t I,
-                     int64_t O, int act, float *ws, int n_threads);
-/* The forward with w packed beforehand by fn_gemm_pack(wp, w, O, 0, I, O, ...): many batches, one packing. */
+                     int64_t O, int act, int isa, float *ws, int n_threads);
+/* The forward with w packed beforehand by fn_gemm_pack(wp, w, O, 0, I, O, isa, ...): many batches, one packing. */
 int fn_dense_forward_prepacked(float *y, const float *x, const float *wp, const float *b, int64_t N, int64_t I,
-                               int64_t O, int act, int n_threads);
+                               int64_t O, int act, int isa, int n_threads);
 int fn_dense_backward(float *dx, float *dw, float *db, const float *dy, const float *x, const float *w,
-                      int64_t N, int64_t I, int64_t O, float *ws, int n_threads);
+                      int64_t N, int64_t I, int64_t O, int isa, float *ws, int n_threads);
 int64_t fn_dense_workspace(int64_t N, int64_t I, int64_t O, int n_threads);
 
 /* db[C] = sum over rows of dy[R, C], summed row by row in order (deterministic for any n_threads). */

@@ -8,7 +8,11 @@
  *    size in floats is returned by the matching fn_*_workspace() query.
  *  - Each kernel takes n_threads; results are bit-identical for any n_threads (reductions over the
  *    batch use a fixed chunking that does not depend on the thread count).
- *  - Arguments are trusted: the Cython layer validates them. A non-zero status means a bad enum. */
+ *  - No kernel reads mutable global state: the instruction-set path (isa) and the convolution algorithm are
+ *    arguments, chosen by the caller once per call (the Cython layer reads the user's settings under the GIL).
+ *  - Arguments are trusted: the Cython layer validates them. A non-zero status means a bad enum.
+ *  - Each family's header names its float64 reference (tests/reference.py, same names without fn_) and its
+ *    tests. */
 #ifndef FASTNET_H
 #define FASTNET_H
 
@@ -18,6 +22,9 @@ enum { FN_OK = 0, FN_EINVAL = 1, FN_EUNSUPPORTED = 2 };
 
 /* Activation codes used by the fused epilogues and the activation kernels. */
 enum { FN_ACT_LINEAR = 0, FN_ACT_RELU = 1, FN_ACT_SIGMOID = 2, FN_ACT_TANH = 3 };
+
+/* Instruction-set paths of the GEMM micro-kernel (fn_gemm_cpu_max_isa says which this CPU has). */
+enum { FN_ISA_GENERIC = 0, FN_ISA_AVX2 = 1, FN_ISA_AVX512 = 2 };
 
 #include "gemm.h"
 #include "dense.h"
@@ -30,5 +37,8 @@ enum { FN_ACT_LINEAR = 0, FN_ACT_RELU = 1, FN_ACT_SIGMOID = 2, FN_ACT_TANH = 3 }
 
 /* 1 when the library was built with OpenMP. */
 int fn_have_openmp(void);
+/* OpenMP's current maximum team size for the calling thread (omp_get_max_threads; 1 without OpenMP): what
+ * OMP_NUM_THREADS and threadpoolctl's limits set. */
+int fn_omp_max_threads(void);
 
 #endif

@@ -24,37 +24,20 @@ static void ukernel_generic_4x16(int64_t kc, const float *restrict a, int64_t rs
 }
 static const fn_ukernel ukernel_generic = {4, 16, ukernel_generic_4x16, "generic"};
 
-/* ---- run-time dispatch: the single place that picks an ISA path ---- */
-static const fn_ukernel *current_ukernel = NULL;
-
+/* ---- the single place that maps an ISA path to its micro-kernel ---- */
 int fn_gemm_cpu_max_isa(void) {
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
     __builtin_cpu_init();
-    if (fn_ukernel_avx512() && __builtin_cpu_supports("avx512f")) return 2;
-    if (fn_ukernel_avx2() && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return 1;
+    if (fn_ukernel_avx512() && __builtin_cpu_supports("avx512f")) return FN_ISA_AVX512;
+    if (fn_ukernel_avx2() && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return FN_ISA_AVX2;
 #endif
-    return 0;
+    return FN_ISA_GENERIC;
 }
 
-int fn_gemm_set_isa(int level) {
-    const int max_level = fn_gemm_cpu_max_isa();
-    if (level < 0) level = max_level;
-    if (level > max_level) return FN_EUNSUPPORTED;
-    current_ukernel = level == 2 ? fn_ukernel_avx512() : level == 1 ? fn_ukernel_avx2() : &ukernel_generic;
-    return FN_OK;
+const fn_ukernel *fn_gemm_ukernel(int isa) {
+    const fn_ukernel *uk = isa == FN_ISA_AVX512 ? fn_ukernel_avx512() : isa == FN_ISA_AVX2 ? fn_ukernel_avx2() : NULL;
+    return uk ? uk : &ukernel_generic;
 }
-
-const fn_ukernel *fn_gemm_ukernel(void) {
-    if (!current_ukernel) fn_gemm_set_isa(-1);
-    return current_ukernel;
-}
-
-int fn_gemm_isa(void) {
-    const fn_ukernel *uk = fn_gemm_ukernel();
-    return uk == &ukernel_generic ? 0 : uk == fn_ukernel_avx2() ? 1 : 2;
-}
-
-const char *fn_gemm_isa_name(void) { return fn_gemm_ukernel()->name; }
 
 /* ---- packing ---- */
 int64_t fn_gemm_kc(int64_t K) {
@@ -176,11 +159,10 @@ static void run_tile(const fn_ukernel *uk, const gemm_tiling *g, int64_t t, int6
 }
 
 int fn_gemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
-            int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc, float *ws,
+            int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc, int isa, float *ws,
             int n_threads) {
     if (M <= 0 || N <= 0) return FN_OK;
-    if (n_threads < 1) n_threads = 1;
-    const fn_ukernel *uk = fn_gemm_ukernel();
+    const fn_ukernel *uk = fn_gemm_ukernel(isa);
     const gemm_tiling g = tiling(uk, M, N, n_threads);
     const int direct_b = fn_gemm_b_is_packed(uk, trans_b, N, ldb);
     float *bp = direct_b ? (float *)B : fn_align64(ws);
@@ -198,19 +180,17 @@ int fn_gemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alp
     return FN_OK;
 }
 
-int fn_gemm_pack(float *bp, const float *B, int64_t ldb, int trans_b, int64_t K, int64_t N, int n_threads) {
-    if (n_threads < 1) n_threads = 1;
-    const fn_ukernel *uk = fn_gemm_ukernel();
+int fn_gemm_pack(float *bp, const float *B, int64_t ldb, int trans_b, int64_t K, int64_t N, int isa, int n_threads) {
+    const fn_ukernel *uk = fn_gemm_ukernel(isa);
     #pragma omp parallel for schedule(static) num_threads(n_threads)
     for (int64_t q = 0; q < fn_ceil_div(N, uk->nr); q++) fn_gemm_pack_b(uk, bp, B, ldb, trans_b, K, N, q, q + 1);
     return FN_OK;
 }
 
 int fn_gemm_prepacked(int trans_a, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
-                      const float *bp, float beta, float *C, int64_t ldc, int n_threads) {
+                      const float *bp, float beta, float *C, int64_t ldc, int isa, int n_threads) {
     if (M <= 0 || N <= 0) return FN_OK;
-    if (n_threads < 1) n_threads = 1;
-    const fn_ukernel *uk = fn_gemm_ukernel();
+    const fn_ukernel *uk = fn_gemm_ukernel(isa);
     const gemm_tiling g = tiling(uk, M, N, n_threads);
     #pragma omp parallel for schedule(static) num_threads(n_threads)
     for (int64_t t = 0; t < g.mtiles * g.ntiles_n; t++)
@@ -246,5 +226,13 @@ int fn_have_openmp(void) {
     return 1;
 #else
     return 0;
+#endif
+}
+
+int fn_omp_max_threads(void) {
+#ifdef _OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
 #endif
 }

@@ -6,20 +6,21 @@
  *   op(A) is M x K: A is [M, lda] (trans_a = 0) or [K, lda] (trans_a = 1)
  *   op(B) is K x N: B is [K, ldb] (trans_b = 0) or [N, ldb] (trans_b = 1)
  *   C is [M, ldc]. With beta == 0, C is never read (it may hold NaN).
- * Packed panels + a register-blocked micro-kernel (AVX-512, AVX2+FMA or portable C, chosen at run time).
- * Every element of C is owned by one thread and summed in a fixed order: bit-identical for any n_threads. */
+ * Packed panels + a register-blocked micro-kernel: isa is FN_ISA_AVX512 (8x32), FN_ISA_AVX2 (6x16, FMA) or
+ * FN_ISA_GENERIC (4x16 portable C), and must be at most fn_gemm_cpu_max_isa().
+ * Every element of C is owned by one thread and summed in a fixed order: bit-identical for any n_threads.
+ * Reference: tests/reference.py gemm; tests: tests/test_kernels.py test_gemm*, tests/test_determinism.py. */
 int fn_gemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
-            int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc, float *ws,
+            int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc, int isa, float *ws,
             int n_threads);
 int64_t fn_gemm_workspace(int64_t M, int64_t N, int64_t K, int n_threads);
 
 /* For many products with the same B (inference: the weights of every batch): fn_gemm_pack packs op(B) (K x N)
- * into bp, fn_gemm_packed_b_size(K, N) floats, for the current ISA path; fn_gemm_prepacked then multiplies
- * without packing again, with the same results as fn_gemm. A packing is only valid for the ISA path it was
- * made on. */
-int fn_gemm_pack(float *bp, const float *B, int64_t ldb, int trans_b, int64_t K, int64_t N, int n_threads);
+ * into bp, fn_gemm_packed_b_size(K, N) floats, for one ISA path; fn_gemm_prepacked then multiplies without
+ * packing again, with the same results as fn_gemm. A packing is only valid for the ISA path it was made for. */
+int fn_gemm_pack(float *bp, const float *B, int64_t ldb, int trans_b, int64_t K, int64_t N, int isa, int n_threads);
 int fn_gemm_prepacked(int trans_a, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
-                      const float *bp, float beta, float *C, int64_t ldc, int n_threads);
+                      const float *bp, float beta, float *C, int64_t ldc, int isa, int n_threads);
 
 /* Plain triple loop (float accumulation, fixed order): the slow, obviously correct reference. */
 int fn_gemm_naive(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha,
@@ -28,11 +29,7 @@ int fn_gemm_naive(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, flo
 
 int64_t fn_gemm_packed_b_size(int64_t K, int64_t N);
 
-/* Instruction-set path of the micro-kernel: 0 portable, 1 AVX2+FMA, 2 AVX-512.
- * fn_gemm_set_isa(-1) picks the best the CPU supports; a level the CPU lacks gives FN_EUNSUPPORTED. */
-int fn_gemm_set_isa(int level);
-int fn_gemm_isa(void);
-const char *fn_gemm_isa_name(void);
+/* The best FN_ISA_* path this CPU and this build support. */
 int fn_gemm_cpu_max_isa(void);
 
 #endif

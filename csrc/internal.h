@@ -79,7 +79,8 @@ typedef struct {
 #define FN_NR_MAX 32
 #define FN_KC_MAX 512 /* K is cut into equal blocks of at most this many (a multiple of 8) */
 
-const fn_ukernel *fn_gemm_ukernel(void);
+/* The micro-kernel of an FN_ISA_* path (the portable one where this build has no such path). */
+const fn_ukernel *fn_gemm_ukernel(int isa);
 const fn_ukernel *fn_ukernel_avx512(void); /* NULL when the compiler cannot build it */
 const fn_ukernel *fn_ukernel_avx2(void);
 
@@ -100,16 +101,28 @@ void fn_gemm_tile(const fn_ukernel *uk, int64_t m0, int64_t m1, int64_t q0, int6
 /* Apply bias (may be NULL) and an activation to rows x cols of y (row stride ldy), in place. */
 void fn_bias_act_rows(float *y, int64_t ldy, const float *bias, int64_t rows, int64_t cols, int act);
 
+/* Chunks of images whose filter gradients are summed separately, then in order (both convolution algorithms):
+ * at most 64, and no more than fit FN_FILTER_PARTIALS_MAX floats of partial sums of partial_floats each. A function
+ * of the shape alone, never of the thread count, so the sum is bit-identical for any n_threads; only
+ * min(n_threads, chunks) threads then need per-thread scratch. */
+#define FN_FILTER_CHUNKS_MAX 64
+#define FN_FILTER_PARTIALS_MAX ((int64_t)1 << 24)
+static inline int64_t fn_filter_chunks(int64_t N, int64_t partial_floats) {
+    const int64_t by_memory = fn_max64(1, FN_FILTER_PARTIALS_MAX / partial_floats);
+    return fn_max64(1, fn_min64(fn_min64(N, FN_FILTER_CHUNKS_MAX), by_memory));
+}
+
 /* Winograd F(4x4, 3x3) convolutions (conv2d_winograd.c): 3x3 kernels, stride 1, padding at most 2. Same
  * contracts as the fn_conv2d_* kernels, which call them. */
+int fn_conv2d_winograd_fits(const fn_conv2d_shape *s);
 int64_t fn_conv2d_winograd_workspace(const fn_conv2d_shape *s, int n_threads);
 void fn_conv2d_winograd_forward(float *y, const float *x, const float *w, const float *b, const fn_conv2d_shape *s,
-                                int act, float *ws, int n_threads);
+                                int act, const fn_ukernel *uk, float *ws, int n_threads);
 void fn_conv2d_winograd_forward_maxpool(float *y, int32_t *argmax, const float *x, const float *w, const float *b,
-                                        const fn_conv2d_shape *s, float *ws, int n_threads);
+                                        const fn_conv2d_shape *s, const fn_ukernel *uk, float *ws, int n_threads);
 void fn_conv2d_winograd_backward_data(float *dx, const float *dy, const float *w, const float *relu_x,
-                                      const fn_conv2d_shape *s, float *ws, int n_threads);
+                                      const fn_conv2d_shape *s, const fn_ukernel *uk, float *ws, int n_threads);
 void fn_conv2d_winograd_backward_filter(float *dw, float *db, const float *dy, const float *x,
-                                        const fn_conv2d_shape *s, float *ws, int n_threads);
+                                        const fn_conv2d_shape *s, const fn_ukernel *uk, float *ws, int n_threads);
 
 #endif

@@ -9,6 +9,7 @@ from fastnet import backend, networks
 from fastnet.layers import (Activation, Conv2D, Convolution2D, Dense, Dropout, Flatten, LegacyAPIWarning,
                             MaxPooling2D)
 from fastnet.models import Sequential, load_model
+from fastnet.plan import Plan
 from fastnet.saving import ModelFileError
 from fastnet.utils import np_utils, to_categorical
 
@@ -217,7 +218,7 @@ def test_same_seed_same_weights_any_thread_count():
         m = tiny_cnn()
         m.fit(x, y, batch_size=16, epochs=2, verbose=0)
         results.append(m.get_weights())
-    fastnet.set_num_threads(fastnet._threads._default_threads())
+    fastnet.set_num_threads(None)
     for other in results[1:]:
         for a, b in zip(results[0], other):
             np.testing.assert_array_equal(a, b)
@@ -253,9 +254,11 @@ def test_conv_relu_pool_in_one_kernel_trains_bit_for_bit_like_the_layers(data_fo
     for fused in (True, False):
         fastnet.set_seed(3)
         m = two_conv_net(data_format, relu_as_layer)
-        assert m._pooled_by == ({1: 3} if relu_as_layer else {1: 2})
-        if not fused:
-            m._pooled_by = {}  # every layer on its own
+        ops = [s.op for s in m.plan().steps]
+        assert ops[:2] == ["conv2d", "conv2d_maxpool"] and m.plan().steps[1].masks_relu_input
+        if not fused:  # every layer on its own
+            m._plan = Plan(m.layers, softmax_by_loss=True, conv_algo=m.plan().conv_algo, fuse=False)
+            assert "conv2d_maxpool" not in [s.op for s in m.plan().steps]
         m.fit(x, y, batch_size=16, epochs=2, verbose=0)
         weights.append(m.get_weights())
         predictions.append(m.predict(x))
@@ -266,17 +269,20 @@ def test_conv_relu_pool_in_one_kernel_trains_bit_for_bit_like_the_layers(data_fo
 
 def test_conv_pool_fusion_only_where_it_fits():
     m = two_conv_net("channels_last", False)
+    assert [s.op for s in m.plan().steps][:3] == ["conv2d", "conv2d_maxpool", "dropout"]
     m.layers[2].strides = (1, 1)  # overlapping windows: not a 2x2 tiling
-    m._plan_fusion()
-    assert m._pooled_by == {}
-    fastnet._kernels.set_conv_algo("im2col")  # the kernel falls back to the layers one by one, same results
+    m._plan = None
+    assert [s.op for s in m.plan().steps][:3] == ["conv2d", "conv2d", "maxpool2d"]
+    assert m.plan().steps[2].masks_relu_input and not m.plan().steps[1].relu_backward
+    fastnet._kernels.set_conv_algo("im2col")  # no Winograd, no fused pooling: the plan is built again
     try:
         x, y = data(16)
         m = two_conv_net("channels_last", False)
-        assert m._pooled_by == {1: 2} and not m.layers[1].can_pool(np.empty((16, 8, 8, 16), np.float32))
+        assert [s.op for s in m.plan().steps][:3] == ["conv2d", "conv2d", "maxpool2d"]
         m.fit(x, y, batch_size=16, epochs=1, verbose=0)
     finally:
         fastnet._kernels.set_conv_algo("auto")
+    assert [s.op for s in m.plan().steps][:2] == ["conv2d", "conv2d_maxpool"]
 
 
 def test_predict_and_evaluate_with_weights_packed_once_match_the_plain_forward():
@@ -284,11 +290,14 @@ def test_predict_and_evaluate_with_weights_packed_once_match_the_plain_forward()
     fastnet.set_seed(4)
     m = tiny_cnn()
     m.fit(x, y, batch_size=16, epochs=1, verbose=0)
-    plain = np.concatenate([m._forward(x[i:i + 16], False).copy() for i in range(0, 40, 16)])
-    np.testing.assert_array_equal(m.predict(x, batch_size=16), fastnet._kernels.softmax_forward(plain))
-    assert all(layer.packed is None for layer in m.layers if isinstance(layer, Dense))  # dropped afterwards
+    plan, ctx = m._begin_call(16)
+    plain = np.concatenate([plan.forward(ctx, x[i:i + 16], False).copy() for i in range(0, 40, 16)])
+    probs = fastnet._kernels.softmax_forward(plain)
+    np.testing.assert_array_equal(m.predict(x, batch_size=16), probs)
     loss, acc = m.evaluate(x, y, batch_size=16)
-    assert np.isfinite(loss) and 0.0 <= acc <= 1.0
+    expected_loss = -np.log(probs.astype(np.float64)[y.astype(bool)]).mean()
+    assert abs(loss - expected_loss) < 1e-5 * expected_loss
+    assert acc == np.mean(probs.argmax(1) == y.argmax(1))
 
 
 def test_keras1_spellings_work_with_a_warning():

@@ -88,9 +88,11 @@ def test_dropout_is_off_at_inference_and_on_in_training():
     model = small_net("channels_last", "sgd")
     x = np.random.default_rng(1).random((4, 7, 8, 2)).astype(np.float32)
     np.testing.assert_array_equal(model.predict(x), model.predict(x))
-    drop = model.layers[3]
-    model._forward(model._prepare_x(x, "t"), True)
-    assert 0 < (~drop._keep.astype(bool)).mean() < 0.6
+    plan, ctx = model._begin_call(4)
+    plan.forward(ctx, model._prepare_x(x, "t"), training=True)
+    (i, step), = [(i, s) for i, s in enumerate(plan.steps) if s.op == "dropout"]
+    keep = plan._saved[i]
+    assert 0 < (~keep.astype(bool)).mean() < 0.6
 
 
 def test_overfit_one_batch():

@@ -2,8 +2,9 @@
 from fastnet._version import __version__
 from fastnet._threads import get_num_threads, set_num_threads
 from fastnet._seed import get_seed, set_seed
-from fastnet import _kernels, backend, callbacks, datasets, layers, models, optimizers, utils
-from fastnet.models import Sequential, load_model
+from fastnet import _kernels, backend, callbacks, datasets, layers, models, optimizers, plan, utils
+from fastnet.models import Sequential
+from fastnet.saving import load_model
 
 openmp = _kernels.have_openmp()
 
@@ -15,5 +16,5 @@ def info():
 
 
 __all__ = ["__version__", "get_num_threads", "set_num_threads", "get_seed", "set_seed", "info", "openmp",
-           "backend", "callbacks", "datasets", "layers", "models", "optimizers", "utils", "Sequential",
+           "backend", "callbacks", "datasets", "layers", "models", "optimizers", "plan", "utils", "Sequential",
            "load_model"]

@@ -10,47 +10,50 @@ cdef extern from "fastnet.h" nogil:
         FN_ACT_RELU
         FN_ACT_SIGMOID
         FN_ACT_TANH
+        FN_ISA_GENERIC
+        FN_ISA_AVX2
+        FN_ISA_AVX512
+        FN_CONV_AUTO
+        FN_CONV_IM2COL
+        FN_CONV_WINOGRAD
 
     int fn_have_openmp()
+    int fn_omp_max_threads()
 
     int fn_gemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
-                int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc, float *ws,
+                int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc, int isa, float *ws,
                 int n_threads)
     int64_t fn_gemm_workspace(int64_t M, int64_t N, int64_t K, int n_threads)
     int64_t fn_gemm_packed_b_size(int64_t K, int64_t N)
-    int fn_gemm_pack(float *bp, const float *B, int64_t ldb, int trans_b, int64_t K, int64_t N, int n_threads)
+    int fn_gemm_pack(float *bp, const float *B, int64_t ldb, int trans_b, int64_t K, int64_t N, int isa,
+                     int n_threads)
     int fn_gemm_naive(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha,
                       const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
                       int64_t ldc)
-    int fn_gemm_set_isa(int level)
-    int fn_gemm_isa()
-    const char *fn_gemm_isa_name()
     int fn_gemm_cpu_max_isa()
 
     int fn_dense_forward(float *y, const float *x, const float *w, const float *b, int64_t N, int64_t I,
-                         int64_t O, int act, float *ws, int n_threads)
+                         int64_t O, int act, int isa, float *ws, int n_threads)
     int fn_dense_forward_prepacked(float *y, const float *x, const float *wp, const float *b, int64_t N,
-                                   int64_t I, int64_t O, int act, int n_threads)
+                                   int64_t I, int64_t O, int act, int isa, int n_threads)
     int fn_dense_backward(float *dx, float *dw, float *db, const float *dy, const float *x, const float *w,
-                          int64_t N, int64_t I, int64_t O, float *ws, int n_threads)
+                          int64_t N, int64_t I, int64_t O, int isa, float *ws, int n_threads)
     int64_t fn_dense_workspace(int64_t N, int64_t I, int64_t O, int n_threads)
     int fn_bias_backward(float *db, const float *dy, int64_t R, int64_t C, int n_threads)
 
     ctypedef struct fn_conv2d_shape:
         int64_t N, H, W, C, OC, KH, KW, SH, SW, PT, PL, OH, OW
+    int fn_conv2d_resolve_algo(const fn_conv2d_shape *s, int algo)
     int fn_conv2d_forward(float *y, const float *x, const float *w, const float *b,
-                          const fn_conv2d_shape *s, int act, float *ws, int n_threads)
+                          const fn_conv2d_shape *s, int act, int algo, int isa, float *ws, int n_threads)
     int fn_conv2d_forward_maxpool(float *y, int32_t *argmax, const float *x, const float *w, const float *b,
-                                  const fn_conv2d_shape *s, float *ws, int n_threads)
-    int fn_conv2d_forward_maxpool_fits(const fn_conv2d_shape *s)
+                                  const fn_conv2d_shape *s, int algo, int isa, float *ws, int n_threads)
+    int fn_conv2d_forward_maxpool_fits(const fn_conv2d_shape *s, int algo)
     int fn_conv2d_backward_data(float *dx, const float *dy, const float *w, const float *relu_x,
-                                const fn_conv2d_shape *s, float *ws, int n_threads)
+                                const fn_conv2d_shape *s, int algo, int isa, float *ws, int n_threads)
     int fn_conv2d_backward_filter(float *dw, float *db, const float *dy, const float *x,
-                                  const fn_conv2d_shape *s, float *ws, int n_threads)
-    int64_t fn_conv2d_workspace(const fn_conv2d_shape *s, int n_threads)
-    int fn_conv2d_set_algo(int algo)
-    int fn_conv2d_algo()
-    int fn_conv2d_uses_winograd(const fn_conv2d_shape *s)
+                                  const fn_conv2d_shape *s, int algo, int isa, float *ws, int n_threads)
+    int64_t fn_conv2d_workspace(const fn_conv2d_shape *s, int algo, int n_threads)
 
     int fn_maxpool2d_forward(float *y, int32_t *argmax, const float *x, int64_t N, int64_t H, int64_t W,
                              int64_t C, int64_t PH, int64_t PW, int64_t SH, int64_t SW, int64_t PT,

@@ -6,7 +6,7 @@ for the batch mean.
 """
 import numpy as np
 
-from fastnet import _kernels as K
+from fastnet import _kernels
 from fastnet import backend
 
 NAMES = ("categorical_crossentropy", "sparse_categorical_crossentropy")
@@ -19,29 +19,26 @@ def check(name):
 
 
 class CrossEntropy:
+    """Per-sample losses and dL/d(output) of the batch mean, into arrays the caller owns (the plan's)."""
+
     def __init__(self, from_logits):
         self.from_logits = from_logits
-        self._buffers = {}
 
-    def _buf(self, key, shape):
-        k = (key, shape)
-        if k not in self._buffers:
-            self._buffers[k] = np.empty(shape, np.float32)
-        return self._buffers[k]
-
-    def forward(self, out, targets):
-        """(per-sample loss, probabilities) for one batch."""
+    def forward(self, out, targets, probs, loss, n_threads=None):
+        """Fills probs [N, C] (the softmax of out, or out itself) and loss [N]; returns (loss, probs)."""
         if self.from_logits:
-            probs, loss = K.softmax_xent_forward(out, targets, self._buf("p", out.shape), self._buf("l", out.shape[:1]))
+            _kernels.softmax_xent_forward(out, targets, probs, loss, n_threads=n_threads)
             return loss, probs
         eps = backend.epsilon()
         p = np.clip(out, eps, 1 - eps)
-        return -(targets * np.log(p)).sum(axis=1).astype(np.float32), out
+        loss[...] = -(targets * np.log(p)).sum(axis=1)
+        return loss, out
 
-    def backward(self, out, probs, targets):
+    def backward(self, out, probs, targets, dout, n_threads=None):
         n = out.shape[0]
         if self.from_logits:
-            return K.softmax_xent_backward(probs, targets, 1.0 / n, out=self._buf("d", out.shape))
+            return _kernels.softmax_xent_backward(probs, targets, 1.0 / n, out=dout, n_threads=n_threads)
         eps = backend.epsilon()
         inside = (out > eps) & (out < 1 - eps)  # clipping stops the gradient, as in Keras
-        return (-targets / np.clip(out, eps, 1 - eps) * inside / n).astype(np.float32)
+        dout[...] = -targets / np.clip(out, eps, 1 - eps) * inside / n
+        return dout

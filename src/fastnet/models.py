@@ -1,16 +1,19 @@
-"""Sequential: a stack of layers with Keras's compile / fit / evaluate / predict."""
-import contextlib
+"""Sequential: a stack of layers with Keras's compile / fit / evaluate / predict.
+
+The model holds the layers, the loss and the optimizer; it runs them through an execution plan
+(fastnet.plan), which it builds again whenever what the plan depends on changes: the layers (add), the loss
+(compile) or the convolution algorithm (fastnet._kernels.set_conv_algo). Each call resolves its settings once
+(threads, ISA, algorithm) into a StepContext that every kernel of the call receives.
+"""
+import dataclasses
 import math
 
 import numpy as np
 
-from fastnet import _kernels as K
-from fastnet import _seed, losses, optimizers
+from fastnet import _kernels, _seed, losses, optimizers
 from fastnet.callbacks import Callback, History, ProgressLogger, TerminateOnNaN
 from fastnet.layers.base import Layer, internal_shape, legacy, public_shape
-from fastnet.layers.convolutional import Conv2D
-from fastnet.layers.core import Activation, Dense
-from fastnet.layers.pooling import MaxPooling2D
+from fastnet.plan import Plan, StepContext, loss_takes_softmax
 
 
 class Sequential:
@@ -24,8 +27,9 @@ class Sequential:
         self.loss = None
         self.metrics = []
         self._compiled = False
+        self._loss = None
+        self._plan = None
         self._names = set()
-        self._pooled_by = {}
         for layer in layers or []:
             self.add(layer)
 
@@ -33,7 +37,7 @@ class Sequential:
     def add(self, layer):
         if not isinstance(layer, Layer):
             raise TypeError(f"Sequential.add expects a fastnet layer, got {type(layer).__name__}")
-        if layer.built or layer.model is not None:
+        if layer.built:
             raise ValueError(f"layer {layer.name!r} already belongs to a model")
         layer.index = len(self.layers)
         if layer.name is None:
@@ -52,12 +56,12 @@ class Sequential:
                 raise ValueError(f"{layer.name}: input_shape={layer.input_shape_arg} but the previous layer outputs "
                                  f"{public_shape(in_shape, in_fmt)}")
         layer.build(in_shape, in_fmt)
-        layer.model = self
         layer.init_weights(_seed.generator(self.seed, self.model_id, 0, layer.index))
         self.layers.append(layer)
         self._names.add(layer.name)
-        self._compiled = False
-        self._plan_fusion()
+        self._compiled = False  # the loss may no longer take over the last softmax, and new weights need slots
+        self._loss = None
+        self._plan = None
 
     def _unique_name(self, kind):
         name, i = kind, 0
@@ -65,46 +69,6 @@ class Sequential:
             i += 1
             name = f"{kind}_{i}"
         return name
-
-    def _plan_fusion(self):
-        """Fusions with the same arithmetic as the layers one by one: a Dense/Conv2D kernel applies the ReLU of
-        an Activation that follows it, and a MaxPooling2D after that ReLU applies its backward (the pooled
-        output is positive exactly where the ReLU let the gradient through), as does a Conv2D after it (masking
-        its input gradient with the ReLU's output, its own input)."""
-        for layer in self.layers:
-            if isinstance(layer, (Dense, Conv2D)):
-                layer.fused_activation = None
-                layer.relu_backward_by_next = False
-            if isinstance(layer, Activation):
-                layer.passthrough = False
-            if isinstance(layer, (MaxPooling2D, Conv2D)):
-                layer.relu_before = False
-        for prev, layer in zip(self.layers, self.layers[1:]):
-            if (isinstance(prev, (Dense, Conv2D)) and prev.activation == "linear" and isinstance(layer, Activation)
-                    and layer.activation == "relu"):
-                prev.fused_activation = "relu"
-                layer.passthrough = True
-        self._pooled_by = {}  # index of a Conv2D whose kernel also pools -> index of that MaxPooling2D
-        for i, layer in enumerate(self.layers):
-            if isinstance(layer, (Dense, Conv2D)) and (layer.fused_activation or layer.activation) == "relu":
-                rest = [l for l in self.layers[i + 1:] if not (isinstance(l, Activation) and l.passthrough)]
-                if rest and isinstance(rest[0], (MaxPooling2D, Conv2D)):
-                    layer.relu_backward_by_next = True
-                    rest[0].relu_before = True
-                if rest and isinstance(layer, Conv2D) and isinstance(rest[0], MaxPooling2D) and \
-                        rest[0].is_2x2_tiling():
-                    self._pooled_by[i] = self.layers.index(rest[0])
-
-    def _final_softmax(self):
-        """The layer whose softmax the loss can take over (computing from logits), or None."""
-        if not self.layers:
-            return None
-        last = self.layers[-1]
-        if isinstance(last, Activation) and last.activation == "softmax":
-            return last
-        if isinstance(last, (Dense, Conv2D)) and last.activation == "softmax" and len(last.out_shape) == 1:
-            return last
-        return None
 
     def _require_layers(self):
         if not self.layers:
@@ -140,17 +104,10 @@ class Sequential:
         if len(self.layers[-1].out_shape) != 1:
             raise ValueError(f"{loss} needs a model output of shape (None, classes); the model outputs "
                              f"{self.output_shape}: add Flatten() and Dense(classes)")
-        final = self._final_softmax()
-        for layer in self.layers:
-            if hasattr(layer, "defer_softmax"):
-                layer.defer_softmax = False
-        if isinstance(final, Activation):
-            final.passthrough = True
-        elif final is not None:
-            final.defer_softmax = True
-        self._loss = losses.CrossEntropy(from_logits=final is not None)
+        self._loss = losses.CrossEntropy(from_logits=loss_takes_softmax(self.layers))
         self._build_arena()
         self._compiled = True
+        self._plan = None
 
     def _build_arena(self):
         """All parameters (and their gradients) in one flat array, so one fused kernel updates them all."""
@@ -209,7 +166,7 @@ class Sequential:
         if x.shape[0] == 0:
             raise ValueError(f"{what}: x is empty (0 samples)")
         x = np.ascontiguousarray(x, dtype=np.float32)
-        bad = K.first_nonfinite(x)
+        bad = _kernels.first_nonfinite(x)
         if bad >= 0:
             raise ValueError(f"{what}: x contains NaN or inf (first at index "
                              f"{tuple(int(i) for i in np.unravel_index(bad, x.shape))})")
@@ -248,7 +205,7 @@ class Sequential:
         return np.ascontiguousarray(y)
 
     @staticmethod
-    def _batch_size(batch_size, n, what):
+    def _batch_size(batch_size, what):
         if batch_size is None:
             return 32
         if int(batch_size) < 1:
@@ -256,57 +213,52 @@ class Sequential:
         return int(batch_size)
 
     # ---------------------------------------------------------------- computation
-    def _forward(self, x, training):
-        i = 0
-        while i < len(self.layers):
-            pool = self._pooled_by.get(i)
-            if pool is not None and self.layers[i].can_pool(x):
-                # Conv2D + ReLU + 2x2 max-pool in one kernel; the layers between are passthrough Activations.
-                x = self.layers[i].forward_pooled(x, self.layers[pool])
-                i = pool + 1
-            else:
-                x = self.layers[i].forward(x, training)
-                i += 1
-        return x
+    def plan(self):
+        """The execution plan for the model as it is now (built again after add, compile or a change of the
+        convolution algorithm)."""
+        self._require_layers()
+        algo = _kernels.get_conv_algo()
+        if self._plan is None or self._plan.conv_algo != algo:
+            if self._plan is not None:
+                self._plan.release()
+            self._plan = Plan(self.layers, softmax_by_loss=self._loss is not None and self._loss.from_logits,
+                              conv_algo=algo)
+        return self._plan
 
-    def _train_step(self, xb, yb):
+    def _begin_call(self, batch_size):
+        """The plan and the settings of one call, resolved once: every kernel of the call runs with them."""
+        plan = self.plan()
+        plan.begin_call(batch_size)
+        ctx = StepContext(n_threads=_kernels.get_num_threads(), isa=_kernels.get_isa(), conv_algo=plan.conv_algo,
+                          workspace=plan.workspace, seed=self.seed, model_id=self.model_id, step=self.step)
+        return plan, ctx
+
+    def _train_step(self, plan, ctx, xb, yb):
         """One optimizer step; returns (sum of per-sample losses, number correct) before the update.
         A NaN or inf loss returns before the update: the weights stay the last good ones."""
-        out = self._forward(xb, True)
-        loss, probs = self._loss.forward(out, yb)
+        ctx = ctx.at_step(self.step)
+        out = plan.forward(ctx, xb, training=True)
+        probs, loss, dout = plan.loss_arrays(xb.shape[0], out.shape[1])
+        loss, probs = self._loss.forward(out, yb, probs, loss, n_threads=ctx.n_threads)
         loss_sum = float(loss.sum(dtype=np.float64))
         if not math.isfinite(loss_sum):
             return loss_sum, 0
-        grad = self._loss.backward(out, probs, yb)
-        for layer in reversed(self.layers[1:]):
-            grad = layer.backward(grad)
-        self.layers[0].backward(grad, need_dx=False)
-        self.optimizer.apply(self._params, self._grads)
+        plan.backward(ctx, self._loss.backward(out, probs, yb, dout, n_threads=ctx.n_threads))
+        self.optimizer.apply(self._params, self._grads, n_threads=ctx.n_threads)
         self.step += 1
         return loss_sum, int(np.count_nonzero(out.argmax(1) == yb.argmax(1)))
 
-    @contextlib.contextmanager
-    def _weights_fixed(self):
-        """Many batches with the same weights (evaluate, predict): each Dense kernel is packed for the GEMM
-        once, not once per batch."""
-        dense = [layer for layer in self.layers if isinstance(layer, Dense)]
-        for layer in dense:
-            layer.packed = K.PackedWeights(layer.params[0])
-        try:
-            yield
-        finally:
-            for layer in dense:
-                layer.packed = None
-
-    def _evaluate_arrays(self, x, y, batch_size):
+    def _evaluate_arrays(self, plan, ctx, x, y, batch_size):
+        """(mean loss, accuracy) with dropout off; each Dense kernel is packed once for all the batches."""
+        ctx = dataclasses.replace(ctx, packed=plan.packed_weights(ctx))
         total, correct = 0.0, 0
-        with self._weights_fixed():
-            for start in range(0, x.shape[0], batch_size):
-                xb, yb = x[start:start + batch_size], y[start:start + batch_size]
-                out = self._forward(xb, False)
-                loss, _ = self._loss.forward(out, yb)
-                total += float(loss.sum(dtype=np.float64))
-                correct += int(np.count_nonzero(out.argmax(1) == yb.argmax(1)))
+        for start in range(0, x.shape[0], batch_size):
+            xb, yb = x[start:start + batch_size], y[start:start + batch_size]
+            out = plan.forward(ctx, xb, False)
+            probs, loss, _ = plan.loss_arrays(xb.shape[0], out.shape[1])
+            loss, _ = self._loss.forward(out, yb, probs, loss, n_threads=ctx.n_threads)
+            total += float(loss.sum(dtype=np.float64))
+            correct += int(np.count_nonzero(out.argmax(1) == yb.argmax(1)))
         return total / x.shape[0], correct / x.shape[0]
 
     def _logs(self, loss, acc, prefix=""):
@@ -340,7 +292,7 @@ class Sequential:
         else:
             Xv = Yv = None
         n = X.shape[0]
-        bs = self._batch_size(batch_size, n, "fit") if batch_size is not None else min(32, n)
+        bs = self._batch_size(batch_size, "fit") if batch_size is not None else min(32, n)
         if bs > n:
             raise ValueError(f"fit: batch_size={bs} is larger than the {n} training samples")
         steps = math.ceil(n / bs)
@@ -354,8 +306,9 @@ class Sequential:
             cb.set_params({"epochs": epochs, "steps": steps, "batch_size": bs, "samples": n, "verbose": verbose})
         self.history = history
         self.stop_training = False
-        xbuf = np.empty((bs,) + X.shape[1:], np.float32)
-        ybuf = np.empty((bs,) + Y.shape[1:], np.float32)
+        plan, ctx = self._begin_call(bs)
+        xbuf = plan.buffers.get("x", X.shape[1:], bs)
+        ybuf = plan.buffers.get("y", Y.shape[1:], bs)
         for cb in cbs:
             cb.on_train_begin()
         for epoch in range(initial_epoch, epochs):
@@ -370,7 +323,7 @@ class Sequential:
                 yb = np.take(Y, idx, axis=0, out=ybuf[:len(idx)])
                 for cb in cbs:
                     cb.on_batch_begin(b)
-                loss_sum, ok = self._train_step(xb, yb)
+                loss_sum, ok = self._train_step(plan, ctx, xb, yb)
                 if not math.isfinite(loss_sum):
                     where = f"epoch {epoch + 1}, batch {b + 1}/{steps}"
                     nan_stop = [cb for cb in cbs if isinstance(cb, TerminateOnNaN)]
@@ -392,7 +345,7 @@ class Sequential:
                 break
             logs = self._logs(total / seen, correct / seen)
             if Xv is not None:
-                logs.update(self._logs(*self._evaluate_arrays(Xv, Yv, bs), prefix="val_"))
+                logs.update(self._logs(*self._evaluate_arrays(plan, ctx, Xv, Yv, bs), prefix="val_"))
             for cb in cbs:
                 cb.on_epoch_end(epoch, logs)
             if self.stop_training:
@@ -406,7 +359,9 @@ class Sequential:
         self._require_compiled("evaluate")
         X = self._prepare_x(x, "evaluate")
         Y = self._prepare_y(y, X.shape[0], "evaluate")
-        loss, acc = self._evaluate_arrays(X, Y, self._batch_size(batch_size, X.shape[0], "evaluate"))
+        bs = self._batch_size(batch_size, "evaluate")
+        plan, ctx = self._begin_call(min(bs, X.shape[0]))
+        loss, acc = self._evaluate_arrays(plan, ctx, X, Y, bs)
         if verbose:
             print(f"{X.shape[0]} samples - loss: {loss:.4f}" + (f" - accuracy: {acc:.4f}" if self.metrics else ""))
         return [loss, acc] if self.metrics else loss
@@ -414,17 +369,18 @@ class Sequential:
     def predict(self, x, batch_size=None, verbose=0):
         """The model's outputs (probabilities after a softmax), with dropout off."""
         X = self._prepare_x(x, "predict")
-        bs = self._batch_size(batch_size, X.shape[0], "predict")
+        bs = self._batch_size(batch_size, "predict")
         last = self.layers[-1]
         out = np.empty((X.shape[0],) + last.out_shape, np.float32)
-        softmax_by_loss = self._compiled and self._loss.from_logits
-        with self._weights_fixed():
-            for start in range(0, X.shape[0], bs):
-                res = self._forward(X[start:start + bs], False)
-                if softmax_by_loss:
-                    K.softmax_forward(res, out=out[start:start + bs])
-                else:
-                    out[start:start + bs] = res
+        softmax_by_loss = self._loss is not None and self._loss.from_logits
+        plan, ctx = self._begin_call(min(bs, X.shape[0]))
+        ctx = dataclasses.replace(ctx, packed=plan.packed_weights(ctx))
+        for start in range(0, X.shape[0], bs):
+            res = plan.forward(ctx, X[start:start + bs], False)
+            if softmax_by_loss:
+                _kernels.softmax_forward(res, out=out[start:start + bs], n_threads=ctx.n_threads)
+            else:
+                out[start:start + bs] = res
         if last.out_fmt == "channels_first" and out.ndim == 4:
             out = np.ascontiguousarray(out.transpose(0, 3, 1, 2))
         return out
@@ -440,7 +396,8 @@ class Sequential:
         self._require_compiled("train_on_batch")
         X = self._prepare_x(x, "train_on_batch")
         Y = self._prepare_y(y, X.shape[0], "train_on_batch")
-        loss_sum, ok = self._train_step(X, Y)
+        plan, ctx = self._begin_call(X.shape[0])
+        loss_sum, ok = self._train_step(plan, ctx, X, Y)
         if not math.isfinite(loss_sum):
             raise FloatingPointError(f"train_on_batch: the loss became {loss_sum / X.shape[0]}")
         loss, acc = loss_sum / X.shape[0], ok / X.shape[0]
@@ -487,12 +444,15 @@ class Sequential:
         print_fn(_summary.summary_text(self, line_length))
 
     def save(self, filepath, include_optimizer=True):
-        from fastnet import saving
+        from fastnet.saving import save_model  # saving imports this module: it is loaded by now
 
-        saving.save_model(self, filepath, include_optimizer)
+        save_model(self, filepath, include_optimizer)
 
 
-def load_model(filepath, compile=True):
-    from fastnet import saving
+def __getattr__(name):
+    """fastnet.models.load_model, Keras's spelling, is fastnet.saving.load_model."""
+    if name == "load_model":
+        from fastnet.saving import load_model
 
-    return saving.load_model(filepath, compile)
+        return load_model
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -6,7 +6,7 @@ lr_t = lr / (1 + decay * iterations).
 """
 import numpy as np
 
-from fastnet import _kernels as K
+from fastnet import _kernels
 
 
 class Optimizer:
@@ -41,9 +41,9 @@ class Optimizer:
     def current_lr(self):
         return self.lr / (1.0 + self.decay * self.iterations) if self.decay else self.lr
 
-    def apply(self, params, grads):
+    def apply(self, params, grads, n_threads=None):
         """One step over the flat parameter arena."""
-        self._update(params, grads, self.current_lr())
+        self._update(params, grads, self.current_lr(), n_threads)
         self.iterations += 1
 
     def get_config(self):
@@ -63,8 +63,9 @@ class SGD(Optimizer):
     defaults = {"momentum": 0.0, "nesterov": False}
     slot_names = ("velocity",)
 
-    def _update(self, p, g, lr):
-        K.sgd_update(p, self.slots[0], g, lr, self.hyper["momentum"], self.hyper["nesterov"])
+    def _update(self, p, g, lr, n_threads):
+        _kernels.sgd_update(p, self.slots[0], g, lr, self.hyper["momentum"], self.hyper["nesterov"],
+                            n_threads=n_threads)
 
 
 class RMSprop(Optimizer):
@@ -72,8 +73,8 @@ class RMSprop(Optimizer):
     defaults = {"rho": 0.9, "epsilon": 1e-7}
     slot_names = ("accumulator",)
 
-    def _update(self, p, g, lr):
-        K.rmsprop_update(p, self.slots[0], g, lr, self.hyper["rho"], self.hyper["epsilon"])
+    def _update(self, p, g, lr, n_threads):
+        _kernels.rmsprop_update(p, self.slots[0], g, lr, self.hyper["rho"], self.hyper["epsilon"], n_threads=n_threads)
 
 
 class Adadelta(Optimizer):
@@ -83,8 +84,9 @@ class Adadelta(Optimizer):
     defaults = {"rho": 0.95, "epsilon": 1e-7}
     slot_names = ("accumulator", "delta_accumulator")
 
-    def _update(self, p, g, lr):
-        K.adadelta_update(p, self.slots[0], self.slots[1], g, lr, self.hyper["rho"], self.hyper["epsilon"])
+    def _update(self, p, g, lr, n_threads):
+        _kernels.adadelta_update(p, self.slots[0], self.slots[1], g, lr, self.hyper["rho"], self.hyper["epsilon"],
+                                 n_threads=n_threads)
 
 
 class Adam(Optimizer):
@@ -92,10 +94,10 @@ class Adam(Optimizer):
     defaults = {"beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-7}
     slot_names = ("m", "v")
 
-    def _update(self, p, g, lr):
+    def _update(self, p, g, lr, n_threads):
         h = self.hyper
-        K.adam_update(p, self.slots[0], self.slots[1], g, lr, h["beta_1"], h["beta_2"], h["epsilon"],
-                      self.iterations + 1)
+        _kernels.adam_update(p, self.slots[0], self.slots[1], g, lr, h["beta_1"], h["beta_2"], h["epsilon"],
+                             self.iterations + 1, n_threads=n_threads)
 
 
 ALL = {"sgd": SGD, "rmsprop": RMSprop, "adadelta": Adadelta, "adam": Adam}

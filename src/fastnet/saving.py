@@ -15,7 +15,9 @@ import zipfile
 
 import numpy as np
 
+from fastnet import layers, optimizers
 from fastnet._io import atomic_write
+from fastnet.models import Sequential
 
 FORMAT, VERSION = "fastnet-model", 1
 
@@ -25,8 +27,6 @@ class ModelFileError(ValueError):
 
 
 def save_model(model, path, include_optimizer=True):
-    from fastnet import optimizers
-
     compiled = model._compiled
     meta = {"format": FORMAT, "version": VERSION, "model": model.get_config(), "compile": None,
             "state": {"step": model.step, "iterations": 0, "seed": model.seed, "model_id": model.model_id}}
@@ -66,12 +66,8 @@ def _read(path):
 
 
 def load_model(path, compile=True):
-    from fastnet import layers as L
-    from fastnet import optimizers
-    from fastnet.models import Sequential
-
     meta, arrays = _read(path)
-    classes = {name: getattr(L, name) for name in L.__all__ if name not in ("Layer", "LegacyAPIWarning")}
+    classes = {name: getattr(layers, name) for name in layers.__all__ if name not in ("Layer", "LegacyAPIWarning")}
     try:
         config = meta["model"]
         model = Sequential(name=config["name"])

@@ -1,7 +1,7 @@
 """What Conv2D and MaxPooling2D share: data-format resolution and the errors for shapes that do not fit."""
 import warnings
 
-from fastnet import _kernels as K
+from fastnet import _kernels
 from fastnet import backend
 from fastnet.layers.base import Layer, public_shape
 
@@ -34,8 +34,8 @@ class SpatialLayer(Layer):
         """(rows, cols) out, with an error that names the shapes, the reading and the fix when it fails."""
         h, w, c = in_shape
         try:
-            oh, _ = K.conv_geometry(h, window[0], strides[0], padding)
-            ow, _ = K.conv_geometry(w, window[1], strides[1], padding)
+            oh, _ = _kernels.conv_geometry(h, window[0], strides[0], padding)
+            ow, _ = _kernels.conv_geometry(w, window[1], strides[1], padding)
             return oh, ow
         except ValueError:
             pass

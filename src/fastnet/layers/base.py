@@ -2,10 +2,15 @@
 
 Inside fastnet, 4-D batches are NHWC whatever the data format; a layer's `data_format` only says how its
 public shapes read (Keras semantics). The model converts the input once at its edge.
+
+A layer owns its configuration, its parameters and its math, nothing else: forward and backward are functions
+of their inputs, the output arrays they fill and a step context (fastnet.plan.StepContext: threads, ISA,
+convolution algorithm, workspace, random key). Which kernels run, what they fuse and which arrays hold the
+activations is decided by the model's execution plan (fastnet.plan), never by a layer.
 """
 import numpy as np
 
-from fastnet import _kernels as K
+from fastnet import _kernels
 from fastnet._legacy import LegacyAPIWarning, legacy  # noqa: F401  (re-exported)
 
 ACTIVATIONS = ("linear", "relu", "sigmoid", "tanh", "softmax")
@@ -53,17 +58,24 @@ def initial_value(init, shape, fan_in, fan_out, rng):
     return rng.normal(0.0, np.sqrt(1.0 / fan), shape).astype(np.float32)  # untruncated, as Keras 2.0
 
 
-def activation_forward(act, x, out):
+def activation_forward(ctx, act, x, out):
+    """out = act(x); softmax over the last axis."""
     if act == "softmax":
-        return K.softmax_forward(x.reshape(-1, x.shape[-1]), out=out.reshape(-1, x.shape[-1])).reshape(x.shape)
-    return K.activation_forward(x, act, out=out)
+        c = x.shape[-1]
+        _kernels.softmax_forward(x.reshape(-1, c), out=out.reshape(-1, c), n_threads=ctx.n_threads)
+    else:
+        _kernels.activation_forward(x, act, out=out, n_threads=ctx.n_threads)
+    return out
 
 
-def activation_backward(act, dy, y, out):
+def activation_backward(ctx, act, dy, y, out):
+    """out = dL/dx from dy and the forward's OUTPUT y."""
     if act == "softmax":
         c = dy.shape[-1]
-        return K.softmax_backward(dy.reshape(-1, c), y.reshape(-1, c), out=out.reshape(-1, c)).reshape(dy.shape)
-    return K.activation_backward(dy, y, act, out=out)
+        _kernels.softmax_backward(dy.reshape(-1, c), y.reshape(-1, c), out=out.reshape(-1, c), n_threads=ctx.n_threads)
+    else:
+        _kernels.activation_backward(dy, y, act, out=out, n_threads=ctx.n_threads)
+    return out
 
 
 class Layer:
@@ -87,12 +99,21 @@ class Layer:
         self.name = name
         self.trainable = trainable
         self.built = False
-        self.index = 0
-        self.model = None
+        self.index = 0     # position in the model, given by the model when it adds the layer
         self.params = []   # weight arrays in Keras order (views into the model's arena once compiled)
         self.grads = []    # their gradients, written (not accumulated) by backward
         self.weight_names = []
-        self._buffers = {}
+
+    @property
+    def trainable(self):
+        return True
+
+    @trainable.setter
+    def trainable(self, value):
+        if not value:
+            raise ValueError(f"{type(self).__name__}: trainable=False is not supported: fastnet trains every layer "
+                             "(one fused optimizer step updates all weights); build a model without this layer's "
+                             "weights, or train another model")
 
     # -- shapes and weights --
     def input_data_format(self):
@@ -142,66 +163,8 @@ class Layer:
     def from_config(cls, config):
         return cls(**config)
 
-    # -- computation --
-    def forward(self, x, training):
-        raise NotImplementedError
-
-    def backward(self, dy, need_dx=True):
-        raise NotImplementedError
-
-    def buffer(self, key, shape, dtype=np.float32):
-        """A reusable array for this batch shape: no allocation in the steady state of training."""
-        k = (key, tuple(shape), dtype)
-        buf = self._buffers.get(k)
-        if buf is None:
-            buf = self._buffers[k] = np.empty(shape, dtype=dtype)
-        return buf
-
     def _where(self):
         return f"{self.name} ({type(self).__name__})"
 
     def __repr__(self):
         return f"<{type(self).__name__} {self.name}>"
-
-
-class KernelActivation:
-    """For Dense and Conv2D, whose C kernels fuse the bias and a ReLU: the activation bookkeeping they share.
-
-    The model may hand the layer the ReLU of a following Activation (fused_activation), take over a final
-    softmax into the loss (defer_softmax), or let the next layer apply the ReLU's backward
-    (relu_backward_by_next). Other activations run after the kernel."""
-
-    fused_activation = None
-    defer_softmax = False
-    relu_backward_by_next = False
-
-    def effective_activation(self):
-        return self.fused_activation or self.activation
-
-    def kernel_activation(self):
-        """What the kernel applies itself: 'relu' or 'linear'."""
-        return "relu" if self.effective_activation() == "relu" else "linear"
-
-    def post_activation(self):
-        """The activation applied after the kernel, or None."""
-        act = self.effective_activation()
-        if act in ("linear", "relu") or (act == "softmax" and self.defer_softmax):
-            return None
-        return act
-
-    def finish_forward(self, x, y):
-        """Apply the post-kernel activation; remember what backward needs."""
-        post = self.post_activation()
-        if post:
-            y = activation_forward(post, y, self.buffer("a", y.shape))
-        self._x, self._y = x, y
-        return y
-
-    def pre_activation_grad(self, dy):
-        """dL/d(kernel output) from dL/d(layer output)."""
-        act = self.effective_activation()
-        if act == "relu" and not self.relu_backward_by_next:
-            return K.activation_backward(dy, self._y, "relu", out=self.buffer("dz", dy.shape))
-        if self.post_activation():
-            return activation_backward(act, dy, self._y, self.buffer("dz", dy.shape))
-        return dy

@@ -1,13 +1,13 @@
 """Conv2D (and Keras 1's Convolution2D); MaxPooling2D is importable from here too, as in Keras 1."""
-from fastnet import _kernels as K
+from fastnet import _kernels
 from fastnet.layers._spatial import SpatialLayer
-from fastnet.layers.base import INITIALIZERS, KernelActivation, check_activation, legacy, pair
+from fastnet.layers.base import INITIALIZERS, check_activation, legacy, pair
 from fastnet.layers.pooling import MaxPool2D, MaxPooling2D  # noqa: F401  (Keras 1 import path)
 
 _DIM_ORDERING = {"th": "channels_first", "tf": "channels_last", "default": None}
 
 
-class Conv2D(KernelActivation, SpatialLayer):
+class Conv2D(SpatialLayer):
     """2-D convolution; kernel (rows, cols, in_channels, filters) as in Keras, bias (filters,)."""
 
     kind = "conv2d"
@@ -29,7 +29,6 @@ class Conv2D(KernelActivation, SpatialLayer):
         self.activation = check_activation(activation)
         self.use_bias = bool(use_bias)
         self.kernel_initializer, self.bias_initializer = kernel_initializer, bias_initializer
-        self.relu_before = False  # set by the model: our input is a ReLU's output, whose backward we apply
 
     def compute_output_shape(self, in_shape, in_fmt):
         fmt = self.resolve_format(in_shape, in_fmt)
@@ -52,36 +51,36 @@ class Conv2D(KernelActivation, SpatialLayer):
                 "activation": self.activation, "use_bias": self.use_bias,
                 "kernel_initializer": self.kernel_initializer, "bias_initializer": self.bias_initializer}
 
-    def forward(self, x, training):
-        y = K.conv2d_forward(x, self.params[0], self.params[1] if self.use_bias else None, self.strides,
-                             self.padding, activation=self.kernel_activation(),
-                             out=self.buffer("y", (x.shape[0],) + self.out_shape))
-        return self.finish_forward(x, y)
+    def _bias(self):
+        return self.params[1] if self.use_bias else None
 
-    def can_pool(self, x):
-        """Whether forward_pooled can run on this input (the model has checked the layers around us)."""
-        return K.conv2d_forward_maxpool_fits(x.shape, self.params[0].shape, self.strides, self.padding)
-
-    def forward_pooled(self, x, pool):
-        """Our forward, ReLU and the 2x2 max-pool `pool` in one kernel: returns the pool's output and hands the
-        pool what its backward needs. Our own output is never stored: the pool applies the ReLU's backward."""
-        shape = (x.shape[0],) + pool.out_shape
-        y, argmax = K.conv2d_forward_maxpool(x, self.params[0], self.params[1] if self.use_bias else None,
-                                             self.strides, self.padding, out=pool.buffer("y", shape),
-                                             argmax=pool.buffer("argmax", shape, "int32"))
-        self._x, self._y = x, None
-        pool.take_forward(y, argmax, (x.shape[0],) + self.out_shape)
+    def forward(self, ctx, x, y, activation="linear"):
+        """y = activation(conv(x, kernel) + bias) for the activation the kernel fuses ('linear' or 'relu')."""
+        _kernels.conv2d_forward(x, self.params[0], self._bias(), self.strides, self.padding, activation=activation,
+                                out=y, **ctx.conv)
         return y
 
-    def backward(self, dy, need_dx=True):
-        dy = self.pre_activation_grad(dy)
-        K.conv2d_backward_filter(dy, self._x, self.kernel_size, self.strides, self.padding, dw=self.grads[0],
-                                 db=self.grads[1] if self.use_bias else None)
-        if not need_dx:
+    def can_forward_maxpool(self, ctx, x_shape):
+        """Whether forward_maxpool runs for inputs of x_shape (NHWC) with ctx's convolution algorithm."""
+        return _kernels.conv2d_forward_maxpool_fits(x_shape, self.params[0].shape, self.strides, self.padding,
+                                                    conv_algo=ctx.conv_algo)
+
+    def forward_maxpool(self, ctx, x, y, argmax):
+        """A 2x2 max-pool of stride 2 of relu(conv(x, kernel) + bias), in one kernel that never stores the
+        convolution: y and argmax as MaxPooling2D's forward gives them."""
+        _kernels.conv2d_forward_maxpool(x, self.params[0], self._bias(), self.strides, self.padding, out=y,
+                                        argmax=argmax, **ctx.conv)
+        return y
+
+    def backward(self, ctx, dz, x, dx=None, relu_input=False):
+        """Weight gradients into self.grads from dz = dL/d(conv + bias); dx = dL/dx when dx is given, zeroed
+        where x is not positive when relu_input (x came out of a ReLU whose backward this applies)."""
+        _kernels.conv2d_backward_filter(dz, x, self.kernel_size, self.strides, self.padding, dw=self.grads[0],
+                                        db=self.grads[1] if self.use_bias else None, **ctx.conv)
+        if dx is None:
             return None
-        return K.conv2d_backward_data(dy, self.params[0], self._x.shape, self.strides, self.padding,
-                                      out=self.buffer("dx", self._x.shape),
-                                      relu_input=self._x if self.relu_before else None)
+        return _kernels.conv2d_backward_data(dz, self.params[0], x.shape, self.strides, self.padding, out=dx,
+                                             relu_input=x if relu_input else None, **ctx.conv)
 
 
 class Convolution2D(Conv2D):

@@ -1,16 +1,15 @@
 """Dense, Activation, Dropout and Flatten (Keras 1 kept these in keras.layers.core)."""
 import numpy as np
 
-from fastnet import _kernels as K
-from fastnet.layers.base import (INITIALIZERS, KernelActivation, Layer, activation_backward, activation_forward,
-                                 check_activation, legacy, public_shape)
+from fastnet import _kernels
+from fastnet.layers.base import (INITIALIZERS, Layer, activation_backward, activation_forward, check_activation,
+                                 legacy, public_shape)
 
 
-class Dense(KernelActivation, Layer):
+class Dense(Layer):
     """out = activation(x @ kernel + bias); kernel (input_dim, units), bias (units,)."""
 
     kind = "dense"
-    packed = None  # the kernel packed for the GEMM, while the model runs many batches with fixed weights
 
     def __init__(self, units=None, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
                  bias_initializer="zeros", output_dim=None, init=None, **kwargs):
@@ -50,16 +49,17 @@ class Dense(KernelActivation, Layer):
                 "use_bias": self.use_bias, "kernel_initializer": self.kernel_initializer,
                 "bias_initializer": self.bias_initializer}
 
-    def forward(self, x, training):
-        bias = self.params[1] if self.use_bias else None
-        y = K.dense_forward(x, self.params[0], bias, out=self.buffer("y", (x.shape[0], self.units)),
-                            activation=self.kernel_activation(), packed=None if training else self.packed)
-        return self.finish_forward(x, y)
+    def forward(self, ctx, x, y, activation="linear", packed=None):
+        """y = activation(x @ kernel + bias) for the activation the kernel fuses ('linear' or 'relu');
+        packed: the kernel packed once for many batches (inference)."""
+        _kernels.dense_forward(x, self.params[0], self.params[1] if self.use_bias else None, out=y,
+                               activation=activation, packed=packed, **ctx.gemm)
+        return y
 
-    def backward(self, dy, need_dx=True):
-        dy = self.pre_activation_grad(dy)
-        dx, _, _ = K.dense_backward(dy, self._x, self.params[0], dx=self.buffer("dx", self._x.shape) if need_dx else None,
-                                    dw=self.grads[0], db=self.grads[1] if self.use_bias else None, need_dx=need_dx)
+    def backward(self, ctx, dz, x, dx=None):
+        """Weight gradients into self.grads from dz = dL/d(x @ kernel + bias); dx = dL/dx when dx is given."""
+        _kernels.dense_backward(dz, x, self.params[0], dx=dx, dw=self.grads[0],
+                                db=self.grads[1] if self.use_bias else None, need_dx=dx is not None, **ctx.gemm)
         return dx
 
 
@@ -69,21 +69,16 @@ class Activation(Layer):
     def __init__(self, activation, **kwargs):
         super().__init__(**kwargs)
         self.activation = check_activation(activation)
-        self.passthrough = False  # set by the model when the previous layer's kernel applies us (or the loss does)
 
     def get_config(self):
         return {**super().get_config(), "activation": self.activation}
 
-    def forward(self, x, training):
-        if self.passthrough or self.activation == "linear":
-            return x
-        self._y = activation_forward(self.activation, x, self.buffer("y", x.shape))
-        return self._y
+    def forward(self, ctx, x, y):
+        return activation_forward(ctx, self.activation, x, y)
 
-    def backward(self, dy, need_dx=True):
-        if self.passthrough or self.activation == "linear":
-            return dy
-        return activation_backward(self.activation, dy, self._y, self.buffer("dx", dy.shape))
+    def backward(self, ctx, dy, y, dx):
+        """dL/dx from dy and this layer's forward output y."""
+        return activation_backward(ctx, self.activation, dy, y, dx)
 
 
 class Dropout(Layer):
@@ -105,20 +100,15 @@ class Dropout(Layer):
     def get_config(self):
         return {**super().get_config(), "rate": self.rate, "seed": self.seed}
 
-    def forward(self, x, training):
-        if not training or self.rate == 0.0:
-            self._keep = None
-            return x
-        seed = self.model.seed if self.seed is None else int(self.seed)
-        stream = (self.model.model_id << 48) ^ (self.model.step << 12) ^ self.index
-        y, self._keep = K.dropout_forward(x, self.rate, seed, stream, out=self.buffer("y", x.shape),
-                                          keep=self.buffer("keep", x.shape, np.uint8))
+    def forward(self, ctx, x, y, keep):
+        """Training only (at inference the layer is the identity): y and the kept-element mask keep."""
+        seed = ctx.seed if self.seed is None else int(self.seed)
+        _kernels.dropout_forward(x, self.rate, seed, ctx.dropout_stream(self.index), out=y, keep=keep,
+                                 n_threads=ctx.n_threads)
         return y
 
-    def backward(self, dy, need_dx=True):
-        if self._keep is None:
-            return dy
-        return K.dropout_backward(dy, self._keep, self.rate, out=self.buffer("dx", dy.shape))
+    def backward(self, ctx, dy, keep, dx):
+        return _kernels.dropout_backward(dy, keep, self.rate, out=dx, n_threads=ctx.n_threads)
 
 
 class Flatten(Layer):
@@ -136,19 +126,25 @@ class Flatten(Layer):
     def compute_output_shape(self, in_shape, in_fmt):
         return (int(np.prod(in_shape)),), None
 
-    def forward(self, x, training):
+    @property
+    def reorders(self):
+        """Whether flattening copies (channels_first images flatten in (C, H, W) order, Keras's: weights stay
+        compatible); otherwise it is a view."""
+        return self.in_fmt == "channels_first" and len(self.in_shape) == 3
+
+    def forward(self, ctx, x, y=None):
+        """(N, prod(in_shape)); y [N, prod] holds the copy when the layer reorders."""
         n = x.shape[0]
-        if self.in_fmt == "channels_first" and x.ndim == 4:  # Keras's order: weights stay compatible
-            out = self.buffer("y", (n, x.shape[3], x.shape[1], x.shape[2]))
-            np.copyto(out, x.transpose(0, 3, 1, 2))
-            return out.reshape(n, -1)
+        if self.reorders:
+            np.copyto(y.reshape(n, x.shape[3], x.shape[1], x.shape[2]), x.transpose(0, 3, 1, 2))
+            return y
         return x.reshape(n, -1)
 
-    def backward(self, dy, need_dx=True):
+    def backward(self, ctx, dy, dx=None):
+        """dL/dx in the input's (NHWC) shape; dx holds the copy when the layer reorders."""
         n = dy.shape[0]
-        if self.in_fmt == "channels_first" and len(self.in_shape) == 3:
+        if self.reorders:
             h, w, c = self.in_shape
-            out = self.buffer("dx", (n, h, w, c))
-            np.copyto(out, dy.reshape(n, c, h, w).transpose(0, 2, 3, 1))
-            return out
+            np.copyto(dx, dy.reshape(n, c, h, w).transpose(0, 2, 3, 1))
+            return dx
         return dy.reshape((n,) + self.in_shape)

@@ -1,5 +1,5 @@
 """MaxPooling2D: the maximum of each window; the gradient flows to the first maximum of each window."""
-from fastnet import _kernels as K
+from fastnet import _kernels
 from fastnet.layers._spatial import SpatialLayer
 from fastnet.layers.base import legacy, pair
 
@@ -21,7 +21,6 @@ class MaxPooling2D(SpatialLayer):
         self.pool_size = pair(pool_size, "pool_size")
         self.strides = self.pool_size if strides is None else pair(strides, "strides")
         self.padding = padding
-        self.relu_before = False  # set by the model: the layer before ends in a ReLU whose backward we apply
 
     def compute_output_shape(self, in_shape, in_fmt):
         fmt = self.resolve_format(in_shape, in_fmt)
@@ -36,23 +35,16 @@ class MaxPooling2D(SpatialLayer):
         """2x2 windows of stride 2 without padding: the pooling a Conv2D kernel can do itself."""
         return self.pool_size == (2, 2) and self.strides == (2, 2) and self.padding == "valid"
 
-    def forward(self, x, training):
-        shape = (x.shape[0],) + self.out_shape
-        y, argmax = K.maxpool2d_forward(x, self.pool_size, self.strides, self.padding,
-                                        out=self.buffer("y", shape), argmax=self.buffer("argmax", shape, "int32"))
-        self.take_forward(y, argmax, x.shape)
+    def forward(self, ctx, x, y, argmax):
+        _kernels.maxpool2d_forward(x, self.pool_size, self.strides, self.padding, out=y, argmax=argmax,
+                                   n_threads=ctx.n_threads)
         return y
 
-    def take_forward(self, y, argmax, x_shape):
-        """What backward needs: our output, its argmax, the input's shape (also from a fused Conv2D kernel)."""
-        self._y, self._argmax, self._x_shape = y, argmax, x_shape
-
-    def backward(self, dy, need_dx=True):
-        if not need_dx:
-            return None
-        return K.maxpool2d_backward(dy, self._argmax, self._x_shape, self.pool_size, self.strides, self.padding,
-                                    out=self.buffer("dx", self._x_shape),
-                                    relu_output=self._y if self.relu_before else None)
+    def backward(self, ctx, dy, argmax, dx, relu_output=None):
+        """dL/dx into dx (the input's shape) through the forward's argmax; relu_output: the forward's output y
+        when a ReLU came before the pooling, whose backward this then applies (outputs <= 0 pass nothing)."""
+        return _kernels.maxpool2d_backward(dy, argmax, dx.shape, self.pool_size, self.strides, self.padding, out=dx,
+                                           relu_output=relu_output, n_threads=ctx.n_threads)
 
 
 MaxPool2D = MaxPooling2D

@@ -1,0 +1,218 @@
+# Included by _kernels.pyx (one extension module; the C declarations come from _fastnet_c.pxd there).
+
+# ---- conv2d ----
+
+def conv_geometry(int64_t size, int64_t kernel, int64_t stride, padding):
+    """(output size, padding before) along one axis, as TensorFlow/Keras define 'valid' and 'same'."""
+    if kernel < 1 or stride < 1:
+        raise ValueError(f"kernel size and stride must be >= 1, got {kernel} and {stride}")
+    if padding == "valid":
+        if size < kernel:
+            raise ValueError(f"input size {size} is smaller than the kernel size {kernel} with padding='valid'")
+        return (size - kernel) // stride + 1, 0
+    if padding == "same":
+        out = -(-size // stride)
+        return out, max((out - 1) * stride + kernel - size, 0) // 2
+    raise ValueError(f"padding must be 'valid' or 'same', got {padding!r}")
+
+
+cdef fn_conv2d_shape _conv_shape(x_shape, w_shape, strides, padding) except *:
+    cdef fn_conv2d_shape s
+    s.N, s.H, s.W, s.C = x_shape
+    s.KH, s.KW, kc, s.OC = w_shape
+    if kc != s.C:
+        raise ValueError(f"conv2d: input has {s.C} channels (NHWC shape {tuple(x_shape)}) but the kernel "
+                         f"{tuple(w_shape)} expects {kc}")
+    s.SH, s.SW = strides
+    s.OH, s.PT = conv_geometry(s.H, s.KH, s.SH, padding)
+    s.OW, s.PL = conv_geometry(s.W, s.KW, s.SW, padding)
+    return s
+
+
+def conv2d_uses_winograd(x_shape, w_shape, strides=(1, 1), padding="valid", conv_algo=None):
+    """Whether the conv kernels take the Winograd path for this shape with conv_algo (default: set_conv_algo's)."""
+    cdef fn_conv2d_shape s = _conv_shape(tuple(x_shape), tuple(w_shape), strides, padding)
+    return fn_conv2d_resolve_algo(&s, _algo_code(conv_algo)) == FN_CONV_WINOGRAD
+
+
+def conv2d_forward(x, w, b=None, strides=(1, 1), padding="valid", activation="linear", out=None, n_threads=None,
+                   isa=None, conv_algo=None, workspace=None):
+    """out[N, OH, OW, OC] = act(conv(x[N, H, W, C], w[KH, KW, C, OC]) + b[OC])."""
+    _array(x, "x", 4)
+    _array(w, "w", 4)
+    cdef fn_conv2d_shape s = _conv_shape(x.shape, w.shape, strides, padding)
+    if b is not None:
+        _array(b, "b", 1)
+        _expect(b, "b", (s.OC,))
+    out = _output(out, "out", (s.N, s.OH, s.OW, s.OC), (x, w, b))
+    cdef int act = _activation(activation), nt = _threads(n_threads), st
+    cdef int algo = _algo_code(conv_algo), code = _isa_code(isa)
+    scratch = _scratch(workspace, fn_conv2d_workspace(&s, algo, nt))
+    cdef float *pw = _mp(scratch)
+    cdef const float *px = _cp(x.reshape(-1))
+    cdef const float *pk = _cp(w.reshape(-1))
+    cdef const float *pb = NULL if b is None else _cp(b)
+    cdef float *py = _mp(out.reshape(-1))
+    with nogil:
+        st = fn_conv2d_forward(py, px, pk, pb, &s, act, algo, code, pw, nt)
+    _status(st, "conv2d_forward")
+    return out
+
+
+def conv2d_forward_maxpool_fits(x_shape, w_shape, strides=(1, 1), padding="valid", conv_algo=None):
+    """Whether conv2d_forward_maxpool takes this shape: a Winograd shape with an even output size."""
+    cdef fn_conv2d_shape s = _conv_shape(tuple(x_shape), tuple(w_shape), strides, padding)
+    return bool(fn_conv2d_forward_maxpool_fits(&s, _algo_code(conv_algo)))
+
+
+def conv2d_forward_maxpool(x, w, b=None, strides=(1, 1), padding="valid", out=None, argmax=None, n_threads=None,
+                           isa=None, conv_algo=None, workspace=None):
+    """maxpool2d_forward(conv2d_forward(x, w, b, activation='relu')) with a 2x2 window of stride 2, in one pass
+    that never stores the convolution: (y [N, OH/2, OW/2, OC], argmax int32), bit-identical to the two calls.
+    Only where conv2d_forward_maxpool_fits."""
+    _array(x, "x", 4)
+    _array(w, "w", 4)
+    cdef fn_conv2d_shape s = _conv_shape(x.shape, w.shape, strides, padding)
+    cdef int algo = _algo_code(conv_algo), code = _isa_code(isa)
+    if not fn_conv2d_forward_maxpool_fits(&s, algo):
+        raise ValueError(f"conv2d_forward_maxpool: input {tuple(x.shape)}, kernel {tuple(w.shape)}, strides "
+                         f"{tuple(strides)}, padding {padding!r} is not a Winograd shape with an even output "
+                         f"({s.OH}x{s.OW}); run conv2d_forward and maxpool2d_forward instead")
+    if b is not None:
+        _array(b, "b", 1)
+        _expect(b, "b", (s.OC,))
+    shape = (s.N, s.OH // 2, s.OW // 2, s.OC)
+    out = _output(out, "out", shape, (x, w, b))
+    argmax = _output(argmax, "argmax", shape, (x, w, b, out), np.int32)
+    cdef int nt = _threads(n_threads), st
+    scratch = _scratch(workspace, fn_conv2d_workspace(&s, algo, nt))
+    cdef float *pw = _mp(scratch)
+    cdef int32_t[::1] am = argmax.reshape(-1)
+    cdef int32_t *pam = &am[0] if am.shape[0] else NULL
+    cdef const float *px = _cp(x.reshape(-1))
+    cdef const float *pk = _cp(w.reshape(-1))
+    cdef const float *pb = NULL if b is None else _cp(b)
+    cdef float *py = _mp(out.reshape(-1))
+    with nogil:
+        st = fn_conv2d_forward_maxpool(py, pam, px, pk, pb, &s, algo, code, pw, nt)
+    _status(st, "conv2d_forward_maxpool")
+    return out, argmax
+
+
+def conv2d_backward_data(dy, w, input_shape, strides=(1, 1), padding="valid", out=None, relu_input=None,
+                         n_threads=None, isa=None, conv_algo=None, workspace=None):
+    """dL/dx [N, H, W, C] (input_shape) from dy [N, OH, OW, OC].
+
+    relu_input: the convolution's input when it came out of a ReLU; dx is zeroed where it is not positive
+    (the ReLU's backward, fused)."""
+    _array(dy, "dy", 4)
+    _array(w, "w", 4)
+    cdef fn_conv2d_shape s = _conv_shape(tuple(input_shape), w.shape, strides, padding)
+    cdef int algo = _algo_code(conv_algo), code = _isa_code(isa)
+    _expect(dy, "dy", (s.N, s.OH, s.OW, s.OC))
+    if relu_input is not None:
+        _array(relu_input, "relu_input", 4)
+        _expect(relu_input, "relu_input", tuple(input_shape))
+    out = _output(out, "dx", tuple(input_shape), (dy, w, relu_input))
+    cdef int nt = _threads(n_threads), st
+    scratch = _scratch(workspace, fn_conv2d_workspace(&s, algo, nt))
+    cdef float *pw = _mp(scratch)
+    cdef const float *pdy = _cp(dy.reshape(-1))
+    cdef const float *pk = _cp(w.reshape(-1))
+    cdef float *pdx = _mp(out.reshape(-1))
+    cdef const float *prelu = NULL if relu_input is None else _cp(relu_input.reshape(-1))
+    with nogil:
+        st = fn_conv2d_backward_data(pdx, pdy, pk, prelu, &s, algo, code, pw, nt)
+    _status(st, "conv2d_backward_data")
+    return out
+
+
+def conv2d_backward_filter(dy, x, kernel_size, strides=(1, 1), padding="valid", dw=None, db=None,
+                           n_threads=None, isa=None, conv_algo=None, workspace=None):
+    """(dL/dw [KH, KW, C, OC], dL/db [OC]) from dy [N, OH, OW, OC] and x [N, H, W, C]."""
+    _array(dy, "dy", 4)
+    _array(x, "x", 4)
+    kh, kw = kernel_size
+    w_shape = (kh, kw, x.shape[3], dy.shape[3])
+    cdef fn_conv2d_shape s = _conv_shape(x.shape, w_shape, strides, padding)
+    cdef int algo = _algo_code(conv_algo), code = _isa_code(isa)
+    _expect(dy, "dy", (s.N, s.OH, s.OW, s.OC))
+    dw = _output(dw, "dw", w_shape, (dy, x))
+    db = _output(db, "db", (s.OC,), (dy, x))
+    cdef int nt = _threads(n_threads), st
+    scratch = _scratch(workspace, fn_conv2d_workspace(&s, algo, nt))
+    cdef float *pw = _mp(scratch)
+    cdef const float *pdy = _cp(dy.reshape(-1))
+    cdef const float *px = _cp(x.reshape(-1))
+    cdef float *pdw = _mp(dw.reshape(-1))
+    cdef float *pdb = _mp(db)
+    with nogil:
+        st = fn_conv2d_backward_filter(pdw, pdb, pdy, px, &s, algo, code, pw, nt)
+    _status(st, "conv2d_backward_filter")
+    return dw, db
+
+
+# ---- max pooling ----
+
+def maxpool2d_forward(x, pool_size=(2, 2), strides=None, padding="valid", out=None, argmax=None,
+                      n_threads=None):
+    """(y [N, OH, OW, C], argmax int32 [N, OH, OW, C]) for x [N, H, W, C]; ties go to the first maximum."""
+    _array(x, "x", 4)
+    cdef int64_t N = x.shape[0], H = x.shape[1], W = x.shape[2], C = x.shape[3]
+    cdef int64_t PH = pool_size[0], PW = pool_size[1]
+    strides = pool_size if strides is None else strides
+    cdef int64_t SH = strides[0], SW = strides[1]
+    OH, PT = conv_geometry(H, PH, SH, padding)
+    OW, PL = conv_geometry(W, PW, SW, padding)
+    if H * W * C >= 2**31:
+        raise ValueError(f"maxpool2d: an image of {H}x{W}x{C} is too large for int32 argmax offsets")
+    out = _output(out, "out", (N, OH, OW, C), (x,))
+    argmax = _output(argmax, "argmax", (N, OH, OW, C), (x, out), np.int32)
+    cdef int nt = _threads(n_threads), st
+    cdef int32_t[::1] am = argmax.reshape(-1)
+    cdef int32_t *pam = &am[0] if am.shape[0] else NULL
+    cdef const float *px = _cp(x.reshape(-1))
+    cdef float *py = _mp(out.reshape(-1))
+    cdef int64_t oh = OH, ow = OW, pt = PT, pl = PL
+    with nogil:
+        st = fn_maxpool2d_forward(py, pam, px, N, H, W, C, PH, PW, SH, SW, pt, pl, oh, ow, nt)
+    _status(st, "maxpool2d_forward")
+    return out, argmax
+
+
+def maxpool2d_backward(dy, argmax, input_shape, pool_size=(2, 2), strides=None, padding="valid", out=None,
+                       relu_output=None, n_threads=None):
+    """dL/dx [N, H, W, C] (input_shape): dy [N, OH, OW, C] routed through the forward's argmax; pool_size,
+    strides and padding must be the forward's.
+
+    relu_output: the pooling's forward output, when a ReLU came before the pooling: outputs that are not
+    positive pass no gradient (the ReLU's backward, fused)."""
+    _array(dy, "dy", 4)
+    _array(argmax, "argmax", 4, np.int32)
+    _expect(argmax, "argmax", dy.shape)
+    N, H, W, C = input_shape
+    cdef int64_t PH = pool_size[0], PW = pool_size[1]
+    strides = pool_size if strides is None else strides
+    cdef int64_t SH = strides[0], SW = strides[1]
+    OH, PT = conv_geometry(H, PH, SH, padding)
+    OW, PL = conv_geometry(W, PW, SW, padding)
+    _expect(dy, "dy", (N, OH, OW, C))
+    if relu_output is not None:
+        _array(relu_output, "relu_output", 4)
+        _expect(relu_output, "relu_output", dy.shape)
+    if argmax.size and (argmax.min() < 0 or argmax.max() >= H * W * C):
+        raise ValueError("maxpool2d: argmax holds offsets outside the input image")
+    out = _output(out, "dx", (N, H, W, C), (dy, argmax, relu_output))
+    cdef int nt = _threads(n_threads), st
+    cdef const int32_t[::1] am = argmax.reshape(-1)
+    cdef const int32_t *pam = &am[0] if am.shape[0] else NULL
+    cdef const float *pdy = _cp(dy.reshape(-1))
+    cdef const float *py = NULL if relu_output is None else _cp(relu_output.reshape(-1))
+    cdef float *pdx = _mp(out.reshape(-1))
+    cdef int64_t n = N, h = H, w = W, c = C, oh = OH, ow = OW, pt = PT, pl = PL
+    with nogil:
+        st = fn_maxpool2d_backward(pdx, pdy, pam, py, n, h, w, c, PH, PW, SH, SW, pt, pl, oh, ow, nt)
+    _status(st, "maxpool2d_backward")
+    return out
+
+

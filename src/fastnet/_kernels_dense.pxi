@@ -1,0 +1,134 @@
+# Included by _kernels.pyx (one extension module; the C declarations come from _fastnet_c.pxd there).
+# GEMM and dense kernels.
+
+# ---- GEMM ----
+
+def gemm(a, b, out=None, trans_a=False, trans_b=False, float alpha=1.0, float beta=0.0, n_threads=None,
+         isa=None, workspace=None, naive=False):
+    """out = alpha * op(a) @ op(b) + beta * out (out must be given when beta != 0)."""
+    _array(a, "a", 2)
+    _array(b, "b", 2)
+    cdef int64_t M = a.shape[1] if trans_a else a.shape[0]
+    cdef int64_t K = a.shape[0] if trans_a else a.shape[1]
+    cdef int64_t Kb = b.shape[1] if trans_b else b.shape[0]
+    cdef int64_t N = b.shape[0] if trans_b else b.shape[1]
+    if K != Kb:
+        raise ValueError(f"gemm: op(a) is {M}x{K} but op(b) is {Kb}x{N}: inner dimensions differ")
+    if beta != 0.0 and out is None:
+        raise ValueError("gemm: beta != 0 needs out")
+    out = _output(out, "out", (M, N), (a, b))
+    cdef int nt = _threads(n_threads), code = _isa_code(isa)
+    cdef int ta = bool(trans_a), tb = bool(trans_b), nv = bool(naive)
+    cdef const float *pa = _cp(a.reshape(-1))
+    cdef const float *pb = _cp(b.reshape(-1))
+    cdef float *pc = _mp(out.reshape(-1))
+    cdef int64_t lda = a.shape[1], ldb = b.shape[1]
+    cdef float *pw = NULL
+    cdef int st
+    if not nv:
+        scratch = _scratch(workspace, fn_gemm_workspace(M, N, K, nt))
+        pw = _mp(scratch)
+    with nogil:
+        if nv:
+            st = fn_gemm_naive(ta, tb, M, N, K, alpha, pa, lda, pb, ldb, beta, pc, N)
+        else:
+            st = fn_gemm(ta, tb, M, N, K, alpha, pa, lda, pb, ldb, beta, pc, N, code, pw, nt)
+    _status(st, "gemm")
+    return out
+
+
+# ---- dense ----
+
+class PackedWeights:
+    """A dense kernel w [I, O] packed for the GEMM micro-kernel once, for many forward batches (inference).
+    Valid for the ISA path it was made for (self.isa) and for that w's values: pack again after either
+    changes."""
+
+    def __init__(self, w, isa=None, n_threads=None):
+        _array(w, "w", 2)
+        cdef int64_t I = w.shape[0], O = w.shape[1]
+        cdef int nt = _threads(n_threads), code = _isa_code(isa)
+        self.shape, self.isa = (I, O), _ISA_NAMES[code]
+        self.data = np.empty(max(fn_gemm_packed_b_size(I, O), 1), dtype=np.float32)
+        cdef float *pp = _mp(self.data)
+        cdef const float *pk = _cp(w.reshape(-1))
+        with nogil:
+            fn_gemm_pack(pp, pk, O, 0, I, O, code, nt)
+
+
+def dense_forward(x, w, b=None, out=None, activation="linear", packed=None, n_threads=None, isa=None,
+                  workspace=None):
+    """out[N, O] = act(x[N, I] @ w[I, O] + b[O]); packed: PackedWeights(w), to skip packing w again."""
+    _array(x, "x", 2)
+    _array(w, "w", 2)
+    cdef int64_t N = x.shape[0], I = x.shape[1], O = w.shape[1]
+    if w.shape[0] != I:
+        raise ValueError(f"dense: x has shape {x.shape} but w has shape {w.shape}; expected w of shape ({I}, units)")
+    if b is not None:
+        _array(b, "b", 1)
+        _expect(b, "b", (O,))
+    cdef int act = _activation(activation), nt = _threads(n_threads), code = _isa_code(isa), st
+    if packed is not None and (packed.shape != (I, O) or packed.isa != _ISA_NAMES[code]):
+        raise ValueError(f"dense: packed weights of shape {packed.shape} for ISA {packed.isa!r} do not "
+                         f"fit w {tuple(w.shape)} on ISA {_ISA_NAMES[code]!r}: pack them again")
+    out = _output(out, "out", (N, O), (x, w, b))
+    cdef const float *px = _cp(x.reshape(-1))
+    cdef const float *pk = _cp(w.reshape(-1))
+    cdef const float *pb = NULL if b is None else _cp(b)
+    cdef float *py = _mp(out.reshape(-1))
+    cdef const float *pp = NULL if packed is None else _cp(packed.data)
+    cdef float *pw = NULL
+    if packed is None:
+        scratch = _scratch(workspace, fn_dense_workspace(N, I, O, nt))
+        pw = _mp(scratch)
+    with nogil:
+        if pp != NULL:
+            st = fn_dense_forward_prepacked(py, px, pp, pb, N, I, O, act, code, nt)
+        else:
+            st = fn_dense_forward(py, px, pk, pb, N, I, O, act, code, pw, nt)
+    _status(st, "dense_forward")
+    return out
+
+
+def dense_backward(dy, x, w, dx=None, dw=None, db=None, need_dx=True, n_threads=None, isa=None, workspace=None):
+    """Returns (dx or None, dw, db) for out = x @ w + b, given dy = dL/d(out)."""
+    _array(dy, "dy", 2)
+    _array(x, "x", 2)
+    _array(w, "w", 2)
+    cdef int64_t N = x.shape[0], I = x.shape[1], O = w.shape[1]
+    if w.shape[0] != I:
+        raise ValueError(f"dense: x has shape {x.shape} but w has shape {w.shape}")
+    _expect(dy, "dy", (N, O))
+    inputs = (dy, x, w)
+    dx = _output(dx, "dx", (N, I), inputs) if need_dx else None
+    dw = _output(dw, "dw", (I, O), inputs)
+    db = _output(db, "db", (O,), inputs)
+    cdef int nt = _threads(n_threads), code = _isa_code(isa), st
+    scratch = _scratch(workspace, fn_dense_workspace(N, I, O, nt))
+    cdef float *pw = _mp(scratch)
+    cdef float *pdx = _opt(dx)
+    cdef float *pdw = _mp(dw.reshape(-1))
+    cdef float *pdb = _mp(db)
+    cdef const float *pdy = _cp(dy.reshape(-1))
+    cdef const float *px = _cp(x.reshape(-1))
+    cdef const float *pk = _cp(w.reshape(-1))
+    with nogil:
+        st = fn_dense_backward(pdx, pdw, pdb, pdy, px, pk, N, I, O, code, pw, nt)
+    _status(st, "dense_backward")
+    return dx, dw, db
+
+
+def bias_backward(dy, db=None, n_threads=None):
+    """db[C] = dy[R, C].sum(axis=0), in a fixed order."""
+    _array(dy, "dy", 2)
+    db = _output(db, "db", (dy.shape[1],), (dy,))
+    cdef int nt = _threads(n_threads), st
+    cdef float *pdb = _mp(db)
+    cdef const float *pdy = _cp(dy.reshape(-1))
+    cdef int64_t R = dy.shape[0], C = dy.shape[1]
+    with nogil:
+        st = fn_bias_backward(pdb, pdy, R, C, nt)
+    _status(st, "bias_backward")
+    return db
+
+

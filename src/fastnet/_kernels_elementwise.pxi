@@ -1,0 +1,195 @@
+# Included by _kernels.pyx (one extension module; the C declarations come from _fastnet_c.pxd there).
+
+# ---- activations, softmax, bias ----
+
+def _same(out, name, like, inputs=()):
+    """Elementwise output: any shape equal to like's; out may be like itself (in place)."""
+    if out is None:
+        return np.empty_like(like)
+    _array(out, name)
+    _expect(out, name, like.shape)
+    return out
+
+
+def activation_forward(x, activation, out=None, n_threads=None):
+    _array(x, "x")
+    out = _same(out, "out", x)
+    cdef int act = _activation(activation), nt = _threads(n_threads), st
+    cdef const float *px = _cp(x.reshape(-1))
+    cdef float *py = _mp(out.reshape(-1))
+    cdef int64_t n = x.size
+    with nogil:
+        st = fn_activation_forward(py, px, n, act, nt)
+    _status(st, "activation_forward")
+    return out
+
+
+def activation_backward(dy, y, activation, out=None, n_threads=None):
+    """dL/dx from dy and the forward OUTPUT y."""
+    _array(dy, "dy")
+    _array(y, "y")
+    _expect(y, "y", dy.shape)
+    out = _same(out, "dx", dy)
+    cdef int act = _activation(activation), nt = _threads(n_threads), st
+    cdef const float *pdy = _cp(dy.reshape(-1))
+    cdef const float *py = _cp(y.reshape(-1))
+    cdef float *pdx = _mp(out.reshape(-1))
+    cdef int64_t n = dy.size
+    with nogil:
+        st = fn_activation_backward(pdx, pdy, py, n, act, nt)
+    _status(st, "activation_backward")
+    return out
+
+
+def softmax_forward(x, out=None, n_threads=None):
+    _array(x, "x", 2)
+    out = _same(out, "out", x)
+    cdef int nt = _threads(n_threads), st
+    cdef const float *px = _cp(x.reshape(-1))
+    cdef float *py = _mp(out.reshape(-1))
+    cdef int64_t N = x.shape[0], C = x.shape[1]
+    with nogil:
+        st = fn_softmax_forward(py, px, N, C, nt)
+    _status(st, "softmax_forward")
+    return out
+
+
+def softmax_backward(dy, y, out=None, n_threads=None):
+    _array(dy, "dy", 2)
+    _array(y, "y", 2)
+    _expect(y, "y", dy.shape)
+    out = _same(out, "dx", dy)
+    cdef int nt = _threads(n_threads), st
+    cdef const float *pdy = _cp(dy.reshape(-1))
+    cdef const float *py = _cp(y.reshape(-1))
+    cdef float *pdx = _mp(out.reshape(-1))
+    cdef int64_t N = dy.shape[0], C = dy.shape[1]
+    with nogil:
+        st = fn_softmax_backward(pdx, pdy, py, N, C, nt)
+    _status(st, "softmax_backward")
+    return out
+
+
+def first_nonfinite(x, n_threads=None):
+    """Flat index of the first NaN or inf in x (float32, contiguous), or -1 when every value is finite."""
+    _array(x, "x")
+    cdef int nt = _threads(n_threads)
+    cdef const float *px = _cp(x.reshape(-1))
+    cdef int64_t n = x.size, r
+    with nogil:
+        r = fn_first_nonfinite(px, n, nt)
+    return r
+
+
+def bias_act_forward(y, b=None, activation="linear", n_threads=None):
+    """In place: y[R, C] = act(y + b[C]) (activation 'linear' or 'relu')."""
+    _array(y, "y", 2)
+    if not y.flags.writeable:
+        raise ValueError("y is read-only")
+    if b is not None:
+        _array(b, "b", 1)
+        _expect(b, "b", (y.shape[1],))
+    cdef int act = _activation(activation), nt = _threads(n_threads), st
+    cdef const float *pb = NULL if b is None else _cp(b)
+    cdef float *py = _mp(y.reshape(-1))
+    cdef int64_t R = y.shape[0], C = y.shape[1]
+    with nogil:
+        st = fn_bias_act_forward(py, pb, R, C, act, nt)
+    _status(st, "bias_act_forward")
+    return y
+
+
+# ---- softmax + cross-entropy ----
+
+def softmax_xent_forward(logits, targets, probs=None, loss=None, n_threads=None):
+    """(probs [N, C], per-sample loss [N]) of softmax + categorical cross-entropy."""
+    _array(logits, "logits", 2)
+    _array(targets, "targets", 2)
+    _expect(targets, "targets", logits.shape)
+    probs = _output(probs, "probs", logits.shape, (logits, targets))
+    loss = _output(loss, "loss", (logits.shape[0],), (logits, targets, probs))
+    cdef int nt = _threads(n_threads), st
+    cdef const float *pz = _cp(logits.reshape(-1))
+    cdef const float *pt = _cp(targets.reshape(-1))
+    cdef float *pp = _mp(probs.reshape(-1))
+    cdef float *pl = _mp(loss)
+    cdef int64_t N = logits.shape[0], C = logits.shape[1]
+    with nogil:
+        st = fn_softmax_xent_forward(pp, pl, pz, pt, N, C, nt)
+    _status(st, "softmax_xent_forward")
+    return probs, loss
+
+
+def softmax_xent_backward(probs, targets, float scale, out=None, n_threads=None):
+    """dL/dlogits = scale * (probs * sum(targets) - targets)."""
+    _array(probs, "probs", 2)
+    _array(targets, "targets", 2)
+    _expect(targets, "targets", probs.shape)
+    out = _output(out, "dlogits", probs.shape, (targets,))
+    cdef int nt = _threads(n_threads), st
+    cdef const float *pp = _cp(probs.reshape(-1))
+    cdef const float *pt = _cp(targets.reshape(-1))
+    cdef float *pd = _mp(out.reshape(-1))
+    cdef int64_t N = probs.shape[0], C = probs.shape[1]
+    with nogil:
+        st = fn_softmax_xent_backward(pd, pp, pt, N, C, scale, nt)
+    _status(st, "softmax_xent_backward")
+    return out
+
+
+# ---- dropout and counter-based random numbers ----
+
+def _rate(float rate):
+    if not 0.0 <= rate < 1.0:
+        raise ValueError(f"dropout rate must be in [0, 1), got {rate}")
+
+
+def dropout_forward(x, float rate, uint64_t seed, uint64_t stream, out=None, keep=None, n_threads=None):
+    """(y, keep): inverted dropout whose mask is a pure function of (seed, stream, element)."""
+    _array(x, "x")
+    _rate(rate)
+    out = _same(out, "out", x)
+    keep = _output(keep, "keep", x.shape, (x, out), np.uint8)
+    cdef int nt = _threads(n_threads), st
+    cdef uint8_t[::1] kv = keep.reshape(-1)
+    cdef uint8_t *pk = &kv[0] if kv.shape[0] else NULL
+    cdef const float *px = _cp(x.reshape(-1))
+    cdef float *py = _mp(out.reshape(-1))
+    cdef int64_t n = x.size
+    with nogil:
+        st = fn_dropout_forward(py, pk, px, n, rate, seed, stream, nt)
+    _status(st, "dropout_forward")
+    return out, keep
+
+
+def dropout_backward(dy, keep, float rate, out=None, n_threads=None):
+    _array(dy, "dy")
+    _array(keep, "keep", dtype=np.uint8)
+    _expect(keep, "keep", dy.shape)
+    _rate(rate)
+    out = _same(out, "dx", dy)
+    cdef int nt = _threads(n_threads), st
+    cdef const uint8_t[::1] kv = keep.reshape(-1)
+    cdef const uint8_t *pk = &kv[0] if kv.shape[0] else NULL
+    cdef const float *pdy = _cp(dy.reshape(-1))
+    cdef float *pdx = _mp(out.reshape(-1))
+    cdef int64_t n = dy.size
+    with nogil:
+        st = fn_dropout_backward(pdx, pdy, pk, n, rate, nt)
+    _status(st, "dropout_backward")
+    return out
+
+
+def random_uniform(int64_t n, uint64_t seed, uint64_t stream, n_threads=None):
+    """n floats in [0, 1): element i is a pure function of (seed, stream, i)."""
+    if n < 0:
+        raise ValueError(f"n must be >= 0, got {n}")
+    out = np.empty(n, dtype=np.float32)
+    cdef int nt = _threads(n_threads), st
+    cdef float *pu = _mp(out)
+    with nogil:
+        st = fn_random_uniform(pu, n, seed, stream, nt)
+    _status(st, "random_uniform")
+    return out
+
+
