@@ -41,14 +41,14 @@ def mnist(network, n_train=None):
 def measured_peak(n_threads, size=2048, repeats=3):
     """The machine's fp32 GEMM peak as measured here: the best of fastnet's GEMM and numpy's BLAS on a
     large square product (GFLOP/s)."""
-    from fastnet import _kernels as K
+    from fastnet import _kernels
 
     rng = np.random.default_rng(0)
     a = rng.standard_normal((size, size), dtype=np.float32)
     b = rng.standard_normal((size, size), dtype=np.float32)
     c = np.empty((size, size), np.float32)
     best = {}
-    for name, fn in (("fastnet", lambda: K.gemm(a, b, out=c, n_threads=n_threads)), ("numpy", lambda: a @ b)):
+    for name, fn in (("fastnet", lambda: _kernels.gemm(a, b, out=c, n_threads=n_threads)), ("numpy", lambda: a @ b)):
         fn()
         times = []
         for _ in range(repeats):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from conftest import report
-from fastnet import _kernels as K
+from fastnet import _kernels
 
 B = 128
 
@@ -21,14 +21,14 @@ def r(rng, *shape):
                                     (1024, 1024, 1024)])
 def test_gemm(benchmark, rng, M, N, Kd):
     a, b, c = r(rng, M, Kd), r(rng, Kd, N), np.empty((M, N), np.float32)
-    benchmark(K.gemm, a, b, out=c)
+    benchmark(_kernels.gemm, a, b, out=c)
     report(benchmark, 2 * M * N * Kd)
 
 
 @pytest.mark.parametrize("I,O", [(784, 512), (512, 512), (512, 10), (4608, 128), (128, 10)])
 def test_dense_forward(benchmark, rng, I, O):
     x, w, b, y = r(rng, B, I), r(rng, I, O), r(rng, O), np.empty((B, O), np.float32)
-    benchmark(K.dense_forward, x, w, b, out=y, activation="relu")
+    benchmark(_kernels.dense_forward, x, w, b, out=y, activation="relu")
     report(benchmark, 2 * B * I * O)
 
 
@@ -36,7 +36,7 @@ def test_dense_forward(benchmark, rng, I, O):
 def test_dense_backward(benchmark, rng, I, O):
     x, w, dy = r(rng, B, I), r(rng, I, O), r(rng, B, O)
     dx, dw, db = np.empty((B, I), np.float32), np.empty((I, O), np.float32), np.empty(O, np.float32)
-    benchmark(K.dense_backward, dy, x, w, dx, dw, db)
+    benchmark(_kernels.dense_backward, dy, x, w, dx, dw, db)
     report(benchmark, 4 * B * I * O)
 
 
@@ -48,9 +48,9 @@ CONV_RUNS = [("conv1", "auto"), ("conv2", "auto"), ("conv2", "im2col")]
 
 @pytest.fixture
 def conv_algo(request):
-    K.set_conv_algo(request.param)
+    _kernels.set_conv_algo(request.param)
     yield request.param
-    K.set_conv_algo("auto")
+    _kernels.set_conv_algo("auto")
 
 
 def conv_flops(H, C, OC):
@@ -62,7 +62,7 @@ def test_conv2d_forward(benchmark, rng, layer, conv_algo):
     H, C, OC = CONVS[layer]
     x, w, b = r(rng, B, H, H, C), r(rng, 3, 3, C, OC), r(rng, OC)
     y = np.empty((B, H - 2, H - 2, OC), np.float32)
-    benchmark(K.conv2d_forward, x, w, b, activation="relu", out=y)
+    benchmark(_kernels.conv2d_forward, x, w, b, activation="relu", out=y)
     report(benchmark, conv_flops(H, C, OC))
 
 
@@ -71,7 +71,7 @@ def test_conv2d_backward_filter(benchmark, rng, layer, conv_algo):
     H, C, OC = CONVS[layer]
     x, dy = r(rng, B, H, H, C), r(rng, B, H - 2, H - 2, OC)
     dw, db = np.empty((3, 3, C, OC), np.float32), np.empty(OC, np.float32)
-    benchmark(K.conv2d_backward_filter, dy, x, (3, 3), dw=dw, db=db)
+    benchmark(_kernels.conv2d_backward_filter, dy, x, (3, 3), dw=dw, db=db)
     report(benchmark, conv_flops(H, C, OC))
 
 
@@ -81,18 +81,18 @@ def test_conv2d_backward_data(benchmark, rng, conv_algo):
     H, C, OC = CONVS["conv2"]
     w, dy, dx = r(rng, 3, 3, C, OC), r(rng, B, H - 2, H - 2, OC), np.empty((B, H, H, C), np.float32)
     relu_input = np.maximum(r(rng, B, H, H, C), 0)
-    benchmark(K.conv2d_backward_data, dy, w, dx.shape, out=dx, relu_input=relu_input)
+    benchmark(_kernels.conv2d_backward_data, dy, w, dx.shape, out=dx, relu_input=relu_input)
     report(benchmark, conv_flops(H, C, OC))
 
 
 def test_maxpool_forward_backward(benchmark, rng):
     x, dy = r(rng, B, 24, 24, 32), r(rng, B, 12, 12, 32)
-    y, arg = K.maxpool2d_forward(x)
+    y, arg = _kernels.maxpool2d_forward(x)
     dx = np.empty_like(x)
 
     def step():
-        K.maxpool2d_forward(x, out=y, argmax=arg)
-        K.maxpool2d_backward(dy, arg, x.shape, out=dx)
+        _kernels.maxpool2d_forward(x, out=y, argmax=arg)
+        _kernels.maxpool2d_backward(dy, arg, x.shape, out=dx)
 
     benchmark(step)
 
@@ -103,8 +103,8 @@ def test_relu_and_dropout(benchmark, rng, n):
     y, keep = np.empty_like(x), np.empty(n, np.uint8)
 
     def step():
-        K.activation_forward(x, "relu", out=y)
-        K.dropout_forward(y, 0.25, 1, 2, out=y, keep=keep)
+        _kernels.activation_forward(x, "relu", out=y)
+        _kernels.dropout_forward(y, 0.25, 1, 2, out=y, keep=keep)
 
     benchmark(step)
 
@@ -114,8 +114,8 @@ def test_softmax_xent(benchmark, rng):
     p, loss, dz = np.empty_like(z), np.empty(B, np.float32), np.empty_like(z)
 
     def step():
-        K.softmax_xent_forward(z, t, p, loss)
-        K.softmax_xent_backward(p, t, 1 / B, out=dz)
+        _kernels.softmax_xent_forward(z, t, p, loss)
+        _kernels.softmax_xent_backward(p, t, 1 / B, out=dz)
 
     benchmark(step)
 
@@ -125,6 +125,6 @@ def test_optimizer_update(benchmark, rng, name):
     n = 669_706  # the MLP's parameters
     p, g, a, d = r(rng, n), r(rng, n), np.zeros(n, np.float32), np.zeros(n, np.float32)
     if name == "rmsprop":
-        benchmark(K.rmsprop_update, p, a, g, 0.001, 0.9, 1e-7)
+        benchmark(_kernels.rmsprop_update, p, a, g, 0.001, 0.9, 1e-7)
     else:
-        benchmark(K.adadelta_update, p, a, d, g, 1.0, 0.95, 1e-7)
+        benchmark(_kernels.adadelta_update, p, a, d, g, 1.0, 0.95, 1e-7)

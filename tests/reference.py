@@ -66,7 +66,13 @@ def dense_forward(x, w, b=None, act="linear"):
 def dense_backward(dy, x, w):
     """Gradients of z = x w + b given dy = dL/dz."""
     dy, x, w = f64(dy, x, w)
-    return dy @ w.T, x.T @ dy, dy.sum(axis=0)
+    return dy @ w.T, x.T @ dy, bias_backward(dy)
+
+
+def bias_backward(dy):
+    """dL/db of z = y + b (b broadcast over the rows of a 2-D dy)."""
+    (dy,) = f64(dy)
+    return dy.sum(axis=0)
 
 
 # ---- conv2d (TensorFlow's 'valid' / 'same' geometry) ----
@@ -105,7 +111,23 @@ def conv2d_forward(x, w, b=None, strides=(1, 1), padding="valid", act="linear"):
     return activation_forward(y, act)
 
 
-def conv2d_backward(dy, x, w, strides=(1, 1), padding="valid"):
+def conv2d_backward_data(dy, w, x_shape, strides=(1, 1), padding="valid"):
+    """dL/dx of y = conv(x, w) + b given dy = dL/dy."""
+    return _conv2d_backward(dy, np.zeros(x_shape), w, strides, padding)[0]
+
+
+def conv2d_backward_filter(dy, x, kernel_size, strides=(1, 1), padding="valid"):
+    """(dL/dw, dL/db) of y = conv(x, w) + b given dy = dL/dy."""
+    w = np.zeros((*kernel_size, x.shape[3], dy.shape[3]))
+    return _conv2d_backward(dy, x, w, strides, padding)[1:]
+
+
+def conv2d_forward_maxpool(x, w, b=None, strides=(1, 1), padding="valid"):
+    """(y, argmax): a 2x2 max-pool of stride 2 of relu(conv(x, w) + b)."""
+    return maxpool2d_forward(conv2d_forward(x, w, b, strides, padding, "relu"), (2, 2))
+
+
+def _conv2d_backward(dy, x, w, strides, padding):
     """(dx, dw, db) of y = conv(x, w) + b given dy = dL/dy."""
     dy, x, w = f64(dy, x, w)
     OH, OW, pads = _conv_setup(x.shape, w.shape, strides, padding)
@@ -179,29 +201,29 @@ def dropout_backward(dy, keep, rate):
     return dy * keep / (1.0 - rate)
 
 
-# ---- optimizers: one step of the Keras 2 formulas, returning the new (param, *slots) ----
+# ---- optimizers: one update of the Keras 2 formulas, returning the new (param, *slots) ----
 
-def sgd_step(p, v, g, lr, momentum=0.0, nesterov=False):
+def sgd_update(p, v, g, lr, momentum=0.0, nesterov=False):
     p, v, g = f64(p, v, g)
     v = momentum * v - lr * g
     p = p + (momentum * v - lr * g if nesterov else v)
     return p, v
 
 
-def rmsprop_step(p, a, g, lr, rho, eps):
+def rmsprop_update(p, a, g, lr, rho, eps):
     p, a, g = f64(p, a, g)
     a = rho * a + (1 - rho) * g * g
     return p - lr * g / (np.sqrt(a) + eps), a
 
 
-def adadelta_step(p, a, d, g, lr, rho, eps):
+def adadelta_update(p, a, d, g, lr, rho, eps):
     p, a, d, g = f64(p, a, d, g)
     a = rho * a + (1 - rho) * g * g
     u = g * np.sqrt(d + eps) / np.sqrt(a + eps)
     return p - lr * u, a, rho * d + (1 - rho) * u * u
 
 
-def adam_step(p, m, v, g, lr, b1, b2, eps, t):
+def adam_update(p, m, v, g, lr, b1, b2, eps, t):
     p, m, v, g = f64(p, m, v, g)
     m = b1 * m + (1 - b1) * g
     v = b2 * v + (1 - b2) * g * g

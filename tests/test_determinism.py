@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from fastnet import _kernels as K
+from fastnet import _kernels
 from helpers import rand
 
 THREADS = (1, 2, 3)
@@ -20,14 +20,14 @@ def same_for_all_thread_counts(fn):
 
 def test_gemm(isa, rng):
     a, b = rand(rng, 131, 300), rand(rng, 300, 77)
-    same_for_all_thread_counts(lambda nt: [K.gemm(a, b, n_threads=nt), K.gemm(a, b, trans_a=False, n_threads=nt)])
+    same_for_all_thread_counts(lambda nt: [_kernels.gemm(a, b, n_threads=nt), _kernels.gemm(a, b, trans_a=False, n_threads=nt)])
 
 
 def test_dense(rng):
     x, w, b, dy = rand(rng, 128, 784), rand(rng, 784, 70), rand(rng, 70), rand(rng, 128, 70)
     same_for_all_thread_counts(
-        lambda nt: [K.dense_forward(x, w, b, activation="relu", n_threads=nt),
-                    *K.dense_backward(dy, x, w, n_threads=nt)])
+        lambda nt: [_kernels.dense_forward(x, w, b, activation="relu", n_threads=nt),
+                    *_kernels.dense_backward(dy, x, w, n_threads=nt)])
 
 
 @pytest.mark.parametrize("N", [1, 5, 67])
@@ -35,9 +35,9 @@ def test_conv2d(conv_algo, rng, N):
     x, w, b = rand(rng, N, 12, 11, 5), rand(rng, 3, 3, 5, 7), rand(rng, 7)
     dy = rand(rng, N, 10, 9, 7)
     same_for_all_thread_counts(
-        lambda nt: [K.conv2d_forward(x, w, b, activation="relu", n_threads=nt),
-                    K.conv2d_backward_data(dy, w, x.shape, n_threads=nt),
-                    *K.conv2d_backward_filter(dy, x, (3, 3), n_threads=nt)])
+        lambda nt: [_kernels.conv2d_forward(x, w, b, activation="relu", n_threads=nt),
+                    _kernels.conv2d_backward_data(dy, w, x.shape, n_threads=nt),
+                    *_kernels.conv2d_backward_filter(dy, x, (3, 3), n_threads=nt)])
 
 
 @pytest.mark.parametrize("N", [1, 67])
@@ -46,18 +46,18 @@ def test_conv2d_second_layer(rng, N):
     x, w, b = rand(rng, N, 26, 26, 32), rand(rng, 3, 3, 32, 32), rand(rng, 32)
     dy = rand(rng, N, 24, 24, 32)
     same_for_all_thread_counts(
-        lambda nt: [K.conv2d_forward(x, w, b, activation="relu", n_threads=nt),
-                    K.conv2d_backward_data(dy, w, x.shape, relu_input=x, n_threads=nt),
-                    *K.conv2d_backward_filter(dy, x, (3, 3), n_threads=nt),
-                    *K.conv2d_forward_maxpool(x, w, b, n_threads=nt)])
+        lambda nt: [_kernels.conv2d_forward(x, w, b, activation="relu", n_threads=nt),
+                    _kernels.conv2d_backward_data(dy, w, x.shape, relu_input=x, n_threads=nt),
+                    *_kernels.conv2d_backward_filter(dy, x, (3, 3), n_threads=nt),
+                    *_kernels.conv2d_forward_maxpool(x, w, b, n_threads=nt)])
 
 
 def test_maxpool(rng):
     x = rand(rng, 9, 24, 24, 32)
     dy = rand(rng, 9, 12, 12, 32)
     same_for_all_thread_counts(
-        lambda nt: [*K.maxpool2d_forward(x, n_threads=nt),
-                    K.maxpool2d_backward(dy, K.maxpool2d_forward(x)[1], x.shape, n_threads=nt)])
+        lambda nt: [*_kernels.maxpool2d_forward(x, n_threads=nt),
+                    _kernels.maxpool2d_backward(dy, _kernels.maxpool2d_forward(x)[1], x.shape, n_threads=nt)])
 
 
 def test_elementwise(rng):
@@ -67,12 +67,12 @@ def test_elementwise(rng):
     def run(nt):
         out = []
         for act in ("relu", "sigmoid", "tanh"):
-            y = K.activation_forward(x, act, n_threads=nt)
-            out += [y, K.activation_backward(dy, y, act, n_threads=nt)]
-        out += list(K.dropout_forward(x, 0.2, 5, 11, n_threads=nt))
-        out += list(K.softmax_xent_forward(z, t, n_threads=nt))
-        out.append(K.softmax_xent_backward(out[-2], t, 1 / 129, n_threads=nt))
-        out.append(K.bias_backward(z, n_threads=nt))
+            y = _kernels.activation_forward(x, act, n_threads=nt)
+            out += [y, _kernels.activation_backward(dy, y, act, n_threads=nt)]
+        out += list(_kernels.dropout_forward(x, 0.2, 5, 11, n_threads=nt))
+        out += list(_kernels.softmax_xent_forward(z, t, n_threads=nt))
+        out.append(_kernels.softmax_xent_backward(out[-2], t, 1 / 129, n_threads=nt))
+        out.append(_kernels.bias_backward(z, n_threads=nt))
         return out
 
     same_for_all_thread_counts(run)
@@ -84,8 +84,8 @@ def test_optimizers(rng):
     def run(nt):
         p, a, d = rand(np.random.default_rng(0), 50_001), np.zeros(50_001, np.float32), np.zeros(50_001, np.float32)
         for _ in range(3):
-            K.adadelta_update(p, a, d, g, 1.0, 0.95, 1e-7, n_threads=nt)
-            K.rmsprop_update(p, a, g, 0.001, 0.9, 1e-7, n_threads=nt)
+            _kernels.adadelta_update(p, a, d, g, 1.0, 0.95, 1e-7, n_threads=nt)
+            _kernels.rmsprop_update(p, a, g, 0.001, 0.9, 1e-7, n_threads=nt)
         return [p, a, d]
 
     same_for_all_thread_counts(run)

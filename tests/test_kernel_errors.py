@@ -2,95 +2,95 @@
 import numpy as np
 import pytest
 
-from fastnet import _kernels as K
+from fastnet import _kernels
 
 f32 = np.float32
 
 
 def test_wrong_dtype_names_the_array_and_the_fix():
     with pytest.raises(TypeError, match=r"a must have dtype float32, got float64.*astype"):
-        K.gemm(np.ones((2, 3)), np.ones((3, 4), f32))
+        _kernels.gemm(np.ones((2, 3)), np.ones((3, 4), f32))
 
 
 def test_non_contiguous_rejected():
     a = np.ones((4, 6), f32)[:, ::2]
     with pytest.raises(ValueError, match=r"a with shape \(4, 3\) must be C-contiguous"):
-        K.gemm(a, np.ones((3, 2), f32))
+        _kernels.gemm(a, np.ones((3, 2), f32))
 
 
 def test_not_an_array():
     with pytest.raises(TypeError, match="must be a numpy.ndarray, got list"):
-        K.activation_forward([1.0, 2.0], "relu")
+        _kernels.activation_forward([1.0, 2.0], "relu")
 
 
 def test_gemm_inner_dimensions():
     with pytest.raises(ValueError, match=r"op\(a\) is 2x3 but op\(b\) is 4x5"):
-        K.gemm(np.ones((2, 3), f32), np.ones((4, 5), f32))
+        _kernels.gemm(np.ones((2, 3), f32), np.ones((4, 5), f32))
 
 
 def test_wrong_output_shape_and_read_only_output():
     a, b = np.ones((2, 3), f32), np.ones((3, 4), f32)
     with pytest.raises(ValueError, match=r"out has shape \(4, 2\), expected \(2, 4\)"):
-        K.gemm(a, b, out=np.empty((4, 2), f32))
+        _kernels.gemm(a, b, out=np.empty((4, 2), f32))
     ro = np.empty((2, 4), f32)
     ro.flags.writeable = False
     with pytest.raises(ValueError, match="read-only"):
-        K.gemm(a, b, out=ro)
+        _kernels.gemm(a, b, out=ro)
 
 
 def test_output_overlapping_input_rejected():
     a = np.ones((3, 3), f32)
     with pytest.raises(ValueError, match="must not overlap"):
-        K.gemm(a, a, out=a)
+        _kernels.gemm(a, a, out=a)
 
 
 def test_dense_shape_mismatch():
     with pytest.raises(ValueError, match=r"x has shape \(2, 5\) but w has shape \(4, 3\)"):
-        K.dense_forward(np.ones((2, 5), f32), np.ones((4, 3), f32))
+        _kernels.dense_forward(np.ones((2, 5), f32), np.ones((4, 3), f32))
     with pytest.raises(ValueError, match=r"b has shape \(4,\), expected \(3,\)"):
-        K.dense_forward(np.ones((2, 4), f32), np.ones((4, 3), f32), np.ones(4, f32))
+        _kernels.dense_forward(np.ones((2, 4), f32), np.ones((4, 3), f32), np.ones(4, f32))
     with pytest.raises(ValueError, match=r"dy has shape \(2, 4\), expected \(2, 3\)"):
-        K.dense_backward(np.ones((2, 4), f32), np.ones((2, 4), f32), np.ones((4, 3), f32))
+        _kernels.dense_backward(np.ones((2, 4), f32), np.ones((2, 4), f32), np.ones((4, 3), f32))
 
 
 def test_conv_channel_mismatch_and_too_small_input():
     with pytest.raises(ValueError, match=r"input has 28 channels.*kernel \(3, 3, 1, 32\) expects 1"):
-        K.conv2d_forward(np.ones((2, 1, 28, 28), f32), np.ones((3, 3, 1, 32), f32))
+        _kernels.conv2d_forward(np.ones((2, 1, 28, 28), f32), np.ones((3, 3, 1, 32), f32))
     with pytest.raises(ValueError, match="smaller than the kernel size"):
-        K.conv2d_forward(np.ones((1, 2, 2, 1), f32), np.ones((3, 3, 1, 4), f32))
+        _kernels.conv2d_forward(np.ones((1, 2, 2, 1), f32), np.ones((3, 3, 1, 4), f32))
     with pytest.raises(ValueError, match="padding must be 'valid' or 'same'"):
-        K.conv2d_forward(np.ones((1, 5, 5, 1), f32), np.ones((3, 3, 1, 4), f32), padding="full")
+        _kernels.conv2d_forward(np.ones((1, 5, 5, 1), f32), np.ones((3, 3, 1, 4), f32), padding="full")
     with pytest.raises(ValueError, match="4-D"):
-        K.conv2d_forward(np.ones((5, 5, 1), f32), np.ones((3, 3, 1, 4), f32))
+        _kernels.conv2d_forward(np.ones((5, 5, 1), f32), np.ones((3, 3, 1, 4), f32))
 
 
 def test_maxpool_rejects_bad_argmax():
     dy = np.ones((1, 1, 1, 1), f32)
     with pytest.raises(ValueError, match="offsets outside the input"):
-        K.maxpool2d_backward(dy, np.array([[[[99]]]], np.int32), (1, 2, 2, 1))
+        _kernels.maxpool2d_backward(dy, np.array([[[[99]]]], np.int32), (1, 2, 2, 1))
     with pytest.raises(TypeError, match="int32"):
-        K.maxpool2d_backward(dy, np.zeros((1, 1, 1, 1), np.int64), (1, 2, 2, 1))
+        _kernels.maxpool2d_backward(dy, np.zeros((1, 1, 1, 1), np.int64), (1, 2, 2, 1))
 
 
 def test_bad_enums_and_ranges():
     x = np.ones(4, f32)
     with pytest.raises(ValueError, match="unknown activation 'gelu'"):
-        K.activation_forward(x, "gelu")
+        _kernels.activation_forward(x, "gelu")
     with pytest.raises(ValueError, match=r"dropout rate must be in \[0, 1\), got 1.0"):
-        K.dropout_forward(x, 1.0, 0, 0)
+        _kernels.dropout_forward(x, 1.0, 0, 0)
     with pytest.raises(ValueError, match="n_threads must be >= 1"):
-        K.activation_forward(x, "relu", n_threads=0)
+        _kernels.activation_forward(x, "relu", n_threads=0)
     with pytest.raises(ValueError, match="unknown ISA"):
-        K.set_isa("sse9")
+        _kernels.set_isa("sse9")
 
 
 def test_optimizer_slot_shape():
     p = np.ones(4, f32)
     with pytest.raises(ValueError, match=r"slot 0 has shape \(3,\), expected \(4,\)"):
-        K.rmsprop_update(p, np.zeros(3, f32), p.copy(), 0.1, 0.9, 1e-7)
+        _kernels.rmsprop_update(p, np.zeros(3, f32), p.copy(), 0.1, 0.9, 1e-7)
 
 
 def test_empty_arrays_are_fine():
-    out = K.gemm(np.ones((0, 3), f32), np.ones((3, 4), f32))
+    out = _kernels.gemm(np.ones((0, 3), f32), np.ones((3, 4), f32))
     assert out.shape == (0, 4)
-    assert K.activation_forward(np.ones(0, f32), "relu").shape == (0,)
+    assert _kernels.activation_forward(np.ones(0, f32), "relu").shape == (0,)

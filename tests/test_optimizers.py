@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 import reference as ref
-from fastnet import _kernels as K
+from fastnet import _kernels
 from helpers import assert_close, rand
 
 
@@ -24,41 +24,41 @@ def trajectory(rng, n, steps, kernel_step, ref_step, n_slots):
 @pytest.mark.parametrize("steps", [1, 25])
 def test_rmsprop(rng, n, steps):
     trajectory(rng, n, steps,
-               lambda p, s, g, t: K.rmsprop_update(p, s[0], g, 0.001, 0.9, 1e-7),
-               lambda p, s, g, t: ref.rmsprop_step(p, s[0], g, 0.001, 0.9, 1e-7), 1)
+               lambda p, s, g, t: _kernels.rmsprop_update(p, s[0], g, 0.001, 0.9, 1e-7),
+               lambda p, s, g, t: ref.rmsprop_update(p, s[0], g, 0.001, 0.9, 1e-7), 1)
 
 
 @pytest.mark.parametrize("n", [1, 17, 10_001])
 @pytest.mark.parametrize("steps", [1, 25])
 def test_adadelta(rng, n, steps):
     trajectory(rng, n, steps,
-               lambda p, s, g, t: K.adadelta_update(p, s[0], s[1], g, 1.0, 0.95, 1e-7),
-               lambda p, s, g, t: ref.adadelta_step(p, s[0], s[1], g, 1.0, 0.95, 1e-7), 2)
+               lambda p, s, g, t: _kernels.adadelta_update(p, s[0], s[1], g, 1.0, 0.95, 1e-7),
+               lambda p, s, g, t: ref.adadelta_update(p, s[0], s[1], g, 1.0, 0.95, 1e-7), 2)
 
 
 @pytest.mark.parametrize("n", [1, 17, 10_001])
 @pytest.mark.parametrize("steps", [1, 25])
 def test_adam(rng, n, steps):
     trajectory(rng, n, steps,
-               lambda p, s, g, t: K.adam_update(p, s[0], s[1], g, 0.001, 0.9, 0.999, 1e-7, t),
-               lambda p, s, g, t: ref.adam_step(p, s[0], s[1], g, 0.001, 0.9, 0.999, 1e-7, t), 2)
+               lambda p, s, g, t: _kernels.adam_update(p, s[0], s[1], g, 0.001, 0.9, 0.999, 1e-7, t),
+               lambda p, s, g, t: ref.adam_update(p, s[0], s[1], g, 0.001, 0.9, 0.999, 1e-7, t), 2)
 
 
 @pytest.mark.parametrize("momentum,nesterov", [(0.0, False), (0.9, False), (0.9, True)])
 def test_sgd(rng, momentum, nesterov):
     trajectory(rng, 33, 25,
-               lambda p, s, g, t: K.sgd_update(p, s[0], g, 0.01, momentum, nesterov),
-               lambda p, s, g, t: ref.sgd_step(p, s[0], g, 0.01, momentum, nesterov), 1)
+               lambda p, s, g, t: _kernels.sgd_update(p, s[0], g, 0.01, momentum, nesterov),
+               lambda p, s, g, t: ref.sgd_update(p, s[0], g, 0.01, momentum, nesterov), 1)
 
 
 def test_sgd_without_momentum_needs_no_slot(rng):
     p, g = rand(rng, 5), rand(rng, 5)
     expected = p - np.float32(0.1) * g
-    K.sgd_update(p, None, g, 0.1)
+    _kernels.sgd_update(p, None, g, 0.1)
     assert_close(p, expected, rtol=1e-6, atol=1e-7, name="plain sgd")
 
 
 def test_adam_rejects_step_zero(rng):
     p = rand(rng, 3)
     with pytest.raises(ValueError, match="counts from 1"):
-        K.adam_update(p, p * 0, p * 0, p, 0.001, 0.9, 0.999, 1e-7, 0)
+        _kernels.adam_update(p, p * 0, p * 0, p, 0.001, 0.9, 0.999, 1e-7, 0)

@@ -4,7 +4,7 @@ import pytest
 
 import fastnet
 import reference as ref
-from fastnet import _kernels as K
+from fastnet import _kernels
 from fastnet.layers import Activation, Conv2D, Dense, Dropout, Flatten, MaxPooling2D
 from fastnet.models import Sequential
 from fastnet.optimizers import SGD, Adadelta, Adam, RMSprop
@@ -34,7 +34,7 @@ def reference_step(model, x_nhwc, y, data_format):
     a0 = np.maximum(z0, 0)
     p0, arg = ref.maxpool2d_forward(a0, (2, 2))
     stream = (model.model_id << 48) ^ (model.step << 12) ^ drop.index
-    keep = K.random_uniform(p0.size, model.seed, stream).reshape(p0.shape) >= drop.rate
+    keep = _kernels.random_uniform(p0.size, model.seed, stream).reshape(p0.shape) >= drop.rate
     d0 = ref.dropout_forward(p0, keep, drop.rate)
     f = d0.transpose(0, 3, 1, 2) if data_format == "channels_first" else d0  # Keras flattens (C, H, W) then
     f = f.reshape(len(x_nhwc), -1)
@@ -51,15 +51,15 @@ def reference_step(model, x_nhwc, y, data_format):
     dd0 = ref.dropout_backward(df.reshape(d0.shape), keep, drop.rate)
     da0 = ref.maxpool2d_backward(dd0, arg, a0.shape)
     dz0 = da0 * (z0 > 0)
-    _, dwc, dbc = ref.conv2d_backward(dz0, x_nhwc, wc)
+    dwc, dbc = ref.conv2d_backward_filter(dz0, x_nhwc, wc.shape[:2])
     return losses.mean(), [dwc, dbc, dw1, db1, dw2, db2]
 
 
 OPTIMIZERS = {
-    "sgd": (lambda: SGD(lr=0.1, momentum=0.9, nesterov=True), lambda p, g, s: ref.sgd_step(p, s[0], g, 0.1, 0.9, True)),
-    "rmsprop": (RMSprop, lambda p, g, s: ref.rmsprop_step(p, s[0], g, 0.001, 0.9, 1e-7)),
-    "adadelta": (Adadelta, lambda p, g, s: ref.adadelta_step(p, s[0], s[1], g, 1.0, 0.95, 1e-7)),
-    "adam": (Adam, lambda p, g, s: ref.adam_step(p, s[0], s[1], g, 0.001, 0.9, 0.999, 1e-7, 1)),
+    "sgd": (lambda: SGD(lr=0.1, momentum=0.9, nesterov=True), lambda p, g, s: ref.sgd_update(p, s[0], g, 0.1, 0.9, True)),
+    "rmsprop": (RMSprop, lambda p, g, s: ref.rmsprop_update(p, s[0], g, 0.001, 0.9, 1e-7)),
+    "adadelta": (Adadelta, lambda p, g, s: ref.adadelta_update(p, s[0], s[1], g, 1.0, 0.95, 1e-7)),
+    "adam": (Adam, lambda p, g, s: ref.adam_update(p, s[0], s[1], g, 0.001, 0.9, 0.999, 1e-7, 1)),
 }
 
 
