@@ -4,7 +4,9 @@
 
 /* Elementwise activations over n floats: y = act(x); act in FN_ACT_{LINEAR,RELU,SIGMOID,TANH}.
  * backward takes the forward OUTPUT y (all four derivatives are functions of it): dx = dy * act'(y).
- * y may alias x and dx may alias dy. */
+ * y may alias x and dx may alias dy.
+ * Reference: tests/reference.py activation_forward/_backward, softmax_forward/_backward, bias_backward;
+ * tests: tests/test_kernels.py test_activations, test_softmax, test_bias_act_and_bias_backward, test_first_nonfinite. */
 int fn_activation_forward(float *y, const float *x, int64_t n, int act, int n_threads);
 int fn_activation_backward(float *dx, const float *dy, const float *y, int64_t n, int act, int n_threads);
 

@@ -6,6 +6,7 @@
  *   x [N, H, W, C], y [N, OH, OW, C], argmax [N, OH, OW, C] (int32: offset (ih*W + iw)*C + c inside image n)
  *   window PH x PW, strides SH, SW, PT/PL padded rows/columns on top/left (padding never wins).
  * Ties go to the first maximum in row-major window order. Every window must overlap the image.
+ * Reference: tests/reference.py maxpool2d_forward, maxpool2d_backward; tests: tests/test_kernels.py test_maxpool*.
  * backward takes the forward's geometry and argmax; when the windows tile the image exactly (stride = window,
  * no padding, nothing left over) it writes dx in one pass instead of zeroing and scattering.
  * backward: dx [N, H, W, C] is overwritten: zero, then dy scattered through argmax (overlapping windows add).
