@@ -1,11 +1,15 @@
-"""Every kernel gives bit-identical results with 1, 2 and 3 threads (and on repeated calls)."""
+"""Every kernel gives bit-identical results with 1, 2, 3, 7 and 16 threads (and on repeated calls), and so
+does training a model whose convolution takes the Winograd path."""
 import numpy as np
 import pytest
 
+import fastnet
 from fastnet import _kernels
+from fastnet.layers import Conv2D, Dense, Dropout, Flatten, MaxPooling2D
+from fastnet.models import Sequential
 from helpers import rand
 
-THREADS = (1, 2, 3)
+THREADS = (1, 2, 3, 7, 16)
 
 
 def same_for_all_thread_counts(fn):
@@ -18,9 +22,12 @@ def same_for_all_thread_counts(fn):
         assert np.array_equal(a, b), "repeated call differs"
 
 
-def test_gemm(isa, rng):
-    a, b = rand(rng, 131, 300), rand(rng, 300, 77)
-    same_for_all_thread_counts(lambda nt: [_kernels.gemm(a, b, n_threads=nt), _kernels.gemm(a, b, trans_a=False, n_threads=nt)])
+@pytest.mark.parametrize("trans_a", [False, True])
+@pytest.mark.parametrize("trans_b", [False, True])
+def test_gemm(isa, rng, trans_a, trans_b):
+    a = rand(rng, 300, 131) if trans_a else rand(rng, 131, 300)
+    b = rand(rng, 77, 300) if trans_b else rand(rng, 300, 77)
+    same_for_all_thread_counts(lambda nt: [_kernels.gemm(a, b, trans_a=trans_a, trans_b=trans_b, n_threads=nt)])
 
 
 def test_dense(rng):
@@ -89,3 +96,27 @@ def test_optimizers(rng):
         return [p, a, d]
 
     same_for_all_thread_counts(run)
+
+
+def test_training_a_winograd_model(rng):
+    """Two epochs of a conv net whose second convolution runs Winograd with the fused ReLU + max-pool, its
+    filter gradient summed over chunks: the same weights with every thread count."""
+    x = rng.random((40, 12, 12, 3)).astype(np.float32)
+    y = np.eye(4, dtype=np.float32)[rng.integers(0, 4, 40)]
+
+    def train(nt):
+        fastnet.set_num_threads(nt)
+        try:
+            fastnet.set_seed(9)
+            m = Sequential([Conv2D(16, (3, 3), activation="relu", input_shape=(12, 12, 3)),
+                            Conv2D(16, (3, 3), activation="relu"), MaxPooling2D((2, 2)), Dropout(0.25), Flatten(),
+                            Dense(4, activation="softmax")])
+            m.compile(loss="categorical_crossentropy", optimizer="adadelta")
+            assert [s.op for s in m.plan().steps][:2] == ["conv2d", "conv2d_maxpool"]
+            assert _kernels.conv2d_uses_winograd((1, 12, 12, 16), (3, 3, 16, 16))
+            m.fit(x, y, batch_size=16, epochs=2, verbose=0)
+            return m.get_weights() + [m.predict(x)]
+        finally:
+            fastnet.set_num_threads(None)
+
+    same_for_all_thread_counts(train)

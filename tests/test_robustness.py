@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import fastnet
-from fastnet.callbacks import CSVLogger, EarlyStopping, ModelCheckpoint, TerminateOnNaN
+from fastnet.callbacks import Callback, CSVLogger, EarlyStopping, ModelCheckpoint, TerminateOnNaN
 from fastnet.layers import Dense, Dropout
 from fastnet.models import Sequential, load_model
 from fastnet.optimizers import SGD
@@ -50,13 +50,26 @@ def test_checkpoint_best_only(tmp_path):
     assert load_model(tmp_path / "best.npz").evaluate(x, y)[1] == pytest.approx(cb.best)
 
 
+class WeightsAtEpochEnd(Callback):
+    def on_train_begin(self, logs=None):
+        self.weights = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.weights.append(self.model.get_weights())
+
+
 def test_early_stopping_restores_best_weights():
     x, y = data()
     fastnet.set_seed(1)
     m = mlp(SGD(lr=0.5))
-    stop = EarlyStopping(monitor="loss", patience=1, min_delta=10.0, restore_best_weights=True)  # never improves enough
-    h = m.fit(x, y, batch_size=16, epochs=10, verbose=0, callbacks=[stop])
+    seen = WeightsAtEpochEnd()  # runs before EarlyStopping: it sees each epoch's own weights
+    # The first epoch is the best; no later one improves by min_delta.
+    stop = EarlyStopping(monitor="loss", patience=1, min_delta=10.0, restore_best_weights=True)
+    h = m.fit(x, y, batch_size=16, epochs=10, verbose=0, callbacks=[seen, stop])
     assert len(h.epoch) == 3 and stop.stopped_epoch == 2  # Keras 2.0: patience non-improving epochs, then stop
+    assert not np.array_equal(seen.weights[0][0], seen.weights[2][0])  # training moved the weights
+    for restored, best in zip(m.get_weights(), seen.weights[0]):
+        np.testing.assert_array_equal(restored, best)
     with pytest.raises(KeyError, match="val_loss"):
         mlp().fit(x, y, epochs=1, verbose=0, callbacks=[EarlyStopping()])
 

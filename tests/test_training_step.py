@@ -26,16 +26,20 @@ def small_net(data_format, optimizer):
     return m
 
 
-def reference_step(model, x_nhwc, y, data_format):
-    """Forward and backward in float64 with the model's current weights; returns (loss, grads)."""
-    wc, bc, w1, b1, w2, b2 = [w.astype(np.float64) for w in model.get_weights()]
-    drop = model.layers[3]
+def dropout_keep(model, step, n):
+    """The mask the Dropout layer (index 3) draws at a training step: keyed by (seed, model, step, layer)."""
+    shape = (n,) + model.layers[3].in_shape
+    stream = (model.model_id << 48) ^ (step << 12) ^ 3
+    return _kernels.random_uniform(int(np.prod(shape)), model.seed, stream).reshape(shape) >= model.layers[3].rate
+
+
+def reference_step(weights, x_nhwc, y, data_format, keep, rate):
+    """Forward and backward of small_net in float64 for these weights and dropout mask: (loss, grads)."""
+    wc, bc, w1, b1, w2, b2 = [w.astype(np.float64) for w in weights]
     z0 = ref.conv2d_forward(x_nhwc, wc, bc, (1, 1), "valid")
     a0 = np.maximum(z0, 0)
     p0, arg = ref.maxpool2d_forward(a0, (2, 2))
-    stream = (model.model_id << 48) ^ (model.step << 12) ^ drop.index
-    keep = _kernels.random_uniform(p0.size, model.seed, stream).reshape(p0.shape) >= drop.rate
-    d0 = ref.dropout_forward(p0, keep, drop.rate)
+    d0 = ref.dropout_forward(p0, keep, rate)
     f = d0.transpose(0, 3, 1, 2) if data_format == "channels_first" else d0  # Keras flattens (C, H, W) then
     f = f.reshape(len(x_nhwc), -1)
     h = np.tanh(f @ w1 + b1)
@@ -48,39 +52,69 @@ def reference_step(model, x_nhwc, y, data_format):
     if data_format == "channels_first":
         n, hh, ww, c = d0.shape
         df = df.reshape(n, c, hh, ww).transpose(0, 2, 3, 1)
-    dd0 = ref.dropout_backward(df.reshape(d0.shape), keep, drop.rate)
+    dd0 = ref.dropout_backward(df.reshape(d0.shape), keep, rate)
     da0 = ref.maxpool2d_backward(dd0, arg, a0.shape)
     dz0 = da0 * (z0 > 0)
     dwc, dbc = ref.conv2d_backward_filter(dz0, x_nhwc, wc.shape[:2])
     return losses.mean(), [dwc, dbc, dw1, db1, dw2, db2]
 
 
+# name: (the fastnet optimizer, its float64 update (param, grad, slots, t) -> (param, *slots), slot count)
 OPTIMIZERS = {
-    "sgd": (lambda: SGD(lr=0.1, momentum=0.9, nesterov=True), lambda p, g, s: ref.sgd_update(p, s[0], g, 0.1, 0.9, True)),
-    "rmsprop": (RMSprop, lambda p, g, s: ref.rmsprop_update(p, s[0], g, 0.001, 0.9, 1e-7)),
-    "adadelta": (Adadelta, lambda p, g, s: ref.adadelta_update(p, s[0], s[1], g, 1.0, 0.95, 1e-7)),
-    "adam": (Adam, lambda p, g, s: ref.adam_update(p, s[0], s[1], g, 0.001, 0.9, 0.999, 1e-7, 1)),
+    "sgd": (lambda: SGD(lr=0.1, momentum=0.9, nesterov=True),
+            lambda p, g, s, t: ref.sgd_update(p, s[0], g, 0.1, 0.9, True), 1),
+    "rmsprop": (RMSprop, lambda p, g, s, t: ref.rmsprop_update(p, s[0], g, 0.001, 0.9, 1e-7), 1),
+    "adadelta": (Adadelta, lambda p, g, s, t: ref.adadelta_update(p, s[0], s[1], g, 1.0, 0.95, 1e-7), 2),
+    "adam": (Adam, lambda p, g, s, t: ref.adam_update(p, s[0], s[1], g, 0.001, 0.9, 0.999, 1e-7, t), 2),
 }
+
+
+def batch(data_format, seed=0):
+    rng = np.random.default_rng(seed)
+    x_nhwc = rng.random((6, 7, 8, 2)).astype(np.float32)
+    x = x_nhwc.transpose(0, 3, 1, 2).copy() if data_format == "channels_first" else x_nhwc
+    return x_nhwc, x, np.eye(4, dtype=np.float32)[rng.integers(0, 4, 6)]
+
+
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+def test_every_gradient_matches_numpy(data_format):
+    """After one train_on_batch, each parameter's gradient against the float64 reference (not the update,
+    which for RMSprop, Adam and Adadelta is about lr * sign(g) whatever |g| is)."""
+    fastnet.set_seed(7)
+    model = small_net(data_format, SGD(lr=0.0))
+    x_nhwc, x, y = batch(data_format)
+    expected_loss, expected = reference_step(model.get_weights(), x_nhwc, y, data_format,
+                                             dropout_keep(model, 0, len(x)), model.layers[3].rate)
+    loss, _ = model.train_on_batch(x, y)
+    assert loss == pytest.approx(expected_loss, rel=1e-5)
+    grads = [g for layer in model.layers for g in layer.grads]
+    names = [f"{layer.name}/{n}" for layer in model.layers for n in layer.weight_names]
+    assert len(grads) == len(expected) == 6
+    for name, g, rg in zip(names, grads, expected):
+        assert np.abs(rg).max() > 1e-3, f"{name}: the test batch gives it no gradient to check"
+        assert_close(g, rg, rtol=1e-4, atol=1e-6 * np.abs(rg).max(), name=f"gradient of {name}")
 
 
 @pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
 @pytest.mark.parametrize("opt", sorted(OPTIMIZERS))
-def test_one_step_matches_numpy(data_format, opt):
+def test_five_steps_match_numpy(data_format, opt):
+    """Five train_on_batch steps (a new dropout mask each) against a float64 training loop from the same
+    initial weights: losses and final weights."""
     fastnet.set_seed(7)
-    make, step = OPTIMIZERS[opt]
+    make, update, n_slots = OPTIMIZERS[opt]
     model = small_net(data_format, make())
-    rng = np.random.default_rng(0)
-    x_nhwc = rng.random((6, 7, 8, 2)).astype(np.float32)
-    x = x_nhwc.transpose(0, 3, 1, 2).copy() if data_format == "channels_first" else x_nhwc
-    y = np.eye(4, dtype=np.float32)[rng.integers(0, 4, 6)]
-    before = model.get_weights()
-    expected_loss, grads = reference_step(model, x_nhwc, y, data_format)
-    loss, _ = model.train_on_batch(x, y)
-    assert loss == pytest.approx(expected_loss, rel=1e-5)
-    n_slots = len(model.optimizer.slot_names)
-    for i, (w0, g, w1) in enumerate(zip(before, grads, model.get_weights())):
-        expected = step(w0.astype(np.float64), g, [np.zeros_like(g)] * n_slots)[0]
-        assert_close(w1, expected, rtol=1e-4, atol=1e-5, name=f"weight {i} after one {opt} step")
+    x_nhwc, x, y = batch(data_format)
+    weights = [w.astype(np.float64) for w in model.get_weights()]
+    slots = [[np.zeros_like(w) for _ in range(n_slots)] for w in weights]
+    for t in range(5):
+        expected_loss, grads = reference_step(weights, x_nhwc, y, data_format, dropout_keep(model, t, len(x)),
+                                              model.layers[3].rate)
+        loss, _ = model.train_on_batch(x, y)
+        assert loss == pytest.approx(expected_loss, rel=1e-4), f"loss at step {t + 1}"
+        for k, (w, g) in enumerate(zip(weights, grads)):
+            weights[k], *slots[k] = update(w, g, slots[k], t + 1)
+    for i, (w, rw) in enumerate(zip(model.get_weights(), weights)):
+        assert_close(w, rw, rtol=1e-4, atol=1e-5, name=f"weight {i} after five {opt} steps")
 
 
 def test_dropout_is_off_at_inference_and_on_in_training():
