@@ -35,6 +35,12 @@ def conv2d_uses_winograd(x_shape, w_shape, strides=(1, 1), padding="valid", conv
     return fn_conv2d_resolve_algo(&s, _algo_code(conv_algo)) == FN_CONV_WINOGRAD
 
 
+def conv2d_workspace_floats(x_shape, w_shape, strides=(1, 1), padding="valid", n_threads=None, conv_algo=None):
+    """Floats of scratch the conv kernels take for this shape, thread count and algorithm."""
+    cdef fn_conv2d_shape s = _conv_shape(tuple(x_shape), tuple(w_shape), strides, padding)
+    return fn_conv2d_workspace(&s, _algo_code(conv_algo), _threads(n_threads))
+
+
 def conv2d_forward(x, w, b=None, strides=(1, 1), padding="valid", activation="linear", out=None, n_threads=None,
                    isa=None, conv_algo=None, workspace=None):
     """out[N, OH, OW, OC] = act(conv(x[N, H, W, C], w[KH, KW, C, OC]) + b[OC])."""
