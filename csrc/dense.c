@@ -7,17 +7,11 @@ int64_t fn_dense_workspace(int64_t N, int64_t I, int64_t O, int n_threads) {
     return fn_max64(ws, fn_gemm_workspace(I, O, N, n_threads));
 }
 
-static void bias_act(float *y, const float *b, int64_t N, int64_t O, int act, int n_threads) {
-    if (!b && act == FN_ACT_LINEAR) return;
-    #pragma omp parallel for schedule(static) num_threads(n_threads)
-    for (int64_t r = 0; r < N; r++) fn_bias_act_rows(y + r * O, O, b, 1, O, act);
-}
-
 int fn_dense_forward(float *y, const float *x, const float *w, const float *b, int64_t N, int64_t I,
                      int64_t O, int act, int isa, float *ws, int n_threads) {
     if (act != FN_ACT_LINEAR && act != FN_ACT_RELU) return FN_EINVAL;
     fn_gemm(0, 0, N, O, I, 1.0f, x, I, w, O, 0.0f, y, O, isa, ws, n_threads);
-    bias_act(y, b, N, O, act, n_threads);
+    if (b || act != FN_ACT_LINEAR) fn_bias_act_forward(y, b, N, O, act, n_threads);
     return FN_OK;
 }
 
@@ -25,7 +19,7 @@ int fn_dense_forward_prepacked(float *y, const float *x, const float *wp, const 
                                int64_t O, int act, int isa, int n_threads) {
     if (act != FN_ACT_LINEAR && act != FN_ACT_RELU) return FN_EINVAL;
     fn_gemm_prepacked(0, N, O, I, 1.0f, x, I, wp, 0.0f, y, O, isa, n_threads);
-    bias_act(y, b, N, O, act, n_threads);
+    if (b || act != FN_ACT_LINEAR) fn_bias_act_forward(y, b, N, O, act, n_threads);
     return FN_OK;
 }
 

@@ -47,10 +47,6 @@ def get_num_threads():
     return _threads(None)
 
 
-def num_threads_is_set():
-    return _num_threads > 0
-
-
 def have_openmp():
     return bool(fn_have_openmp())
 
