@@ -19,6 +19,7 @@ def main():
     p.add_argument("network", choices=["mlp", "cnn"])
     p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     p.add_argument("--out", default=os.path.join("runs", "seeds"))
+    p.add_argument("--json", help="write the figures to this file")
     args = p.parse_args()
     train = os.path.join(os.path.dirname(sys.executable), "fastnet-train")
     accs = []
@@ -34,6 +35,10 @@ def main():
     sd = statistics.stdev(accs) if len(accs) > 1 else 0.0
     print(f"{args.network}: {len(accs)} seeds, mean {statistics.mean(accs):.4f} +- {sd:.4f} (sd), "
           f"min {min(accs):.4f}, max {max(accs):.4f}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"network": args.network, "accuracy": dict(zip(args.seeds, accs)),
+                       "mean": statistics.mean(accs), "sd": sd, "min": min(accs), "max": max(accs)}, f, indent=1)
 
 
 if __name__ == "__main__":

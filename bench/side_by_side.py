@@ -2,14 +2,19 @@
 
     python bench/side_by_side.py --threads 2 --epochs 3            # both networks
     python bench/side_by_side.py --network cnn --epochs 2
+    python bench/side_by_side.py --baseline /tmp/old/site-packages  # also another fastnet build (before/after)
 
 Same architecture, initialization scheme, optimizer, batch size and thread count; data already in memory.
 Each framework runs in a process of its own (their thread pools otherwise disturb each other: PyTorch's
 threads keep spinning after its epoch), and the two take turns, epoch by epoch, with a pause between turns (--pause, 2 s).
 Prints per-epoch times, medians, images/s, the ratio, and effective GFLOP/s (the work of direct convolutions;
 see common.py) as a fraction of this machine's measured fp32 GEMM peak. PyTorch is optional (pip install torch==2.13.0); without it only fastnet is timed.
+--baseline names a folder holding another build of fastnet (a site-packages, or a source tree's src/ with its
+extension built in place): it runs as a third contestant, so a change is measured before and after in one run.
+--json writes the figures (bench/report.py reads them).
 """
 import argparse
+import json
 import multiprocessing as mp
 import os
 import sys
@@ -20,20 +25,22 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
 
 
-def worker(framework, network, threads, batch_size, conn):
+def worker(framework, network, threads, batch_size, conn, baseline=None):
     """Load the data and the model, then answer 'epoch' and 'predict' with the seconds each took."""
     os.environ.setdefault("FASTNET_NUM_THREADS", str(threads))
+    if framework == "baseline":
+        sys.path.insert(0, baseline)
     import fastnet
     from fastnet import networks
 
     (x, y), (xt, yt) = common.mnist(network)
-    if framework == "fastnet":
+    if framework in ("fastnet", "baseline"):
         fastnet.set_num_threads(threads)
         fastnet.set_seed(0)
         model = networks.mlp() if network == "mlp" else networks.cnn()
         epoch = lambda: model.fit(x, y, batch_size=batch_size, epochs=1, verbose=0)  # noqa: E731
         predict = lambda: model.predict(xt, batch_size=batch_size)  # noqa: E731
-        about = fastnet.info()
+        about = f"{framework}: {fastnet.info()} ({os.path.dirname(os.path.dirname(fastnet.__file__))})"
     else:
         import torch
 
@@ -57,11 +64,12 @@ def worker(framework, network, threads, batch_size, conn):
 
 
 class Worker:
-    def __init__(self, framework, network, threads, batch_size, pause):
+    def __init__(self, framework, network, threads, batch_size, pause, baseline=None):
         self.pause = pause
         ctx = mp.get_context("spawn")
         self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=worker, args=(framework, network, threads, batch_size, child), daemon=True)
+        self.proc = ctx.Process(target=worker, args=(framework, network, threads, batch_size, child, baseline),
+                                daemon=True)
         self.proc.start()
         _, self.about, self.n_train, self.n_test = self.conn.recv()
 
@@ -81,9 +89,10 @@ def describe(name, seconds, flop_per_image, count, peak):
             f"{gflops / peak:5.1%} of peak")
 
 
-def run(network, epochs, batch_size, threads, peak, use_torch, pause):
-    names = ["fastnet"] + (["torch"] if use_torch else [])
-    workers = {name: Worker(name, network, threads, batch_size, pause) for name in names}
+def run(network, epochs, batch_size, threads, peak, use_torch, pause, baseline=None):
+    """Prints the comparison and returns its figures: per framework, epoch and inference seconds."""
+    names = ["fastnet"] + (["baseline"] if baseline else []) + (["torch"] if use_torch else [])
+    workers = {name: Worker(name, network, threads, batch_size, pause, baseline) for name in names}
     n, n_test = workers["fastnet"].n_train, workers["fastnet"].n_test
     train_flop, infer_flop = common.FLOPS[network]
     print(f"\n== {network}: {epochs} epochs of {n} images, batch {batch_size}, {threads} threads ==")
@@ -111,8 +120,15 @@ def run(network, epochs, batch_size, threads, peak, use_torch, pause):
         print(describe(name, pmed[name], infer_flop, n_test, peak))
     if use_torch:
         print(f"  fastnet / torch time: {pmed['fastnet'] / pmed['torch']:.2f}")
+    if baseline:
+        print(f"  fastnet / baseline: epoch {med['fastnet'] / med['baseline']:.3f}, "
+              f"inference {pmed['fastnet'] / pmed['baseline']:.3f}")
+    about = {name: w.about for name, w in workers.items()}
     for w in workers.values():
         w.close()
+    return {"epochs": epochs, "batch_size": batch_size, "threads": threads, "images": n, "test_images": n_test,
+            "train_flop_per_image": train_flop, "about": about, "epoch_seconds": times, "predict_seconds": pred,
+            "epoch_median": med, "predict_median": pmed}
 
 
 def main():
@@ -126,13 +142,20 @@ def main():
     p.add_argument("--no-torch", action="store_true")
     p.add_argument("--pause", type=float, default=2.0,
                    help="seconds between turns, for the other framework's spinning threads to go idle")
+    p.add_argument("--baseline", help="a folder holding another fastnet build, timed as a third contestant")
+    p.add_argument("--json", help="write the figures to this file")
     args = p.parse_args()
     use_torch = common.torch_available() and not args.no_torch
     peak, parts = common.measured_peak(args.threads)
     print(f"{common.cpu_name()}, {os.cpu_count()} CPUs")
     print("measured fp32 GEMM peak (2048^3, best of 3): " + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in parts.items()))
+    results = {"peak_gflops": parts, "torch": use_torch, "networks": {}}
     for network in (["mlp", "cnn"] if args.network == "both" else [args.network]):
-        run(network, args.epochs, args.batch_size, args.threads, peak, use_torch, args.pause)
+        results["networks"][network] = run(network, args.epochs, args.batch_size, args.threads, peak, use_torch,
+                                           args.pause, args.baseline)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=1)
 
 
 if __name__ == "__main__":

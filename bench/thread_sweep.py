@@ -5,6 +5,7 @@ the same weights bit for bit.
     python bench/thread_sweep.py --threads 1 2 4 8 16 --steps 40 --repeats 3
 """
 import argparse
+import json
 import os
 import sys
 import time
@@ -43,7 +44,10 @@ def main():
     p.add_argument("--network", choices=["mlp", "cnn", "both"], default="both")
     p.add_argument("--repeats", type=int, default=3,
                    help="rounds over all thread counts; each point is the median (default %(default)s)")
+    p.add_argument("--json", help="write the figures to this file")
     args = p.parse_args()
+    results = {"cpus": cpus, "steps": args.steps, "batch_size": args.batch_size, "repeats": args.repeats,
+               "networks": {}}
     print(f"{common.cpu_name()}, {cpus} CPUs; {fastnet.info()}")
     for network in (["mlp", "cnn"] if args.network == "both" else [args.network]):
         flop = common.FLOPS[network][0]
@@ -63,6 +67,11 @@ def main():
             ips = common.median(rates[t])
             print(f"{t:7d} {ips:10,.0f} {ips * flop / 1e9:8.1f} {ips / base:8.2f} {ips / base / t:10.0%}  {same[t]}",
                   flush=True)
+        results["networks"][network] = {"images_per_s": {t: common.median(rates[t]) for t in args.threads},
+                                        "same_weights": same}
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=1)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,82 @@
+"""Where a training step goes: each step of the model's execution plan, forward and backward, timed alone.
+
+    python bench/profile_steps.py cnn            # median ms per plan step over 20 batches of 128
+    python bench/profile_steps.py mlp --json out.json
+
+The plan's steps are the kernel calls a training step makes (fastnet.plan); the loss and the optimizer update
+are timed as two more rows. Timing each call separately adds a little overhead: the total is a bit above an
+uninterrupted step.
+"""
+import argparse
+import json
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import numpy as np  # noqa: E402
+
+import common  # noqa: E402
+import fastnet  # noqa: E402
+from fastnet import networks  # noqa: E402
+
+
+def profile(network, batches=20, batch_size=128):
+    fastnet.set_seed(0)
+    model = networks.mlp() if network == "mlp" else networks.cnn()
+    rng = np.random.default_rng(0)
+    shape = (784,) if network == "mlp" else (28, 28, 1)
+    x = rng.random((batch_size,) + shape, dtype=np.float32)
+    y = np.eye(10, dtype=np.float32)[rng.integers(0, 10, batch_size)]
+    plan, ctx = model._begin_call(batch_size)
+    rows = {f"{s.describe()} forward": [] for s in plan.steps}
+    rows.update({f"{s.describe()} backward": [] for s in plan.steps})
+    rows.update({"loss forward + backward": [], f"{type(model.optimizer).__name__} update": []})
+    for b in range(batches + 2):  # two warm-up batches
+        times = {}
+        step_ctx = ctx.at_step(b)
+        h = x
+        for i, s in enumerate(plan.steps):
+            t = time.perf_counter()
+            h = plan._forward(i, s, step_ctx, h, batch_size, True)
+            times[f"{s.describe()} forward"] = time.perf_counter() - t
+        t = time.perf_counter()
+        probs, loss, dout = plan.loss_arrays(batch_size, 10)
+        model._loss.forward(h, y, probs, loss, n_threads=ctx.n_threads)
+        grad = model._loss.backward(h, probs, y, dout, n_threads=ctx.n_threads)
+        times["loss forward + backward"] = time.perf_counter() - t
+        for i in range(len(plan.steps) - 1, -1, -1):
+            s = plan.steps[i]
+            t = time.perf_counter()
+            grad = plan._backward(i, s, step_ctx, grad, batch_size, need_dx=i > 0)
+            times[f"{s.describe()} backward"] = time.perf_counter() - t
+        t = time.perf_counter()
+        model.optimizer.apply(model._params, model._grads, n_threads=ctx.n_threads)
+        times[f"{type(model.optimizer).__name__} update"] = time.perf_counter() - t
+        if b >= 2:
+            for k, v in times.items():
+                rows[k].append(v)
+    ms = {k: 1000 * common.median(v) for k, v in rows.items()}
+    return {"network": network, "batch_size": batch_size, "batches": batches, "threads": ctx.n_threads,
+            "isa": ctx.isa, "ms": ms, "total_ms": sum(ms.values())}
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("network", choices=["mlp", "cnn"])
+    p.add_argument("--batches", type=int, default=20)
+    p.add_argument("--json", help="write the figures to this file")
+    args = p.parse_args()
+    result = profile(args.network, args.batches)
+    print(f"{common.cpu_name()}; {fastnet.info()}")
+    for k, v in result["ms"].items():
+        print(f"{v:8.3f} ms  {k}")
+    print(f"{result['total_ms']:8.3f} ms  total per batch of {result['batch_size']}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()

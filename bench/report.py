@@ -1,0 +1,303 @@
+"""Every figure that README.md and bench/README.md publish, measured and written by this one script.
+
+    python bench/report.py                          # every section (about an hour on 2 cores)
+    python bench/report.py accuracy seeds           # some sections
+    python bench/report.py --render                 # only rewrite the Markdown from bench/results/*.json
+    python bench/report.py side_by_side --baseline DIR   # with another fastnet build timed beside this one
+
+Each section runs the script that measures it, stores the figures with the commit, date, CPU model and flags
+and thread count in bench/results/<section>.json, and renders its table into README.md and bench/README.md
+between the markers <!-- report:<section> --> and <!-- /report:<section> -->. No figure inside those markers is
+typed by hand; a section that was not run keeps its last table. Needs FASTNET_DATA (real MNIST) for accuracy,
+seeds, side_by_side and memory, and PyTorch (pip install torch==2.13.0) for the side-by-side baseline.
+"""
+import argparse
+import datetime
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+RESULTS = os.path.join(HERE, "results")
+sys.path.insert(0, HERE)
+
+import common  # noqa: E402
+
+BIN = os.path.dirname(sys.executable)
+SEEDS = {"mlp": [1, 2, 3, 4, 5], "cnn": [1, 2, 3]}
+ARTICLE = {"mlp": 0.9843, "cnn": 0.9914}
+RECIPE = {"mlp": "MLP 784-512-512-10, RMSprop, 20 epochs", "cnn": "CNN conv-conv-pool-dense, Adadelta, 12 epochs"}
+
+
+# ---- measuring ----
+
+def run_json(cmd):
+    """Run a measuring script with --json TMP and return what it wrote (its output goes to the terminal)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "out.json")
+        subprocess.run(cmd + ["--json", path], check=True, cwd=ROOT)
+        with open(path) as f:
+            return json.load(f)
+
+
+def script(name):
+    return [sys.executable, os.path.join(HERE, name)]
+
+
+def measure_accuracy(args):
+    out = {}
+    for network in ("mlp", "cnn"):
+        folder = os.path.join(ROOT, "runs", "report", network)
+        subprocess.run([os.path.join(BIN, "fastnet-train"), network, "--out", folder, "--verbose", "0"], check=True,
+                       cwd=ROOT)
+        with open(os.path.join(folder, "history.json")) as f:
+            out[network] = json.load(f)
+    return out
+
+
+def measure_seeds(args):
+    return {network: run_json(script("seed_spread.py") + [network, "--seeds", *map(str, seeds),
+                                                           "--out", os.path.join(ROOT, "runs", "seeds")])
+            for network, seeds in SEEDS.items()}
+
+
+def measure_side_by_side(args):
+    return run_json(script("side_by_side.py") + ["--epochs", "3"] +
+                    (["--baseline", args.baseline] if args.baseline else []))
+
+
+def measure_threads(args):
+    return run_json(script("thread_sweep.py") + ["--steps", "100", "--repeats", "3"])
+
+
+def measure_profile(args):
+    return {network: run_json(script("profile_steps.py") + [network]) for network in ("cnn", "mlp")}
+
+
+def measure_conv_paths(args):
+    return run_json(script("conv_paths.py"))
+
+
+def measure_memory(args):
+    return run_json(script("memory.py"))
+
+
+def measure_kernels(args):
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "bench.json")
+        subprocess.run([sys.executable, "-m", "pytest", "-q", os.path.join(HERE, "test_bench_kernels.py"),
+                        f"--benchmark-json={path}", "--benchmark-columns=median"], check=True, cwd=ROOT)
+        with open(path) as f:
+            data = json.load(f)
+    return {b["name"]: {"median_ms": 1000 * b["stats"]["median"], **b.get("extra_info", {})} for b in data["benchmarks"]}
+
+
+SECTIONS = {"accuracy": measure_accuracy, "seeds": measure_seeds, "side_by_side": measure_side_by_side,
+            "threads": measure_threads, "profile": measure_profile, "conv_paths": measure_conv_paths,
+            "memory": measure_memory, "kernels": measure_kernels}
+
+
+def meta():
+    import fastnet
+
+    def git(*a):
+        return subprocess.run(["git", *a], capture_output=True, text=True, cwd=ROOT).stdout.strip()
+
+    flags = set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = set(next(line for line in f if line.startswith("flags")).split(":", 1)[1].split())
+    except (OSError, StopIteration):
+        pass
+    return {"commit": git("rev-parse", "--short", "HEAD") + ("+changes" if git("status", "--porcelain", "-uno") else ""),
+            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "cpu": common.cpu_name(), "cpus": len(os.sched_getaffinity(0)),
+            "flags": sorted(flags & {"avx2", "fma", "avx512f", "avx512_bf16", "amx_tile"}),
+            "threads": fastnet.get_num_threads(), "isa": fastnet._kernels.get_isa(), "fastnet": fastnet.__version__}
+
+
+# ---- rendering ----
+
+def load(section):
+    path = os.path.join(RESULTS, section + ".json")
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+def provenance(section, record):
+    m = record["meta"]
+    return (f"*Written by `python bench/report.py {section}` on {m['date']}: {m['cpu']} ({', '.join(m['flags'])}), "
+            f"{m['threads']} threads, GEMM path {m['isa']}, commit {m['commit']}.*")
+
+
+def table(header, rows):
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(str(c) for c in row) + " |" for row in rows])
+
+
+def pct(x):
+    return f"{100 * x:.2f} %"
+
+
+def render_results():
+    acc, seeds, sbs = load("accuracy"), load("seeds"), load("side_by_side")
+    if not acc:
+        return None
+    rows = []
+    for net in ("mlp", "cnn"):
+        a = acc["data"][net]
+        spread = ""
+        if seeds and net in seeds["data"]:
+            s = seeds["data"][net]
+            spread = (f"seeds {min(map(int, s['accuracy']))}-{max(map(int, s['accuracy']))}: {pct(s['mean'])} "
+                      f"± {100 * s['sd']:.2f} (sd), {pct(s['min'])}-{pct(s['max'])}")
+        epoch = torch = ""
+        if sbs and net in sbs["data"]["networks"]:
+            n = sbs["data"]["networks"][net]
+            epoch = f"**{n['epoch_median']['fastnet']:.2f} s**"
+            torch = f"{n['epoch_median']['torch']:.2f} s" if "torch" in n["epoch_median"] else "not installed"
+        rows.append([RECIPE[net], f"`fastnet-train {net}`", f"**{pct(a['test_accuracy'])}** (loss {a['test_loss']:.4f})",
+                     spread, pct(ARTICLE[net]), epoch, torch])
+    text = table(["network", "command", f"test accuracy, default seed {acc['data']['mlp']['seed']}", "over other seeds",
+                  "the article", "training epoch (median)", "PyTorch epoch, same machine"], rows)
+    whole = ", ".join(f"{net.upper()} {acc['data'][net]['train_seconds']:.0f} s" for net in ("mlp", "cnn"))
+    text += (f"\n\nWhole `fastnet-train` runs (training with validation on the 10,000 test images after every epoch): "
+             f"{whole}.\n\n{provenance('accuracy', acc)}")
+    for name, rec in (("seeds", seeds), ("side_by_side", sbs)):
+        if rec:
+            text += "\n" + provenance(name, rec)
+    return text
+
+
+def render_side_by_side():
+    rec = load("side_by_side")
+    if not rec:
+        return None
+    rows = []
+    for net, n in rec["data"]["networks"].items():
+        names = list(n["epoch_median"])
+        for what, key, count in (("training epoch", "epoch_median", n["images"]),
+                                 ("inference, 10,000 images", "predict_median", n["test_images"])):
+            med = n[key]
+            cells = [f"{med[k]:.3f} s ({count / med[k]:,.0f} img/s)" for k in names]
+            ratios = [f"{med['fastnet'] / med[k]:.2f}" for k in names if k != "fastnet"]
+            rows.append([net.upper(), what] + cells + ratios)
+    names = list(next(iter(rec["data"]["networks"].values()))["epoch_median"])
+    header = ["network", "what"] + names + [f"fastnet / {k} time" for k in names if k != "fastnet"]
+    per_epoch = "; ".join(
+        f"{net.upper()} " + ", ".join(f"{k} " + " / ".join(f"{t:.2f}" for t in v) for k, v in n["epoch_seconds"].items())
+        for net, n in rec["data"]["networks"].items())
+    peak = ", ".join(f"{k} {v:.0f}" for k, v in rec["data"]["peak_gflops"].items())
+    about = "; ".join(sorted({a for n in rec["data"]["networks"].values() for a in n["about"].values()}))
+    return (table(header, rows) + f"\n\nPer-epoch seconds: {per_epoch}. Measured fp32 GEMM peak (2048³): {peak} "
+            f"GFLOP/s. Contestants: {about}.\n\n{provenance('side_by_side', rec)}")
+
+
+def render_threads():
+    rec = load("threads")
+    if not rec:
+        return None
+    d = rec["data"]
+    counts = list(next(iter(d["networks"].values()))["images_per_s"])
+    rows = []
+    for net, n in d["networks"].items():
+        base = n["images_per_s"][counts[0]]
+        rows.append([net.upper()] + [f"{n['images_per_s'][t]:,.0f} img/s ({n['images_per_s'][t] / base:.2f}x)"
+                                     for t in counts] + ["yes" if all(n["same_weights"].values()) else "**no**"])
+    return (table(["network"] + [f"{t} thread{'s' * (t != '1')}" for t in counts] + ["same weights, every count"], rows)
+            + f"\n\n{d['steps']} steps of batch {d['batch_size']} per point, median of {d['repeats']} rounds.\n\n"
+            + provenance("threads", rec))
+
+
+def render_profile():
+    rec = load("profile")
+    if not rec:
+        return None
+    parts = []
+    for net, p in rec["data"].items():
+        rows = [[k, f"{v:.3f}"] for k, v in p["ms"].items()] + [["total", f"**{p['total_ms']:.2f}**"]]
+        parts.append(f"{net.upper()}, per batch of {p['batch_size']} (median of {p['batches']}):\n\n" +
+                     table(["plan step", "ms"], rows))
+    return "\n\n".join(parts) + "\n\n" + provenance("profile", rec)
+
+
+def render_conv_paths():
+    rec = load("conv_paths")
+    if not rec:
+        return None
+    rows = [[path.replace("/", " / ")] + [f"{v:.3f}" for v in ms.values()] + [f"**{sum(ms.values()):.3f}**"]
+            for path, ms in rec["data"]["ms"].items()]
+    first = next(iter(rec["data"]["ms"].values()))
+    return (table(["ISA / algorithm"] + [f"{k} ms" for k in first] + ["total ms"], rows) +
+            f"\n\nconv2 (26x26x32 → 24x24x32, 3x3), batch {rec['data']['batch']}, median of 5 per pass.\n\n" +
+            provenance("conv_paths", rec))
+
+
+def render_memory():
+    rec = load("memory")
+    if not rec:
+        return None
+    rows = [[net.upper(), f"{m['data_loaded']:.0f}", f"{m['after_training_epoch']:.0f}", f"{m['plan_training_mib']:.1f}",
+             f"{m['after_predict_batch_128']:.0f}", f"{m['after_predict_one_batch']:.0f}",
+             f"{m['plan_predict_one_batch_mib']:.1f}"] for net, m in rec["data"].items()]
+    return (table(["network", "peak RSS, data loaded (MiB)", "after a training epoch", "plan's memory in training",
+                   "after predict (batch 128)", "after predict (one batch of 10,000)", "plan's memory then"], rows)
+            + "\n\n" + provenance("memory", rec))
+
+
+def render_kernels():
+    rec = load("kernels")
+    if not rec:
+        return None
+    rows = [[f"`{name}`", f"{b['median_ms']:.3f} ms", b.get("GFLOP/s", "")] for name, b in rec["data"].items()]
+    return table(["benchmark", "median", "GFLOP/s"], rows) + "\n\n" + provenance("kernels", rec)
+
+
+RENDER = {"results": render_results, "side_by_side": render_side_by_side, "threads": render_threads,
+          "profile": render_profile, "conv_paths": render_conv_paths, "memory": render_memory,
+          "kernels": render_kernels}
+
+
+def render_file(path):
+    with open(path) as f:
+        text = f.read()
+
+    def fill(match):
+        block = RENDER[match.group(1)]()
+        return match.group(0) if block is None else f"<!-- report:{match.group(1)} -->\n{block}\n<!-- /report:{match.group(1)} -->"
+
+    new = re.sub(r"<!-- report:(\w+) -->.*?<!-- /report:\1 -->", fill, text, flags=re.S)
+    if new != text:
+        tmp = path + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(new)
+        os.replace(tmp, path)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("sections", nargs="*", choices=[[]] + list(SECTIONS), help="default: all")
+    p.add_argument("--render", action="store_true", help="only rewrite the Markdown from the stored results")
+    p.add_argument("--baseline", help="side_by_side: a folder holding another fastnet build")
+    args = p.parse_args()
+    if not args.render:
+        os.makedirs(RESULTS, exist_ok=True)
+        for section in args.sections or list(SECTIONS):
+            print(f"== {section}", flush=True)
+            record = {"meta": meta(), "data": SECTIONS[section](args)}
+            tmp = os.path.join(RESULTS, section + ".json.tmp")
+            with open(tmp, "w") as f:
+                json.dump(record, f, indent=1)
+            os.replace(tmp, os.path.join(RESULTS, section + ".json"))
+    for path in (os.path.join(ROOT, "README.md"), os.path.join(HERE, "README.md")):
+        render_file(path)
+
+
+if __name__ == "__main__":
+    main()
