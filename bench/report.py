@@ -3,7 +3,7 @@
     python bench/report.py                          # every section (about an hour on 2 cores)
     python bench/report.py accuracy seeds           # some sections
     python bench/report.py --render                 # only rewrite the Markdown from bench/results/*.json
-    python bench/report.py side_by_side --baseline DIR   # with another fastnet build timed beside this one
+    python bench/report.py side_by_side --baseline PYTHON   # with another fastnet build timed beside this one
 
 Each section runs the script that measures it, stores the figures with the commit, date, CPU model and flags
 and thread count in bench/results/<section>.json, and renders its table into README.md and bench/README.md
@@ -284,7 +284,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("sections", nargs="*", choices=[[]] + list(SECTIONS), help="default: all")
     p.add_argument("--render", action="store_true", help="only rewrite the Markdown from the stored results")
-    p.add_argument("--baseline", help="side_by_side: a folder holding another fastnet build")
+    p.add_argument("--baseline", help="side_by_side: a Python with another fastnet build installed")
     args = p.parse_args()
     if not args.render:
         os.makedirs(RESULTS, exist_ok=True)

@@ -2,21 +2,21 @@
 
     python bench/side_by_side.py --threads 2 --epochs 3            # both networks
     python bench/side_by_side.py --network cnn --epochs 2
-    python bench/side_by_side.py --baseline /tmp/old/site-packages  # also another fastnet build (before/after)
+    python bench/side_by_side.py --baseline /tmp/old-venv/bin/python  # also another fastnet build (before/after)
 
 Same architecture, initialization scheme, optimizer, batch size and thread count; data already in memory.
 Each framework runs in a process of its own (their thread pools otherwise disturb each other: PyTorch's
 threads keep spinning after its epoch), and the two take turns, epoch by epoch, with a pause between turns (--pause, 2 s).
 Prints per-epoch times, medians, images/s, the ratio, and effective GFLOP/s (the work of direct convolutions;
 see common.py) as a fraction of this machine's measured fp32 GEMM peak. PyTorch is optional (pip install torch==2.13.0); without it only fastnet is timed.
---baseline names a folder holding another build of fastnet (a site-packages, or a source tree's src/ with its
-extension built in place): it runs as a third contestant, so a change is measured before and after in one run.
+--baseline names a Python interpreter (a virtual environment's) with another build of fastnet installed: it runs
+as a third contestant, so a change is measured before and after in one run.
 --json writes the figures (bench/report.py reads them).
 """
 import argparse
 import json
-import multiprocessing as mp
 import os
+import subprocess
 import sys
 import time
 
@@ -25,22 +25,24 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
 
 
-def worker(framework, network, threads, batch_size, conn, baseline=None):
-    """Load the data and the model, then answer 'epoch' and 'predict' with the seconds each took."""
+def serve(framework, network, threads, batch_size):
+    """The worker process: load the data and the model, then answer 'epoch' and 'predict' (one line each on
+    stdin) with the seconds each took (a 'RESULT <json>' line on stdout)."""
     os.environ.setdefault("FASTNET_NUM_THREADS", str(threads))
-    if framework == "baseline":
-        sys.path.insert(0, baseline)
     import fastnet
     from fastnet import networks
 
+    def answer(value):
+        print("RESULT " + json.dumps(value), flush=True)
+
     (x, y), (xt, yt) = common.mnist(network)
-    if framework in ("fastnet", "baseline"):
+    if framework == "fastnet":
         fastnet.set_num_threads(threads)
         fastnet.set_seed(0)
         model = networks.mlp() if network == "mlp" else networks.cnn()
         epoch = lambda: model.fit(x, y, batch_size=batch_size, epochs=1, verbose=0)  # noqa: E731
         predict = lambda: model.predict(xt, batch_size=batch_size)  # noqa: E731
-        about = f"{framework}: {fastnet.info()} ({os.path.dirname(os.path.dirname(fastnet.__file__))})"
+        about = f"{fastnet.info()} ({os.path.dirname(os.path.dirname(fastnet.__file__))})"
     else:
         import torch
 
@@ -53,34 +55,47 @@ def worker(framework, network, threads, batch_size, conn, baseline=None):
         epoch = lambda: common.torch_epoch(model, opt, tx, ty, batch_size)  # noqa: E731
         predict = lambda: common.torch_predict(model, txt, batch_size)  # noqa: E731
         about = f"torch {torch.__version__}, {torch.get_num_threads()} threads"
-    conn.send(("ready", about, x.shape[0], xt.shape[0]))
-    while True:
-        command = conn.recv()
+    answer([about, x.shape[0], xt.shape[0]])
+    for command in sys.stdin:
+        command = command.strip()
         if command == "quit":
             return
         t = time.perf_counter()
         epoch() if command == "epoch" else predict()
-        conn.send(time.perf_counter() - t)
+        answer(time.perf_counter() - t)
 
 
 class Worker:
-    def __init__(self, framework, network, threads, batch_size, pause, baseline=None):
+    """One contestant in a process of its own: fastnet or torch under this Python, or fastnet under the
+    baseline's Python (another build)."""
+
+    def __init__(self, name, network, threads, batch_size, pause, baseline=None):
         self.pause = pause
-        ctx = mp.get_context("spawn")
-        self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=worker, args=(framework, network, threads, batch_size, child, baseline),
-                                daemon=True)
-        self.proc.start()
-        _, self.about, self.n_train, self.n_test = self.conn.recv()
+        python = baseline if name == "baseline" else sys.executable
+        framework = "torch" if name == "torch" else "fastnet"
+        self.proc = subprocess.Popen([python, os.path.abspath(__file__), "--serve", framework, "--network", network,
+                                      "--threads", str(threads), "--batch-size", str(batch_size)],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=os.getcwd())
+        self.about, self.n_train, self.n_test = self._read()
+        self.about = f"{name}: {self.about}"
+
+    def _read(self):
+        for line in self.proc.stdout:
+            if line.startswith("RESULT "):
+                return json.loads(line[7:])
+            print("  | " + line.rstrip())
+        raise RuntimeError(f"the worker exited with status {self.proc.wait()}")
 
     def run(self, command):
         time.sleep(self.pause)  # let the other framework's threads go idle
-        self.conn.send(command)
-        return self.conn.recv()
+        self.proc.stdin.write(command + "\n")
+        self.proc.stdin.flush()
+        return self._read()
 
     def close(self):
-        self.conn.send("quit")
-        self.proc.join(timeout=30)
+        self.proc.stdin.write("quit\n")
+        self.proc.stdin.flush()
+        self.proc.wait(timeout=30)
 
 
 def describe(name, seconds, flop_per_image, count, peak):
@@ -142,9 +157,12 @@ def main():
     p.add_argument("--no-torch", action="store_true")
     p.add_argument("--pause", type=float, default=2.0,
                    help="seconds between turns, for the other framework's spinning threads to go idle")
-    p.add_argument("--baseline", help="a folder holding another fastnet build, timed as a third contestant")
+    p.add_argument("--baseline", help="a Python with another fastnet build installed, timed as a third contestant")
     p.add_argument("--json", help="write the figures to this file")
+    p.add_argument("--serve", choices=["fastnet", "torch"], help=argparse.SUPPRESS)  # a worker process
     args = p.parse_args()
+    if args.serve:
+        return serve(args.serve, args.network, args.threads, args.batch_size)
     use_torch = common.torch_available() and not args.no_torch
     peak, parts = common.measured_peak(args.threads)
     print(f"{common.cpu_name()}, {os.cpu_count()} CPUs")

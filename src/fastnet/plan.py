@@ -19,6 +19,7 @@ The plan owns the memory it runs in: activation buffers sized for one batch capa
 first rows of each), and the kernels' workspace. A model builds a new plan whenever its structure, its loss or
 the convolution algorithm changes; layers never see the plan, the model or each other.
 """
+import copy
 import dataclasses
 from dataclasses import dataclass
 
@@ -51,7 +52,9 @@ class StepContext:
         object.__setattr__(self, "conv", {**gemm, "conv_algo": self.conv_algo})
 
     def at_step(self, step):
-        return dataclasses.replace(self, step=step)
+        ctx = copy.copy(self)  # dataclasses.replace would run __init__ again: 10x slower, once per batch
+        object.__setattr__(ctx, "step", step)
+        return ctx
 
     def dropout_stream(self, layer_index):
         """The random stream of a Dropout layer's mask at this training step."""
@@ -152,17 +155,22 @@ class Buffers:
     def __init__(self):
         self.capacity = 0
         self._arrays = {}
+        self._views = {}  # (key, n) -> the first n rows of the array: made once per batch size, not per batch
 
     def reserve(self, n, shrink=False):
         if n > self.capacity or (shrink and n < self.capacity):
+            self._views.clear()
             self._arrays.clear()
             self.capacity = n
 
     def get(self, key, tail, n, dtype=np.float32):
-        arr = self._arrays.get(key)
-        if arr is None:
-            arr = self._arrays[key] = np.empty((self.capacity,) + tuple(tail), dtype=dtype)
-        return arr[:n]
+        view = self._views.get((key, n))
+        if view is None:
+            arr = self._arrays.get(key)
+            if arr is None:
+                arr = self._arrays[key] = np.empty((self.capacity,) + tuple(tail), dtype=dtype)
+            view = self._views[(key, n)] = arr[:n]
+        return view
 
     @property
     def nbytes(self):
