@@ -288,9 +288,10 @@ def main():
     args = p.parse_args()
     if not args.render:
         os.makedirs(RESULTS, exist_ok=True)
+        about = meta()  # the code as the run starts: edits made while it runs do not change what it measures
         for section in args.sections or list(SECTIONS):
             print(f"== {section}", flush=True)
-            record = {"meta": meta(), "data": SECTIONS[section](args)}
+            record = {"meta": {**about, "date": meta()["date"]}, "data": SECTIONS[section](args)}
             tmp = os.path.join(RESULTS, section + ".json.tmp")
             with open(tmp, "w") as f:
                 json.dump(record, f, indent=1)

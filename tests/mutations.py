@@ -1,0 +1,114 @@
+"""Break fastnet on purpose, one way at a time, and see which tests fail: a test earns its place by failing.
+
+    python tests/mutations.py                 # every mutation (rebuilds the extension for each C one)
+    python tests/mutations.py dense_db tanh   # some
+    python tests/mutations.py --list
+
+Each mutation is one textual change to a source file (a dropped term, a zeroed gradient, a wrong constant, a
+thread-dependent reduction). The script applies it, rebuilds in place (pip install --no-build-isolation -e, with
+a build folder of its own), runs the test suite (FASTNET_DATA must be set for the real-data tests), records the
+tests that failed, and restores the file. A mutation no test catches is reported as SURVIVED. Not collected by
+pytest (the file name does not start with test_).
+"""
+import argparse
+import os
+import re
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# name: (file, original text, broken text, what it breaks)
+MUTATIONS = {
+    "dense_db": ("csrc/dense.c", "    if (db) fn_bias_backward(db, dy, N, O, n_threads);", "",
+                 "dense backward: the bias gradient is never written"),
+    "conv_im2col_db": ("csrc/conv2d.c", "for (int64_t o = 0; o < OC; o++) pb[o] += dyt[r * OC + o];",
+                       "for (int64_t o = 0; o < OC; o++) pb[o] += 0.0f * dyt[r * OC + o];",
+                       "im2col filter gradient: the bias gradient is zero"),
+    "conv_relu_mask": ("csrc/conv2d.c", "if (relu_x) relu_mask(dxn, relu_x + n * image, image);", "",
+                       "im2col data gradient: the previous ReLU's mask is not applied"),
+    "winograd_last_chunk": ("csrc/conv2d_winograd.c", "for (int64_t ch = 1; ch < nch; ch++) sum += partials[ch * psize + i];",
+                            "for (int64_t ch = 1; ch < nch - 1; ch++) sum += partials[ch * psize + i];",
+                            "Winograd filter gradient: the last chunk of images is dropped"),
+    "winograd_no_flip": ("csrc/conv2d_winograd.c", "run_pass(dx, NULL, dy, w, 1, NULL,", "run_pass(dx, NULL, dy, w, 0, NULL,",
+                         "Winograd data gradient: the kernel is not flipped"),
+    "winograd_thread_chunks": ("csrc/conv2d_winograd.c", "nch = grad_chunks(s), psize",
+                               "nch = fn_min64(grad_chunks(s), n_threads + 1), psize",
+                               "Winograd filter gradient: the chunks depend on the thread count (not deterministic)"),
+    "xent_tsum": ("csrc/softmax_xent.c", "dlogits[r * C + j] = scale * (p[j] * tsum - t[j]);",
+                  "dlogits[r * C + j] = scale * (p[j] - t[j] * tsum * 0.5f);", "softmax cross-entropy backward: a wrong term"),
+    "dropout_scale": ("csrc/dropout.c", "for (int64_t i = 0; i < n; i++) dx[i] = keep[i] ? dy[i] * scale : 0.0f;",
+                      "for (int64_t i = 0; i < n; i++) dx[i] = keep[i] ? dy[i] : 0.0f;",
+                      "dropout backward: the 1/(1 - rate) scale is dropped"),
+    "tanh": ("csrc/activations.c", "dx[i] = dy[i] * (1.0f - y[i] * y[i]);", "dx[i] = dy[i] * (1.0f - y[i]);",
+             "tanh backward: a wrong derivative"),
+    "adadelta_d": ("csrc/optim.c", "d[i] = rho * d[i] + (1.0f - rho) * u * u;", "d[i] = rho * d[i];",
+                   "Adadelta: the delta accumulator never grows"),
+    "rmsprop_rho": ("csrc/optim.c", "const float ai = rho * a[i] + (1.0f - rho) * g[i] * g[i];\n        a[i] = ai;\n        p[i]",
+                    "const float ai = (1.0f - rho) * a[i] + rho * g[i] * g[i];\n        a[i] = ai;\n        p[i]",
+                    "RMSprop: rho and 1 - rho swapped"),
+    "pool_relu_mask": ("src/fastnet/plan.py", 'self._buf(i, "dz", layer.out_shape, n), relu_output=y)',
+                       'self._buf(i, "dz", layer.out_shape, n), relu_output=None)',
+                       "conv + ReLU + pool step: the ReLU's backward is skipped"),
+    "dropout_same_mask": ("src/fastnet/plan.py", "(self.model_id << 48) ^ (self.step << 12) ^ layer_index",
+                          "(self.model_id << 48) ^ layer_index", "dropout: the same mask at every step"),
+    "buffers_kept": ("src/fastnet/plan.py", "            self._views.clear()\n            self._arrays.clear()",
+                     "            self._views.clear()\n            self._kept = getattr(self, '_kept', []) + [self._arrays]\n"
+                     "            self._arrays = {}", "plan buffers: old batch sizes are never released"),
+    "threads_at_import": ("src/fastnet/_kernels.pyx", "n = _num_threads if _num_threads > 0 else fn_omp_max_threads()",
+                          "n = _num_threads if _num_threads > 0 else os.cpu_count()",
+                          "threads: OpenMP's per-call maximum is ignored"),
+}
+
+
+def build(env):
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-build-isolation", "--no-deps", "-e", ".",
+                    "-Ceditable.rebuild=false", "-Cbuild-dir=build/mutations"], cwd=ROOT, check=True, env=env,
+                   stdout=subprocess.DEVNULL)
+
+
+def failed_tests(env):
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--tb=no", "-rf", "tests"],
+                            cwd=ROOT, capture_output=True, text=True, env=env)
+    return sorted(set(re.findall(r"^FAILED (\S+?)(?:\[| |$)", result.stdout, re.M)))
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("names", nargs="*", choices=[[]] + list(MUTATIONS))
+    p.add_argument("--list", action="store_true")
+    args = p.parse_args()
+    if args.list:
+        for name, (path, _, _, what) in MUTATIONS.items():
+            print(f"{name:24s} {path:28s} {what}")
+        return 0
+    env = dict(os.environ)
+    survived = []
+    for name in args.names or list(MUTATIONS):
+        path, old, new, what = MUTATIONS[name]
+        full = os.path.join(ROOT, path)
+        with open(full) as f:
+            original = f.read()
+        if original.count(old) != 1:
+            print(f"{name}: the text to break is not in {path} exactly once; update the mutation", flush=True)
+            survived.append(name)
+            continue
+        try:
+            with open(full, "w") as f:
+                f.write(original.replace(old, new))
+            build(env)
+            failed = failed_tests(env)
+        finally:
+            with open(full, "w") as f:
+                f.write(original)
+        print(f"{name} ({what}): " + (f"caught by {len(failed)} test(s): {', '.join(failed)}" if failed else "SURVIVED"),
+              flush=True)
+        if not failed:
+            survived.append(name)
+    build(env)  # the unbroken sources again
+    print("survived: " + (", ".join(survived) if survived else "none"))
+    return 1 if survived else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
