@@ -52,6 +52,9 @@ MUTATIONS = {
                        "conv + ReLU + pool step: the ReLU's backward is skipped"),
     "dropout_same_mask": ("src/fastnet/plan.py", "(self.model_id << 48) ^ (self.step << 12) ^ layer_index",
                           "(self.model_id << 48) ^ layer_index", "dropout: the same mask at every step"),
+    "shuffle_by_loop_epoch": ("src/fastnet/models.py", "_seed.generator(self.seed, self.model_id, 1, self.epochs_trained)",
+                              "_seed.generator(self.seed, self.model_id, 1, epoch)",
+                              "shuffling keyed by the fit call's loop index (every call repeats epoch 0's order)"),
     "buffers_kept": ("src/fastnet/plan.py", "            self._views.clear()\n            self._arrays.clear()",
                      "            self._views.clear()\n            self._kept = getattr(self, '_kept', []) + [self._arrays]\n"
                      "            self._arrays = {}", "plan buffers: old batch sizes are never released"),

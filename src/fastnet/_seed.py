@@ -1,8 +1,9 @@
 """The seed behind every random number fastnet draws (weights, dropout masks, shuffling).
 
 Random numbers are keyed, not drawn from shared state: weights by (seed, model, layer), dropout by
-(seed, model, step, layer, element), shuffling by (seed, model, epoch). A run is therefore repeatable bit for bit,
-and the thread count does not change it.
+(seed, model, training step, layer, element), shuffling by (seed, model, epochs completed), where step and epochs
+are the model's own counters (saved with it), never a loop index that restarts with each fit call. A run is
+therefore repeatable bit for bit, in one fit call or many, and the thread count does not change it.
 """
 import numpy as np
 

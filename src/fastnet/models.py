@@ -22,6 +22,7 @@ class Sequential:
         self.layers = []
         self.seed, self.model_id = _seed.next_model_key()
         self.step = 0            # training steps taken; keys the dropout masks
+        self.epochs_trained = 0  # training epochs completed, over every fit call; keys the shuffling
         self.stop_training = False
         self.optimizer = None
         self.loss = None
@@ -311,10 +312,11 @@ class Sequential:
         ybuf = plan.buffers.get("y", Y.shape[1:], bs)
         for cb in cbs:
             cb.on_train_begin()
-        for epoch in range(initial_epoch, epochs):
+        for epoch in range(initial_epoch, epochs):  # epoch: the number logs and callbacks see (Keras)
             for cb in cbs:
                 cb.on_epoch_begin(epoch)
-            order = (_seed.generator(self.seed, self.model_id, 1, epoch).permutation(n) if shuffle
+            # Keyed by the model's own count, not the loop's: fit(epochs=1) twice shuffles like fit(epochs=2).
+            order = (_seed.generator(self.seed, self.model_id, 1, self.epochs_trained).permutation(n) if shuffle
                      else np.arange(n))
             total, correct, seen, nan_stopped = 0.0, 0, 0, False
             for b in range(steps):
@@ -343,6 +345,7 @@ class Sequential:
                     cb.on_batch_end(b, batch_logs)
             if nan_stopped:  # the epoch did not finish: no epoch end, no validation
                 break
+            self.epochs_trained += 1  # before the callbacks: a checkpoint saved now resumes with the next epoch
             logs = self._logs(total / seen, correct / seen)
             if Xv is not None:
                 logs.update(self._logs(*self._evaluate_arrays(plan, ctx, Xv, Yv, bs), prefix="val_"))

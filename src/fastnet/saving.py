@@ -2,7 +2,8 @@
 
     fastnet_model.json  0-d unicode array: {"format": "fastnet-model", "version": 1, "model": get_config(),
                         "compile": {"loss", "metrics", "optimizer": {"class_name", "config"}} | null,
-                        "state": {"step", "iterations", "seed", "model_id"}}  (the random streams go on)
+                        "state": {"step", "epochs_trained", "iterations", "seed", "model_id"}}
+                        (the random streams go on where they were)
     weight_NNN          the model's weights in get_weights() order (Keras layouts)
     optimizer_NNN       the optimizer's slots over the flat parameter arena (when saved with it)
 
@@ -29,7 +30,8 @@ class ModelFileError(ValueError):
 def save_model(model, path, include_optimizer=True):
     compiled = model._compiled
     meta = {"format": FORMAT, "version": VERSION, "model": model.get_config(), "compile": None,
-            "state": {"step": model.step, "iterations": 0, "seed": model.seed, "model_id": model.model_id}}
+            "state": {"step": model.step, "epochs_trained": model.epochs_trained, "iterations": 0, "seed": model.seed,
+                      "model_id": model.model_id}}
     arrays = {f"weight_{i:03d}": w for i, w in enumerate(model.get_weights())}
     if compiled:
         meta["compile"] = {"loss": model.loss, "metrics": list(model.metrics),
@@ -105,5 +107,6 @@ def load_model(path, compile=True):
             model.optimizer.iterations = int(meta["state"]["iterations"])
     state = meta["state"]
     model.step = int(state.get("step", 0))
+    model.epochs_trained = int(state.get("epochs_trained", 0))
     model.seed, model.model_id = int(state.get("seed", model.seed)), int(state.get("model_id", model.model_id))
     return model
