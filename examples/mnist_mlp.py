@@ -1,6 +1,7 @@
 '''Trains a simple deep NN on the MNIST dataset.
 
-The article's Keras 1 script, line for line, with `keras` replaced by `fastnet` in the imports.
+A Keras 1 example script with `keras` replaced by `fastnet` in the imports; the article's script as printed
+is article_mnist_mlp.py.
 Gets to 98.4% test accuracy after 20 epochs.
 '''
 from __future__ import print_function

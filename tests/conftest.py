@@ -6,7 +6,14 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from fastnet import _kernels  # noqa: E402
+from fastnet import _kernels, backend  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def image_ordering_as_at_import(monkeypatch):
+    """Every test starts with the built-in default ordering, not chosen in code (tests that set it do not leak)."""
+    monkeypatch.setattr(backend, "_data_format", "channels_last")
+    monkeypatch.setattr(backend, "_data_format_chosen", False)
 
 
 @pytest.fixture

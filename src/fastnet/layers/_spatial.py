@@ -3,7 +3,7 @@ import warnings
 
 from fastnet import _kernels
 from fastnet import backend
-from fastnet.layers.base import Layer, public_shape
+from fastnet.layers.base import Layer, internal_shape, public_shape
 
 OTHER = {"channels_first": "channels_last", "channels_last": "channels_first"}
 
@@ -15,8 +15,32 @@ class SpatialLayer(Layer):
         super().__init__(**kwargs)
         self.data_format = None if data_format is None else backend.normalize_data_format(data_format)
 
+    window = (1, 1)  # the kernel or pooling window (rows, cols); subclasses set it
+    padding = "valid"
+
     def input_data_format(self):
-        return self.data_format or backend.image_data_format()
+        """The ordering this first layer reads its input_shape in: its own, else the default, unless no ordering
+        was chosen (none on the layer, none set in code) and only the other reading of the shape can work."""
+        default = backend.image_data_format()
+        shape = self.input_shape_arg
+        if self.data_format or backend.image_data_format_chosen() or shape is None or len(shape) != 3:
+            return self.data_format or default
+        other = OTHER[default]
+        if self._fits(internal_shape(shape, default)) or not self._fits(internal_shape(shape, other)):
+            return default  # the default works (or nothing does: building raises the usual error)
+        h, w, c = internal_shape(shape, default)
+        oh, ow, oc = internal_shape(shape, other)
+        warnings.warn(
+            f"{self._where()}: input_shape {shape} read as {default} ({h} rows x {w} cols with {c} channel(s)) is "
+            f"smaller than its {self.window[0]}x{self.window[1]} window, so it is read as {other} ({oc} channel(s) "
+            f"of {oh}x{ow}); pass data_format={other!r} (or call fastnet.backend.set_image_data_format({other!r})) "
+            "to make it explicit", backend.DataFormatWarning, stacklevel=3)
+        self.data_format = other
+        return other
+
+    def _fits(self, in_shape):
+        h, w, _ = in_shape
+        return self.padding == "same" or (h >= self.window[0] and w >= self.window[1])
 
     def resolve_format(self, in_shape, in_fmt):
         """The format of this layer: its own, else the incoming tensor's, else the global default."""

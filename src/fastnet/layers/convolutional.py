@@ -30,6 +30,10 @@ class Conv2D(SpatialLayer):
         self.use_bias = bool(use_bias)
         self.kernel_initializer, self.bias_initializer = kernel_initializer, bias_initializer
 
+    @property
+    def window(self):
+        return self.kernel_size
+
     def compute_output_shape(self, in_shape, in_fmt):
         fmt = self.resolve_format(in_shape, in_fmt)
         oh, ow = self.output_size(in_shape, fmt, self.kernel_size, self.strides, self.padding, "kernel")

@@ -22,6 +22,10 @@ class MaxPooling2D(SpatialLayer):
         self.strides = self.pool_size if strides is None else pair(strides, "strides")
         self.padding = padding
 
+    @property
+    def window(self):
+        return self.pool_size
+
     def compute_output_shape(self, in_shape, in_fmt):
         fmt = self.resolve_format(in_shape, in_fmt)
         oh, ow = self.output_size(in_shape, fmt, self.pool_size, self.strides, self.padding, "pooling window")
