@@ -2,6 +2,7 @@
 
     python tests/mutations.py                 # every mutation (rebuilds the extension for each C one)
     python tests/mutations.py dense_db tanh   # some
+    python tests/mutations.py --fast          # without the slow tests (real-data training, peak memory)
     python tests/mutations.py --list
 
 Each mutation is one textual change to a source file (a dropped term, a zeroed gradient, a wrong constant, a
@@ -70,9 +71,10 @@ def build(env):
                    stdout=subprocess.DEVNULL)
 
 
-def failed_tests(env):
-    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--tb=no", "-rf", "tests"],
-                            cwd=ROOT, capture_output=True, text=True, env=env)
+def failed_tests(env, fast):
+    select = ["-m", "not slow", "-k", "not peak_memory"] if fast else []
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--tb=no", "-rf",
+                             *select, "tests"], cwd=ROOT, capture_output=True, text=True, env=env)
     return sorted(set(re.findall(r"^FAILED (\S+?)(?:\[| |$)", result.stdout, re.M)))
 
 
@@ -80,6 +82,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("names", nargs="*", choices=[[]] + list(MUTATIONS))
     p.add_argument("--list", action="store_true")
+    p.add_argument("--fast", action="store_true", help="leave out the slow tests")
     args = p.parse_args()
     if args.list:
         for name, (path, _, _, what) in MUTATIONS.items():
@@ -100,7 +103,7 @@ def main():
             with open(full, "w") as f:
                 f.write(original.replace(old, new))
             build(env)
-            failed = failed_tests(env)
+            failed = failed_tests(env, args.fast)
         finally:
             with open(full, "w") as f:
                 f.write(original)
