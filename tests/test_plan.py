@@ -102,7 +102,7 @@ def run_python(code, unset=()):
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="reads peak memory from Linux /proc")
-def test_predict_on_many_batch_sizes_keeps_peak_memory_bounded():  # noqa: named "peak_memory" for -k
+def test_predict_on_many_batch_sizes_keeps_peak_memory_bounded():
     """predict on 40 batch sizes from 1,000 to 40,000 (the whole input as one batch): the peak grows by about
     one batch's activations (~170 MiB at 40,000), not by the sum over the sizes (3.2 GiB before)."""
     out = run_python("""
