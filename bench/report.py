@@ -169,7 +169,7 @@ def render_results():
     text += f"\n\n{provenance('accuracy', acc)}"
     for name, rec in (("seeds", seeds), ("side_by_side", sbs)):
         if rec:
-            text += "\n" + provenance(name, rec)
+            text += "\n\n" + provenance(name, rec)
     return text
 
 
