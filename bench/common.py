@@ -49,14 +49,19 @@ def measured_peak(n_threads, size=2048, repeats=3):
     c = np.empty((size, size), np.float32)
     best = {}
     for name, fn in (("fastnet", lambda: _kernels.gemm(a, b, out=c, n_threads=n_threads)), ("numpy", lambda: a @ b)):
-        fn()
-        times = []
-        for _ in range(repeats):
-            t = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - t)
-        best[name] = 2 * size ** 3 / min(times) / 1e9
+        best[name] = 2 * size ** 3 / min(timings(fn, repeats)) / 1e9
     return max(best.values()), best
+
+
+def timings(call, repeats):
+    """Seconds of each of `repeats` calls, after one warm-up call."""
+    call()
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - t)
+    return times
 
 
 def median(values):

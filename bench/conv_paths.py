@@ -9,7 +9,6 @@ import argparse
 import json
 import os
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -31,16 +30,7 @@ def passes_ms(isa, algo, batch, repeats):
     calls = {"forward": lambda: _kernels.conv2d_forward(x, w, b, activation="relu", **kw),
              "backward_data": lambda: _kernels.conv2d_backward_data(dy, w, x.shape, relu_input=x, **kw),
              "backward_filter": lambda: _kernels.conv2d_backward_filter(dy, x, (3, 3), **kw)}
-    out = {}
-    for name, call in calls.items():
-        call()
-        times = []
-        for _ in range(repeats):
-            t = time.perf_counter()
-            call()
-            times.append(time.perf_counter() - t)
-        out[name] = 1000 * common.median(times)
-    return out
+    return {name: 1000 * common.median(common.timings(call, repeats)) for name, call in calls.items()}
 
 
 def main():
