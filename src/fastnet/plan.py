@@ -222,6 +222,8 @@ class Plan:
         self.buffers.reserve(n)
         for i, step in enumerate(self.steps):
             x = self._forward(i, step, ctx, x, n, training)
+        if not training:  # nothing to keep for a backward: hold no view of the caller's input past the call
+            self._saved = [None] * len(self.steps)
         return x
 
     def _buf(self, i, name, tail, n, dtype=np.float32):
