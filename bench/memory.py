@@ -3,9 +3,10 @@
     python bench/memory.py                       # one epoch of each network on real MNIST, then predict
     python bench/memory.py --json out.json
 
-Reports the process's peak resident memory (VmHWM) after loading the data, after one training epoch (batch 128,
-validation on the test images) and after predict on the 10,000 test images (batch 128, then one batch of
-10,000), and what the model's execution plan holds (activation buffers and kernel workspace).
+Reports the resident memory once the data is loaded, then the peak (VmHWM, reset before each phase through
+/proc/self/clear_refs) of one training epoch (batch 128, validation on the test images) and of predict on the
+10,000 test images (batch 128, then one batch of 10,000), and what the model's execution plan holds then
+(activation buffers and kernel workspace).
 """
 import argparse
 import json
@@ -18,21 +19,28 @@ import json, sys
 import fastnet
 from fastnet import networks
 
-def peak():
+def status(key):
     with open("/proc/self/status") as f:
-        return next(int(l.split()[1]) for l in f if l.startswith("VmHWM:")) / 1024
+        return next(int(l.split()[1]) for l in f if l.startswith(key + ":")) / 1024
+
+def reset_peak():
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
 
 network = sys.argv[1]
 (x, y), (xt, yt) = networks.mnist_arrays(network)
 model = networks.mlp() if network == "mlp" else networks.cnn()
-out = {"data_loaded": peak()}
+out = {"data_loaded": status("VmRSS")}
+reset_peak()
 model.fit(x, y, batch_size=128, epochs=1, verbose=0, validation_data=(xt, yt))
-out["after_training_epoch"] = peak()
+out["training_epoch_peak"] = status("VmHWM")
 out["plan_training_mib"] = model.plan().nbytes / 2**20
+reset_peak()
 model.predict(xt, batch_size=128)
-out["after_predict_batch_128"] = peak()
+out["predict_batch_128_peak"] = status("VmHWM")
+reset_peak()
 model.predict(xt, batch_size=len(xt))
-out["after_predict_one_batch"] = peak()
+out["predict_one_batch_peak"] = status("VmHWM")
 out["plan_predict_one_batch_mib"] = model.plan().nbytes / 2**20
 print(json.dumps(out))
 """

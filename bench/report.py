@@ -241,11 +241,12 @@ def render_memory():
     rec = load("memory")
     if not rec:
         return None
-    rows = [[net.upper(), f"{m['data_loaded']:.0f}", f"{m['after_training_epoch']:.0f}", f"{m['plan_training_mib']:.1f}",
-             f"{m['after_predict_batch_128']:.0f}", f"{m['after_predict_one_batch']:.0f}",
+    rows = [[net.upper(), f"{m['data_loaded']:.0f}", f"{m['training_epoch_peak']:.0f}", f"{m['plan_training_mib']:.1f}",
+             f"{m['predict_batch_128_peak']:.0f}", f"{m['predict_one_batch_peak']:.0f}",
              f"{m['plan_predict_one_batch_mib']:.1f}"] for net, m in rec["data"].items()]
-    return (table(["network", "peak RSS, data loaded (MiB)", "after a training epoch", "plan's memory in training",
-                   "after predict (batch 128)", "after predict (one batch of 10,000)", "plan's memory then"], rows)
+    return (table(["network", "RSS with the data loaded (MiB)", "peak in a training epoch", "plan's memory then",
+                   "peak in predict (batch 128)", "peak in predict (one batch of 10,000)", "plan's memory then"],
+                  rows)
             + "\n\n" + provenance("memory", rec))
 
 
