@@ -110,7 +110,7 @@ def compile_steps(layers, softmax_by_loss, conv_algo, fuse=True):
                 post = None
             nxt = layers[i + len(covered)] if i + len(covered) < len(layers) else None
             if (fuse and act == "relu" and isinstance(layer, Conv2D) and isinstance(nxt, MaxPooling2D) and nxt.is_2x2_tiling()
-                    and _conv_pool_fits(layer, conv_algo)):
+                    and layer.can_forward_maxpool(conv_algo)):
                 steps.append(Step("conv2d_maxpool", tuple(covered) + (nxt,), "relu"))
                 i += len(covered) + 1
                 continue
@@ -140,11 +140,6 @@ def compile_steps(layers, softmax_by_loss, conv_algo, fuse=True):
             steps[k - 1] = dataclasses.replace(prev, relu_backward=False)
             steps[k] = dataclasses.replace(step, masks_relu_input=True)
     return tuple(steps)
-
-
-def _conv_pool_fits(conv, conv_algo):
-    return _kernels.conv2d_forward_maxpool_fits((1,) + conv.in_shape, (*conv.kernel_size, conv.in_shape[2], conv.filters),
-                                                conv.strides, conv.padding, conv_algo=conv_algo)
 
 
 class Buffers:

@@ -64,10 +64,10 @@ class Conv2D(SpatialLayer):
                                 out=y, **ctx.conv)
         return y
 
-    def can_forward_maxpool(self, ctx, x_shape):
-        """Whether forward_maxpool runs for inputs of x_shape (NHWC) with ctx's convolution algorithm."""
-        return _kernels.conv2d_forward_maxpool_fits(x_shape, self.params[0].shape, self.strides, self.padding,
-                                                    conv_algo=ctx.conv_algo)
+    def can_forward_maxpool(self, conv_algo):
+        """Whether forward_maxpool runs for this layer's input with the convolution algorithm conv_algo."""
+        return _kernels.conv2d_forward_maxpool_fits((1,) + self.in_shape, (*self.kernel_size, self.in_shape[2],
+                                                    self.filters), self.strides, self.padding, conv_algo=conv_algo)
 
     def forward_maxpool(self, ctx, x, y, argmax):
         """A 2x2 max-pool of stride 2 of relu(conv(x, kernel) + bias), in one kernel that never stores the
