@@ -90,7 +90,15 @@ def test_optimizer_slot_shape():
         _kernels.rmsprop_update(p, np.zeros(3, f32), p.copy(), 0.1, 0.9, 1e-7)
 
 
-def test_empty_arrays_are_fine():
-    out = _kernels.gemm(np.ones((0, 3), f32), np.ones((3, 4), f32))
-    assert out.shape == (0, 4)
-    assert _kernels.activation_forward(np.ones(0, f32), "relu").shape == (0,)
+def test_empty_dimensions_rejected_in_every_kernel():
+    """C divides by and allocates from sizes: no kernel takes an empty dimension, and each says which array."""
+    with pytest.raises(ValueError, match=r"a has shape \(0, 3\): every dimension must be >= 1"):
+        _kernels.gemm(np.ones((0, 3), f32), np.ones((3, 4), f32))
+    with pytest.raises(ValueError, match=r"x has shape \(3, 0\)"):
+        _kernels.softmax_forward(np.ones((3, 0), f32))
+    with pytest.raises(ValueError, match=r"x has shape \(1, 5, 5, 0\)"):
+        _kernels.conv2d_forward(np.ones((1, 5, 5, 0), f32), np.ones((3, 3, 0, 4), f32))
+    with pytest.raises(ValueError, match=r"input shape\[3\] must be >= 1, got 0"):
+        _kernels.conv2d_workspace_floats((1, 5, 5, 0), (3, 3, 0, 4))
+    with pytest.raises(ValueError, match=r"x has shape \(0,\)"):
+        _kernels.activation_forward(np.ones(0, f32), "relu")

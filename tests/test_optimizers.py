@@ -60,5 +60,5 @@ def test_sgd_without_momentum_needs_no_slot(rng):
 
 def test_adam_rejects_step_zero(rng):
     p = rand(rng, 3)
-    with pytest.raises(ValueError, match="counts from 1"):
-        _kernels.adam_update(p, p * 0, p * 0, p, 0.001, 0.9, 0.999, 1e-7, 0)
+    with pytest.raises(ValueError, match=r"t \(adam_update counts steps from 1\) must be in \[1, "):
+        _kernels.adam_update(p, p * 0, p * 0, p.copy(), 0.001, 0.9, 0.999, 1e-7, 0)

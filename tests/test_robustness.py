@@ -70,7 +70,7 @@ def test_early_stopping_restores_best_weights():
     assert not np.array_equal(seen.weights[0][0], seen.weights[2][0])  # training moved the weights
     for restored, best in zip(m.get_weights(), seen.weights[0]):
         np.testing.assert_array_equal(restored, best)
-    with pytest.raises(KeyError, match="val_loss"):
+    with pytest.raises(ValueError, match="monitors .val_loss., which fit does not report"):
         mlp().fit(x, y, epochs=1, verbose=0, callbacks=[EarlyStopping()])
 
 

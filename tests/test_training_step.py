@@ -4,7 +4,7 @@ import pytest
 
 import fastnet
 import reference as ref
-from fastnet import _kernels
+from fastnet import _kernels, _seed
 from fastnet.layers import Activation, Conv2D, Dense, Dropout, Flatten, MaxPooling2D
 from fastnet.models import Sequential
 from fastnet.optimizers import SGD, Adadelta, Adam, RMSprop
@@ -29,7 +29,7 @@ def small_net(data_format, optimizer):
 def dropout_keep(model, step, n):
     """The mask the Dropout layer (index 3) draws at a training step: keyed by (seed, model, step, layer)."""
     shape = (n,) + model.layers[3].in_shape
-    stream = (model.model_id << 48) ^ (step << 12) ^ 3
+    stream = _seed.key64(model.model_id, step, 3)
     return _kernels.random_uniform(int(np.prod(shape)), model.seed, stream).reshape(shape) >= model.layers[3].rate
 
 

@@ -14,12 +14,14 @@ does, and scratch memory from a caller-owned Workspace (else a temporary one).
 The kernels by op family: _kernels_dense.pxi (gemm, dense), _kernels_conv.pxi (conv2d, maxpool2d),
 _kernels_elementwise.pxi (activations, softmax, cross-entropy, dropout), _kernels_optim.pxi (optimizers).
 """
+import math
 import os
 
 import numpy as np
 
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint64_t
 
+from fastnet._check import INT_MAX, integer as _int, ints as _ints
 from fastnet._fastnet_c cimport *
 
 ACTIVATIONS = {"linear": FN_ACT_LINEAR, "relu": FN_ACT_RELU, "sigmoid": FN_ACT_SIGMOID, "tanh": FN_ACT_TANH}
@@ -78,6 +80,13 @@ def get_conv_algo():
 
 
 # ---- argument checking ----
+#
+# The C kernels trust their arguments; everything here makes that safe. Arrays: the dtype, the number of
+# dimensions, C order, and no empty dimension (C divides by and allocates from sizes). Outputs: the exact shape,
+# writeable, and no overlap with an input, except an elementwise output that may BE its input (in place).
+# Scalars: Python ints and floats, range-checked here so no value reaches C through an overflowing conversion.
+
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 cdef int _threads(n_threads) except -1:
     """The thread count of one call: the argument, else the set count, else OpenMP's current maximum;
@@ -86,18 +95,14 @@ cdef int _threads(n_threads) except -1:
     if n_threads is None:
         n = _num_threads if _num_threads > 0 else fn_omp_max_threads()
     else:
-        if isinstance(n_threads, bool) or not isinstance(n_threads, (int, np.integer)):
-            raise TypeError(f"n_threads must be an int, got {type(n_threads).__name__}")
-        if n_threads < 1:
-            raise ValueError(f"n_threads must be >= 1, got {n_threads}")
-        n = min(n_threads, MAX_THREADS)
+        n = min(_int(n_threads, "n_threads", 1), MAX_THREADS)
     return max(1, min(n, MAX_THREADS))
 
 
 cdef int _isa_code(isa) except -1:
     if isa is None:
         return _isa
-    if isa not in ISAS:
+    if not isinstance(isa, str) or isa not in ISAS:
         raise ValueError(f"unknown ISA {isa!r}; expected one of {tuple(ISAS) + ('best',)}")
     if ISAS[isa] > fn_gemm_cpu_max_isa():
         raise RuntimeError(f"this CPU does not support {isa!r}; it supports up to "
@@ -108,9 +113,22 @@ cdef int _isa_code(isa) except -1:
 cdef int _algo_code(algo) except -1:
     if algo is None:
         return _conv_algo
-    if algo not in CONV_ALGOS:
+    if not isinstance(algo, str) or algo not in CONV_ALGOS:
         raise ValueError(f"unknown convolution algorithm {algo!r}; expected one of {tuple(CONV_ALGOS)}")
     return CONV_ALGOS[algo]
+
+
+def _real(value, name):
+    """A float argument within float32's range (NaN and inf pass: the arithmetic then carries them)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
+    try:
+        value = float(value)
+    except OverflowError:
+        raise ValueError(f"{name}={value} is outside float32's range") from None
+    if math.isfinite(value) and abs(value) > FLOAT32_MAX:
+        raise ValueError(f"{name}={value} is outside float32's range (|x| <= {FLOAT32_MAX:.4g})")
+    return value
 
 
 def _array(a, name, ndim=None, dtype=np.float32):
@@ -123,6 +141,9 @@ def _array(a, name, ndim=None, dtype=np.float32):
         raise ValueError(f"{name} must be {ndim}-D, got shape {a.shape}")
     if not a.flags.c_contiguous:
         raise ValueError(f"{name} with shape {a.shape} must be C-contiguous (use np.ascontiguousarray)")
+    if a.size == 0:
+        raise ValueError(f"{name} has shape {a.shape}: every dimension must be >= 1 (the kernels take no empty "
+                         "arrays)")
     return a
 
 
@@ -131,17 +152,35 @@ def _expect(a, name, shape):
         raise ValueError(f"{name} has shape {a.shape}, expected {tuple(shape)}")
 
 
-def _output(out, name, shape, inputs=(), dtype=np.float32):
+def _same_memory(a, b):
+    return a.__array_interface__["data"][0] == b.__array_interface__["data"][0] and a.nbytes == b.nbytes
+
+
+def _output(out, name, shape, inputs=(), dtype=np.float32, in_place=()):
+    """The output array: a new one, or out checked to have exactly this shape and dtype, to be writeable and to
+    overlap none of the inputs; in_place: inputs out may be exactly (an elementwise kernel's), never partly."""
     if out is None:
         return np.empty(shape, dtype=dtype)
     _array(out, name, len(shape), dtype)
     _expect(out, name, shape)
     if not out.flags.writeable:
         raise ValueError(f"{name} is read-only")
+    for other in in_place:
+        if np.may_share_memory(out, other) and not _same_memory(out, other):
+            raise ValueError(f"{name} partly overlaps an input: pass the input itself (in place) or a separate array")
     for other in inputs:
-        if other is not None and np.may_share_memory(out, other):
+        if other is not None and np.may_share_memory(out, other) and not any(_same_memory(out, o) for o in in_place):
             raise ValueError(f"{name} must not overlap the kernel's inputs")
     return out
+
+
+def _disjoint(arrays):
+    """Arrays a kernel writes (and reads) through separate pointers: no two may share memory."""
+    items = [(name, a) for name, a in arrays if a is not None]
+    for i, (name, a) in enumerate(items):
+        for other, b in items[i + 1:]:
+            if np.may_share_memory(a, b):
+                raise ValueError(f"{name} and {other} must not overlap")
 
 
 def _status(int status, what):
@@ -156,8 +195,8 @@ def _activation(act):
         if act not in ACTIVATIONS:
             raise ValueError(f"unknown activation {act!r}; expected one of {sorted(ACTIVATIONS)}")
         return ACTIVATIONS[act]
-    if act not in ACTIVATIONS.values():
-        raise ValueError(f"unknown activation code {act!r}")
+    if isinstance(act, (bool, np.bool_)) or act not in ACTIVATIONS.values():
+        raise ValueError(f"unknown activation {act!r}; expected one of {sorted(ACTIVATIONS)}")
     return act
 
 

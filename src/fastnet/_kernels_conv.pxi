@@ -2,10 +2,10 @@
 
 # ---- conv2d ----
 
-def conv_geometry(int64_t size, int64_t kernel, int64_t stride, padding):
+def conv_geometry(size, kernel, stride, padding):
     """(output size, padding before) along one axis, as TensorFlow/Keras define 'valid' and 'same'."""
-    if kernel < 1 or stride < 1:
-        raise ValueError(f"kernel size and stride must be >= 1, got {kernel} and {stride}")
+    size, kernel = _int(size, "size", 1, INT_MAX), _int(kernel, "kernel size", 1, INT_MAX)
+    stride = _int(stride, "stride", 1, INT_MAX)
     if padding == "valid":
         if size < kernel:
             raise ValueError(f"input size {size} is smaller than the kernel size {kernel} with padding='valid'")
@@ -17,13 +17,14 @@ def conv_geometry(int64_t size, int64_t kernel, int64_t stride, padding):
 
 
 cdef fn_conv2d_shape _conv_shape(x_shape, w_shape, strides, padding) except *:
+    """The geometry of one convolution, every size checked (>= 1, <= INT_MAX) before C sees it."""
     cdef fn_conv2d_shape s
-    s.N, s.H, s.W, s.C = x_shape
-    s.KH, s.KW, kc, s.OC = w_shape
+    s.N, s.H, s.W, s.C = _ints(x_shape, "input shape", 4)
+    s.KH, s.KW, kc, s.OC = _ints(w_shape, "kernel shape", 4)
     if kc != s.C:
         raise ValueError(f"conv2d: input has {s.C} channels (NHWC shape {tuple(x_shape)}) but the kernel "
                          f"{tuple(w_shape)} expects {kc}")
-    s.SH, s.SW = strides
+    s.SH, s.SW = _ints(strides, "strides", 2)
     s.OH, s.PT = conv_geometry(s.H, s.KH, s.SH, padding)
     s.OW, s.PL = conv_geometry(s.W, s.KW, s.SW, padding)
     return s
@@ -88,6 +89,9 @@ def conv2d_forward_maxpool(x, w, b=None, strides=(1, 1), padding="valid", out=No
         _array(b, "b", 1)
         _expect(b, "b", (s.OC,))
     shape = (s.N, s.OH // 2, s.OW // 2, s.OC)
+    if s.OH * s.OW * s.OC >= 2**31:
+        raise ValueError(f"conv2d_forward_maxpool: an output of {s.OH}x{s.OW}x{s.OC} is too large for int32 "
+                         "argmax offsets")
     out = _output(out, "out", shape, (x, w, b))
     argmax = _output(argmax, "argmax", shape, (x, w, b, out), np.int32)
     cdef int nt = _threads(n_threads), st
@@ -113,13 +117,14 @@ def conv2d_backward_data(dy, w, input_shape, strides=(1, 1), padding="valid", ou
     (the ReLU's backward, fused)."""
     _array(dy, "dy", 4)
     _array(w, "w", 4)
-    cdef fn_conv2d_shape s = _conv_shape(tuple(input_shape), w.shape, strides, padding)
+    input_shape = _ints(input_shape, "input_shape", 4)
+    cdef fn_conv2d_shape s = _conv_shape(input_shape, w.shape, strides, padding)
     cdef int algo = _algo_code(conv_algo), code = _isa_code(isa)
     _expect(dy, "dy", (s.N, s.OH, s.OW, s.OC))
     if relu_input is not None:
         _array(relu_input, "relu_input", 4)
-        _expect(relu_input, "relu_input", tuple(input_shape))
-    out = _output(out, "dx", tuple(input_shape), (dy, w, relu_input))
+        _expect(relu_input, "relu_input", input_shape)
+    out = _output(out, "dx", input_shape, (dy, w, relu_input))
     cdef int nt = _threads(n_threads), st
     scratch = _scratch(workspace, fn_conv2d_workspace(&s, algo, nt))
     cdef float *pw = _mp(scratch)
@@ -138,13 +143,13 @@ def conv2d_backward_filter(dy, x, kernel_size, strides=(1, 1), padding="valid", 
     """(dL/dw [KH, KW, C, OC], dL/db [OC]) from dy [N, OH, OW, OC] and x [N, H, W, C]."""
     _array(dy, "dy", 4)
     _array(x, "x", 4)
-    kh, kw = kernel_size
+    kh, kw = _ints(kernel_size, "kernel_size", 2)
     w_shape = (kh, kw, x.shape[3], dy.shape[3])
     cdef fn_conv2d_shape s = _conv_shape(x.shape, w_shape, strides, padding)
     cdef int algo = _algo_code(conv_algo), code = _isa_code(isa)
     _expect(dy, "dy", (s.N, s.OH, s.OW, s.OC))
     dw = _output(dw, "dw", w_shape, (dy, x))
-    db = _output(db, "db", (s.OC,), (dy, x))
+    db = _output(db, "db", (s.OC,), (dy, x, dw))
     cdef int nt = _threads(n_threads), st
     scratch = _scratch(workspace, fn_conv2d_workspace(&s, algo, nt))
     cdef float *pw = _mp(scratch)
@@ -164,10 +169,9 @@ def maxpool2d_forward(x, pool_size=(2, 2), strides=None, padding="valid", out=No
                       n_threads=None):
     """(y [N, OH, OW, C], argmax int32 [N, OH, OW, C]) for x [N, H, W, C]; ties go to the first maximum."""
     _array(x, "x", 4)
-    cdef int64_t N = x.shape[0], H = x.shape[1], W = x.shape[2], C = x.shape[3]
-    cdef int64_t PH = pool_size[0], PW = pool_size[1]
-    strides = pool_size if strides is None else strides
-    cdef int64_t SH = strides[0], SW = strides[1]
+    cdef int64_t N = x.shape[0], H = x.shape[1], W = x.shape[2], C = x.shape[3], PH, PW, SH, SW
+    PH, PW = _ints(pool_size, "pool_size", 2)
+    SH, SW = (PH, PW) if strides is None else _ints(strides, "strides", 2)
     OH, PT = conv_geometry(H, PH, SH, padding)
     OW, PL = conv_geometry(W, PW, SW, padding)
     if H * W * C >= 2**31:
@@ -196,10 +200,12 @@ def maxpool2d_backward(dy, argmax, input_shape, pool_size=(2, 2), strides=None, 
     _array(dy, "dy", 4)
     _array(argmax, "argmax", 4, np.int32)
     _expect(argmax, "argmax", dy.shape)
-    N, H, W, C = input_shape
-    cdef int64_t PH = pool_size[0], PW = pool_size[1]
-    strides = pool_size if strides is None else strides
-    cdef int64_t SH = strides[0], SW = strides[1]
+    N, H, W, C = _ints(input_shape, "input_shape", 4)
+    cdef int64_t PH, PW, SH, SW
+    PH, PW = _ints(pool_size, "pool_size", 2)
+    SH, SW = (PH, PW) if strides is None else _ints(strides, "strides", 2)
+    if H * W * C >= 2**31:
+        raise ValueError(f"maxpool2d: an image of {H}x{W}x{C} is too large for int32 argmax offsets")
     OH, PT = conv_geometry(H, PH, SH, padding)
     OW, PL = conv_geometry(W, PW, SW, padding)
     _expect(dy, "dy", (N, OH, OW, C))

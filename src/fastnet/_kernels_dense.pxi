@@ -3,9 +3,10 @@
 
 # ---- GEMM ----
 
-def gemm(a, b, out=None, trans_a=False, trans_b=False, float alpha=1.0, float beta=0.0, n_threads=None,
+def gemm(a, b, out=None, trans_a=False, trans_b=False, alpha=1.0, beta=0.0, n_threads=None,
          isa=None, workspace=None, naive=False):
     """out = alpha * op(a) @ op(b) + beta * out (out must be given when beta != 0)."""
+    cdef float al = _real(alpha, "alpha"), be = _real(beta, "beta")
     _array(a, "a", 2)
     _array(b, "b", 2)
     cdef int64_t M = a.shape[1] if trans_a else a.shape[0]
@@ -14,7 +15,7 @@ def gemm(a, b, out=None, trans_a=False, trans_b=False, float alpha=1.0, float be
     cdef int64_t N = b.shape[0] if trans_b else b.shape[1]
     if K != Kb:
         raise ValueError(f"gemm: op(a) is {M}x{K} but op(b) is {Kb}x{N}: inner dimensions differ")
-    if beta != 0.0 and out is None:
+    if be != 0.0 and out is None:
         raise ValueError("gemm: beta != 0 needs out")
     out = _output(out, "out", (M, N), (a, b))
     cdef int nt = _threads(n_threads), code = _isa_code(isa)
@@ -30,9 +31,9 @@ def gemm(a, b, out=None, trans_a=False, trans_b=False, float alpha=1.0, float be
         pw = _mp(scratch)
     with nogil:
         if nv:
-            st = fn_gemm_naive(ta, tb, M, N, K, alpha, pa, lda, pb, ldb, beta, pc, N)
+            st = fn_gemm_naive(ta, tb, M, N, K, al, pa, lda, pb, ldb, be, pc, N)
         else:
-            st = fn_gemm(ta, tb, M, N, K, alpha, pa, lda, pb, ldb, beta, pc, N, code, pw, nt)
+            st = fn_gemm(ta, tb, M, N, K, al, pa, lda, pb, ldb, be, pc, N, code, pw, nt)
     _status(st, "gemm")
     return out
 
@@ -68,6 +69,8 @@ def dense_forward(x, w, b=None, out=None, activation="linear", packed=None, n_th
         _array(b, "b", 1)
         _expect(b, "b", (O,))
     cdef int act = _activation(activation), nt = _threads(n_threads), code = _isa_code(isa), st
+    if packed is not None and not isinstance(packed, PackedWeights):
+        raise TypeError(f"packed must be a PackedWeights, got {type(packed).__name__}")
     if packed is not None and (packed.shape != (I, O) or packed.isa != _ISA_NAMES[code]):
         raise ValueError(f"dense: packed weights of shape {packed.shape} for ISA {packed.isa!r} do not "
                          f"fit w {tuple(w.shape)} on ISA {_ISA_NAMES[code]!r}: pack them again")
@@ -101,8 +104,8 @@ def dense_backward(dy, x, w, dx=None, dw=None, db=None, need_dx=True, n_threads=
     _expect(dy, "dy", (N, O))
     inputs = (dy, x, w)
     dx = _output(dx, "dx", (N, I), inputs) if need_dx else None
-    dw = _output(dw, "dw", (I, O), inputs)
-    db = _output(db, "db", (O,), inputs)
+    dw = _output(dw, "dw", (I, O), inputs + (dx,))
+    db = _output(db, "db", (O,), inputs + (dx, dw))
     cdef int nt = _threads(n_threads), code = _isa_code(isa), st
     scratch = _scratch(workspace, fn_dense_workspace(N, I, O, nt))
     cdef float *pw = _mp(scratch)

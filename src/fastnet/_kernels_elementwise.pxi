@@ -2,18 +2,16 @@
 
 # ---- activations, softmax, bias ----
 
-def _same(out, name, like, inputs=()):
-    """Elementwise output: any shape equal to like's; out may be like itself (in place)."""
+def _same(out, name, like, inputs):
+    """An elementwise output: like's shape; out may be exactly one of the inputs (in place), never part of one."""
     if out is None:
         return np.empty_like(like)
-    _array(out, name)
-    _expect(out, name, like.shape)
-    return out
+    return _output(out, name, like.shape, inputs, like.dtype, in_place=inputs)
 
 
 def activation_forward(x, activation, out=None, n_threads=None):
     _array(x, "x")
-    out = _same(out, "out", x)
+    out = _same(out, "out", x, (x,))
     cdef int act = _activation(activation), nt = _threads(n_threads), st
     cdef const float *px = _cp(x.reshape(-1))
     cdef float *py = _mp(out.reshape(-1))
@@ -29,7 +27,7 @@ def activation_backward(dy, y, activation, out=None, n_threads=None):
     _array(dy, "dy")
     _array(y, "y")
     _expect(y, "y", dy.shape)
-    out = _same(out, "dx", dy)
+    out = _same(out, "dx", dy, (dy, y))
     cdef int act = _activation(activation), nt = _threads(n_threads), st
     cdef const float *pdy = _cp(dy.reshape(-1))
     cdef const float *py = _cp(y.reshape(-1))
@@ -43,7 +41,7 @@ def activation_backward(dy, y, activation, out=None, n_threads=None):
 
 def softmax_forward(x, out=None, n_threads=None):
     _array(x, "x", 2)
-    out = _same(out, "out", x)
+    out = _same(out, "out", x, (x,))
     cdef int nt = _threads(n_threads), st
     cdef const float *px = _cp(x.reshape(-1))
     cdef float *py = _mp(out.reshape(-1))
@@ -58,7 +56,7 @@ def softmax_backward(dy, y, out=None, n_threads=None):
     _array(dy, "dy", 2)
     _array(y, "y", 2)
     _expect(y, "y", dy.shape)
-    out = _same(out, "dx", dy)
+    out = _same(out, "dx", dy, (dy, y))
     cdef int nt = _threads(n_threads), st
     cdef const float *pdy = _cp(dy.reshape(-1))
     cdef const float *py = _cp(y.reshape(-1))
@@ -89,6 +87,7 @@ def bias_act_forward(y, b=None, activation="linear", n_threads=None):
     if b is not None:
         _array(b, "b", 1)
         _expect(b, "b", (y.shape[1],))
+        _disjoint((("y", y), ("b", b)))
     cdef int act = _activation(activation), nt = _threads(n_threads), st
     cdef const float *pb = NULL if b is None else _cp(b)
     cdef float *py = _mp(y.reshape(-1))
@@ -120,35 +119,44 @@ def softmax_xent_forward(logits, targets, probs=None, loss=None, n_threads=None)
     return probs, loss
 
 
-def softmax_xent_backward(probs, targets, float scale, out=None, n_threads=None):
-    """dL/dlogits = scale * (probs * sum(targets) - targets)."""
+def softmax_xent_backward(probs, targets, scale, out=None, n_threads=None):
+    """dL/dlogits = scale * (probs * sum(targets) - targets); out may be probs itself."""
+    cdef float sc = _real(scale, "scale")
     _array(probs, "probs", 2)
     _array(targets, "targets", 2)
     _expect(targets, "targets", probs.shape)
-    out = _output(out, "dlogits", probs.shape, (targets,))
+    out = _output(out, "dlogits", probs.shape, (probs, targets), in_place=(probs,))
     cdef int nt = _threads(n_threads), st
     cdef const float *pp = _cp(probs.reshape(-1))
     cdef const float *pt = _cp(targets.reshape(-1))
     cdef float *pd = _mp(out.reshape(-1))
     cdef int64_t N = probs.shape[0], C = probs.shape[1]
     with nogil:
-        st = fn_softmax_xent_backward(pd, pp, pt, N, C, scale, nt)
+        st = fn_softmax_xent_backward(pd, pp, pt, N, C, sc, nt)
     _status(st, "softmax_xent_backward")
     return out
 
 
 # ---- dropout and counter-based random numbers ----
 
-def _rate(float rate):
+def _rate(rate):
+    rate = _real(rate, "rate")
     if not 0.0 <= rate < 1.0:
         raise ValueError(f"dropout rate must be in [0, 1), got {rate}")
+    return rate
 
 
-def dropout_forward(x, float rate, uint64_t seed, uint64_t stream, out=None, keep=None, n_threads=None):
+def _key(seed, stream):
+    return _int(seed, "seed", 0, 2**64 - 1), _int(stream, "stream", 0, 2**64 - 1)
+
+
+def dropout_forward(x, rate, seed, stream, out=None, keep=None, n_threads=None):
     """(y, keep): inverted dropout whose mask is a pure function of (seed, stream, element)."""
     _array(x, "x")
-    _rate(rate)
-    out = _same(out, "out", x)
+    cdef float r = _rate(rate)
+    cdef uint64_t sd, sm
+    sd, sm = _key(seed, stream)
+    out = _same(out, "out", x, (x,))
     keep = _output(keep, "keep", x.shape, (x, out), np.uint8)
     cdef int nt = _threads(n_threads), st
     cdef uint8_t[::1] kv = keep.reshape(-1)
@@ -157,17 +165,18 @@ def dropout_forward(x, float rate, uint64_t seed, uint64_t stream, out=None, kee
     cdef float *py = _mp(out.reshape(-1))
     cdef int64_t n = x.size
     with nogil:
-        st = fn_dropout_forward(py, pk, px, n, rate, seed, stream, nt)
+        st = fn_dropout_forward(py, pk, px, n, r, sd, sm, nt)
     _status(st, "dropout_forward")
     return out, keep
 
 
-def dropout_backward(dy, keep, float rate, out=None, n_threads=None):
+def dropout_backward(dy, keep, rate, out=None, n_threads=None):
     _array(dy, "dy")
     _array(keep, "keep", dtype=np.uint8)
     _expect(keep, "keep", dy.shape)
-    _rate(rate)
-    out = _same(out, "dx", dy)
+    cdef float r = _rate(rate)
+    out = _same(out, "dx", dy, (dy,))
+    _disjoint((("dx", out), ("keep", keep)))
     cdef int nt = _threads(n_threads), st
     cdef const uint8_t[::1] kv = keep.reshape(-1)
     cdef const uint8_t *pk = &kv[0] if kv.shape[0] else NULL
@@ -175,20 +184,22 @@ def dropout_backward(dy, keep, float rate, out=None, n_threads=None):
     cdef float *pdx = _mp(out.reshape(-1))
     cdef int64_t n = dy.size
     with nogil:
-        st = fn_dropout_backward(pdx, pdy, pk, n, rate, nt)
+        st = fn_dropout_backward(pdx, pdy, pk, n, r, nt)
     _status(st, "dropout_backward")
     return out
 
 
-def random_uniform(int64_t n, uint64_t seed, uint64_t stream, n_threads=None):
-    """n floats in [0, 1): element i is a pure function of (seed, stream, i)."""
-    if n < 0:
-        raise ValueError(f"n must be >= 0, got {n}")
+def random_uniform(n, seed, stream, n_threads=None):
+    """n floats in [0, 1) (n >= 1): element i is a pure function of (seed, stream, i)."""
+    n = _int(n, "n", 1, 2**62)
+    cdef uint64_t sd, sm
+    sd, sm = _key(seed, stream)
     out = np.empty(n, dtype=np.float32)
     cdef int nt = _threads(n_threads), st
     cdef float *pu = _mp(out)
+    cdef int64_t count = n
     with nogil:
-        st = fn_random_uniform(pu, n, seed, stream, nt)
+        st = fn_random_uniform(pu, count, sd, sm, nt)
     _status(st, "random_uniform")
     return out
 

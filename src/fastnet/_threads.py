@@ -24,7 +24,7 @@ def _env_threads():
 
 def set_num_threads(n):
     """Use n threads in every kernel from now on; None: follow OpenMP's current maximum again (the default)."""
-    _kernels.set_num_threads(None if n is None else int(n))
+    _kernels.set_num_threads(n)
 
 
 def get_num_threads():

@@ -24,7 +24,7 @@ def normalize_data_format(value):
     """'channels_first' / 'channels_last' for any accepted spelling (None: the global default)."""
     if value is None or value == "default":
         return _data_format
-    if value not in _ALIASES:
+    if not isinstance(value, str) or value not in _ALIASES:
         raise ValueError(f"data_format must be 'channels_first' or 'channels_last' (or 'th' / 'tf'), got {value!r}")
     return _ALIASES[value]
 

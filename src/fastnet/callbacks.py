@@ -2,6 +2,8 @@
 import sys
 import time
 
+from fastnet import _check
+
 
 class Callback:
     def __init__(self):
@@ -23,17 +25,29 @@ class Callback:
 
 
 class History(Callback):
-    """history[key] lists one value per epoch: loss, accuracy (and acc), val_loss, val_accuracy (val_acc)."""
+    """history[key] lists one value per epoch: loss, accuracy (and acc), val_loss, val_accuracy (val_acc).
+
+    Each epoch is recorded by one list append, so a fit cut short (KeyboardInterrupt, an error) leaves whole
+    epochs only: model.history then holds every epoch that finished."""
 
     def __init__(self):
         super().__init__()
-        self.epoch = []
-        self.history = {}
+        self.records = []  # (epoch, logs) per finished epoch
 
     def on_epoch_end(self, epoch, logs=None):
-        self.epoch.append(epoch)
-        for key, value in (logs or {}).items():
-            self.history.setdefault(key, []).append(value)
+        self.records.append((epoch, dict(logs or {})))
+
+    @property
+    def epoch(self):
+        return [epoch for epoch, _ in self.records]
+
+    @property
+    def history(self):
+        history = {}
+        for _, logs in self.records:
+            for key, value in logs.items():
+                history.setdefault(key, []).append(value)
+        return history
 
 
 def _fmt_time(seconds):
@@ -103,9 +117,10 @@ def _improved(mode, current, best, min_delta):
     return current < best - min_delta if mode == "min" else current > best + min_delta
 
 
-def _mode(mode, monitor):
-    if mode not in ("auto", "min", "max"):
-        raise ValueError(f"mode must be 'auto', 'min' or 'max', got {mode!r}")
+def _mode(mode, monitor, where):
+    _check.choice(mode, "mode", ("auto", "min", "max"), where)
+    if not isinstance(monitor, str):
+        raise TypeError(f"{where}: monitor must be the name of a logged value such as 'val_loss', got {monitor!r}")
     if mode == "auto":
         return "max" if "acc" in monitor else "min"
     return mode
@@ -118,9 +133,11 @@ class EarlyStopping(Callback):
     def __init__(self, monitor="val_loss", min_delta=0.0, patience=0, verbose=0, mode="auto",
                  restore_best_weights=False):
         super().__init__()
-        self.monitor, self.min_delta, self.patience, self.verbose = monitor, abs(min_delta), int(patience), verbose
-        self.mode = _mode(mode, monitor)
-        self.restore_best_weights = restore_best_weights
+        self.mode = _mode(mode, monitor, "EarlyStopping")
+        self.monitor, self.verbose = monitor, verbose
+        self.min_delta = abs(_check.real(min_delta, "min_delta", where="EarlyStopping"))
+        self.patience = _check.integer(patience, "patience", 0, where="EarlyStopping")
+        self.restore_best_weights = _check.boolean(restore_best_weights, "restore_best_weights", "EarlyStopping")
 
     def on_train_begin(self, logs=None):
         self.wait, self.stopped_epoch, self.best_weights = 0, 0, None
@@ -128,8 +145,8 @@ class EarlyStopping(Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         if self.monitor not in (logs or {}):
-            raise KeyError(f"EarlyStopping monitors {self.monitor!r}, which fit does not report; it reports "
-                           f"{sorted(logs or {})} (val_* needs validation_data)")
+            raise ValueError(f"EarlyStopping monitors {self.monitor!r}, which fit does not report; it reports "
+                             f"{sorted(logs or {})} (val_* needs validation_data)")
         current = logs[self.monitor]
         if _improved(self.mode, current, self.best, self.min_delta):
             self.best, self.wait = current, 0
@@ -152,17 +169,23 @@ class ModelCheckpoint(Callback):
 
     def __init__(self, filepath, monitor="val_loss", verbose=0, save_best_only=False, mode="auto"):
         super().__init__()
-        self.filepath, self.monitor, self.verbose = str(filepath), monitor, verbose
-        self.save_best_only = save_best_only
-        self.mode = _mode(mode, monitor)
+        self.filepath = _check.path(filepath, "filepath", "ModelCheckpoint")
+        self.monitor, self.verbose = monitor, verbose
+        self.save_best_only = _check.boolean(save_best_only, "save_best_only", "ModelCheckpoint")
+        self.mode = _mode(mode, monitor, "ModelCheckpoint")
         self.best = float("inf") if self.mode == "min" else -float("inf")
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
-        path = self.filepath.format(epoch=epoch + 1, **logs)
+        try:
+            path = self.filepath.format(epoch=epoch + 1, **logs)
+        except (KeyError, IndexError, ValueError) as e:
+            raise ValueError(f"ModelCheckpoint: filepath {self.filepath!r} cannot be filled in from epoch and the "
+                             f"logged values {sorted(logs)} ({type(e).__name__}: {e})") from None
         if self.save_best_only:
             if self.monitor not in logs:
-                raise KeyError(f"ModelCheckpoint monitors {self.monitor!r}, which fit does not report")
+                raise ValueError(f"ModelCheckpoint monitors {self.monitor!r}, which fit does not report; it reports "
+                                 f"{sorted(logs)} (val_* needs validation_data)")
             if not _improved(self.mode, logs[self.monitor], self.best, 0.0):
                 return
             self.best = logs[self.monitor]
@@ -177,7 +200,10 @@ class CSVLogger(Callback):
 
     def __init__(self, filename, separator=",", append=False):
         super().__init__()
-        self.filename, self.separator, self.append = str(filename), separator, append
+        self.filename = _check.path(filename, "filename", "CSVLogger")
+        if not isinstance(separator, str) or not separator:
+            raise TypeError(f"CSVLogger: separator must be a non-empty string, got {separator!r}")
+        self.separator, self.append = separator, _check.boolean(append, "append", "CSVLogger")
 
     def on_train_begin(self, logs=None):
         import os

@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 
-from fastnet import _kernels, _seed, losses, optimizers
+from fastnet import _check, _kernels, _seed, losses, optimizers
 from fastnet.callbacks import Callback, History, ProgressLogger, TerminateOnNaN
 from fastnet.layers.base import Layer, internal_shape, legacy, public_shape
 from fastnet.plan import Plan, StepContext, loss_takes_softmax
@@ -21,7 +21,7 @@ class Sequential:
         self.name = name or "sequential"
         self.layers = []
         self.seed, self.model_id = _seed.next_model_key()
-        self.step = 0            # training steps taken; keys the dropout masks
+        self._step = np.zeros(1, np.int64)  # training steps taken; keys the dropout masks
         self.epochs_trained = 0  # training epochs completed, over every fit call; keys the shuffling
         self.stop_training = False
         self.optimizer = None
@@ -64,6 +64,15 @@ class Sequential:
         self._loss = None
         self._plan = None
 
+    @property
+    def step(self):
+        """Training steps taken (optimizer updates applied), over every fit call; keys the dropout masks."""
+        return int(self._step[0])
+
+    @step.setter
+    def step(self, value):
+        self._step[0] = _check.integer(value, "step", 0, where="Sequential")
+
     def _unique_name(self, kind):
         name, i = kind, 0
         while name in self._names:
@@ -97,10 +106,11 @@ class Sequential:
         self._require_layers()
         self.loss = losses.check(loss)
         self.optimizer = optimizers.get(optimizer)
+        if metrics is not None and not isinstance(metrics, (list, tuple)):
+            raise TypeError(f"compile: metrics must be a list, e.g. metrics=['accuracy'], got {metrics!r}")
         self.metrics = []
         for m in metrics or []:
-            if m not in ("accuracy", "acc"):
-                raise ValueError(f"unknown metric {m!r}; fastnet has 'accuracy' (alias 'acc')")
+            _check.choice(m, "metric", ("accuracy", "acc"), "compile")
             self.metrics.append("accuracy")
         if len(self.layers[-1].out_shape) != 1:
             raise ValueError(f"{loss} needs a model output of shape (None, classes); the model outputs "
@@ -179,6 +189,8 @@ class Sequential:
         """Targets as float32 one-hot rows (N, classes)."""
         classes = self.layers[-1].out_shape[0]
         y = np.asarray(y)
+        if y.dtype == object or not (np.issubdtype(y.dtype, np.number) or y.dtype == bool):
+            raise TypeError(f"{what}: y must be numeric, got dtype {y.dtype}")
         if self.loss == "sparse_categorical_crossentropy":
             if y.ndim == 2 and y.shape[1] == 1:
                 y = y[:, 0]
@@ -209,9 +221,7 @@ class Sequential:
     def _batch_size(batch_size, what):
         if batch_size is None:
             return 32
-        if int(batch_size) < 1:
-            raise ValueError(f"{what}: batch_size must be >= 1, got {batch_size}")
-        return int(batch_size)
+        return _check.integer(batch_size, "batch_size", 1, where=what)
 
     # ---------------------------------------------------------------- computation
     def plan(self):
@@ -245,8 +255,7 @@ class Sequential:
         if not math.isfinite(loss_sum):
             return loss_sum, 0
         plan.backward(ctx, self._loss.backward(out, probs, yb, dout, n_threads=ctx.n_threads))
-        self.optimizer.apply(self._params, self._grads, n_threads=ctx.n_threads)
-        self.step += 1
+        self.optimizer.apply(self._params, self._grads, n_threads=ctx.n_threads, counters=(self._step,))
         return loss_sum, int(np.count_nonzero(out.argmax(1) == yb.argmax(1)))
 
     def _evaluate_arrays(self, plan, ctx, x, y, batch_size):
@@ -278,16 +287,26 @@ class Sequential:
             legacy("fit(nb_epoch=...) is the Keras 1 spelling; use epochs=")
             epochs = nb_epoch
         self._require_compiled("fit")
+        epochs = _check.integer(epochs, "epochs", 0, where="fit")
+        initial_epoch = _check.integer(initial_epoch, "initial_epoch", 0, epochs, "fit")
+        verbose = _check_verbose(verbose, "fit")
+        shuffle = _check.boolean(shuffle, "shuffle", "fit")
+        validation_split = _check.real(validation_split, "validation_split", 0.0, 1.0, hi_open=True, where="fit")
+        callbacks = _check_callbacks(callbacks)
         X = self._prepare_x(x, "fit")
         Y = self._prepare_y(y, X.shape[0], "fit")
         if validation_data is None and validation_split:
-            if not 0.0 < validation_split < 1.0:
-                raise ValueError(f"validation_split must be in (0, 1), got {validation_split}")
             split = int(X.shape[0] * (1.0 - validation_split))  # the last samples, before shuffling (Keras)
+            if split < 1 or split == X.shape[0]:
+                raise ValueError(f"fit: validation_split={validation_split} of {X.shape[0]} samples leaves "
+                                 f"{split} for training and {X.shape[0] - split} for validation; each needs at least 1")
             X, Y, Xv, Yv = X[:split], Y[:split], X[split:], Y[split:]
         elif validation_data is not None:
-            if len(validation_data) != 2:
-                raise ValueError("validation_data must be a pair (x_val, y_val)")
+            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+                raise ValueError("fit: validation_data must be a pair (x_val, y_val), got "
+                                 f"{type(validation_data).__name__}"
+                                 + (f" of length {len(validation_data)}" if isinstance(validation_data, (tuple, list))
+                                    else ""))
             Xv = self._prepare_x(validation_data[0], "fit(validation_data)")
             Yv = self._prepare_y(validation_data[1], Xv.shape[0], "fit(validation_data)")
         else:
@@ -299,10 +318,8 @@ class Sequential:
         steps = math.ceil(n / bs)
 
         history = History()
-        cbs = [history] + ([ProgressLogger(verbose)] if verbose else []) + list(callbacks or [])
+        cbs = [history] + ([ProgressLogger(verbose)] if verbose else []) + callbacks
         for cb in cbs:
-            if not isinstance(cb, Callback):
-                raise TypeError(f"callbacks must be fastnet.callbacks.Callback instances, got {type(cb).__name__}")
             cb.set_model(self)
             cb.set_params({"epochs": epochs, "steps": steps, "batch_size": bs, "samples": n, "verbose": verbose})
         self.history = history
@@ -360,6 +377,7 @@ class Sequential:
     def evaluate(self, x, y, batch_size=None, verbose=0):
         """[loss, accuracy] (or loss alone without metrics), with dropout off."""
         self._require_compiled("evaluate")
+        verbose = _check_verbose(verbose, "evaluate")
         X = self._prepare_x(x, "evaluate")
         Y = self._prepare_y(y, X.shape[0], "evaluate")
         bs = self._batch_size(batch_size, "evaluate")
@@ -371,6 +389,7 @@ class Sequential:
 
     def predict(self, x, batch_size=None, verbose=0):
         """The model's outputs (probabilities after a softmax), with dropout off."""
+        _check_verbose(verbose, "predict")
         X = self._prepare_x(x, "predict")
         bs = self._batch_size(batch_size, "predict")
         last = self.layers[-1]
@@ -407,7 +426,7 @@ class Sequential:
         return [loss, acc] if self.metrics else loss
 
     def test_on_batch(self, x, y):
-        return self.evaluate(x, y, batch_size=len(x))
+        return self.evaluate(x, y, batch_size=max(np.shape(x)[0] if np.ndim(x) else 1, 1))
 
     # ---------------------------------------------------------------- weights
     def count_params(self):
@@ -423,12 +442,17 @@ class Sequential:
 
     def set_weights(self, weights):
         ours = self.weights
+        if not isinstance(weights, (list, tuple)):
+            raise TypeError(f"set_weights: expected a list of arrays (as get_weights returns), got "
+                            f"{type(weights).__name__}")
         weights = list(weights)
         if len(weights) != len(ours):
             raise ValueError(f"set_weights: the model has {len(ours)} weight arrays, got {len(weights)}")
         names = [f"{layer.name}/{n}" for layer in self.layers for n in layer.weight_names]
         for name, mine, new in zip(names, ours, weights):
             new = np.asarray(new)
+            if new.dtype == object or not (np.issubdtype(new.dtype, np.number) or new.dtype == bool):
+                raise TypeError(f"set_weights: {name} must be numeric, got dtype {new.dtype}")
             if new.shape != mine.shape:
                 raise ValueError(f"set_weights: {name} has shape {mine.shape}, got {new.shape}")
             if not np.isfinite(new).all():
@@ -450,6 +474,24 @@ class Sequential:
         from fastnet.saving import save_model  # saving imports this module: it is loaded by now
 
         save_model(self, filepath, include_optimizer)
+
+
+def _check_verbose(verbose, where):
+    """0 (silent), 1 (a progress bar) or 2 (a line per epoch); Keras's 'auto' is 1."""
+    if isinstance(verbose, str) and verbose == "auto":
+        return 1
+    return _check.integer(verbose, "verbose", 0, 2, where)
+
+
+def _check_callbacks(callbacks):
+    if callbacks is None:
+        return []
+    if isinstance(callbacks, Callback) or not isinstance(callbacks, (list, tuple)):
+        raise TypeError(f"fit: callbacks must be a list of fastnet.callbacks.Callback, got {type(callbacks).__name__}")
+    for cb in callbacks:
+        if not isinstance(cb, Callback):
+            raise TypeError(f"fit: callbacks must be fastnet.callbacks.Callback instances, got {type(cb).__name__}")
+    return list(callbacks)
 
 
 def __getattr__(name):

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fastnet import _kernels
+from fastnet import _kernels, _seed
 from fastnet.layers.base import activation_backward, activation_forward
 from fastnet.layers.convolutional import Conv2D
 from fastnet.layers.core import Activation, Dense, Dropout, Flatten
@@ -58,7 +58,7 @@ class StepContext:
 
     def dropout_stream(self, layer_index):
         """The random stream of a Dropout layer's mask at this training step."""
-        return (self.model_id << 48) ^ (self.step << 12) ^ layer_index
+        return _seed.key64(self.model_id, self.step, layer_index)
 
 
 @dataclass(frozen=True)

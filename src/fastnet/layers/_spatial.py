@@ -1,11 +1,16 @@
 """What Conv2D and MaxPooling2D share: data-format resolution and the errors for shapes that do not fit."""
 import warnings
 
-from fastnet import _kernels
+from fastnet import _check, _kernels
 from fastnet import backend
 from fastnet.layers.base import Layer, internal_shape, public_shape
 
 OTHER = {"channels_first": "channels_last", "channels_last": "channels_first"}
+
+
+def check_padding(padding, where):
+    """'valid' or 'same' (any case, as Keras takes it)."""
+    return _check.choice(padding.lower() if isinstance(padding, str) else padding, "padding", ("valid", "same"), where)
 
 
 class SpatialLayer(Layer):
@@ -57,12 +62,9 @@ class SpatialLayer(Layer):
     def output_size(self, in_shape, fmt, window, strides, padding, what):
         """(rows, cols) out, with an error that names the shapes, the reading and the fix when it fails."""
         h, w, c = in_shape
-        try:
-            oh, _ = _kernels.conv_geometry(h, window[0], strides[0], padding)
-            ow, _ = _kernels.conv_geometry(w, window[1], strides[1], padding)
-            return oh, ow
-        except ValueError:
-            pass
+        if padding == "same" or (h >= window[0] and w >= window[1]):
+            return (_kernels.conv_geometry(h, window[0], strides[0], padding)[0],
+                    _kernels.conv_geometry(w, window[1], strides[1], padding)[0])
         shown = (None,) + public_shape(in_shape, fmt)
         msg = (f"{self._where()}: input {shown} read as {fmt} is {h} rows x {w} cols with {c} channel(s), smaller "
                f"than the {window[0]}x{window[1]} {what} with padding={padding!r}.")

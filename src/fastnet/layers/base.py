@@ -8,9 +8,11 @@ of their inputs, the output arrays they fill and a step context (fastnet.plan.St
 convolution algorithm, workspace, random key). Which kernels run, what they fuse and which arrays hold the
 activations is decided by the model's execution plan (fastnet.plan), never by a layer.
 """
+import os
+
 import numpy as np
 
-from fastnet import _kernels
+from fastnet import _check, _kernels
 from fastnet._legacy import LegacyAPIWarning, legacy  # noqa: F401  (re-exported)
 
 ACTIVATIONS = ("linear", "relu", "sigmoid", "tanh", "softmax")
@@ -30,20 +32,26 @@ def internal_shape(shape, fmt):
     return tuple(shape)
 
 
-def pair(value, what):
-    if isinstance(value, int):
-        return (value, value)
-    value = tuple(value)
-    if len(value) != 2 or not all(isinstance(v, (int, np.integer)) and v >= 1 for v in value):
-        raise ValueError(f"{what} must be an int or a pair of positive ints, got {value!r}")
-    return (int(value[0]), int(value[1]))
-
-
-def check_activation(name):
+def check_activation(name, where=None):
     name = "linear" if name is None else name
+    if not isinstance(name, str):
+        raise TypeError(f"{where + ': ' if where else ''}activation must be a name, one of {', '.join(ACTIVATIONS)}; "
+                        f"got {type(name).__name__} {name!r}")
     if name not in ACTIVATIONS:
-        raise ValueError(f"unknown activation {name!r}; fastnet has {', '.join(ACTIVATIONS)}")
+        raise ValueError(f"{where + ': ' if where else ''}unknown activation {name!r}; fastnet has "
+                         f"{', '.join(ACTIVATIONS)}")
     return name
+
+
+def check_initializer(value, name, where):
+    return _check.choice(value, name, INITIALIZERS, where)
+
+
+def _memory_bytes():
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
 
 
 def initial_value(init, shape, fan_in, fan_out, rng):
@@ -89,13 +97,22 @@ class Layer:
 
     def __init__(self, name=None, input_shape=None, input_dim=None, batch_input_shape=None, trainable=True,
                  dtype=None):
+        where = type(self).__name__
         if dtype not in (None, "float32"):
-            raise ValueError(f"fastnet computes in float32; got dtype={dtype!r}")
+            raise ValueError(f"{where}: fastnet computes in float32; got dtype={dtype!r}")
+        if name is not None and (not isinstance(name, str) or not name):
+            raise TypeError(f"{where}: name must be a non-empty string, got {type(name).__name__} {name!r}")
         if batch_input_shape is not None:
-            input_shape = tuple(batch_input_shape)[1:]
+            if not isinstance(batch_input_shape, (tuple, list)) or len(batch_input_shape) < 2:
+                raise TypeError(f"{where}: batch_input_shape must be a tuple (batch size or None, *input_shape), got "
+                                f"{batch_input_shape!r}")
+            if batch_input_shape[0] is not None:
+                _check.integer(batch_input_shape[0], "batch_input_shape[0]", 1, where=where)
+            input_shape = tuple(batch_input_shape[1:])
         if input_dim is not None:
-            input_shape = (int(input_dim),)
-        self.input_shape_arg = None if input_shape is None else tuple(int(d) for d in input_shape)
+            input_shape = (_check.integer(input_dim, "input_dim", 1, _check.INT_MAX, where, allow_float=True),)
+        self.input_shape_arg = None if input_shape is None else _check.ints(input_shape, "input_shape", where=where,
+                                                                               allow_float=True)
         self.name = name
         self.trainable = trainable
         self.built = False
@@ -135,6 +152,11 @@ class Layer:
 
     def init_weights(self, rng):
         specs = self.weight_specs()
+        nbytes = sum(4 * int(np.prod(shape, dtype=object)) for _, shape, _, _, _ in specs)
+        memory = _memory_bytes()
+        if memory is not None and nbytes > memory:
+            raise MemoryError(f"{self._where()}: its weights {[tuple(s[1]) for s in specs]} need "
+                              f"{nbytes / 2**30:.1f} GiB, more than this machine's {memory / 2**30:.1f} GiB")
         self.weight_names = [s[0] for s in specs]
         self.params = [initial_value(init, shape, fi, fo, rng) for _, shape, init, fi, fo in specs]
         self.grads = []

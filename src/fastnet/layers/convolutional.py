@@ -1,7 +1,7 @@
 """Conv2D (and Keras 1's Convolution2D); MaxPooling2D is importable from here too, as in Keras 1."""
-from fastnet import _kernels
-from fastnet.layers._spatial import SpatialLayer
-from fastnet.layers.base import INITIALIZERS, check_activation, legacy, pair
+from fastnet import _check, _kernels
+from fastnet.layers._spatial import SpatialLayer, check_padding
+from fastnet.layers.base import check_activation, check_initializer, legacy
 from fastnet.layers.pooling import MaxPool2D, MaxPooling2D  # noqa: F401  (Keras 1 import path)
 
 _DIM_ORDERING = {"th": "channels_first", "tf": "channels_last", "default": None}
@@ -15,20 +15,15 @@ class Conv2D(SpatialLayer):
     def __init__(self, filters, kernel_size, strides=(1, 1), padding="valid", data_format=None, activation=None,
                  use_bias=True, kernel_initializer="glorot_uniform", bias_initializer="zeros", **kwargs):
         super().__init__(data_format=data_format, **kwargs)
-        if int(filters) < 1:
-            raise ValueError(f"Conv2D needs a positive number of filters, got {filters!r}")
-        if padding not in ("valid", "same"):
-            raise ValueError(f"padding must be 'valid' or 'same', got {padding!r}")
-        for init_name in (kernel_initializer, bias_initializer):
-            if init_name not in INITIALIZERS:
-                raise ValueError(f"unknown initializer {init_name!r}; fastnet has {', '.join(INITIALIZERS)}")
-        self.filters = int(filters)
-        self.kernel_size = pair(kernel_size, "kernel_size")
-        self.strides = pair(strides, "strides")
-        self.padding = padding
-        self.activation = check_activation(activation)
-        self.use_bias = bool(use_bias)
-        self.kernel_initializer, self.bias_initializer = kernel_initializer, bias_initializer
+        where = type(self).__name__
+        self.filters = _check.integer(filters, "filters", 1, _check.INT_MAX, where, allow_float=True)
+        self.kernel_size = _check.pair(kernel_size, "kernel_size", where)
+        self.strides = _check.pair(strides, "strides", where)
+        self.padding = check_padding(padding, where)
+        self.activation = check_activation(activation, where)
+        self.use_bias = _check.boolean(use_bias, "use_bias", where)
+        self.kernel_initializer = check_initializer(kernel_initializer, "kernel_initializer", where)
+        self.bias_initializer = check_initializer(bias_initializer, "bias_initializer", where)
 
     @property
     def window(self):
@@ -101,7 +96,7 @@ class Convolution2D(Conv2D):
         if subsample is not None:
             kwargs["strides"] = subsample
         if dim_ordering is not None:
-            if dim_ordering not in _DIM_ORDERING:
+            if not isinstance(dim_ordering, str) or dim_ordering not in _DIM_ORDERING:
                 raise ValueError(f"dim_ordering must be 'th', 'tf' or 'default', got {dim_ordering!r}")
             kwargs["data_format"] = _DIM_ORDERING[dim_ordering]
         if init is not None:

@@ -1,8 +1,8 @@
 """Dense, Activation, Dropout and Flatten (Keras 1 kept these in keras.layers.core)."""
 import numpy as np
 
-from fastnet import _kernels
-from fastnet.layers.base import (INITIALIZERS, Layer, activation_backward, activation_forward, check_activation,
+from fastnet import _check, _kernels, backend
+from fastnet.layers.base import (Layer, activation_backward, activation_forward, check_activation, check_initializer,
                                  legacy, public_shape)
 
 
@@ -20,15 +20,13 @@ class Dense(Layer):
             legacy("Dense(init=...) is the Keras 1 spelling; use kernel_initializer")
             kernel_initializer = init
         super().__init__(**kwargs)
-        if units is None or int(units) < 1:
-            raise ValueError(f"Dense needs a positive number of units, got {units!r}")
-        for init_name in (kernel_initializer, bias_initializer):
-            if init_name not in INITIALIZERS:
-                raise ValueError(f"unknown initializer {init_name!r}; fastnet has {', '.join(INITIALIZERS)}")
-        self.units = int(units)
-        self.activation = check_activation(activation)
-        self.use_bias = bool(use_bias)
-        self.kernel_initializer, self.bias_initializer = kernel_initializer, bias_initializer
+        if units is None:
+            raise TypeError("Dense needs its number of units: Dense(units), e.g. Dense(512)")
+        self.units = _check.integer(units, "units", 1, _check.INT_MAX, "Dense", allow_float=True)
+        self.activation = check_activation(activation, "Dense")
+        self.use_bias = _check.boolean(use_bias, "use_bias", "Dense")
+        self.kernel_initializer = check_initializer(kernel_initializer, "kernel_initializer", "Dense")
+        self.bias_initializer = check_initializer(bias_initializer, "bias_initializer", "Dense")
 
     def compute_output_shape(self, in_shape, in_fmt):
         if len(in_shape) != 1:
@@ -68,7 +66,7 @@ class Activation(Layer):
 
     def __init__(self, activation, **kwargs):
         super().__init__(**kwargs)
-        self.activation = check_activation(activation)
+        self.activation = check_activation(activation, "Activation")
 
     def get_config(self):
         return {**super().get_config(), "activation": self.activation}
@@ -92,17 +90,17 @@ class Dropout(Layer):
             legacy("Dropout(p=...) is the Keras 1 spelling; use Dropout(rate)")
             rate = p
         super().__init__(**kwargs)
-        if rate is None or not 0.0 <= float(rate) < 1.0:
-            raise ValueError(f"Dropout rate must be in [0, 1), got {rate!r}")
-        self.rate = float(rate)
-        self.seed = seed
+        if rate is None:
+            raise TypeError("Dropout needs its rate: Dropout(rate), e.g. Dropout(0.2)")
+        self.rate = _check.real(rate, "rate", 0.0, 1.0, hi_open=True, where="Dropout")
+        self.seed = None if seed is None else _check.integer(seed, "seed", 0, 2**64 - 1, "Dropout")
 
     def get_config(self):
         return {**super().get_config(), "rate": self.rate, "seed": self.seed}
 
     def forward(self, ctx, x, y, keep):
         """Training only (at inference the layer is the identity): y and the kept-element mask keep."""
-        seed = ctx.seed if self.seed is None else int(self.seed)
+        seed = ctx.seed if self.seed is None else self.seed
         _kernels.dropout_forward(x, self.rate, seed, ctx.dropout_stream(self.index), out=y, keep=keep,
                                  n_threads=ctx.n_threads)
         return y
@@ -118,7 +116,7 @@ class Flatten(Layer):
 
     def __init__(self, data_format=None, **kwargs):
         super().__init__(**kwargs)
-        self.data_format = data_format
+        self.data_format = None if data_format is None else backend.normalize_data_format(data_format)
 
     def get_config(self):
         return {**super().get_config(), "data_format": self.data_format}

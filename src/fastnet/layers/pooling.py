@@ -1,7 +1,8 @@
 """MaxPooling2D: the maximum of each window; the gradient flows to the first maximum of each window."""
 from fastnet import _kernels
-from fastnet.layers._spatial import SpatialLayer
-from fastnet.layers.base import legacy, pair
+from fastnet import _check
+from fastnet.layers._spatial import SpatialLayer, check_padding
+from fastnet.layers.base import legacy
 
 
 class MaxPooling2D(SpatialLayer):
@@ -14,13 +15,13 @@ class MaxPooling2D(SpatialLayer):
             padding = border_mode
         if dim_ordering is not None:
             legacy("MaxPooling2D(dim_ordering=...) is the Keras 1 spelling; use data_format=")
-            data_format = {"th": "channels_first", "tf": "channels_last"}.get(dim_ordering, None)
+            data_format = _check.choice(dim_ordering, "dim_ordering", ("th", "tf", "default"), "MaxPooling2D")
+            data_format = {"th": "channels_first", "tf": "channels_last"}.get(data_format)
         super().__init__(data_format=data_format, **kwargs)
-        if padding not in ("valid", "same"):
-            raise ValueError(f"padding must be 'valid' or 'same', got {padding!r}")
-        self.pool_size = pair(pool_size, "pool_size")
-        self.strides = self.pool_size if strides is None else pair(strides, "strides")
-        self.padding = padding
+        where = type(self).__name__
+        self.pool_size = _check.pair(pool_size, "pool_size", where)
+        self.strides = self.pool_size if strides is None else _check.pair(strides, "strides", where)
+        self.padding = check_padding(padding, where)
 
     @property
     def window(self):
