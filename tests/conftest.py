@@ -6,7 +6,7 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from fastnet import _kernels, backend  # noqa: E402
+from fastnet import _kernels, _seed, backend  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -14,6 +14,13 @@ def image_ordering_as_at_import(monkeypatch):
     """Every test starts with the built-in default ordering, not chosen in code (tests that set it do not leak)."""
     monkeypatch.setattr(backend, "_data_format", "channels_last")
     monkeypatch.setattr(backend, "_data_format_chosen", False)
+
+
+@pytest.fixture(autouse=True)
+def seed_as_at_import(monkeypatch):
+    """Every test starts from the default seed, and one that calls set_seed does not change the next one's."""
+    monkeypatch.setattr(_seed, "_seed", _seed.DEFAULT_SEED)
+    monkeypatch.setattr(_seed, "_models_created", _seed._models_created)
 
 
 @pytest.fixture

@@ -190,6 +190,15 @@ def _status(int status, what):
         raise RuntimeError(f"{what} failed with status {status}")
 
 
+def _fused_activation(act, what):
+    """The activations a dense or conv kernel applies itself: 'linear' and 'relu' (the plan runs others after)."""
+    code = _activation(act)
+    if code not in (FN_ACT_LINEAR, FN_ACT_RELU):
+        raise ValueError(f"{what} applies activation 'linear' or 'relu' itself, got {act!r}: run "
+                         "activation_forward after it")
+    return code
+
+
 def _activation(act):
     if isinstance(act, str):
         if act not in ACTIVATIONS:

@@ -52,7 +52,7 @@ def conv2d_forward(x, w, b=None, strides=(1, 1), padding="valid", activation="li
         _array(b, "b", 1)
         _expect(b, "b", (s.OC,))
     out = _output(out, "out", (s.N, s.OH, s.OW, s.OC), (x, w, b))
-    cdef int act = _activation(activation), nt = _threads(n_threads), st
+    cdef int act = _fused_activation(activation, "conv2d_forward"), nt = _threads(n_threads), st
     cdef int algo = _algo_code(conv_algo), code = _isa_code(isa)
     scratch = _scratch(workspace, fn_conv2d_workspace(&s, algo, nt))
     cdef float *pw = _mp(scratch)

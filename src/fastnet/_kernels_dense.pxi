@@ -68,7 +68,7 @@ def dense_forward(x, w, b=None, out=None, activation="linear", packed=None, n_th
     if b is not None:
         _array(b, "b", 1)
         _expect(b, "b", (O,))
-    cdef int act = _activation(activation), nt = _threads(n_threads), code = _isa_code(isa), st
+    cdef int act = _fused_activation(activation, "dense_forward"), nt = _threads(n_threads), code = _isa_code(isa), st
     if packed is not None and not isinstance(packed, PackedWeights):
         raise TypeError(f"packed must be a PackedWeights, got {type(packed).__name__}")
     if packed is not None and (packed.shape != (I, O) or packed.isa != _ISA_NAMES[code]):

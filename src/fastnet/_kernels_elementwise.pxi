@@ -88,7 +88,7 @@ def bias_act_forward(y, b=None, activation="linear", n_threads=None):
         _array(b, "b", 1)
         _expect(b, "b", (y.shape[1],))
         _disjoint((("y", y), ("b", b)))
-    cdef int act = _activation(activation), nt = _threads(n_threads), st
+    cdef int act = _fused_activation(activation, "bias_act_forward"), nt = _threads(n_threads), st
     cdef const float *pb = NULL if b is None else _cp(b)
     cdef float *py = _mp(y.reshape(-1))
     cdef int64_t R = y.shape[0], C = y.shape[1]

@@ -60,7 +60,12 @@ class Optimizer:
     def apply(self, params, grads, n_threads=None, counters=()):
         """One step over the flat parameter arena. The kernel that makes it also advances self.iterations and the
         caller's counters (1-element int64 arrays): an interrupt never separates the step from its count."""
-        self._update(params, grads, self.current_lr(), n_threads, tuple(counters) + (self._iterations,))
+        counters = tuple(counters) + (self._iterations,)
+        if params.size == 0:  # a model without weights (only Dropout, Activation, ...): a step that updates nothing
+            for c in counters:
+                c[0] += 1
+            return
+        self._update(params, grads, self.current_lr(), n_threads, counters)
 
     def get_config(self):
         return {"lr": self.lr, "decay": self.decay, **self.hyper}

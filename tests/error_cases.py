@@ -1,0 +1,236 @@
+"""Bad input and the error it gets: the cases behind docs/ERRORS.md.
+
+Each case is code a user might write, the exception fastnet must raise and a pattern its message must match.
+tests/test_errors.py runs every case; docs/make_errors.py runs them again and writes docs/ERRORS.md from the
+messages they print, so the document shows what fastnet says, never what someone typed.
+
+The code runs in a namespace (NAMESPACE below) where `mlp` is a compiled 784-16-10 MLP, `cnn` a compiled
+channels_first CNN on (1, 28, 28) images, `x` four flat images (4, 784), `images` four channels_last images
+(4, 28, 28, 1), `y` their one-hot labels (4, 10), `labels` the same as integers, and `tmp` an empty folder.
+"""
+import contextlib
+import gzip
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+
+import numpy as np
+
+import fastnet
+from fastnet import _kernels, backend, callbacks, optimizers
+from fastnet.datasets import mnist
+from fastnet.layers import Activation, Conv2D, Dense, Dropout, Flatten, MaxPooling2D
+
+
+@dataclass(frozen=True)
+class Case:
+    title: str       # the bad input, in words
+    code: str        # what the user runs (shown in docs/ERRORS.md)
+    error: type      # the exception fastnet must raise
+    match: str       # a regular expression its message must contain
+    setup: str = ""  # code run first, not shown (files to read, ...)
+
+
+def _idx(array):
+    return mnist.to_idx(np.asarray(array, np.uint8))
+
+
+def write_mnist(folder, images=None, gz_images=None):
+    """Four IDX files of the right structure (a few images, so not the MNIST release); images replaces the
+    training images' bytes, gz_images their gzip bytes."""
+    os.makedirs(folder, exist_ok=True)
+    x, y = np.zeros((3, 28, 28), np.uint8), np.zeros(3, np.uint8)
+    blobs = {"train-images-idx3-ubyte": _idx(x) if images is None else images, "train-labels-idx1-ubyte": _idx(y),
+             "t10k-images-idx3-ubyte": _idx(x), "t10k-labels-idx1-ubyte": _idx(y)}
+    for name, data in blobs.items():
+        with open(os.path.join(folder, name + ".gz"), "wb") as f:
+            f.write(gz_images if name == "train-images-idx3-ubyte" and gz_images is not None else gzip.compress(data))
+
+
+def _models():
+    fastnet.set_seed(1)
+    mlp = fastnet.Sequential([Dense(16, activation="relu", input_shape=(784,)), Dense(10, activation="softmax")])
+    mlp.compile(loss="categorical_crossentropy", optimizer="rmsprop", metrics=["accuracy"])
+    cnn = fastnet.Sequential([Conv2D(4, (3, 3), activation="relu", input_shape=(1, 28, 28),
+                                     data_format="channels_first"), Flatten(), Dense(10, activation="softmax")])
+    cnn.compile(loss="categorical_crossentropy", optimizer="adadelta", metrics=["accuracy"])
+    return mlp, cnn
+
+
+def NAMESPACE(tmp):
+    mlp, cnn = _models()
+    rng = np.random.default_rng(0)
+    labels = np.array([3, 1, 4, 1])
+    return {"np": np, "fastnet": fastnet, "optimizers": optimizers, "callbacks": callbacks, "_kernels": _kernels,
+            "mnist": mnist, "Sequential": fastnet.Sequential, "Dense": Dense, "Conv2D": Conv2D,
+            "MaxPooling2D": MaxPooling2D, "Dropout": Dropout, "Flatten": Flatten, "Activation": Activation,
+            "mlp": mlp, "cnn": cnn, "x": rng.random((4, 784), dtype=np.float32),
+            "images": rng.random((4, 28, 28, 1), dtype=np.float32), "y": np.eye(10, dtype=np.float32)[labels],
+            "labels": labels, "tmp": tmp, "write_mnist": write_mnist, "_idx": _idx, "os": os, "gzip": gzip}
+
+
+CASES = [
+    # ---- layers: every constructor argument ----
+    Case("zero channels in input_shape", "Conv2D(4, (3, 3), input_shape=(5, 5, 0))", ValueError,
+         r"Conv2D: input_shape\[2\] must be >= 1, got 0"),
+    Case("an empty feature axis (a softmax over nothing)", "Activation('softmax', input_shape=(0,))", ValueError,
+         r"Activation: input_shape\[0\] must be >= 1, got 0"),
+    Case("strides=0", "Conv2D(32, (3, 3), strides=0)", ValueError, r"Conv2D: strides must be >= 1, got 0"),
+    Case("a kernel size of 0", "Conv2D(32, (3, 0))", ValueError, r"Conv2D: kernel_size\[1\] must be >= 1, got 0"),
+    Case("padding that is not 'valid' or 'same'", "Conv2D(32, (3, 3), padding='full')", ValueError,
+         r"Conv2D: padding must be one of 'valid', 'same'; got 'full'"),
+    Case("an unknown data_format", "Conv2D(32, (3, 3), data_format='nchw')", ValueError,
+         r"data_format must be 'channels_first' or 'channels_last'.*got 'nchw'"),
+    Case("a pool size of 0", "MaxPooling2D(pool_size=(2, 0))", ValueError,
+         r"MaxPooling2D: pool_size\[1\] must be >= 1, got 0"),
+    Case("zero units", "Dense(0)", ValueError, r"Dense: units must be >= 1, got 0"),
+    Case("a fractional number of units", "Dense(2.5)", ValueError, r"Dense: units must be a whole number, got 2.5"),
+    Case("units as a string", "Dense('512')", TypeError, r"Dense: units must be an int, got str '512'"),
+    Case("a dropout rate of 1", "Dropout(1.0)", ValueError, r"Dropout: rate must be in \[0, 1\), got 1.0"),
+    Case("a negative dropout rate", "Dropout(-0.1)", ValueError, r"Dropout: rate must be in \[0, 1\), got -0.1"),
+    Case("an unknown activation", "Dense(10, activation='gelu')", ValueError,
+         r"Dense: unknown activation 'gelu'; fastnet has linear, relu, sigmoid, tanh, softmax"),
+    Case("an unknown initializer", "Dense(10, kernel_initializer='orthogonal')", ValueError,
+         r"Dense: kernel_initializer must be one of 'glorot_uniform'.*got 'orthogonal'"),
+    Case("trainable=False", "Dense(10, trainable=False)", ValueError, r"trainable=False is not supported"),
+    # ---- optimizers ----
+    Case("a NaN learning rate", "optimizers.SGD(lr=float('nan'))", ValueError, r"SGD: lr must be a finite number, got nan"),
+    Case("a negative learning rate", "optimizers.Adadelta(learning_rate=-1)", ValueError,
+         r"Adadelta: learning_rate must be >= 0, got -1.0"),
+    Case("rho outside [0, 1]", "optimizers.RMSprop(rho=1.5)", ValueError, r"RMSprop: rho must be in \[0, 1\], got 1.5"),
+    Case("epsilon = 0 (0/0 where a gradient is 0)", "optimizers.RMSprop(epsilon=0)", ValueError,
+         r"RMSprop: epsilon must be > 0, got 0.0"),
+    Case("beta_1 = 1 (divides by 1 - beta_1^t = 0)", "optimizers.Adam(beta_1=1.0)", ValueError,
+         r"Adam: beta_1 must be in \[0, 1\), got 1.0"),
+    Case("momentum outside [0, 1]", "optimizers.SGD(momentum=-0.5)", ValueError,
+         r"SGD: momentum must be in \[0, 1\], got -0.5"),
+    # ---- compile and fit ----
+    Case("an unknown loss", "mlp.compile(loss='mse', optimizer='rmsprop')", ValueError,
+         r"unknown loss 'mse'; fastnet has categorical_crossentropy, sparse_categorical_crossentropy"),
+    Case("an unknown optimizer", "mlp.compile(optimizer='adamw')", ValueError, r"unknown optimizer 'adamw'"),
+    Case("metrics as a string", "mlp.compile(metrics='accuracy')", TypeError,
+         r"compile: metrics must be a list, e.g. metrics=\['accuracy'\]"),
+    Case("an unknown metric", "mlp.compile(metrics=['mae'])", ValueError,
+         r"compile: metric must be one of 'accuracy', 'acc'; got 'mae'"),
+    Case("fit before compile", "Sequential([Dense(10, input_shape=(784,))]).fit(x, y)", RuntimeError,
+         r"fit needs a compiled model: call model.compile\(loss=..., optimizer=...\) first"),
+    Case("channels_last data into a channels_first model", "cnn.fit(images, y)", ValueError,
+         r"the model expects input of shape \(N, 1, 28, 28\) \(channels_first\), got \(4, 28, 28, 1\). This looks "
+         r"channels_last"),
+    Case("input_shape=(1, 28, 28) once channels_last is chosen",
+         "fastnet.backend.set_image_data_format('channels_last'); Sequential([Conv2D(32, (3, 3), input_shape=(1, 28, 28))])",
+         ValueError, r"read as channels_last is 1 rows x 28 cols with 28 channel\(s\), smaller than the 3x3 kernel.*"
+         r"looks channels_first"),
+    Case("flat data into the CNN", "cnn.predict(x)", ValueError, r"Reshape it with x.reshape\(-1, 1, 28, 28\)"),
+    Case("strings as data", "mlp.predict(np.array([['a'] * 784]))", TypeError, r"predict: x must be numeric, got dtype <U1"),
+    Case("NaN in x", "x[0, 0] = np.nan; mlp.fit(x, y)", ValueError,
+         r"fit: x contains NaN or inf \(first at index \(0, 0\)\)"),
+    Case("integer labels with categorical_crossentropy", "mlp.fit(x, labels)", ValueError,
+         r"categorical_crossentropy needs one-hot targets of shape \(N, 10\), got \(4,\): use "
+         r"fastnet.utils.to_categorical"),
+    Case("labels out of range (sparse)", "mlp.compile(loss='sparse_categorical_crossentropy'); mlp.fit(x, labels + 9)",
+         ValueError, r"fit: labels must be in \[0, 10\), got values in \[10, 13\]"),
+    Case("y longer than x", "mlp.fit(x[:3], y)", ValueError, r"fit: x has 3 samples but y has 4; they must match"),
+    Case("batch_size=0", "mlp.fit(x, y, batch_size=0)", ValueError, r"fit: batch_size must be >= 1, got 0"),
+    Case("batch_size as a float", "mlp.fit(x, y, batch_size=12.5)", TypeError,
+         r"fit: batch_size must be an int, got float 12.5"),
+    Case("batch_size larger than the data", "mlp.fit(x, y, batch_size=128)", ValueError,
+         r"fit: batch_size=128 is larger than the 4 training samples"),
+    Case("empty data", "mlp.fit(x[:0], y[:0])", ValueError, r"fit: x is empty \(0 samples\)"),
+    Case("negative epochs", "mlp.fit(x, y, epochs=-1)", ValueError, r"fit: epochs must be >= 0, got -1"),
+    Case("initial_epoch past epochs", "mlp.fit(x, y, epochs=2, initial_epoch=5)", ValueError,
+         r"fit: initial_epoch must be in \[0, 2\], got 5"),
+    Case("validation_split=1", "mlp.fit(x, y, validation_split=1.0)", ValueError,
+         r"fit: validation_split must be in \[0, 1\), got 1.0"),
+    Case("validation_data that is not a pair", "mlp.fit(x, y, validation_data=(x,))", ValueError,
+         r"fit: validation_data must be a pair \(x_val, y_val\), got tuple of length 1"),
+    Case("verbose=3", "mlp.fit(x, y, verbose=3)", ValueError, r"fit: verbose must be in \[0, 2\], got 3"),
+    Case("a callback not in a list", "mlp.fit(x, y, callbacks=callbacks.EarlyStopping())", TypeError,
+         r"fit: callbacks must be a list of fastnet.callbacks.Callback, got EarlyStopping"),
+    Case("EarlyStopping on a value fit does not log", "mlp.fit(x, y, verbose=0, callbacks=[callbacks.EarlyStopping()])",
+         ValueError, r"EarlyStopping monitors 'val_loss', which fit does not report"),
+    Case("a checkpoint name with a value fit does not log",
+         "mlp.fit(x, y, verbose=0, callbacks=[callbacks.ModelCheckpoint(tmp + '/ckpt-{val_loss:.2f}.npz')])",
+         ValueError, r"ModelCheckpoint: filepath '.*ckpt-\{val_loss:.2f\}.npz' cannot be filled in"),
+    Case("the loss becomes NaN", "mlp.compile(optimizer=optimizers.SGD(lr=1e30)); mlp.fit(x, y, epochs=5, verbose=0)",
+         FloatingPointError, r"fit: the loss became (nan|inf) at epoch \d, batch 1/1: training diverged; the weights are "
+         r"those before this batch"),
+    Case("set_weights with a wrong shape", "mlp.set_weights([np.zeros((1, 16))] + mlp.get_weights()[1:])",
+         ValueError, r"set_weights: dense/kernel has shape \(784, 16\), got \(1, 16\)"),
+    Case("a thread count of 0", "fastnet.set_num_threads(0)", ValueError, r"n_threads must be >= 1, got 0"),
+    Case("a negative seed", "fastnet.set_seed(-1)", ValueError, r"set_seed: seed must be in \[0, 9223372036854775807\]"),
+    # ---- model files ----
+    Case("a truncated model file", "load_model_bytes = open(tmp + '/m.npz', 'rb').read()[:300]; "
+         "open(tmp + '/t.npz', 'wb').write(load_model_bytes); fastnet.load_model(tmp + '/t.npz')",
+         fastnet.saving.ModelFileError, r"t.npz: truncated, corrupted or not a fastnet model file",
+         setup="mlp.save(tmp + '/m.npz')"),
+    Case("a foreign .npz as a model", "np.savez(tmp + '/f.npz', a=np.zeros(3)); fastnet.load_model(tmp + '/f.npz')",
+         fastnet.saving.ModelFileError, r"f.npz: not a fastnet model \(no fastnet_model.json entry\)"),
+    # ---- MNIST files (the download mirrors are switched off here: no network in tests) ----
+    Case("MNIST nowhere", "mnist.load_data(path=tmp)", fastnet.datasets.DatasetError,
+         r"(?s)could not load MNIST from any source:.*not found.*no mirrors configured.*Fix: download the four files"),
+    Case("an MNIST file that is not the release", "write_mnist(tmp + '/m'); mnist.load_data(path=tmp + '/m')",
+         fastnet.datasets.DatasetError, r"train-images-idx3-ubyte: checksum mismatch \(SHA256 .*\): the file is "
+         r"corrupted or not the MNIST release"),
+    Case("a truncated MNIST file", "write_mnist(tmp + '/m', images=_idx(np.zeros((3, 28, 28)))[:-100]); "
+         "mnist.load_data(path=tmp + '/m')", fastnet.datasets.DatasetError,
+         r"train-images-idx3-ubyte: 2268 bytes, expected exactly 2368 for dimensions \(3, 28, 28\) \(truncated\)"),
+    Case("an MNIST file with the wrong magic number",
+         "write_mnist(tmp + '/m', images=_idx(np.zeros(3))); mnist.load_data(path=tmp + '/m')",
+         fastnet.datasets.DatasetError, r"bad magic number 00000801, expected 00000803"),
+    Case("a truncated gzip file", "write_mnist(tmp + '/m', gz_images=gzip.compress(_idx(np.ones((3, 28, 28))))[:-20]); "
+         "mnist.load_data(path=tmp + '/m')", fastnet.datasets.DatasetError, r"corrupted or truncated gzip data"),
+    # ---- the kernel API (fastnet._kernels) ----
+    Case("kernel: a float64 array", "_kernels.gemm(np.ones((2, 3)), np.ones((3, 4), np.float32))", TypeError,
+         r"a must have dtype float32, got float64 \(convert with a.astype\(np.float32\)\)"),
+    Case("kernel: a non-contiguous array", "_kernels.activation_forward(np.ones((4, 4), np.float32)[:, ::2], 'relu')",
+         ValueError, r"x with shape \(4, 2\) must be C-contiguous \(use np.ascontiguousarray\)"),
+    Case("kernel: an empty dimension", "_kernels.softmax_forward(np.ones((3, 0), np.float32))", ValueError,
+         r"x has shape \(3, 0\): every dimension must be >= 1"),
+    Case("kernel: an output that partly overlaps its input",
+         "b = np.ones(9, np.float32); _kernels.activation_forward(b[:8], 'relu', out=b[1:])", ValueError,
+         r"out partly overlaps an input: pass the input itself \(in place\) or a separate array"),
+    Case("kernel: an activation a dense kernel cannot fuse",
+         "_kernels.dense_forward(np.ones((2, 3), np.float32), np.ones((3, 4), np.float32), activation='tanh')",
+         ValueError, r"dense_forward applies activation 'linear' or 'relu' itself, got 'tanh'"),
+    Case("kernel: an optimizer slot that is the parameter",
+         "p = np.ones(4, np.float32); _kernels.rmsprop_update(p, p, np.ones(4, np.float32), 0.1, 0.9, 1e-7)",
+         ValueError, r"param and slot 0 must not overlap"),
+]
+
+
+@contextlib.contextmanager
+def isolated():
+    """A fresh folder, no datasets root, no cache, no download mirrors, and the defaults restored afterwards."""
+    saved_env = {k: os.environ.get(k) for k in ("FASTNET_DATA", "XDG_CACHE_HOME")}
+    saved = (backend._data_format, backend._data_format_chosen, mnist.MIRRORS, fastnet.get_seed())
+    tmp = tempfile.mkdtemp(prefix="fastnet-errors-")
+    os.environ.pop("FASTNET_DATA", None)
+    os.environ["XDG_CACHE_HOME"] = os.path.join(tmp, "cache")
+    mnist.MIRRORS = ()
+    try:
+        yield tmp
+    finally:
+        backend._data_format, backend._data_format_chosen, mnist.MIRRORS = saved[:3]
+        fastnet.set_seed(saved[3])
+        for k, v in saved_env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def run(case):
+    """The exception case.code raises, with its message as printed (the temporary folder shown as <tmp>); None
+    when it raises nothing."""
+    with isolated() as tmp:
+        namespace = NAMESPACE(tmp)
+        if case.setup:
+            exec(case.setup, namespace)
+        try:
+            exec(case.code, namespace)
+        except Exception as e:  # noqa: BLE001 - which exception it is, is the point
+            return e, str(e).replace(tmp, "<tmp>")
+    return None, None
