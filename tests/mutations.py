@@ -59,6 +59,23 @@ MUTATIONS = {
     "buffers_kept": ("src/fastnet/plan.py", "            self._views.clear()\n            self._arrays.clear()",
                      "            self._views.clear()\n            self._kept = getattr(self, '_kept', []) + [self._arrays]\n"
                      "            self._arrays = {}", "plan buffers: old batch sizes are never released"),
+    "empty_dims_reach_c": ("src/fastnet/_kernels.pyx", "    if a.size == 0:\n", "    if False:\n",
+                           "kernel boundary: arrays with an empty dimension reach C"),
+    "overlap_unchecked": ("src/fastnet/_kernels.pyx", '    items = [(name, a) for name, a in arrays if a is not None]',
+                          '    items = []', "kernel boundary: optimizer and dropout arrays may overlap"),
+    "fused_any_activation": ("src/fastnet/_kernels.pyx", "    if code not in (FN_ACT_LINEAR, FN_ACT_RELU):",
+                             "    if False:", "dense/conv kernels accept activations they cannot fuse (C: EINVAL)"),
+    "strides_unchecked": ("src/fastnet/_check.py", "        value = integer(value, name, 1, INT_MAX, where, allow_float=True)",
+                          "        value = int(value)", "layers: an int stride, kernel or pool size is not range-checked"),
+    "step_counted_in_python": ("src/fastnet/models.py",
+                               "        self.optimizer.apply(self._params, self._grads, n_threads=ctx.n_threads, counters=(self._step,))",
+                               "        self.optimizer.apply(self._params, self._grads, n_threads=ctx.n_threads)\n"
+                               "        self._step[0] += 1", "the step count advances after the update, in Python"),
+    "dropout_key_packed": ("src/fastnet/plan.py", "_seed.key64(self.model_id, self.step, layer_index)",
+                           "(self.model_id << 48) ^ (self.step << 12) ^ layer_index",
+                           "dropout keys packed into bit fields (overflow at 65,536 models)"),
+    "partial_file_kept": ("src/fastnet/_io.py", "            os.unlink(tmp)", "            pass",
+                          "a failed save leaves its partial file behind"),
     "threads_at_import": ("src/fastnet/_kernels.pyx", "n = _num_threads if _num_threads > 0 else fn_omp_max_threads()",
                           "n = _num_threads if _num_threads > 0 else os.cpu_count()",
                           "threads: OpenMP's per-call maximum is ignored"),
@@ -71,10 +88,10 @@ def build(env):
                    stdout=subprocess.DEVNULL)
 
 
-def failed_tests(env, fast):
+def failed_tests(env, fast, tests):
     select = ["-m", "not slow", "-k", "not peak_memory"] if fast else []
     result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--tb=no", "-rf",
-                             *select, "tests"], cwd=ROOT, capture_output=True, text=True, env=env)
+                             *select, *tests], cwd=ROOT, capture_output=True, text=True, env=env)
     return sorted(set(re.findall(r"^FAILED (\S+?)(?:\[| |$)", result.stdout, re.M)))
 
 
@@ -83,6 +100,7 @@ def main():
     p.add_argument("names", nargs="*", choices=[[]] + list(MUTATIONS))
     p.add_argument("--list", action="store_true")
     p.add_argument("--fast", action="store_true", help="leave out the slow tests")
+    p.add_argument("--tests", nargs="+", default=["tests"], help="test files to run (default: all)")
     args = p.parse_args()
     if args.list:
         for name, (path, _, _, what) in MUTATIONS.items():
@@ -103,7 +121,7 @@ def main():
             with open(full, "w") as f:
                 f.write(original.replace(old, new))
             build(env)
-            failed = failed_tests(env, args.fast)
+            failed = failed_tests(env, args.fast, args.tests)
         finally:
             with open(full, "w") as f:
                 f.write(original)
