@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 import fastnet
+import fastnet.viz  # noqa: F401  (fastnet.viz in the cases)
 from fastnet import _kernels, backend, callbacks, optimizers
 from fastnet.datasets import mnist
 from fastnet.layers import Activation, Conv2D, Dense, Dropout, Flatten, MaxPooling2D
@@ -160,7 +161,15 @@ CASES = [
          ValueError, r"set_weights: dense/kernel has shape \(784, 16\), got \(1, 16\)"),
     Case("a thread count of 0", "fastnet.set_num_threads(0)", ValueError, r"n_threads must be >= 1, got 0"),
     Case("a negative seed", "fastnet.set_seed(-1)", ValueError, r"set_seed: seed must be in \[0, 9223372036854775807\]"),
+    Case("labels that are not numbers", "fastnet.utils.to_categorical(['3', '1'], 10)", TypeError,
+         r"to_categorical expects integer class labels, got dtype <U1"),
+    Case("a picture of no digits", "fastnet.viz.digit_grid(images[:0])", ValueError,
+         r"images is empty \(shape \(0, 28, 28, 1\)\): nothing to draw"),
+    Case("a grid with zero columns", "fastnet.viz.tile(images[..., 0], 0)", ValueError,
+         r"tile: cols must be >= 1, got 0"),
     # ---- model files ----
+    Case("a model path that is not a path", "mlp.save(42)", TypeError,
+         r"save: filepath must be a file path \(str or os.PathLike\), got int 42"),
     Case("a truncated model file", "load_model_bytes = open(tmp + '/m.npz', 'rb').read()[:300]; "
          "open(tmp + '/t.npz', 'wb').write(load_model_bytes); fastnet.load_model(tmp + '/t.npz')",
          fastnet.saving.ModelFileError, r"t.npz: truncated, corrupted or not a fastnet model file",

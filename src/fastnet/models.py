@@ -18,6 +18,10 @@ from fastnet.plan import Plan, StepContext, loss_takes_softmax
 
 class Sequential:
     def __init__(self, layers=None, name=None):
+        if name is not None and (not isinstance(name, str) or not name):
+            raise TypeError(f"Sequential: name must be a non-empty string, got {type(name).__name__} {name!r}")
+        if layers is not None and not isinstance(layers, (list, tuple)):
+            raise TypeError(f"Sequential: layers must be a list of layers, got {type(layers).__name__}")
         self.name = name or "sequential"
         self.layers = []
         self.seed, self.model_id = _seed.next_model_key()
@@ -473,7 +477,8 @@ class Sequential:
     def save(self, filepath, include_optimizer=True):
         from fastnet.saving import save_model  # saving imports this module: it is loaded by now
 
-        save_model(self, filepath, include_optimizer)
+        save_model(self, _check.path(filepath, "filepath", "save"),
+                   _check.boolean(include_optimizer, "include_optimizer", "save"))
 
 
 def _check_verbose(verbose, where):

@@ -16,7 +16,7 @@ import zipfile
 
 import numpy as np
 
-from fastnet import layers, optimizers
+from fastnet import _check, layers, optimizers
 from fastnet._io import atomic_write
 from fastnet.models import Sequential
 
@@ -68,6 +68,7 @@ def _read(path):
 
 
 def load_model(path, compile=True):
+    path = _check.path(path, "path", "load_model")
     meta, arrays = _read(path)
     classes = {name: getattr(layers, name) for name in layers.__all__ if name not in ("Layer", "LegacyAPIWarning")}
     try:

@@ -6,6 +6,8 @@ import os
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from fastnet import _check
+
 
 def _font(size):
     try:
@@ -16,6 +18,12 @@ def _font(size):
 
 def _as_uint8_images(images):
     images = np.asarray(images)
+    if images.dtype == object or not (np.issubdtype(images.dtype, np.number) or images.dtype == bool):
+        raise TypeError(f"images must be numeric, got dtype {images.dtype}")
+    if images.size == 0:
+        raise ValueError(f"images is empty (shape {images.shape}): nothing to draw")
+    if not np.isfinite(images).all():
+        raise ValueError("images contain NaN or inf")
     if images.ndim == 4 and 1 in (images.shape[1], images.shape[3]):  # (N, 1, H, W) or (N, H, W, 1)
         spatial = images.shape[2:] if images.shape[1] == 1 else images.shape[1:3]
         images = images.reshape(images.shape[0], *spatial)
@@ -30,8 +38,14 @@ def _as_uint8_images(images):
 
 def tile(images, cols, rows=None):
     """Images (N, h, w) tiled row by row into a (rows*h, cols*w) array, blank where the grid runs out."""
+    images = np.asarray(images)
+    if images.ndim != 3:
+        raise ValueError(f"tile: expected images of shape (N, rows, cols), got {images.shape}")
     n, h, w = images.shape
-    rows = rows or max(1, math.ceil(n / cols))
+    cols = _check.integer(cols, "cols", 1, where="tile")
+    rows = max(1, math.ceil(n / cols)) if rows is None else _check.integer(rows, "rows", 1, where="tile")
+    if rows * cols < n:
+        raise ValueError(f"tile: a {rows}x{cols} grid holds {rows * cols} images, not {n}")
     padded = np.zeros((rows * cols, h, w), dtype=images.dtype)
     padded[:n] = images
     return padded.reshape(rows, cols, h, w).transpose(0, 2, 1, 3).reshape(rows * h, cols * w)
@@ -47,6 +61,8 @@ def digit_grid(images):
 def digits_by_label(images, labels, per_label=20, label_width=24):
     """One row per class (0-9 for MNIST): the first `per_label` digits of each label, the label on the left."""
     images = _as_uint8_images(images)
+    per_label = _check.integer(per_label, "per_label", 1, where="digits_by_label")
+    label_width = _check.integer(label_width, "label_width", 0, where="digits_by_label")
     labels = np.asarray(labels).reshape(-1)
     if labels.shape[0] != images.shape[0]:
         raise ValueError(f"{images.shape[0]} images but {labels.shape[0]} labels")
@@ -143,7 +159,9 @@ def plot_history(history, title=None, size=(1000, 420)):
             panels.append((name, series))
     if not panels:
         raise ValueError(f"the history has no loss or accuracy values (keys: {sorted(h)})")
-    width, height = size
+    width, height = _check.ints(size, "size", 2, lo=100, hi=20_000, where="plot_history")
+    if title is not None and not isinstance(title, str):
+        raise TypeError(f"plot_history: title must be a string, got {type(title).__name__}")
     image = Image.new("RGB", (width, height + (30 if title else 0)), (255, 255, 255))
     draw = ImageDraw.Draw(image)
     font, small = _font(16), _font(12)
@@ -166,6 +184,8 @@ def _shape_text(shape):
 def plot_model(model, show_shapes=True):
     """The layer diagram Keras's plot_model(show_shapes=True) draws: a box per layer with its name, type,
     input and output shapes, joined by arrows from the input layer down."""
+    if not hasattr(model, "layers") or not hasattr(model, "input_shape"):
+        raise TypeError(f"plot_model: expected a fastnet Sequential, got {type(model).__name__}")
     if not model.layers:
         raise ValueError("the model has no layers")
     first = model.layers[0]
@@ -211,4 +231,6 @@ def save_image(image, path):
     """Write a PNG atomically."""
     from fastnet._io import atomic_write
 
-    atomic_write(path, lambda f: image.save(f, format="PNG"))
+    if not isinstance(image, Image.Image):
+        raise TypeError(f"save_image: expected a PIL image, got {type(image).__name__}")
+    atomic_write(_check.path(path, "path", "save_image"), lambda f: image.save(f, format="PNG"))

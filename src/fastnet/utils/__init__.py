@@ -1,12 +1,19 @@
 """Keras-style utilities."""
 import numpy as np
 
+from fastnet import _check
 from fastnet.utils import np_utils
 
 
 def to_categorical(y, num_classes=None, dtype="float32"):
     """One-hot encode integer class labels: shape (..., num_classes)."""
     y = np.asarray(y)
+    if y.dtype == object or not (np.issubdtype(y.dtype, np.number) or y.dtype == bool):
+        raise TypeError(f"to_categorical expects integer class labels, got dtype {y.dtype}")
+    if not np.isfinite(y).all():
+        raise ValueError("to_categorical: labels contain NaN or inf")
+    if num_classes is not None:
+        num_classes = _check.integer(num_classes, "num_classes", 1, where="to_categorical", allow_float=True)
     if y.size and not np.issubdtype(y.dtype, np.integer):
         if not np.all(np.equal(np.mod(y, 1), 0)):
             raise ValueError(f"to_categorical expects integer class labels, got dtype {y.dtype} with fractions")
