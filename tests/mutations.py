@@ -92,7 +92,11 @@ def failed_tests(env, fast, tests):
     select = ["-m", "not slow", "-k", "not peak_memory"] if fast else []
     result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--tb=no", "-rf",
                              *select, *tests], cwd=ROOT, capture_output=True, text=True, env=env)
-    return sorted(set(re.findall(r"^FAILED (\S+?)(?:\[| |$)", result.stdout, re.M)))
+    failed = sorted(set(re.findall(r"^FAILED (\S+?)(?:\[| |$)", result.stdout, re.M)))
+    if result.returncode not in (0, 1):  # a signal (negative) or pytest's own error: the run itself broke
+        failed.append(f"(the test run ended with status {result.returncode}: "
+                      f"{(result.stdout + result.stderr).strip().splitlines()[-1:] or 'no output'})")
+    return failed
 
 
 def main():

@@ -102,3 +102,16 @@ def test_empty_dimensions_rejected_in_every_kernel():
         _kernels.conv2d_workspace_floats((1, 5, 5, 0), (3, 3, 0, 4))
     with pytest.raises(ValueError, match=r"x has shape \(0,\)"):
         _kernels.activation_forward(np.ones(0, f32), "relu")
+
+
+def test_shape_queries_reject_sizes_c_cannot_hold():
+    """The shape-only queries take no arrays, so nothing bounds their sizes but this check: C multiplies them."""
+    huge = (2**31 - 1,) * 4
+    for query in (_kernels.conv2d_workspace_floats, _kernels.conv2d_uses_winograd, _kernels.conv2d_forward_maxpool_fits):
+        with pytest.raises(ValueError, match=r"conv2d: the input of input .* would hold \d+ elements, more than"):
+            query(huge, (3, 3, 2**31 - 1, 32))
+        with pytest.raises(ValueError, match=r"input shape\[0\] must be in \[1, 2147483647\], got 2147483648"):
+            query((2**31, 28, 28, 1), (3, 3, 1, 32))
+        with pytest.raises(TypeError, match=r"kernel shape\[3\] must be an int, got float"):
+            query((1, 28, 28, 1), (3, 3, 1, 32.0))
+    assert _kernels.conv2d_workspace_floats((1, 28, 28, 1), (3, 3, 1, 32)) > 0

@@ -87,6 +87,7 @@ def get_conv_algo():
 # Scalars: Python ints and floats, range-checked here so no value reaches C through an overflowing conversion.
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
+MAX_ELEMENTS = 2**48  # the most elements any array a kernel works with may hold (1 PiB of floats)
 
 cdef int _threads(n_threads) except -1:
     """The thread count of one call: the argument, else the set count, else OpenMP's current maximum;

@@ -16,6 +16,14 @@ def conv_geometry(size, kernel, stride, padding):
     raise ValueError(f"padding must be 'valid' or 'same', got {padding!r}")
 
 
+def _prod(*dims):
+    """The product of sizes in Python integers (no overflow)."""
+    total = 1
+    for d in dims:
+        total *= d
+    return total
+
+
 cdef fn_conv2d_shape _conv_shape(x_shape, w_shape, strides, padding) except *:
     """The geometry of one convolution, every size checked (>= 1, <= INT_MAX) before C sees it."""
     cdef fn_conv2d_shape s
@@ -27,6 +35,14 @@ cdef fn_conv2d_shape _conv_shape(x_shape, w_shape, strides, padding) except *:
     s.SH, s.SW = _ints(strides, "strides", 2)
     s.OH, s.PT = conv_geometry(s.H, s.KH, s.SH, padding)
     s.OW, s.PL = conv_geometry(s.W, s.KW, s.SW, padding)
+    # Sizes the C side multiplies (input, kernel, output, one image's im2col rows) must stay far inside int64.
+    # Arrays that large cannot exist; a shape-only query (conv2d_workspace_floats) can still ask about them.
+    sizes = {"input": _prod(s.N, s.H, s.W, s.C), "kernel": _prod(s.KH, s.KW, s.C, s.OC),
+             "output": _prod(s.N, s.OH, s.OW, s.OC), "im2col": _prod(s.OH, s.OW, s.KH, s.KW, s.C)}
+    for what, size in sizes.items():
+        if size > MAX_ELEMENTS:
+            raise ValueError(f"conv2d: the {what} of input {tuple(x_shape)} and kernel {tuple(w_shape)} would hold "
+                             f"{size} elements, more than the {MAX_ELEMENTS} a kernel takes")
     return s
 
 
