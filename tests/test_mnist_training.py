@@ -38,3 +38,28 @@ def test_cnn_one_epoch_through_the_entry_point(tmp_path):
     record = json.loads((tmp_path / "history.json").read_text())
     assert record["test_accuracy"] >= 0.97  # Keras: ~0.98 after one epoch
     assert "Test accuracy:" in result.stdout
+
+
+def test_ctrl_c_in_fastnet_train_keeps_what_was_trained(tmp_path, monkeypatch, capsys):
+    """Ctrl-C during `fastnet-train`: the model of the last completed step and the finished epochs are written,
+    and the saved model continues training."""
+    from fastnet.models import Sequential
+
+    real, calls = Sequential._train_step, []
+
+    def step(self, *args):
+        calls.append(1)
+        if len(calls) == 30:
+            raise KeyboardInterrupt
+        return real(self, *args)
+
+    monkeypatch.setattr(Sequential, "_train_step", step)
+    assert cli.main(["mlp", "--epochs", "2", "--out", str(tmp_path), "--verbose", "0"]) == 130
+    assert "Interrupted after 29 training steps (0 whole epochs)" in capsys.readouterr().err
+    record = json.loads((tmp_path / "history.json").read_text())
+    assert record["interrupted_after_steps"] == 29 and record["epochs"] == []
+    monkeypatch.undo()
+    import fastnet
+
+    model = fastnet.load_model(tmp_path / "model.npz")
+    assert model.step == 29 and model.optimizer.iterations == 29

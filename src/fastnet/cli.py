@@ -60,8 +60,19 @@ def main(argv=None):
         print(fastnet.info())
         model.summary()
     start = time.perf_counter()
-    history = model.fit(x_train, y_train, batch_size=args.batch_size, epochs=epochs, verbose=args.verbose,
-                        validation_data=(x_test, y_test))
+    facts = {"network": args.network, "seed": args.seed, "batch_size": args.batch_size,
+             "threads": fastnet.get_num_threads()}
+    try:
+        history = model.fit(x_train, y_train, batch_size=args.batch_size, epochs=epochs, verbose=args.verbose,
+                            validation_data=(x_test, y_test))
+    except KeyboardInterrupt:  # keep what was trained: the last completed step, every finished epoch
+        os.makedirs(out, exist_ok=True)
+        model.save(os.path.join(out, "model.npz"))
+        write_history(model.history, out, {**facts, "interrupted_after_steps": model.step})
+        print(f"\nInterrupted after {model.step} training steps ({len(model.history.epoch)} whole epochs): wrote "
+              f"{out}/model.npz, history.json and history.csv. Continue with fastnet.load_model('{out}/model.npz')"
+              f".fit(..., initial_epoch={model.epochs_trained}).", file=sys.stderr)
+        return 130
     train_seconds = time.perf_counter() - start
     loss, acc = model.evaluate(x_test, y_test, batch_size=args.batch_size)
     print(f"Test loss: {loss:.4f}")
@@ -71,8 +82,7 @@ def main(argv=None):
 
     os.makedirs(out, exist_ok=True)
     write_history(history, out, {
-        "network": args.network, "seed": args.seed, "batch_size": args.batch_size, "threads": fastnet.get_num_threads(),
-        "test_loss": loss, "test_accuracy": acc, "train_seconds": round(train_seconds, 2),
+        **facts, "test_loss": loss, "test_accuracy": acc, "train_seconds": round(train_seconds, 2),
         "fastnet": fastnet.__version__, "gemm_kernel": fastnet._kernels.get_isa(), "machine": platform.machine()})
     model.save(os.path.join(out, "model.npz"))
     viz.save_image(viz.plot_history(history, title=f"{args.network.upper()}: test accuracy {acc:.4f}"),
