@@ -115,3 +115,22 @@ def test_shape_queries_reject_sizes_c_cannot_hold():
         with pytest.raises(TypeError, match=r"kernel shape\[3\] must be an int, got float"):
             query((1, 28, 28, 1), (3, 3, 1, 32.0))
     assert _kernels.conv2d_workspace_floats((1, 28, 28, 1), (3, 3, 1, 32)) > 0
+
+
+def test_thread_counts_checked_and_clamped_the_same_way_in_every_kernel():
+    x = np.ones((3, 5), f32)
+    calls = {"activation_forward": lambda t: _kernels.activation_forward(x, "relu", n_threads=t),
+             "softmax_forward": lambda t: _kernels.softmax_forward(x, n_threads=t),
+             "gemm": lambda t: _kernels.gemm(x, x.T.copy(), n_threads=t),
+             "maxpool2d_forward": lambda t: _kernels.maxpool2d_forward(x.reshape(1, 3, 5, 1), n_threads=t),
+             "rmsprop_update": lambda t: _kernels.rmsprop_update(x.copy(), x.copy(), x.copy(), 0.1, 0.9, 1e-7, n_threads=t)}
+    for name, call in calls.items():
+        for bad, error in ((0, ValueError), (-3, ValueError), (2.0, TypeError), (True, TypeError), ("2", TypeError)):
+            with pytest.raises(error, match="n_threads must be"):
+                call(bad)
+    calls["gemm"](_kernels.MAX_THREADS + 1)  # clamped to MAX_THREADS, not refused
+    _kernels.set_num_threads(10**9)
+    try:
+        assert _kernels.get_num_threads() == _kernels.MAX_THREADS
+    finally:
+        _kernels.set_num_threads(None)
