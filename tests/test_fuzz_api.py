@@ -33,7 +33,7 @@ INTERNAL = re.compile("|".join([
     r"could not convert", r"values to unpack", r"is not subscriptable", r"object is not iterable",
     r"unhashable type", r"unsupported operand", r"not supported between instances", r"has no len",
     r"must be real number, not", r"an integer is required", r"only integer scalar arrays", r"ufunc",
-    r"truth value of an array", r"index \d+ is out of bounds", r"NoneType", r"zero-size array",
+    r"truth value of an array", r"index \d+ is out of bounds", r"zero-size array",
     r"every dimension must be >= 1",  # the kernel boundary's own check: the API should have caught it first
 ]))
 

@@ -12,6 +12,11 @@ import numpy as np
 INT_MAX = 2**31 - 1  # the largest size, window or stride fastnet takes
 
 
+def _shown(value):
+    """A value for a message: its type and repr ("str '512'"), or None."""
+    return "None" if value is None else f"{type(value).__name__} {value!r}"
+
+
 def _prefix(where):
     return f"{where}: " if where else ""
 
@@ -33,7 +38,7 @@ def integer(value, name, lo=None, hi=None, where=None, allow_float=False):
             raise ValueError(f"{_prefix(where)}{name} must be a whole number, got {value!r}")
         value = int(value)
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{_prefix(where)}{name} must be an int, got {type(value).__name__} {value!r}")
+        raise TypeError(f"{_prefix(where)}{name} must be an int, got {_shown(value)}")
     value = int(value)
     if (lo is not None and value < lo) or (hi is not None and value > hi):
         shown_hi = None if hi == INT_MAX and value <= hi else hi  # a size too small: its upper limit is noise
@@ -45,7 +50,7 @@ def ints(value, name, n=None, lo=1, hi=INT_MAX, where=None, allow_float=False):
     """A tuple of ints in [lo, hi] (n of them when n is given, else at least one): shapes, windows, strides."""
     if isinstance(value, (str, bytes, dict)) or not hasattr(value, "__len__") or not hasattr(value, "__iter__"):
         count = f"{n} ints" if n else "ints"
-        raise TypeError(f"{_prefix(where)}{name} must be a tuple of {count}, got {type(value).__name__} {value!r}")
+        raise TypeError(f"{_prefix(where)}{name} must be a tuple of {count}, got {_shown(value)}")
     value = tuple(value)
     if (n is not None and len(value) != n) or not value:
         raise ValueError(f"{_prefix(where)}{name} must have {n or 'at least 1'} entries, got {value!r}")
@@ -63,7 +68,7 @@ def pair(value, name, where=None):
 def real(value, name, lo=None, hi=None, lo_open=False, hi_open=False, where=None):
     """A finite float in the range (NaN and inf are never a valid setting)."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{_prefix(where)}{name} must be a real number, got {type(value).__name__} {value!r}")
+        raise TypeError(f"{_prefix(where)}{name} must be a real number, got {_shown(value)}")
     try:
         value = float(value)
     except OverflowError:
@@ -82,7 +87,7 @@ def boolean(value, name, where=None):
         return bool(value)
     if isinstance(value, (int, np.integer)) and value in (0, 1):
         return bool(value)
-    raise TypeError(f"{_prefix(where)}{name} must be True or False, got {type(value).__name__} {value!r}")
+    raise TypeError(f"{_prefix(where)}{name} must be True or False, got {_shown(value)}")
 
 
 def choice(value, name, options, where=None):
@@ -97,5 +102,5 @@ def path(value, name, where=None):
     """A file path: a str or an os.PathLike."""
     if not isinstance(value, (str, os.PathLike)) or not os.fspath(value):
         raise TypeError(f"{_prefix(where)}{name} must be a file path (str or os.PathLike), got "
-                        f"{type(value).__name__} {value!r}")
+                        f"{_shown(value)}")
     return os.fspath(value)
