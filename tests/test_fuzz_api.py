@@ -24,7 +24,7 @@ from fastnet import layers, optimizers
 
 EXAMPLES = int(os.environ.get("FASTNET_FUZZ_EXAMPLES", "300"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=os.environ.get("FASTNET_FUZZ_RANDOM") != "1",
-                suppress_health_check=list(HealthCheck), database=None)
+                suppress_health_check=list(HealthCheck), database=None, report_multiple_bugs=False)
 
 CLEAR = (ValueError, TypeError, RuntimeError, FloatingPointError)
 # Messages that come from numpy or the interpreter, not from a check that names the user's argument.

@@ -25,7 +25,7 @@ from helpers import assert_close
 f32 = np.float32
 EXAMPLES = int(os.environ.get("FASTNET_FUZZ_EXAMPLES", "150"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=os.environ.get("FASTNET_FUZZ_RANDOM") != "1",
-                suppress_health_check=list(HealthCheck), database=None)
+                suppress_health_check=list(HealthCheck), database=None, report_multiple_bugs=False)
 
 THREADS = [None, 1, 2, 3, 7]
 BAD_THREADS = [0, -1, 1.5, "2", True]
