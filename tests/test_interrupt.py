@@ -79,6 +79,18 @@ def assert_state_is_a_completed_step(m, x, y):
     assert m.step == step + 5
 
 
+class Deadline(Callback):
+    """Fails fit after `seconds`: a signal that never arrives fails the test instead of hanging it."""
+
+    def __init__(self, seconds):
+        super().__init__()
+        self.end = time.monotonic() + seconds
+
+    def on_batch_end(self, batch, logs=None):
+        if time.monotonic() > self.end:
+            raise RuntimeError("no KeyboardInterrupt arrived")
+
+
 @pytest.mark.parametrize("delay", [0.0, 0.003, 0.011, 0.05, 0.13, 0.29])
 def test_ctrl_c_at_any_moment_of_fit_keeps_the_last_completed_step(delay):
     """SIGINT (Ctrl-C) sent from another thread at an arbitrary moment, `delay` seconds after the first step:
@@ -94,14 +106,18 @@ def test_ctrl_c_at_any_moment_of_fit_keeps_the_last_completed_step(delay):
         if not done.is_set():
             os.kill(os.getpid(), signal.SIGINT)
 
+    # Python's own Ctrl-C handler, also where the test runs with SIGINT ignored (a background job of a shell)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     thread = threading.Thread(target=interrupt, daemon=True)
     thread.start()
     try:
         with pytest.raises(KeyboardInterrupt):
-            m.fit(x, y, batch_size=8, epochs=10**6, verbose=0, validation_data=(x[:8], y[:8]))
+            m.fit(x, y, batch_size=8, epochs=10**6, verbose=0, validation_data=(x[:8], y[:8]),
+                  callbacks=[Deadline(60)])
     finally:
         done.set()
         thread.join()
+        signal.signal(signal.SIGINT, previous)
     assert m.step > 0
     assert_state_is_a_completed_step(m, x, y)
 
