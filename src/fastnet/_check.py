@@ -33,6 +33,8 @@ def _range_text(lo, hi, lo_open=False, hi_open=False):
 def integer(value, name, lo=None, hi=None, where=None, allow_float=False):
     """An int in [lo, hi]: a Python or numpy int (allow_float: also a float without a fraction, as Keras takes
     Dense(512.0)), never a bool."""
+    if type(value) is int and (lo is None or value >= lo) and (hi is None or value <= hi):
+        return value  # the common case, first: this runs on every kernel call
     if allow_float and isinstance(value, (float, np.floating)):
         if not (math.isfinite(value) and float(value).is_integer()):
             raise ValueError(f"{_prefix(where)}{name} must be a whole number, got {value!r}")
@@ -48,6 +50,12 @@ def integer(value, name, lo=None, hi=None, where=None, allow_float=False):
 
 def ints(value, name, n=None, lo=1, hi=INT_MAX, where=None, allow_float=False):
     """A tuple of ints in [lo, hi] (n of them when n is given, else at least one): shapes, windows, strides."""
+    if type(value) is tuple and len(value) == n:  # the common case, first: this runs on every kernel call
+        for v in value:
+            if type(v) is not int or v < lo or v > hi:
+                break
+        else:
+            return value
     if isinstance(value, (str, bytes, dict)) or not hasattr(value, "__len__") or not hasattr(value, "__iter__"):
         count = f"{n} ints" if n else "ints"
         raise TypeError(f"{_prefix(where)}{name} must be a tuple of {count}, got {_shown(value)}")
