@@ -108,7 +108,7 @@ CASES = [
          r"SGD: momentum must be in \[0, 1\], got -0.5"),
     # ---- compile and fit ----
     Case("an unknown loss", "mlp.compile(loss='mse', optimizer='rmsprop')", ValueError,
-         r"unknown loss 'mse'; fastnet has categorical_crossentropy, sparse_categorical_crossentropy"),
+         r"compile: unknown loss 'mse'; fastnet has categorical_crossentropy, sparse_categorical_crossentropy"),
     Case("an unknown optimizer", "mlp.compile(optimizer='adamw')", ValueError, r"unknown optimizer 'adamw'"),
     Case("metrics as a string", "mlp.compile(metrics='accuracy')", TypeError,
          r"compile: metrics must be a list, e.g. metrics=\['accuracy'\]"),

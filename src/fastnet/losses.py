@@ -12,9 +12,9 @@ from fastnet import backend
 NAMES = ("categorical_crossentropy", "sparse_categorical_crossentropy")
 
 
-def check(name):
-    if name not in NAMES:
-        raise ValueError(f"unknown loss {name!r}; fastnet has {', '.join(NAMES)}")
+def check(name, where="compile"):
+    if not isinstance(name, str) or name not in NAMES:
+        raise ValueError(f"{where}: unknown loss {name!r}; fastnet has {', '.join(NAMES)}")
     return name
 
 
