@@ -304,7 +304,8 @@ def test_fuzz_conv2d_forward_maxpool(data):
             c.spoil(arrays=("x", "w"), outputs=("out", "argmax"), scalars={"strides": [(2, 1)], "conv_algo": ["im2col"]})
 
     def check(result):
-        y, arg = ref.conv2d_forward_maxpool(c.args["x"], c.args["w"], c.args["b"], strides, padding)
+        # values only: argmax of a float32 convolution may pick the other of two near-equal float64 maxima
+        y, _ = ref.conv2d_forward_maxpool(c.args["x"], c.args["w"], c.args["b"], strides, padding)
         close(result[0], y, "conv2d_forward_maxpool")
 
     c.run(_kernels.conv2d_forward_maxpool, check)

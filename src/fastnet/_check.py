@@ -73,15 +73,16 @@ def pair(value, name, where=None):
     return ints(value, name, 2, 1, INT_MAX, where, allow_float=True)
 
 
-def real(value, name, lo=None, hi=None, lo_open=False, hi_open=False, where=None):
-    """A finite float in the range (NaN and inf are never a valid setting)."""
+def real(value, name, lo=None, hi=None, lo_open=False, hi_open=False, where=None, finite=True):
+    """A float in the range; finite (NaN and inf are never a valid setting) unless finite=False (the kernels
+    carry them through their arithmetic)."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise TypeError(f"{_prefix(where)}{name} must be a real number, got {_shown(value)}")
     try:
         value = float(value)
     except OverflowError:
         raise ValueError(f"{_prefix(where)}{name}={value} is too large for a float") from None
-    if not math.isfinite(value):
+    if finite and not math.isfinite(value):
         raise ValueError(f"{_prefix(where)}{name} must be a finite number, got {value}")
     if ((lo is not None and (value < lo or (lo_open and value == lo)))
             or (hi is not None and (value > hi or (hi_open and value == hi)))):

@@ -21,7 +21,7 @@ import numpy as np
 
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint64_t
 
-from fastnet._check import INT_MAX, integer as _int, ints as _ints
+from fastnet._check import INT_MAX, integer as _int, ints as _ints, real as _real_number
 from fastnet._fastnet_c cimport *
 
 ACTIVATIONS = {"linear": FN_ACT_LINEAR, "relu": FN_ACT_RELU, "sigmoid": FN_ACT_SIGMOID, "tanh": FN_ACT_TANH}
@@ -121,12 +121,7 @@ cdef int _algo_code(algo) except -1:
 
 def _real(value, name):
     """A float argument within float32's range (NaN and inf pass: the arithmetic then carries them)."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
-    try:
-        value = float(value)
-    except OverflowError:
-        raise ValueError(f"{name}={value} is outside float32's range") from None
+    value = _real_number(value, name, finite=False)
     if math.isfinite(value) and abs(value) > FLOAT32_MAX:
         raise ValueError(f"{name}={value} is outside float32's range (|x| <= {FLOAT32_MAX:.4g})")
     return value
@@ -169,8 +164,9 @@ def _output(out, name, shape, inputs=(), dtype=np.float32, in_place=()):
     for other in in_place:
         if np.may_share_memory(out, other) and not _same_memory(out, other):
             raise ValueError(f"{name} partly overlaps an input: pass the input itself (in place) or a separate array")
+    in_place_exactly = any(_same_memory(out, other) for other in in_place)
     for other in inputs:
-        if other is not None and np.may_share_memory(out, other) and not any(_same_memory(out, o) for o in in_place):
+        if other is not None and not in_place_exactly and np.may_share_memory(out, other):
             raise ValueError(f"{name} must not overlap the kernel's inputs")
     return out
 
