@@ -249,3 +249,25 @@ def test_any_number_of_models_gets_its_own_dropout_stream():
     streams = {StepContext(1, "generic", "auto", None, 0, model, step).dropout_stream(layer)
                for model in (0, 1, 65_535, 65_536, 70_000, 2**70) for step in (0, 1, 2**36) for layer in (0, 1, 4096)}
     assert len(streams) == 6 * 3 * 3
+
+
+def test_history_records_an_epoch_whole_or_not_at_all():
+    """An interrupt while History copies an epoch's logs leaves no part of that epoch behind."""
+    from fastnet.callbacks import History
+
+    class InterruptedLogs(dict):
+        def __iter__(self):
+            yield "loss"
+            raise KeyboardInterrupt
+
+        keys = __iter__
+
+        def items(self):
+            yield "loss", self["loss"]
+            raise KeyboardInterrupt
+
+    h = History()
+    h.on_epoch_end(0, {"loss": 0.5, "accuracy": 0.9})
+    with pytest.raises(KeyboardInterrupt):
+        h.on_epoch_end(1, InterruptedLogs(loss=0.4, accuracy=0.95))
+    assert h.epoch == [0] and h.history == {"loss": [0.5], "accuracy": [0.9]}

@@ -54,7 +54,11 @@ def test_ctrl_c_in_fastnet_train_keeps_what_was_trained(tmp_path, monkeypatch, c
         return real(self, *args)
 
     monkeypatch.setattr(Sequential, "_train_step", step)
-    assert cli.main(["mlp", "--epochs", "2", "--out", str(tmp_path), "--verbose", "0"]) == 130
+    try:
+        status = cli.main(["mlp", "--epochs", "2", "--out", str(tmp_path), "--verbose", "0"])
+    except KeyboardInterrupt:
+        pytest.fail("the KeyboardInterrupt escaped fastnet-train: nothing was saved")
+    assert status == 130
     assert "Interrupted after 29 training steps (0 whole epochs)" in capsys.readouterr().err
     record = json.loads((tmp_path / "history.json").read_text())
     assert record["interrupted_after_steps"] == 29 and record["epochs"] == []
