@@ -45,18 +45,18 @@ FN_VECTOR_CLONES static void dropout_backward_block(float *dx, const float *dy,
     for (int64_t i = 0; i < n; i++) dx[i] = keep[i] ? dy[i] * scale : 0.0f;
 }
 
-int fn_random_uniform(float *u, int64_t n, uint64_t seed, uint64_t stream, int n_threads) {
+int fn_random_uniform(float *u, int64_t n, uint64_t seed, uint64_t stream, uint64_t first, int n_threads) {
     const uint64_t key = stream_key(seed, stream);
-    FN_FOR_BLOCKS(n, i0, len, uniform_block(u + i0, i0, len, key))
+    FN_FOR_BLOCKS(n, i0, len, uniform_block(u + i0, (int64_t)first + i0, len, key))
     return FN_OK;
 }
 
 int fn_dropout_forward(float *y, uint8_t *keep, const float *x, int64_t n, float rate, uint64_t seed,
-                       uint64_t stream, int n_threads) {
+                       uint64_t stream, uint64_t first, int n_threads) {
     if (!(rate >= 0.0f && rate < 1.0f)) return FN_EINVAL;
     const uint64_t key = stream_key(seed, stream);
     const float scale = 1.0f / (1.0f - rate);
-    FN_FOR_BLOCKS(n, i0, len, dropout_block(y + i0, keep + i0, x + i0, i0, len, rate, scale, key))
+    FN_FOR_BLOCKS(n, i0, len, dropout_block(y + i0, keep + i0, x + i0, (int64_t)first + i0, len, rate, scale, key))
     return FN_OK;
 }
 

@@ -75,10 +75,11 @@ cdef extern from "fastnet.h" nogil:
                                  int64_t C, float scale, int n_threads)
 
     int fn_dropout_forward(float *y, uint8_t *keep, const float *x, int64_t n, float rate, uint64_t seed,
-                           uint64_t stream, int n_threads)
+                           uint64_t stream, uint64_t first, int n_threads)
     int fn_dropout_backward(float *dx, const float *dy, const uint8_t *keep, int64_t n, float rate,
                             int n_threads)
-    int fn_random_uniform(float *u, int64_t n, uint64_t seed, uint64_t stream, int n_threads)
+    int fn_random_uniform(float *u, int64_t n, uint64_t seed, uint64_t stream, uint64_t first,
+                          int n_threads)
 
     int fn_sgd_update(float *p, float *v, const float *g, int64_t n, float lr, float momentum, int nesterov,
                       int n_threads)

@@ -49,6 +49,11 @@ def get_num_threads():
     return _threads(None)
 
 
+def num_threads_is_set():
+    """Whether set_num_threads fixed the count (else each call follows OpenMP's current maximum)."""
+    return _num_threads > 0
+
+
 def have_openmp():
     return bool(fn_have_openmp())
 

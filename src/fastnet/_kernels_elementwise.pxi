@@ -150,11 +150,12 @@ def _key(seed, stream):
     return _int(seed, "seed", 0, 2**64 - 1), _int(stream, "stream", 0, 2**64 - 1)
 
 
-def dropout_forward(x, rate, seed, stream, out=None, keep=None, n_threads=None):
-    """(y, keep): inverted dropout whose mask is a pure function of (seed, stream, element)."""
+def dropout_forward(x, rate, seed, stream, out=None, keep=None, n_threads=None, first=0):
+    """(y, keep): inverted dropout whose mask is a pure function of (seed, stream, element); first: the stream
+    position of x's first element (a data-parallel rank's rows start inside the batch)."""
     _array(x, "x")
     cdef float r = _rate(rate)
-    cdef uint64_t sd, sm
+    cdef uint64_t sd, sm, f = _int(first, "first", 0, 2**62)
     sd, sm = _key(seed, stream)
     out = _same(out, "out", x, (x,))
     keep = _output(keep, "keep", x.shape, (x, out), np.uint8)
@@ -165,7 +166,7 @@ def dropout_forward(x, rate, seed, stream, out=None, keep=None, n_threads=None):
     cdef float *py = _mp(out.reshape(-1))
     cdef int64_t n = x.size
     with nogil:
-        st = fn_dropout_forward(py, pk, px, n, r, sd, sm, nt)
+        st = fn_dropout_forward(py, pk, px, n, r, sd, sm, f, nt)
     _status(st, "dropout_forward")
     return out, keep
 
@@ -189,17 +190,17 @@ def dropout_backward(dy, keep, rate, out=None, n_threads=None):
     return out
 
 
-def random_uniform(n, seed, stream, n_threads=None):
-    """n floats in [0, 1) (n >= 1): element i is a pure function of (seed, stream, i)."""
+def random_uniform(n, seed, stream, n_threads=None, first=0):
+    """n floats in [0, 1) (n >= 1): element i is a pure function of (seed, stream, first + i)."""
     n = _int(n, "n", 1, 2**62)
-    cdef uint64_t sd, sm
+    cdef uint64_t sd, sm, f = _int(first, "first", 0, 2**62)
     sd, sm = _key(seed, stream)
     out = np.empty(n, dtype=np.float32)
     cdef int nt = _threads(n_threads), st
     cdef float *pu = _mp(out)
     cdef int64_t count = n
     with nogil:
-        st = fn_random_uniform(pu, count, sd, sm, nt)
+        st = fn_random_uniform(pu, count, sd, sm, f, nt)
     _status(st, "random_uniform")
     return out
 

@@ -2,7 +2,7 @@
 import sys
 import time
 
-from fastnet import _check
+from fastnet import _check, distributed
 
 
 class Callback:
@@ -159,7 +159,7 @@ class EarlyStopping(Callback):
             self.model.stop_training = True
             if self.restore_best_weights and self.best_weights is not None:
                 self.model.set_weights(self.best_weights)
-            if self.verbose:
+            if self.verbose and distributed.is_primary():
                 print(f"Epoch {epoch + 1}: early stopping ({self.monitor} best {self.best:.4f})")
 
 
@@ -190,7 +190,7 @@ class ModelCheckpoint(Callback):
                 return
             self.best = logs[self.monitor]
         self.model.save(path)
-        if self.verbose:
+        if self.verbose and distributed.is_primary():
             print(f"Epoch {epoch + 1}: saved model to {path}")
 
 

@@ -9,7 +9,7 @@ import sys
 import time
 
 import fastnet
-from fastnet import networks, viz
+from fastnet import distributed, networks, viz
 from fastnet._io import atomic_write
 
 
@@ -45,7 +45,14 @@ def write_history(history, folder, extra):
     atomic_write(os.path.join(folder, "history.csv"), lambda f: f.write(text.getvalue().encode()))
 
 
+def _say(*args, **kwargs):
+    """print, on rank 0 only when data-parallel (the other ranks compute the same figures)."""
+    if distributed.is_primary():
+        print(*args, **kwargs)
+
+
 def main(argv=None):
+    """Under mpiexec the run is data-parallel (import fastnet started MPI): same recipe, one set of outputs."""
     args = _parser().parse_args(argv)
     epochs_default, _, article = networks.RECIPES[args.network]
     epochs = args.epochs if args.epochs is not None else epochs_default
@@ -57,11 +64,11 @@ def main(argv=None):
     (x_train, y_train), (x_test, y_test) = networks.mnist_arrays(args.network, args.data_format, args.data)
     model = networks.mlp() if args.network == "mlp" else networks.cnn(args.data_format)
     if args.verbose:
-        print(fastnet.info())
-        model.summary()
+        _say(fastnet.info())
+        model.summary(print_fn=_say)
     start = time.perf_counter()
     facts = {"network": args.network, "seed": args.seed, "batch_size": args.batch_size,
-             "threads": fastnet.get_num_threads()}
+             "threads": fastnet.get_num_threads(), "processes": distributed.size()}
     try:
         history = model.fit(x_train, y_train, batch_size=args.batch_size, epochs=epochs, verbose=args.verbose,
                             validation_data=(x_test, y_test))
@@ -75,10 +82,11 @@ def main(argv=None):
         return 130
     train_seconds = time.perf_counter() - start
     loss, acc = model.evaluate(x_test, y_test, batch_size=args.batch_size)
-    print(f"Test loss: {loss:.4f}")
-    print(f"Test accuracy: {acc:.4f} (the article: {article:.4f})")
-    print(f"Training time: {train_seconds:.1f} s ({train_seconds / max(len(history.epoch), 1):.2f} s/epoch, "
-          f"{fastnet.get_num_threads()} threads)")
+    _say(f"Test loss: {loss:.4f}")
+    _say(f"Test accuracy: {acc:.4f} (the article: {article:.4f})")
+    processes = f" x {distributed.size()} processes" if distributed.active() else ""
+    _say(f"Training time: {train_seconds:.1f} s ({train_seconds / max(len(history.epoch), 1):.2f} s/epoch, "
+         f"{fastnet.get_num_threads()} threads{processes})")
 
     os.makedirs(out, exist_ok=True)
     write_history(history, out, {
@@ -88,7 +96,7 @@ def main(argv=None):
     viz.save_image(viz.plot_history(history, title=f"{args.network.upper()}: test accuracy {acc:.4f}"),
                    os.path.join(out, "history.png"))
     viz.save_image(viz.plot_model(model), os.path.join(out, "model.png"))
-    print(f"Wrote {out}/history.json, history.csv, history.png, model.png and model.npz")
+    _say(f"Wrote {out}/history.json, history.csv, history.png, model.png and model.npz")
     return 0
 
 

@@ -34,8 +34,10 @@ class CrossEntropy:
         loss[...] = -(targets * np.log(p)).sum(axis=1)
         return loss, out
 
-    def backward(self, out, probs, targets, dout, n_threads=None):
-        n = out.shape[0]
+    def backward(self, out, probs, targets, dout, n_threads=None, batch=None):
+        """dL/d(out) for the mean over a batch of `batch` samples (default: out's rows; a data-parallel rank
+        holds a share of the batch, and its gradient is its share of the batch mean's)."""
+        n = out.shape[0] if batch is None else batch
         if self.from_logits:
             return _kernels.softmax_xent_backward(probs, targets, 1.0 / n, out=dout, n_threads=n_threads)
         eps = backend.epsilon()

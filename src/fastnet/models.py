@@ -6,14 +6,29 @@ The model holds the layers, the loss and the optimizer; it runs them through an 
 (threads, ISA, algorithm) into a StepContext that every kernel of the call receives.
 """
 import dataclasses
+import functools
 import math
 
 import numpy as np
 
-from fastnet import _check, _kernels, _seed, losses, optimizers
+from fastnet import _check, _kernels, _seed, distributed, losses, optimizers
 from fastnet.callbacks import Callback, History, ProgressLogger, TerminateOnNaN
 from fastnet.layers.base import Layer, internal_shape, legacy, public_shape
 from fastnet.plan import Plan, StepContext, loss_takes_softmax
+
+
+def _collective(method):
+    """Data-parallel, an exception out of this call ends every rank (fastnet.distributed.fatal): the other ranks
+    may be waiting for this one in a collective."""
+
+    @functools.wraps(method)
+    def call(self, *args, **kwargs):
+        if not distributed.active():
+            return method(self, *args, **kwargs)
+        with distributed.fatal(f"{method.__name__}"):
+            return method(self, *args, **kwargs)
+
+    return call
 
 
 class Sequential:
@@ -129,9 +144,11 @@ class Sequential:
         sizes = [p.size for layer in self.layers for p in layer.params]
         self._params = np.empty(sum(sizes), np.float32)
         self._grads = np.zeros(sum(sizes), np.float32)
+        self._arena_ranges = []  # per layer, its (start, stop) in the arena
         offset = 0
         for layer in self.layers:
             params, grads = [], []
+            start = offset
             for p in layer.params:
                 view = self._params[offset:offset + p.size].reshape(p.shape)
                 view[...] = p
@@ -139,7 +156,17 @@ class Sequential:
                 grads.append(self._grads[offset:offset + p.size].reshape(p.shape))
                 offset += p.size
             layer.params, layer.grads = params, grads
+            self._arena_ranges.append((start, offset))
         self.optimizer.build(self._params.size)
+
+    def _grad_slices(self, plan):
+        """{plan step index: (start, stop) of its layers' gradients in the arena}, for steps with parameters."""
+        slices = {}
+        for i, step in enumerate(plan.steps):
+            spans = [self._arena_ranges[layer.index] for layer in step.layers if layer.params]
+            if spans:
+                slices[i] = (spans[0][0], spans[-1][1])
+        return slices
 
     def _require_compiled(self, what):
         if not self._compiled:
@@ -227,6 +254,15 @@ class Sequential:
             return 32
         return _check.integer(batch_size, "batch_size", 1, where=what)
 
+    @staticmethod
+    def _rank_batch(batch_size, arrays, what):
+        """The batch one process computes at a time; data-parallel, after checking every rank holds the same
+        arrays, a rank's share of batch_size (each rank then takes its share of the samples)."""
+        if not distributed.active():
+            return batch_size
+        distributed.check_same_data(arrays, what)
+        return distributed.local_batch(batch_size)
+
     # ---------------------------------------------------------------- computation
     def plan(self):
         """The execution plan for the model as it is now (built again after add, compile or a change of the
@@ -248,23 +284,44 @@ class Sequential:
                           workspace=plan.workspace, seed=self.seed, model_id=self.model_id, step=self.step)
         return plan, ctx
 
-    def _train_step(self, plan, ctx, xb, yb):
+    def _train_step(self, plan, ctx, xb, yb, reducer=None, batch=None, row0=0):
         """One optimizer step; returns (sum of per-sample losses, number correct) before the update.
-        A NaN or inf loss returns before the update: the weights stay the last good ones."""
-        ctx = ctx.at_step(self.step)
-        out = plan.forward(ctx, xb, training=True)
-        probs, loss, dout = plan.loss_arrays(xb.shape[0], out.shape[1])
-        loss, probs = self._loss.forward(out, yb, probs, loss, n_threads=ctx.n_threads)
-        loss_sum = float(loss.sum(dtype=np.float64))
-        if not math.isfinite(loss_sum):
-            return loss_sum, 0
-        plan.backward(ctx, self._loss.backward(out, probs, yb, dout, n_threads=ctx.n_threads))
+        A NaN or inf loss returns before the update: the weights stay the last good ones.
+        Data-parallel (reducer given): xb, yb are this rank's rows row0.. (maybe none) of a global batch of
+        `batch`; the loss, count and gradients returned and applied are the global batch's, on every rank."""
+        ctx = ctx.at_step(self.step, row0)
+        loss_sum, correct = 0.0, 0
+        if xb.shape[0]:
+            out = plan.forward(ctx, xb, training=True)
+            probs, loss, dout = plan.loss_arrays(xb.shape[0], out.shape[1])
+            loss, probs = self._loss.forward(out, yb, probs, loss, n_threads=ctx.n_threads)
+            loss_sum = float(loss.sum(dtype=np.float64))
+            correct = int(np.count_nonzero(out.argmax(1) == yb.argmax(1)))
+        if reducer is None:
+            if not math.isfinite(loss_sum):
+                return loss_sum, 0
+            plan.backward(ctx, self._loss.backward(out, probs, yb, dout, n_threads=ctx.n_threads))
+        else:
+            reducer.begin(loss_sum, correct)
+            if xb.shape[0]:
+                dy = self._loss.backward(out, probs, yb, dout, n_threads=ctx.n_threads, batch=batch)
+                plan.backward(ctx, dy, done=reducer.step_done)
+            else:
+                self._grads.fill(0.0)
+            loss_sum, correct = reducer.finish()
+            if not math.isfinite(loss_sum):
+                return loss_sum, 0
         self.optimizer.apply(self._params, self._grads, n_threads=ctx.n_threads, counters=(self._step,))
-        return loss_sum, int(np.count_nonzero(out.argmax(1) == yb.argmax(1)))
+        return loss_sum, correct
 
     def _evaluate_arrays(self, plan, ctx, x, y, batch_size):
-        """(mean loss, accuracy) with dropout off; each Dense kernel is packed once for all the batches."""
+        """(mean loss, accuracy) with dropout off; each Dense kernel is packed once for all the batches.
+        Data-parallel: each rank evaluates its share of the samples (batch_size is then a rank's batch)."""
         ctx = dataclasses.replace(ctx, packed=plan.packed_weights(ctx))
+        n = x.shape[0]
+        if distributed.active():
+            lo, hi = distributed.share(n)
+            x, y = x[lo:hi], y[lo:hi]
         total, correct = 0.0, 0
         for start in range(0, x.shape[0], batch_size):
             xb, yb = x[start:start + batch_size], y[start:start + batch_size]
@@ -273,7 +330,9 @@ class Sequential:
             loss, _ = self._loss.forward(out, yb, probs, loss, n_threads=ctx.n_threads)
             total += float(loss.sum(dtype=np.float64))
             correct += int(np.count_nonzero(out.argmax(1) == yb.argmax(1)))
-        return total / x.shape[0], correct / x.shape[0]
+        if distributed.active():
+            total, correct = map(float, distributed.sum_floats([total, correct], "evaluation"))
+        return total / n, correct / n
 
     def _logs(self, loss, acc, prefix=""):
         logs = {prefix + "loss": loss}
@@ -283,6 +342,7 @@ class Sequential:
         return logs
 
     # ---------------------------------------------------------------- public API
+    @_collective
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose=1, callbacks=None, validation_split=0.0,
             validation_data=None, shuffle=True, initial_epoch=0, nb_epoch=None, **kwargs):
         if kwargs:
@@ -320,17 +380,24 @@ class Sequential:
         if bs > n:
             raise ValueError(f"fit: batch_size={bs} is larger than the {n} training samples")
         steps = math.ceil(n / bs)
+        parallel = distributed.active()
+        if parallel:
+            distributed.check_same_data((X, Y, Xv, Yv), "fit")
+            distributed.broadcast_model(self)
 
         history = History()
-        cbs = [history] + ([ProgressLogger(verbose)] if verbose else []) + callbacks
+        bar = verbose and distributed.is_primary()
+        cbs = [history] + ([ProgressLogger(verbose)] if bar else []) + callbacks
         for cb in cbs:
             cb.set_model(self)
             cb.set_params({"epochs": epochs, "steps": steps, "batch_size": bs, "samples": n, "verbose": verbose})
         self.history = history
         self.stop_training = False
-        plan, ctx = self._begin_call(bs)
-        xbuf = plan.buffers.get("x", X.shape[1:], bs)
-        ybuf = plan.buffers.get("y", Y.shape[1:], bs)
+        rows = distributed.local_batch(bs) if parallel else bs  # the rows of a batch this process computes
+        plan, ctx = self._begin_call(rows)
+        reducer = distributed.StepReducer(self._grads, self._grad_slices(plan)) if parallel else None
+        xbuf = plan.buffers.get("x", X.shape[1:], rows)
+        ybuf = plan.buffers.get("y", Y.shape[1:], rows)
         for cb in cbs:
             cb.on_train_begin()
         for epoch in range(initial_epoch, epochs):  # epoch: the number logs and callbacks see (Keras)
@@ -342,11 +409,12 @@ class Sequential:
             total, correct, seen, nan_stopped = 0.0, 0, 0, False
             for b in range(steps):
                 idx = order[b * bs:(b + 1) * bs]
-                xb = np.take(X, idx, axis=0, out=xbuf[:len(idx)])
-                yb = np.take(Y, idx, axis=0, out=ybuf[:len(idx)])
+                lo, hi = distributed.share(len(idx)) if parallel else (0, len(idx))
+                xb = np.take(X, idx[lo:hi], axis=0, out=xbuf[:hi - lo])
+                yb = np.take(Y, idx[lo:hi], axis=0, out=ybuf[:hi - lo])
                 for cb in cbs:
                     cb.on_batch_begin(b)
-                loss_sum, ok = self._train_step(plan, ctx, xb, yb)
+                loss_sum, ok = self._train_step(plan, ctx, xb, yb, reducer, len(idx), lo)
                 if not math.isfinite(loss_sum):
                     where = f"epoch {epoch + 1}, batch {b + 1}/{steps}"
                     nan_stop = [cb for cb in cbs if isinstance(cb, TerminateOnNaN)]
@@ -356,7 +424,7 @@ class Sequential:
                             "are those before this batch. Lower the learning rate, or check the data for extreme "
                             "values (fastnet.callbacks.TerminateOnNaN stops quietly instead)")
                     nan_stop[0].terminated_at = (epoch, b)
-                    if verbose:
+                    if bar:
                         print(f"\n{where}: invalid loss {loss_sum / len(idx)}, terminating training")
                     self.stop_training = nan_stopped = True
                     break
@@ -369,7 +437,7 @@ class Sequential:
             self.epochs_trained += 1  # before the callbacks: a checkpoint saved now resumes with the next epoch
             logs = self._logs(total / seen, correct / seen)
             if Xv is not None:
-                logs.update(self._logs(*self._evaluate_arrays(plan, ctx, Xv, Yv, bs), prefix="val_"))
+                logs.update(self._logs(*self._evaluate_arrays(plan, ctx, Xv, Yv, rows), prefix="val_"))
             for cb in cbs:
                 cb.on_epoch_end(epoch, logs)
             if self.stop_training:
@@ -378,35 +446,42 @@ class Sequential:
             cb.on_train_end()
         return history
 
+    @_collective
     def evaluate(self, x, y, batch_size=None, verbose=0):
         """[loss, accuracy] (or loss alone without metrics), with dropout off."""
         self._require_compiled("evaluate")
         verbose = _check_verbose(verbose, "evaluate")
         X = self._prepare_x(x, "evaluate")
         Y = self._prepare_y(y, X.shape[0], "evaluate")
-        bs = self._batch_size(batch_size, "evaluate")
+        bs = self._rank_batch(self._batch_size(batch_size, "evaluate"), (X, Y), "evaluate")
         plan, ctx = self._begin_call(min(bs, X.shape[0]))
         loss, acc = self._evaluate_arrays(plan, ctx, X, Y, bs)
-        if verbose:
+        if verbose and distributed.is_primary():
             print(f"{X.shape[0]} samples - loss: {loss:.4f}" + (f" - accuracy: {acc:.4f}" if self.metrics else ""))
         return [loss, acc] if self.metrics else loss
 
+    @_collective
     def predict(self, x, batch_size=None, verbose=0):
-        """The model's outputs (probabilities after a softmax), with dropout off."""
+        """The model's outputs (probabilities after a softmax), with dropout off. Data-parallel: each rank
+        computes its share of the rows, and every rank returns all of them."""
         _check_verbose(verbose, "predict")
         X = self._prepare_x(x, "predict")
-        bs = self._batch_size(batch_size, "predict")
+        bs = self._rank_batch(self._batch_size(batch_size, "predict"), (X,), "predict")
         last = self.layers[-1]
         out = np.empty((X.shape[0],) + last.out_shape, np.float32)
         softmax_by_loss = self._loss is not None and self._loss.from_logits
-        plan, ctx = self._begin_call(min(bs, X.shape[0]))
+        lo, hi = distributed.share(X.shape[0]) if distributed.active() else (0, X.shape[0])
+        plan, ctx = self._begin_call(min(bs, max(hi - lo, 1)))
         ctx = dataclasses.replace(ctx, packed=plan.packed_weights(ctx))
-        for start in range(0, X.shape[0], bs):
-            res = plan.forward(ctx, X[start:start + bs], False)
+        for start in range(lo, hi, bs):
+            stop = min(start + bs, hi)
+            res = plan.forward(ctx, X[start:stop], False)
             if softmax_by_loss:
-                _kernels.softmax_forward(res, out=out[start:start + bs], n_threads=ctx.n_threads)
+                _kernels.softmax_forward(res, out=out[start:stop], n_threads=ctx.n_threads)
             else:
-                out[start:start + bs] = res
+                out[start:stop] = res
+        if distributed.active():
+            distributed.gather_rows(out, "predict")
         if last.out_fmt == "channels_first" and out.ndim == 4:
             out = np.ascontiguousarray(out.transpose(0, 3, 1, 2))
         return out
@@ -417,13 +492,21 @@ class Sequential:
     def predict_proba(self, x, batch_size=None, verbose=0):
         return self.predict(x, batch_size)
 
+    @_collective
     def train_on_batch(self, x, y):
         """One optimizer step on this batch; returns [loss, accuracy] (or the loss) before the update."""
         self._require_compiled("train_on_batch")
         X = self._prepare_x(x, "train_on_batch")
         Y = self._prepare_y(y, X.shape[0], "train_on_batch")
-        plan, ctx = self._begin_call(X.shape[0])
-        loss_sum, ok = self._train_step(plan, ctx, X, Y)
+        if distributed.active():
+            distributed.check_same_data((X, Y), "train_on_batch")
+            lo, hi = distributed.share(X.shape[0])
+            plan, ctx = self._begin_call(distributed.local_batch(X.shape[0]))
+            reducer = distributed.StepReducer(self._grads, self._grad_slices(plan))
+            loss_sum, ok = self._train_step(plan, ctx, X[lo:hi], Y[lo:hi], reducer, X.shape[0], lo)
+        else:
+            plan, ctx = self._begin_call(X.shape[0])
+            loss_sum, ok = self._train_step(plan, ctx, X, Y)
         if not math.isfinite(loss_sum):
             raise FloatingPointError(f"train_on_batch: the loss became {loss_sum / X.shape[0]}")
         loss, acc = loss_sum / X.shape[0], ok / X.shape[0]

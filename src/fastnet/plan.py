@@ -35,7 +35,8 @@ from fastnet.layers.pooling import MaxPooling2D
 @dataclass(frozen=True)
 class StepContext:
     """What one call of the model runs with, resolved once per call: threads, GEMM path, convolution algorithm,
-    the plan's workspace, the random key (seed, model, training step) and, for inference, packed weights."""
+    the plan's workspace, the random key (seed, model, training step), the global batch row of this process's
+    first row (nonzero only on a data-parallel rank) and, for inference, packed weights."""
 
     n_threads: int
     isa: str
@@ -44,6 +45,7 @@ class StepContext:
     seed: int
     model_id: int
     step: int = 0
+    row0: int = 0  # dropout masks are keyed by a row's place in the global batch, so every rank draws its share
     packed: tuple = ()  # per plan step: its Dense kernel packed once for many batches (inference), or None
 
     def __post_init__(self):
@@ -51,9 +53,10 @@ class StepContext:
         object.__setattr__(self, "gemm", gemm)  # keyword arguments of the GEMM-based kernels
         object.__setattr__(self, "conv", {**gemm, "conv_algo": self.conv_algo})
 
-    def at_step(self, step):
+    def at_step(self, step, row0=0):
         ctx = copy.copy(self)  # dataclasses.replace would run __init__ again: 10x slower, once per batch
         object.__setattr__(ctx, "step", step)
+        object.__setattr__(ctx, "row0", row0)
         return ctx
 
     def dropout_stream(self, layer_index):
@@ -265,10 +268,14 @@ class Plan:
         return x  # identity
 
     # ---- backward ----
-    def backward(self, ctx, dy):
-        """Writes every layer's weight gradients from dy = dL/d(plan output); the first step skips its dx."""
+    def backward(self, ctx, dy, done=None):
+        """Writes every layer's weight gradients from dy = dL/d(plan output); the first step skips its dx.
+        done(i), if given, is called as soon as step i's gradients are final (a data-parallel run starts their
+        allreduce there, while the earlier steps' backward runs)."""
         for i in range(len(self.steps) - 1, -1, -1):
             dy = self._backward(i, self.steps[i], ctx, dy, dy.shape[0], need_dx=i > 0)
+            if done is not None:
+                done(i)
 
     def _backward(self, i, step, ctx, dy, n, need_dx):
         layer, op, saved = step.layer, step.op, self._saved[i]

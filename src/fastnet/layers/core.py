@@ -102,7 +102,7 @@ class Dropout(Layer):
         """Training only (at inference the layer is the identity): y and the kept-element mask keep."""
         seed = ctx.seed if self.seed is None else self.seed
         _kernels.dropout_forward(x, self.rate, seed, ctx.dropout_stream(self.index), out=y, keep=keep,
-                                 n_threads=ctx.n_threads)
+                                 n_threads=ctx.n_threads, first=ctx.row0 * (x.size // x.shape[0]))
         return y
 
     def backward(self, ctx, dy, keep, dx):
