@@ -16,6 +16,7 @@ import datetime
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -54,6 +55,23 @@ def measure_accuracy(args):
         folder = os.path.join(ROOT, "runs", "report", network)
         subprocess.run([os.path.join(BIN, "fastnet-train"), network, "--out", folder, "--verbose", "0"], check=True,
                        cwd=ROOT)
+        with open(os.path.join(folder, "history.json")) as f:
+            out[network] = json.load(f)
+    return out
+
+
+def mpiexec():
+    beside = os.path.join(BIN, "mpiexec")  # the mpich wheel's, from the mpi extra
+    return beside if os.path.exists(beside) else shutil.which("mpiexec") or "mpiexec"
+
+
+def measure_mpi_accuracy(args):
+    """The article's two recipes under `mpiexec -n 2 fastnet-train` (default seed, 1 thread per process)."""
+    out = {}
+    for network in ("mlp", "cnn"):
+        folder = os.path.join(ROOT, "runs", "report-mpi", network)
+        subprocess.run([mpiexec(), "-n", "2", os.path.join(BIN, "fastnet-train"), network, "--out", folder,
+                        "--verbose", "0"], check=True, cwd=ROOT)
         with open(os.path.join(folder, "history.json")) as f:
             out[network] = json.load(f)
     return out
@@ -98,7 +116,7 @@ def measure_kernels(args):
 
 SECTIONS = {"accuracy": measure_accuracy, "seeds": measure_seeds, "side_by_side": measure_side_by_side,
             "threads": measure_threads, "profile": measure_profile, "conv_paths": measure_conv_paths,
-            "memory": measure_memory, "kernels": measure_kernels}
+            "memory": measure_memory, "kernels": measure_kernels, "mpi_accuracy": measure_mpi_accuracy}
 
 
 def meta():
