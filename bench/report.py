@@ -77,6 +77,10 @@ def measure_mpi_accuracy(args):
     return out
 
 
+def measure_distributed(args):
+    return run_json(script("distributed.py"))
+
+
 def measure_seeds(args):
     return {network: run_json(script("seed_spread.py") + [network, "--seeds", *map(str, seeds),
                                                            "--out", os.path.join(ROOT, "runs", "seeds")])
@@ -116,7 +120,8 @@ def measure_kernels(args):
 
 SECTIONS = {"accuracy": measure_accuracy, "seeds": measure_seeds, "side_by_side": measure_side_by_side,
             "threads": measure_threads, "profile": measure_profile, "conv_paths": measure_conv_paths,
-            "memory": measure_memory, "kernels": measure_kernels, "mpi_accuracy": measure_mpi_accuracy}
+            "memory": measure_memory, "kernels": measure_kernels, "mpi_accuracy": measure_mpi_accuracy,
+            "distributed": measure_distributed}
 
 
 def meta():
@@ -276,9 +281,65 @@ def render_kernels():
     return table(["benchmark", "median", "GFLOP/s"], rows) + "\n\n" + provenance("kernels", rec)
 
 
+def render_mpi_accuracy():
+    rec, single = load("mpi_accuracy"), load("accuracy")
+    if not rec:
+        return None
+    rows = []
+    for net in ("mlp", "cnn"):
+        a = rec["data"][net]
+        one = single["data"][net] if single else None
+        rows.append([RECIPE[net], f"`mpiexec -n 2 fastnet-train {net}`",
+                     f"**{pct(a['test_accuracy'])}** (loss {a['test_loss']:.4f})",
+                     f"{pct(one['test_accuracy'])} (loss {one['test_loss']:.4f})" if one else "",
+                     f"{a['processes']} x {a['threads']}", f"{a['train_seconds'] / len(a['epochs']):.1f} s"])
+    return (table(["network", "command", f"test accuracy, seed {rec['data']['mlp']['seed']}",
+                   "one process, same seed", "processes x threads", "epoch"], rows)
+            + f"\n\n{provenance('mpi_accuracy', rec)}")
+
+
+def render_distributed():
+    rec = load("distributed")
+    if not rec:
+        return None
+    d = rec["data"]
+    m = d["measured"]
+    rows = []
+    for net in m["1x2"]:
+        one, two, blocking = m["1x2"][net], m["2x1"][net], m["2x1_no_overlap"][net]
+        rows.append([net.upper(), f"{1e3 * one['step_s']:.1f}",
+                     f"{1e3 * two['step_s']:.1f} ({100 * two['comm_share']:.1f} % in MPI)",
+                     f"{1e3 * blocking['step_s']:.1f} ({100 * blocking['comm_share']:.1f} % in MPI)",
+                     f"{one['step_s'] / two['step_s']:.2f}"])
+    text = table(["network", "1 process x 2 threads, ms/step", "2 processes x 1 thread, allreduce overlapped",
+                  "2 x 1, one allreduce after the backward", "1x2 / 2x1 time"], rows)
+    text += (f"\n\nBatch {d['batch_size']}, median of {d['repeats']} fits of {d['steps']} steps each. \"In MPI\": "
+             "the share of the step spent inside MPI calls (starting, progressing and waiting for the allreduces).")
+    batches = list(next(iter(d["single_core"].values())))
+    text += "\n\nOne core (1 process x 1 thread), ms per step at each local batch:\n\n" + table(
+        ["network"] + [f"batch {b}" for b in batches],
+        [[net.upper()] + [f"{1e3 * v[b]['step_s']:.2f}" for b in batches] for net, v in d["single_core"].items()])
+    for net, mod in d["model"].items():
+        gbits = list(mod["fixed"])
+        nodes = list(mod["fixed"][gbits[0]])
+        rows = [[n] + [f"{mod['fixed'][g][n][0]:.1f} s ({100 * mod['fixed'][g][n][1]:.0f} %)" for g in gbits]
+                + [f"{mod['growing'][g][n][0]:.2f} s ({100 * mod['growing'][g][n][1]:.0f} %)" for g in gbits]
+                for n in nodes]
+        text += (f"\n\n{net.upper()}: predicted epoch time (efficiency); one node (one core) takes "
+                 f"{mod['one_node_epoch_s']:.1f} s an epoch; the gradient is {mod['gradient_bytes'] / 1e6:.2f} MB."
+                 "\n\n" + table(["nodes"] + [f"batch 128, {g} Gb/s" for g in gbits]
+                                 + [f"batch 128 x nodes, {g} Gb/s" for g in gbits], rows))
+    text += (f"\n\nModel: step = compute(local batch) + 2(N-1)/N x gradient bytes / bandwidth + 2(N-1) x "
+             f"{1e6 * d['latency_s']:.0f} µs, no credit for overlap; a node is one core timed above. Efficiency: one "
+             "node's epoch time / (N x the N-node epoch time) at the fixed batch; compute / step at 128 per node. "
+             "A batch growing with N changes the optimization (Goyal et al. scale the learning rate with it); "
+             "the article's batch keeps the single-process result.\n\n" + provenance("distributed", rec))
+    return text
+
+
 RENDER = {"results": render_results, "side_by_side": render_side_by_side, "threads": render_threads,
           "profile": render_profile, "conv_paths": render_conv_paths, "memory": render_memory,
-          "kernels": render_kernels}
+          "kernels": render_kernels, "mpi_accuracy": render_mpi_accuracy, "distributed": render_distributed}
 
 
 def render_file(path):

@@ -176,6 +176,21 @@ def test_fastnet_train_under_mpiexec_is_data_parallel_with_one_set_of_outputs(tm
     assert record["processes"] == 2 and record["test_accuracy"] > 0.95
 
 
+def test_the_article_mlp_script_as_printed_runs_data_parallel_under_mpiexec(tmp_path):
+    """The script unchanged (one epoch instead of 20): import fastnet starts MPI; every rank prints its own
+    result lines (the script's print calls), all the same accuracy, which is the global one."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    with open(os.path.join(root, "examples", "article_mnist_mlp.py")) as f:
+        text = f.read()
+    script = tmp_path / "article_mnist_mlp.py"
+    script.write_text(text.replace("nb_epoch = 20", "nb_epoch = 1"))
+    code, output, _ = launch(2, [sys.executable, str(script)], timeout=300)
+    assert code == 0, output
+    accuracies = [float(line.split(":")[1]) for line in output.splitlines() if line.startswith("Test accuracy")]
+    assert len(accuracies) == 2 and accuracies[0] == accuracies[1] >= 0.95, output
+    assert output.count("Epoch 1/1") == 1, output  # one progress bar: rank 0's
+
+
 def test_without_a_launcher_fastnet_never_imports_mpi4py():
     code = ("import sys, numpy as np, fastnet\n"
             "m = fastnet.Sequential([fastnet.layers.Dense(2, input_shape=(3,), activation='softmax')])\n"

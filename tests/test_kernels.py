@@ -304,6 +304,20 @@ def test_dropout_masks_are_keyed_by_seed_and_stream(rng):
     assert none_dropped.all()
 
 
+@pytest.mark.parametrize("first", [1, 7, 4096, 2**32 + 5])
+def test_dropout_from_a_later_stream_position_is_that_slice_of_the_whole_mask(rng, first):
+    """A data-parallel rank holding rows r.. of a batch passes first = r * (elements per row) and must draw exactly
+    the single-process mask of those rows; positions count modulo 2^32, as the header says."""
+    x, skip = rand(rng, 3000), first % 2**32
+    _, keep_whole = _kernels.dropout_forward(np.ones(skip + 3000, np.float32), 0.4, seed=9, stream=2)
+    y, keep = _kernels.dropout_forward(x, 0.4, seed=9, stream=2, first=first)
+    np.testing.assert_array_equal(keep, keep_whole[skip:])
+    close(y, ref.dropout_forward(x, keep, 0.4), "dropout forward from a position", rel=1e-6)
+    u = _kernels.random_uniform(3000, seed=9, stream=2, first=first)
+    np.testing.assert_array_equal(u, _kernels.random_uniform(skip + 3000, seed=9, stream=2)[skip:])
+    assert (keep != keep_whole[:3000]).mean() > 0.3  # not the mask from position 0
+
+
 def test_random_uniform_statistics():
     u = _kernels.random_uniform(200_000, seed=3, stream=9)
     assert u.min() >= 0.0 and u.max() < 1.0

@@ -45,6 +45,7 @@ overlap = True  # start each plan step's gradient Allreduce as soon as its backw
 
 _MPI = None
 _comm = None  # fastnet's own duplicate of MPI's world once init() ran
+_step_comm_seconds = [0.0, 0]  # time inside the training steps' MPI calls, and the steps (bench/distributed.py)
 
 
 def launched_by_mpi(environ=None):
@@ -100,6 +101,12 @@ def timeout():
     if not seconds > 0 or seconds == float("inf"):
         raise ValueError(f"FASTNET_MPI_TIMEOUT={value!r} must be a positive number of seconds")
     return seconds
+
+
+def step_communication():
+    """(seconds spent inside MPI calls by training steps, steps) since init(): the part of a step the overlap with
+    the backward did not hide."""
+    return tuple(_step_comm_seconds)
 
 
 def _share_node_cpus():
@@ -279,4 +286,6 @@ class StepReducer:
         _wait(self.requests, "a training step's gradient allreduce")
         self.requests = []
         self.comm_seconds += time.perf_counter() - t
+        _step_comm_seconds[0] += self.comm_seconds
+        _step_comm_seconds[1] += 1
         return float(self.metrics[0]), int(self.metrics[1])
