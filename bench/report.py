@@ -292,9 +292,9 @@ def render_mpi_accuracy():
         rows.append([RECIPE[net], f"`mpiexec -n 2 fastnet-train {net}`",
                      f"**{pct(a['test_accuracy'])}** (loss {a['test_loss']:.4f})",
                      f"{pct(one['test_accuracy'])} (loss {one['test_loss']:.4f})" if one else "",
-                     f"{a['processes']} x {a['threads']}", f"{a['train_seconds'] / len(a['epochs']):.1f} s"])
+                     f"{a['processes']} x {a['threads']}"])
     return (table(["network", "command", f"test accuracy, seed {rec['data']['mlp']['seed']}",
-                   "one process, same seed", "processes x threads", "epoch"], rows)
+                   "one process, same seed", "processes x threads"], rows)
             + f"\n\n{provenance('mpi_accuracy', rec)}")
 
 

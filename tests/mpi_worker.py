@@ -161,6 +161,7 @@ def fault(out, kind):
 
 if __name__ == "__main__":
     scenario, out = sys.argv[1], sys.argv[2]
+    distributed.overlap = os.environ.get("OVERLAP", "1") == "1"
     if scenario.startswith("fault_"):
         fault(out, scenario[len("fault_"):])
     else:

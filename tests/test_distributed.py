@@ -59,18 +59,20 @@ def worker(n, scenario, folder, **env):
     return code, output, seconds
 
 
-def run_ok(n, scenario, folder):
-    code, output, _ = worker(n, scenario, folder)
+def run_ok(n, scenario, folder, **env):
+    code, output, _ = worker(n, scenario, folder, **env)
     assert code == 0, output
     return output
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """The `train` scenario in one process, twice under mpiexec -n 2, and under -n 3."""
+    """The `train` scenario in one process, twice under mpiexec -n 2, under -n 2 with one allreduce after the
+    backward instead of one per plan step, and under -n 3."""
     root = tmp_path_factory.mktemp("train")
-    for name, n in (("one", None), ("two_a", 2), ("two_b", 2), ("three", 3)):
-        run_ok(n, "train", root / name)
+    for name, n, overlap in (("one", None, "1"), ("two_a", 2, "1"), ("two_b", 2, "1"), ("two_blocking", 2, "0"),
+                             ("three", 3, "1")):
+        run_ok(n, "train", root / name, OVERLAP=overlap)
     return root
 
 
@@ -84,6 +86,13 @@ def test_two_runs_with_the_same_process_count_are_bit_identical(trained, net):
     a, b = load(trained / "two_a", f"{net}.npz"), load(trained / "two_b", f"{net}.npz")
     for key in a:
         assert np.array_equal(a[key], b[key]), key
+
+
+@pytest.mark.parametrize("net", ["mlp", "cnn"])
+def test_overlapped_and_blocking_allreduce_give_the_same_weights(trained, net):
+    """Per element, both sum the same two rank values (one addition, whichever order): bit for bit."""
+    a, b = load(trained / "two_a", f"{net}.npz"), load(trained / "two_blocking", f"{net}.npz")
+    assert np.array_equal(a["params"], b["params"])
 
 
 @pytest.mark.parametrize("ranks", ["two_a", "three"])
