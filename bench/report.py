@@ -78,7 +78,7 @@ def measure_mpi_accuracy(args):
 
 
 def measure_distributed(args):
-    return run_json(script("distributed.py"))
+    return run_json(script("distributed.py") + ["--repeats", "5"])
 
 
 def measure_seeds(args):
