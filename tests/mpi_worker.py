@@ -8,6 +8,7 @@ numpy, not fastnet's writer, which only rank 0 uses anyway); the tests compare t
 import os
 import signal
 import sys
+import time
 
 import numpy as np
 
@@ -85,7 +86,9 @@ def files(out):
     model.fit(x, y, batch_size=BATCH, epochs=2, verbose=2, validation_data=(x[:20], y[:20]),
               callbacks=[callbacks.ModelCheckpoint(os.path.join(mine, "ckpt-{epoch}.npz"), verbose=1),
                          callbacks.CSVLogger(os.path.join(mine, "log.csv"))])
-    model.save(os.path.join(mine, "model.npz"))
+    model.save(os.path.join(out, "rank0", "model.npz"))  # every rank names rank 0's file; rank 0 writes it
+    distributed.barrier()  # ...and every rank reads it once rank 0 has
+    assert np.array_equal(fastnet.load_model(os.path.join(out, "rank0", "model.npz"))._params, model._params)
     with open(os.path.join(out, f"threads{distributed.rank()}.txt"), "w") as f:  # not through fastnet: every rank
         f.write(str(fastnet.get_num_threads()))
 
@@ -151,6 +154,19 @@ def fault(out, kind):
     elif kind == "uncaught":
         if distributed.rank() == 1:
             raise RuntimeError("rank 1 fails before fit")  # outside fastnet: the excepthook ends the job
+    elif kind == "stuck_abort":
+        real = distributed._comm
+
+        class StuckAbort:  # MPICH's MPI_Abort has been seen to hang once a peer had finalized
+            def __getattr__(self, name):
+                return getattr(real, name)
+
+            def Abort(self, code):
+                time.sleep(3600)
+
+        distributed._comm = StuckAbort()
+        if distributed.rank() == 0:
+            raise RuntimeError("rank 0 fails and its MPI_Abort hangs")
     elif kind == "one_rank_only":
         model.fit(x, y, batch_size=BATCH, epochs=1, verbose=0)
         if distributed.is_primary():

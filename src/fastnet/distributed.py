@@ -16,7 +16,8 @@ evaluate, predict and train_on_batch run data-parallel over MPI's world, with no
 - evaluate and predict split the samples the same way and combine the results (predict's rows in order) on
   every rank.
 - Only rank 0 prints the progress bar and writes files (fastnet._io.atomic_write does nothing elsewhere):
-  models, checkpoints, CSV logs, history, pictures.
+  models, checkpoints, CSV logs, history, pictures. Saving is not collective (`if is_primary(): model.save(...)`
+  works too); a rank that reads a file rank 0 just wrote calls barrier() first.
 - These calls are collective: every rank must make them, in the same order (`if rank() == 0:
   model.evaluate(...)` would leave rank 0 waiting for the others).
 - Never a hang. An exception on any rank inside these calls, or uncaught anywhere, ends every rank (MPI_Abort)
@@ -28,6 +29,7 @@ evaluate, predict and train_on_batch run data-parallel over MPI's world, with no
 Without init(), or with one process, nothing here runs and mpi4py is never imported.
 """
 import contextlib
+import faulthandler
 import os
 import sys
 import time
@@ -40,10 +42,12 @@ import numpy as np
 # Set by the launchers: MPICH's and Intel MPI's hydra, Open MPI, PMIx (srun --mpi=pmix), MVAPICH.
 LAUNCHER_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "MV2_COMM_WORLD_SIZE")
 GRACE_SECONDS = 2.0  # how long a failing rank other than 0 waits for rank 0 to report (and abort) first
+ABORT_SECONDS = 5  # how long MPI_Abort may take before the process ends itself (SIGALRM)
 DEFAULT_TIMEOUT = 600.0  # seconds a rank may wait for the others in one collective (FASTNET_MPI_TIMEOUT)
 overlap = True  # start each plan step's gradient Allreduce as soon as its backward is done (False: one at the end)
 
 _MPI = None
+_abort_watchdog_sink = None  # the file faulthandler's abort watchdog writes to: it must stay open
 _comm = None  # fastnet's own duplicate of MPI's world once init() ran
 _step_comm_seconds = [0.0, 0]  # time inside the training steps' MPI calls, and the steps (bench/distributed.py)
 
@@ -82,6 +86,12 @@ def size():
 def is_primary():
     """Rank 0, the one that prints and writes files (True without MPI)."""
     return rank() == 0
+
+
+def barrier():
+    """Wait until every rank is here (a no-op without MPI): e.g. after rank 0 saved a file the others will read."""
+    if active():
+        _wait([_comm.Ibarrier()], "barrier()")
 
 
 def active():
@@ -132,6 +142,11 @@ def abort(exc, where=""):
     sys.stdout.flush()
     sys.stderr.write(f"fastnet.distributed: rank {r} of {n} failed{where}; aborting all {n} ranks\n{text}")
     sys.stderr.flush()
+    # MPICH's MPI_Abort can hang once a peer has finalized; faulthandler's watchdog (a C thread, no GIL needed)
+    # then ends the process, and the launcher ends the rest.
+    global _abort_watchdog_sink
+    _abort_watchdog_sink = open(os.devnull, "w")
+    faulthandler.dump_traceback_later(ABORT_SECONDS, exit=True, file=_abort_watchdog_sink)
     _comm.Abort(1)
 
 
