@@ -5,7 +5,8 @@
 Measured (synthetic data of MNIST's shapes, the article's networks, batch 128), each in its own launch:
 - time per training step with 1 process x 2 threads, 2 processes x 1 thread (the allreduce of each plan step
   started as its backward ends, `fastnet.distributed.overlap = True`, the default), and 2 x 1 with one allreduce
-  after the whole backward (overlap off); for the MPI runs, the share of a step spent inside MPI calls;
+  after the whole backward (overlap off); for the MPI runs, the share of a step spent inside MPI calls. The three
+  take turns, one launch each per round, and each figure is the median over the rounds;
 - the single-core time per step at every local batch a global batch of 128 leaves a node, 128 down to 2.
 
 The cost model (written out in bench/README.md) takes a node to be one such core and predicts, for N = 2..64 nodes
@@ -86,7 +87,7 @@ def launch(processes, threads, extra, args):
         path = os.path.join(tmp, "w.json")
         env = {**os.environ, "FASTNET_NUM_THREADS": str(threads)}
         cmd = [sys.executable, os.path.abspath(__file__), "--worker", path, "--repeats", str(args.repeats),
-               "--steps", str(args.steps)] + extra
+               "--steps", str(args.steps)] + extra  # a later --repeats in extra wins
         if processes > 1:
             cmd = [_launcher(), "-n", str(processes)] + cmd
         subprocess.run(cmd, check=True, env=env)
@@ -135,8 +136,16 @@ def main():
         return worker(args)
     if _launcher() is None:
         sys.exit("bench/distributed.py needs mpiexec: pip install '.[mpi]'")
-    configs = {"1x2": launch(1, 2, [], args), "2x1": launch(2, 1, [], args),
-               "2x1_no_overlap": launch(2, 1, ["--no-overlap"], args)}
+    # Rounds over the three configurations, each launch timing one fit per network, so that a slow spell of the
+    # shared machine hits every configuration alike; each figure is the median over the rounds.
+    setups = {"1x2": (1, 2, []), "2x1": (2, 1, []), "2x1_no_overlap": (2, 1, ["--no-overlap"])}
+    rounds = {name: [] for name in setups}
+    for _ in range(args.repeats):
+        for name, (processes, threads, extra) in setups.items():
+            rounds[name].append(launch(processes, threads, extra + ["--repeats", "1"], args))
+    configs = {name: {"networks": {net: {"per_batch": {str(BATCH): {
+        key: statistics.median(r["networks"][net]["per_batch"][str(BATCH)][key] for r in runs)
+        for key in ("step_s", "comm_share")}}} for net in runs[0]["networks"]}} for name, runs in rounds.items()}
     batches = [BATCH // n for n in [1] + NODES]
     single = launch(1, 1, ["--batches", *map(str, batches)], args)
     params = {net: v["params"] for net, v in single["networks"].items()}

@@ -313,7 +313,8 @@ def render_distributed():
                      f"{one['step_s'] / two['step_s']:.2f}"])
     text = table(["network", "1 process x 2 threads, ms/step", "2 processes x 1 thread, allreduce overlapped",
                   "2 x 1, one allreduce after the backward", "1x2 / 2x1 time"], rows)
-    text += (f"\n\nBatch {d['batch_size']}, median of {d['repeats']} fits of {d['steps']} steps each. \"In MPI\": "
+    text += (f"\n\nBatch {d['batch_size']}; the three configurations take turns, and each figure is the median of "
+             f"{d['repeats']} rounds of a {d['steps']}-step fit. \"In MPI\": "
              "the share of the step spent inside MPI calls (starting, progressing and waiting for the allreduces).")
     batches = list(next(iter(d["single_core"].values())))
     text += "\n\nOne core (1 process x 1 thread), ms per step at each local batch:\n\n" + table(
