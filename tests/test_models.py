@@ -330,3 +330,94 @@ def test_progress_output(capsys):
     assert out[0] == "Epoch 1/2" and out[1].startswith("3/3 - ") and "val_accuracy:" in out[1]
     m.fit(x, y, batch_size=16, epochs=1, verbose=1)
     assert "[==============================]" in capsys.readouterr().out
+
+
+# ---- the everyday Keras 3 API (issue 15, part 2) ----
+
+def _mlp(first):
+    fastnet.set_seed(4)
+    model = Sequential(first + [Dense(6, activation="relu"), Dropout(0.2), Dense(3, activation="softmax")])
+    model.compile(optimizer="rmsprop", metrics=["accuracy"])
+    return model
+
+
+@pytest.mark.parametrize("spelling", ["Input", "InputLayer", "batch_shape", "add"])
+def test_an_input_first_builds_the_model_input_shape_builds(tmp_path, spelling):
+    """Sequential([Input(shape=...), ...]), as Keras 3 documents every model: the same model, weights, training
+    and file as input_shape= on the first layer; the Input is not one of model.layers."""
+    from fastnet.layers import Input, InputLayer
+
+    first = {"Input": [Input(shape=(5,))], "InputLayer": [InputLayer(shape=(5,))],
+             "batch_shape": [Input(batch_shape=(None, 5))], "add": []}[spelling]
+    reference = _mlp([Dense(4, input_shape=(5,))])
+    if spelling != "add":
+        model = _mlp(first + [Dense(4)])
+    else:
+        fastnet.set_seed(4)
+        model = Sequential()
+        model.add(Input(shape=(5,)))
+        for layer in (Dense(4), Dense(6, activation="relu"), Dropout(0.2), Dense(3, activation="softmax")):
+            model.add(layer)
+        model.compile(optimizer="rmsprop", metrics=["accuracy"])
+    assert len(model.layers) == 4 and model.input_shape == (None, 5)
+    rng = np.random.default_rng(0)
+    x, y = rng.random((40, 5), dtype=np.float32), to_categorical(rng.integers(0, 3, 40), 3)
+    for m in (reference, model):
+        m.fit(x, y, batch_size=8, epochs=2, verbose=0)
+    for a, b in zip(reference.get_weights(), model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    model.save(tmp_path / "m.npz")
+    np.testing.assert_array_equal(load_model(tmp_path / "m.npz").predict(x), model.predict(x))
+
+
+def test_an_input_gives_an_image_model_its_shape_in_either_ordering():
+    from fastnet.layers import Input
+
+    for shape, fmt in (((10, 10, 1), "channels_last"), ((1, 10, 10), "channels_first")):
+        model = Sequential([Input(shape=shape), Conv2D(4, (3, 3), data_format=fmt), Flatten(),
+                            Dense(3, activation="softmax")])
+        assert model.input_shape == (None,) + shape and model.output_shape == (None, 3)
+
+
+def test_pop_removes_the_last_layer_and_the_model_trains_with_a_new_head():
+    model = tiny_cnn()
+    head = model.layers[-1]
+    assert model.pop() is head and len(model.layers) == 7 and model.output_shape == (None, 8)
+    with pytest.raises(RuntimeError, match="fit needs a compiled model"):
+        model.fit(np.zeros((2, 10, 10, 1)), np.zeros((2, 8)), verbose=0)
+    model.add(Dense(5, activation="softmax", name=head.name))  # its name is free again
+    model.compile(optimizer="adadelta", metrics=["accuracy"])
+    rng = np.random.default_rng(1)
+    x, y = rng.random((16, 10, 10, 1), dtype=np.float32), to_categorical(rng.integers(0, 5, 16), 5)
+    history = model.fit(x, y, batch_size=8, epochs=2, verbose=0)
+    assert model.predict(x).shape == (16, 5) and np.isfinite(history.history["loss"]).all()
+    for _ in range(len(model.layers)):
+        model.pop()
+    with pytest.raises(TypeError, match="there are no layers in the model"):
+        model.pop()
+
+
+def test_a_batch_size_larger_than_the_data_trains_one_batch_of_all_of_it():
+    """Keras: fit(x[:100], y[:100], batch_size=128) takes one step of 100 samples."""
+    rng = np.random.default_rng(2)
+    x, y = rng.random((100, 5), dtype=np.float32), to_categorical(rng.integers(0, 3, 100), 3)
+    large, exact = _mlp([Dense(4, input_shape=(5,))]), _mlp([Dense(4, input_shape=(5,))])
+    large.fit(x, y, batch_size=128, epochs=3, verbose=0)
+    exact.fit(x, y, batch_size=100, epochs=3, verbose=0)
+    assert large.step == exact.step == 3
+    for a, b in zip(large.get_weights(), exact.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_return_dict_gives_keras_dicts():
+    rng = np.random.default_rng(3)
+    x, y = rng.random((12, 5), dtype=np.float32), to_categorical(rng.integers(0, 3, 12), 3)
+    model = _mlp([Dense(4, input_shape=(5,))])
+    loss, acc = model.evaluate(x, y)
+    assert model.evaluate(x, y, return_dict=True) == {"loss": loss, "accuracy": acc}
+    assert model.test_on_batch(x, y, return_dict=True) == {"loss": loss, "accuracy": acc}
+    step = model.train_on_batch(x, y, return_dict=True)
+    assert step == {"loss": pytest.approx(step["loss"]), "accuracy": step["accuracy"]} and model.step == 1
+    bare = Sequential([Dense(3, input_shape=(5,), activation="softmax")])
+    bare.compile(optimizer="sgd")
+    assert bare.evaluate(x, y, return_dict=True) == {"loss": bare.evaluate(x, y)}

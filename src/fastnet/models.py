@@ -14,6 +14,7 @@ import numpy as np
 from fastnet import _check, _kernels, _seed, distributed, losses, optimizers
 from fastnet.callbacks import Callback, History, ProgressLogger, TerminateOnNaN
 from fastnet.layers.base import Layer, internal_shape, legacy, public_shape
+from fastnet.layers.input_layer import InputLayer
 from fastnet.plan import Plan, StepContext, loss_takes_softmax
 
 
@@ -50,11 +51,18 @@ class Sequential:
         self._loss = None
         self._plan = None
         self._names = set()
+        self._input = None  # an InputLayer given before the first layer: that layer's input shape
         for layer in layers or []:
             self.add(layer)
 
     # ---------------------------------------------------------------- building
     def add(self, layer):
+        if isinstance(layer, InputLayer):
+            if self.layers or self._input is not None:
+                raise ValueError("Sequential: Input / InputLayer must be the model's first element, and come once; "
+                                 f"this model already has {'layers' if self.layers else 'an Input'}")
+            self._input = layer
+            return
         if not isinstance(layer, Layer):
             raise TypeError(f"Sequential.add expects a fastnet layer, got {type(layer).__name__}")
         if layer.built:
@@ -64,6 +72,11 @@ class Sequential:
             layer.name = self._unique_name(layer.kind)
         elif layer.name in self._names:
             raise ValueError(f"a layer named {layer.name!r} is already in the model; layer names must be unique")
+        if not self.layers and self._input is not None:
+            if layer.input_shape_arg is not None and tuple(layer.input_shape_arg) != self._input.shape:
+                raise ValueError(f"{layer.name}: input_shape={layer.input_shape_arg} but the model's Input has "
+                                 f"shape={self._input.shape}; give the shape once")
+            layer.input_shape_arg = self._input.shape
         if not self.layers:
             if layer.input_shape_arg is None:
                 raise ValueError(f"the first layer needs its input shape, e.g. {type(layer).__name__}(..., "
@@ -82,6 +95,19 @@ class Sequential:
         self._compiled = False  # the loss may no longer take over the last softmax, and new weights need slots
         self._loss = None
         self._plan = None
+
+    def pop(self):
+        """Remove the last layer and return it (Keras). The model needs compile() again before training."""
+        if not self.layers:
+            raise TypeError("Sequential.pop: there are no layers in the model")
+        layer = self.layers.pop()
+        self._names.discard(layer.name)
+        self._compiled = False  # as after add: the loss may now take over another softmax, and the arena shrinks
+        self._loss = None
+        if self._plan is not None:
+            self._plan.release()
+        self._plan = None
+        return layer
 
     @property
     def step(self):
@@ -376,9 +402,7 @@ class Sequential:
         else:
             Xv = Yv = None
         n = X.shape[0]
-        bs = self._batch_size(batch_size, "fit") if batch_size is not None else min(32, n)
-        if bs > n:
-            raise ValueError(f"fit: batch_size={bs} is larger than the {n} training samples")
+        bs = min(self._batch_size(batch_size, "fit"), n)  # larger than the data: one batch of all of it (Keras)
         steps = math.ceil(n / bs)
         parallel = distributed.active()
         if parallel:
@@ -447,10 +471,12 @@ class Sequential:
         return history
 
     @_collective
-    def evaluate(self, x, y, batch_size=None, verbose=0):
-        """[loss, accuracy] (or loss alone without metrics), with dropout off."""
+    def evaluate(self, x, y, batch_size=None, verbose=0, return_dict=False):
+        """[loss, accuracy] (or loss alone without metrics), with dropout off; return_dict: {'loss': ...,
+        'accuracy': ...} (Keras)."""
         self._require_compiled("evaluate")
         verbose = _check_verbose(verbose, "evaluate")
+        as_dict = _check.boolean(return_dict, "return_dict", "evaluate")
         X = self._prepare_x(x, "evaluate")
         Y = self._prepare_y(y, X.shape[0], "evaluate")
         bs = self._rank_batch(self._batch_size(batch_size, "evaluate"), (X, Y), "evaluate")
@@ -458,6 +484,11 @@ class Sequential:
         loss, acc = self._evaluate_arrays(plan, ctx, X, Y, bs)
         if verbose and distributed.is_primary():
             print(f"{X.shape[0]} samples - loss: {loss:.4f}" + (f" - accuracy: {acc:.4f}" if self.metrics else ""))
+        return self._results(loss, acc, as_dict)
+
+    def _results(self, loss, acc, as_dict):
+        if as_dict:
+            return {"loss": loss, "accuracy": acc} if self.metrics else {"loss": loss}
         return [loss, acc] if self.metrics else loss
 
     @_collective
@@ -493,9 +524,11 @@ class Sequential:
         return self.predict(x, batch_size)
 
     @_collective
-    def train_on_batch(self, x, y):
-        """One optimizer step on this batch; returns [loss, accuracy] (or the loss) before the update."""
+    def train_on_batch(self, x, y, return_dict=False):
+        """One optimizer step on this batch; returns [loss, accuracy] (or the loss; return_dict: a dict) before the
+        update."""
         self._require_compiled("train_on_batch")
+        as_dict = _check.boolean(return_dict, "return_dict", "train_on_batch")  # checked before the step is taken
         X = self._prepare_x(x, "train_on_batch")
         Y = self._prepare_y(y, X.shape[0], "train_on_batch")
         if distributed.active():
@@ -510,10 +543,10 @@ class Sequential:
         if not math.isfinite(loss_sum):
             raise FloatingPointError(f"train_on_batch: the loss became {loss_sum / X.shape[0]}")
         loss, acc = loss_sum / X.shape[0], ok / X.shape[0]
-        return [loss, acc] if self.metrics else loss
+        return self._results(loss, acc, as_dict)
 
-    def test_on_batch(self, x, y):
-        return self.evaluate(x, y, batch_size=max(np.shape(x)[0] if np.ndim(x) else 1, 1))
+    def test_on_batch(self, x, y, return_dict=False):
+        return self.evaluate(x, y, batch_size=max(np.shape(x)[0] if np.ndim(x) else 1, 1), return_dict=return_dict)
 
     # ---------------------------------------------------------------- weights
     def count_params(self):

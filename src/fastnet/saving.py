@@ -70,7 +70,8 @@ def _read(path):
 def load_model(path, compile=True):
     path = _check.path(path, "path", "load_model")
     meta, arrays = _read(path)
-    classes = {name: getattr(layers, name) for name in layers.__all__ if name not in ("Layer", "LegacyAPIWarning")}
+    not_layers = ("Layer", "LegacyAPIWarning", "Input", "InputLayer")  # never in a saved model's layer list
+    classes = {name: getattr(layers, name) for name in layers.__all__ if name not in not_layers}
     try:
         config = meta["model"]
         model = Sequential(name=config["name"])
