@@ -42,7 +42,7 @@ import numpy as np
 # Set by the launchers: MPICH's and Intel MPI's hydra, Open MPI, PMIx (srun --mpi=pmix), MVAPICH.
 LAUNCHER_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "MV2_COMM_WORLD_SIZE")
 GRACE_SECONDS = 2.0  # how long a failing rank other than 0 waits for rank 0 to report (and abort) first
-ABORT_SECONDS = 5  # how long MPI_Abort may take before the process ends itself (SIGALRM)
+ABORT_SECONDS = 5  # how long MPI_Abort may take before the process ends itself (faulthandler's watchdog)
 DEFAULT_TIMEOUT = 600.0  # seconds a rank may wait for the others in one collective (FASTNET_MPI_TIMEOUT)
 overlap = True  # start each plan step's gradient Allreduce as soon as its backward is done (False: one at the end)
 
@@ -124,7 +124,9 @@ def _share_node_cpus():
 
     if _kernels.num_threads_is_set() or os.environ.get("OMP_NUM_THREADS"):
         return
-    local = _comm.Split_type(_MPI.COMM_TYPE_SHARED).Get_size()
+    node = _comm.Split_type(_MPI.COMM_TYPE_SHARED)  # the ranks on this node
+    local = node.Get_size()
+    node.Free()
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     if cpus == (os.cpu_count() or cpus):  # not bound by the launcher: split the node between its ranks
         cpus = max(1, cpus // local)
