@@ -143,7 +143,8 @@ CASES = [
     Case("validation_split=1", "mlp.fit(x, y, validation_split=1.0)", ValueError,
          r"fit: validation_split must be in \[0, 1\), got 1.0"),
     Case("validation_data that is not a pair", "mlp.fit(x, y, validation_data=(x,))", ValueError,
-         r"fit: validation_data must be a pair \(x_val, y_val\), got tuple of length 1"),
+         r"fit: validation_data must be a pair \(x_val, y_val\) or a triple \(x_val, y_val, sample_weight_val\), "
+         r"got tuple of length 1"),
     Case("verbose=3", "mlp.fit(x, y, verbose=3)", ValueError, r"fit: verbose must be in \[0, 2\], got 3"),
     Case("a callback not in a list", "mlp.fit(x, y, callbacks=callbacks.EarlyStopping())", TypeError,
          r"fit: callbacks must be a list of fastnet.callbacks.Callback, got EarlyStopping"),
@@ -165,6 +166,17 @@ CASES = [
          r"images is empty \(shape \(0, 28, 28, 1\)\): nothing to draw"),
     Case("a grid with zero columns", "fastnet.viz.tile(images[..., 0], 0)", ValueError,
          r"tile: cols must be >= 1, got 0"),
+    # ---- sample and class weights ----
+    Case("sample and class weights together", "mlp.fit(x, y, sample_weight=np.ones(4), class_weight={0: 2.0})",
+         ValueError, r"fit: pass sample_weight or class_weight, not both \(Keras\)"),
+    Case("a sample weight per class instead of per sample", "mlp.fit(x, y, sample_weight=np.ones(10))",
+         ValueError, r"fit: sample_weight must have shape \(4,\), one weight per sample, got \(10,\)"),
+    Case("a negative sample weight", "mlp.evaluate(x, y, sample_weight=[1, -1, 1, 1])", ValueError,
+         r"evaluate: sample_weight must be finite and >= 0"),
+    Case("class weights as a list", "mlp.fit(x, y, class_weight=[1.0] * 10)", TypeError,
+         r"fit: class_weight must be a dict \{class index: weight\}, got list"),
+    Case("a class weight for a class the model does not have", "mlp.fit(x, y, class_weight={10: 2.0})", ValueError,
+         r"fit: class_weight key must be in \[0, 9\], got 10"),
     # ---- Input / InputLayer, pop ----
     Case("an Input after a layer", "Sequential([Dense(4, input_shape=(3,)), fastnet.layers.Input(shape=(3,))])",
          ValueError, r"Input / InputLayer must be the model's first element, and come once; this model already has "

@@ -421,3 +421,65 @@ def test_return_dict_gives_keras_dicts():
     bare = Sequential([Dense(3, input_shape=(5,), activation="softmax")])
     bare.compile(optimizer="sgd")
     assert bare.evaluate(x, y, return_dict=True) == {"loss": bare.evaluate(x, y)}
+
+
+def _sgd_mlp(seed=6):
+    fastnet.set_seed(seed)
+    model = Sequential([Dense(7, input_shape=(5,), activation="relu"), Dense(3, activation="softmax")])
+    model.compile(optimizer=fastnet.optimizers.SGD(lr=0.1), metrics=["accuracy"])
+    return model
+
+
+def _data(n=24, seed=5):
+    rng = np.random.default_rng(seed)
+    return rng.random((n, 5), dtype=np.float32), to_categorical(rng.integers(0, 3, n), 3), rng
+
+
+def test_evaluate_weighs_each_samples_loss_as_keras_does():
+    """Keras: loss = sum(weight * per-sample loss) / number of samples; accuracy (a plain metric) unweighted."""
+    x, y, rng = _data()
+    model = _sgd_mlp()
+    w = rng.random(24) * 3
+    w[:5] = 0.0
+    p = model.predict(x).astype(np.float64)
+    per_sample = -(y * np.log(p)).sum(1)
+    loss, acc = model.evaluate(x, y, sample_weight=w)
+    assert loss == pytest.approx((w * per_sample).sum() / 24, rel=1e-5)
+    assert acc == model.evaluate(x, y)[1] == np.mean(p.argmax(1) == y.argmax(1))
+    assert model.evaluate(x, y, sample_weight=w.reshape(-1, 1))[0] == loss  # (N, 1) reads as (N,)
+
+
+def test_sample_weights_scale_the_gradient_of_each_sample():
+    x, y, rng = _data()
+    plain, ones, doubled, twice_lr = _sgd_mlp(), _sgd_mlp(), _sgd_mlp(), _sgd_mlp()
+    twice_lr.optimizer = fastnet.optimizers.SGD(lr=0.2)
+    twice_lr.compile(optimizer=twice_lr.optimizer, metrics=["accuracy"])
+    plain.fit(x, y, batch_size=8, epochs=2, verbose=0)
+    ones.fit(x, y, batch_size=8, epochs=2, verbose=0, sample_weight=np.ones(24))
+    doubled.fit(x, y, batch_size=8, epochs=2, verbose=0, sample_weight=np.full(24, 2.0))
+    twice_lr.fit(x, y, batch_size=8, epochs=2, verbose=0)
+    for a, b, c, d in zip(plain.get_weights(), ones.get_weights(), doubled.get_weights(), twice_lr.get_weights()):
+        np.testing.assert_array_equal(a, b)  # weight 1: exactly the unweighted run
+        np.testing.assert_array_equal(c, d)  # weight 2 with SGD: exactly twice the learning rate
+    # Zero weights: the other samples' gradient, still divided by the whole batch (one batch, no dropout).
+    keep = rng.random(24) < 0.6
+    zeroed, subset = _sgd_mlp(), _sgd_mlp()
+    subset.compile(optimizer=fastnet.optimizers.SGD(lr=0.1 * keep.sum() / 24), metrics=["accuracy"])
+    zeroed.fit(x, y, batch_size=24, epochs=3, verbose=0, sample_weight=keep.astype(float))
+    subset.fit(x[keep], y[keep], batch_size=24, epochs=3, verbose=0)
+    for a, b in zip(zeroed.get_weights(), subset.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_class_weight_is_the_sample_weight_of_each_samples_class():
+    x, y, _ = _data()
+    by_class, by_sample = _sgd_mlp(), _sgd_mlp()
+    h1 = by_class.fit(x, y, batch_size=8, epochs=2, verbose=0, class_weight={0: 3.0, 2: 0.25},
+                      validation_data=(x, y, np.linspace(0, 1, 24)))
+    h2 = by_sample.fit(x, y, batch_size=8, epochs=2, verbose=0,
+                       sample_weight=np.array([3.0, 1.0, 0.25])[y.argmax(1)],
+                       validation_data=(x, y, np.linspace(0, 1, 24)))
+    for a, b in zip(by_class.get_weights(), by_sample.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert h1.history == h2.history
+    assert h1.history["val_loss"][-1] == pytest.approx(by_class.evaluate(x, y, sample_weight=np.linspace(0, 1, 24))[0])

@@ -275,6 +275,41 @@ class Sequential:
         return np.ascontiguousarray(y)
 
     @staticmethod
+    def _weighted(Y, sample_weight, class_weight, what):
+        """(targets, labels): the one-hot targets scaled row by row by each sample's weight, and the class labels
+        that accuracy compares with. Keras's weighting: a batch's loss is sum(weight * per-sample loss) / batch
+        size, and its gradient follows; scaling the targets does exactly that, as cross-entropy is linear in them
+        (w * -sum(t log p) = -sum((w t) log p), and its gradient p * sum(w t) - w t = w (p sum(t) - t)). Accuracy,
+        a plain metric in Keras, is not weighted."""
+        labels = Y.argmax(1)
+        if sample_weight is not None and class_weight is not None:
+            raise ValueError(f"{what}: pass sample_weight or class_weight, not both (Keras); multiply them into "
+                             "sample_weight yourself")
+        if class_weight is not None:
+            if not isinstance(class_weight, dict):
+                raise TypeError(f"{what}: class_weight must be a dict {{class index: weight}}, got "
+                                f"{type(class_weight).__name__}")
+            table = np.ones(Y.shape[1], np.float64)  # a class the dict does not name weighs 1 (Keras)
+            for cls, w in class_weight.items():
+                cls = _check.integer(cls, "class_weight key", 0, Y.shape[1] - 1, what)
+                table[cls] = _check.real(w, f"class_weight[{cls}]", 0.0, where=what)
+            weights = table[labels]
+        elif sample_weight is not None:
+            weights = np.asarray(sample_weight)
+            if weights.dtype == object or not (np.issubdtype(weights.dtype, np.number) or weights.dtype == bool):
+                raise TypeError(f"{what}: sample_weight must be numeric, got dtype {weights.dtype}")
+            if weights.ndim == 2 and weights.shape[1] == 1:
+                weights = weights[:, 0]
+            if weights.shape != (Y.shape[0],):
+                raise ValueError(f"{what}: sample_weight must have shape ({Y.shape[0]},), one weight per sample, got "
+                                 f"{weights.shape}")
+            if not (np.isfinite(weights).all() and (weights >= 0).all()):
+                raise ValueError(f"{what}: sample_weight must be finite and >= 0")
+        else:
+            return Y, labels
+        return np.ascontiguousarray(Y * weights.astype(np.float32)[:, None]), labels
+
+    @staticmethod
     def _batch_size(batch_size, what):
         if batch_size is None:
             return 32
@@ -310,8 +345,9 @@ class Sequential:
                           workspace=plan.workspace, seed=self.seed, model_id=self.model_id, step=self.step)
         return plan, ctx
 
-    def _train_step(self, plan, ctx, xb, yb, reducer=None, batch=None, row0=0):
+    def _train_step(self, plan, ctx, xb, yb, lb, reducer=None, batch=None, row0=0):
         """One optimizer step; returns (sum of per-sample losses, number correct) before the update.
+        yb: the targets (weighted, see _weighted); lb: the labels accuracy counts.
         A NaN or inf loss returns before the update: the weights stay the last good ones.
         Data-parallel (reducer given): xb, yb are this rank's rows row0.. (maybe none) of a global batch of
         `batch`; the loss, count and gradients returned and applied are the global batch's, on every rank."""
@@ -322,7 +358,7 @@ class Sequential:
             probs, loss, dout = plan.loss_arrays(xb.shape[0], out.shape[1])
             loss, probs = self._loss.forward(out, yb, probs, loss, n_threads=ctx.n_threads)
             loss_sum = float(loss.sum(dtype=np.float64))
-            correct = int(np.count_nonzero(out.argmax(1) == yb.argmax(1)))
+            correct = int(np.count_nonzero(out.argmax(1) == lb))
         if reducer is None:
             if not math.isfinite(loss_sum):
                 return loss_sum, 0
@@ -340,14 +376,14 @@ class Sequential:
         self.optimizer.apply(self._params, self._grads, n_threads=ctx.n_threads, counters=(self._step,))
         return loss_sum, correct
 
-    def _evaluate_arrays(self, plan, ctx, x, y, batch_size):
+    def _evaluate_arrays(self, plan, ctx, x, y, labels, batch_size):
         """(mean loss, accuracy) with dropout off; each Dense kernel is packed once for all the batches.
         Data-parallel: each rank evaluates its share of the samples (batch_size is then a rank's batch)."""
         ctx = dataclasses.replace(ctx, packed=plan.packed_weights(ctx))
         n = x.shape[0]
         if distributed.active():
             lo, hi = distributed.share(n)
-            x, y = x[lo:hi], y[lo:hi]
+            x, y, labels = x[lo:hi], y[lo:hi], labels[lo:hi]
         total, correct = 0.0, 0
         for start in range(0, x.shape[0], batch_size):
             xb, yb = x[start:start + batch_size], y[start:start + batch_size]
@@ -355,7 +391,7 @@ class Sequential:
             probs, loss, _ = plan.loss_arrays(xb.shape[0], out.shape[1])
             loss, _ = self._loss.forward(out, yb, probs, loss, n_threads=ctx.n_threads)
             total += float(loss.sum(dtype=np.float64))
-            correct += int(np.count_nonzero(out.argmax(1) == yb.argmax(1)))
+            correct += int(np.count_nonzero(out.argmax(1) == labels[start:start + batch_size]))
         if distributed.active():
             total, correct = map(float, distributed.sum_floats([total, correct], "evaluation"))
         return total / n, correct / n
@@ -370,7 +406,8 @@ class Sequential:
     # ---------------------------------------------------------------- public API
     @_collective
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose=1, callbacks=None, validation_split=0.0,
-            validation_data=None, shuffle=True, initial_epoch=0, nb_epoch=None, **kwargs):
+            validation_data=None, shuffle=True, initial_epoch=0, nb_epoch=None, sample_weight=None, class_weight=None,
+            **kwargs):
         if kwargs:
             raise TypeError(f"fit got unexpected arguments {sorted(kwargs)}")
         if nb_epoch is not None:
@@ -384,23 +421,26 @@ class Sequential:
         validation_split = _check.real(validation_split, "validation_split", 0.0, 1.0, hi_open=True, where="fit")
         callbacks = _check_callbacks(callbacks)
         X = self._prepare_x(x, "fit")
-        Y = self._prepare_y(y, X.shape[0], "fit")
+        Y, L = self._weighted(self._prepare_y(y, X.shape[0], "fit"), sample_weight, class_weight, "fit")
         if validation_data is None and validation_split:
             split = int(X.shape[0] * (1.0 - validation_split))  # the last samples, before shuffling (Keras)
             if split < 1 or split == X.shape[0]:
                 raise ValueError(f"fit: validation_split={validation_split} of {X.shape[0]} samples leaves "
                                  f"{split} for training and {X.shape[0] - split} for validation; each needs at least 1")
-            X, Y, Xv, Yv = X[:split], Y[:split], X[split:], Y[split:]
+            X, Y, L, Xv, Yv, Lv = X[:split], Y[:split], L[:split], X[split:], Y[split:], L[split:]
         elif validation_data is not None:
-            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-                raise ValueError("fit: validation_data must be a pair (x_val, y_val), got "
+            if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
+                raise ValueError("fit: validation_data must be a pair (x_val, y_val) or a triple (x_val, y_val, "
+                                 "sample_weight_val), got "
                                  f"{type(validation_data).__name__}"
                                  + (f" of length {len(validation_data)}" if isinstance(validation_data, (tuple, list))
                                     else ""))
             Xv = self._prepare_x(validation_data[0], "fit(validation_data)")
-            Yv = self._prepare_y(validation_data[1], Xv.shape[0], "fit(validation_data)")
+            Yv, Lv = self._weighted(self._prepare_y(validation_data[1], Xv.shape[0], "fit(validation_data)"),
+                                    validation_data[2] if len(validation_data) == 3 else None, None,
+                                    "fit(validation_data)")
         else:
-            Xv = Yv = None
+            Xv = Yv = Lv = None
         n = X.shape[0]
         bs = min(self._batch_size(batch_size, "fit"), n)  # larger than the data: one batch of all of it (Keras)
         steps = math.ceil(n / bs)
@@ -436,9 +476,10 @@ class Sequential:
                 lo, hi = distributed.share(len(idx)) if parallel else (0, len(idx))
                 xb = np.take(X, idx[lo:hi], axis=0, out=xbuf[:hi - lo])
                 yb = np.take(Y, idx[lo:hi], axis=0, out=ybuf[:hi - lo])
+                lb = L[idx[lo:hi]]
                 for cb in cbs:
                     cb.on_batch_begin(b)
-                loss_sum, ok = self._train_step(plan, ctx, xb, yb, reducer, len(idx), lo)
+                loss_sum, ok = self._train_step(plan, ctx, xb, yb, lb, reducer, len(idx), lo)
                 if not math.isfinite(loss_sum):
                     where = f"epoch {epoch + 1}, batch {b + 1}/{steps}"
                     nan_stop = [cb for cb in cbs if isinstance(cb, TerminateOnNaN)]
@@ -461,7 +502,7 @@ class Sequential:
             self.epochs_trained += 1  # before the callbacks: a checkpoint saved now resumes with the next epoch
             logs = self._logs(total / seen, correct / seen)
             if Xv is not None:
-                logs.update(self._logs(*self._evaluate_arrays(plan, ctx, Xv, Yv, rows), prefix="val_"))
+                logs.update(self._logs(*self._evaluate_arrays(plan, ctx, Xv, Yv, Lv, rows), prefix="val_"))
             for cb in cbs:
                 cb.on_epoch_end(epoch, logs)
             if self.stop_training:
@@ -471,17 +512,17 @@ class Sequential:
         return history
 
     @_collective
-    def evaluate(self, x, y, batch_size=None, verbose=0, return_dict=False):
+    def evaluate(self, x, y, batch_size=None, verbose=0, return_dict=False, sample_weight=None):
         """[loss, accuracy] (or loss alone without metrics), with dropout off; return_dict: {'loss': ...,
-        'accuracy': ...} (Keras)."""
+        'accuracy': ...} (Keras). sample_weight weighs the loss as in fit."""
         self._require_compiled("evaluate")
         verbose = _check_verbose(verbose, "evaluate")
         as_dict = _check.boolean(return_dict, "return_dict", "evaluate")
         X = self._prepare_x(x, "evaluate")
-        Y = self._prepare_y(y, X.shape[0], "evaluate")
+        Y, L = self._weighted(self._prepare_y(y, X.shape[0], "evaluate"), sample_weight, None, "evaluate")
         bs = self._rank_batch(self._batch_size(batch_size, "evaluate"), (X, Y), "evaluate")
         plan, ctx = self._begin_call(min(bs, X.shape[0]))
-        loss, acc = self._evaluate_arrays(plan, ctx, X, Y, bs)
+        loss, acc = self._evaluate_arrays(plan, ctx, X, Y, L, bs)
         if verbose and distributed.is_primary():
             print(f"{X.shape[0]} samples - loss: {loss:.4f}" + (f" - accuracy: {acc:.4f}" if self.metrics else ""))
         return self._results(loss, acc, as_dict)
@@ -524,29 +565,31 @@ class Sequential:
         return self.predict(x, batch_size)
 
     @_collective
-    def train_on_batch(self, x, y, return_dict=False):
+    def train_on_batch(self, x, y, return_dict=False, sample_weight=None, class_weight=None):
         """One optimizer step on this batch; returns [loss, accuracy] (or the loss; return_dict: a dict) before the
         update."""
         self._require_compiled("train_on_batch")
         as_dict = _check.boolean(return_dict, "return_dict", "train_on_batch")  # checked before the step is taken
         X = self._prepare_x(x, "train_on_batch")
-        Y = self._prepare_y(y, X.shape[0], "train_on_batch")
+        Y, L = self._weighted(self._prepare_y(y, X.shape[0], "train_on_batch"), sample_weight, class_weight,
+                              "train_on_batch")
         if distributed.active():
             distributed.check_same_data((X, Y), "train_on_batch")
             lo, hi = distributed.share(X.shape[0])
             plan, ctx = self._begin_call(distributed.local_batch(X.shape[0]))
             reducer = distributed.StepReducer(self._grads, self._grad_slices(plan))
-            loss_sum, ok = self._train_step(plan, ctx, X[lo:hi], Y[lo:hi], reducer, X.shape[0], lo)
+            loss_sum, ok = self._train_step(plan, ctx, X[lo:hi], Y[lo:hi], L[lo:hi], reducer, X.shape[0], lo)
         else:
             plan, ctx = self._begin_call(X.shape[0])
-            loss_sum, ok = self._train_step(plan, ctx, X, Y)
+            loss_sum, ok = self._train_step(plan, ctx, X, Y, L)
         if not math.isfinite(loss_sum):
             raise FloatingPointError(f"train_on_batch: the loss became {loss_sum / X.shape[0]}")
         loss, acc = loss_sum / X.shape[0], ok / X.shape[0]
         return self._results(loss, acc, as_dict)
 
-    def test_on_batch(self, x, y, return_dict=False):
-        return self.evaluate(x, y, batch_size=max(np.shape(x)[0] if np.ndim(x) else 1, 1), return_dict=return_dict)
+    def test_on_batch(self, x, y, return_dict=False, sample_weight=None):
+        return self.evaluate(x, y, batch_size=max(np.shape(x)[0] if np.ndim(x) else 1, 1), return_dict=return_dict,
+                             sample_weight=sample_weight)
 
     # ---------------------------------------------------------------- weights
     def count_params(self):
