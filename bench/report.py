@@ -77,6 +77,12 @@ def measure_mpi_accuracy(args):
     return out
 
 
+def measure_mpi_seeds(args):
+    return {network: run_json(script("seed_spread.py") + [network, "--mpi", "2", "--seeds", "1", "2", "3",
+                                                           "--out", os.path.join(ROOT, "runs", "seeds-mpi")])
+            for network in ("mlp", "cnn")}
+
+
 def measure_distributed(args):
     return run_json(script("distributed.py") + ["--repeats", "5"])
 
@@ -120,7 +126,7 @@ def measure_kernels(args):
 
 SECTIONS = {"accuracy": measure_accuracy, "seeds": measure_seeds, "side_by_side": measure_side_by_side,
             "threads": measure_threads, "profile": measure_profile, "conv_paths": measure_conv_paths,
-            "memory": measure_memory, "kernels": measure_kernels, "mpi_accuracy": measure_mpi_accuracy,
+            "memory": measure_memory, "kernels": measure_kernels, "mpi_accuracy": measure_mpi_accuracy, "mpi_seeds": measure_mpi_seeds,
             "distributed": measure_distributed}
 
 
@@ -178,8 +184,7 @@ def render_results():
         spread = ""
         if seeds and net in seeds["data"]:
             s = seeds["data"][net]
-            spread = (f"seeds {min(map(int, s['accuracy']))}-{max(map(int, s['accuracy']))}: {pct(s['mean'])} "
-                      f"± {100 * s['sd']:.2f} (sd), {pct(s['min'])}-{pct(s['max'])}")
+            spread = _spread(s)
         epoch = torch = ""
         if sbs and net in sbs["data"]["networks"]:
             n = sbs["data"]["networks"][net]
@@ -281,8 +286,13 @@ def render_kernels():
     return table(["benchmark", "median", "GFLOP/s"], rows) + "\n\n" + provenance("kernels", rec)
 
 
+def _spread(s):
+    return (f"seeds {min(map(int, s['accuracy']))}-{max(map(int, s['accuracy']))}: {pct(s['mean'])} "
+            f"± {100 * s['sd']:.2f} (sd), {pct(s['min'])}-{pct(s['max'])}")
+
+
 def render_mpi_accuracy():
-    rec, single = load("mpi_accuracy"), load("accuracy")
+    rec, single, seeds, mpi_seeds = load("mpi_accuracy"), load("accuracy"), load("seeds"), load("mpi_seeds")
     if not rec:
         return None
     rows = []
@@ -292,10 +302,12 @@ def render_mpi_accuracy():
         rows.append([RECIPE[net], f"`mpiexec -n 2 fastnet-train {net}`",
                      f"**{pct(a['test_accuracy'])}** (loss {a['test_loss']:.4f})",
                      f"{pct(one['test_accuracy'])} (loss {one['test_loss']:.4f})" if one else "",
-                     f"{a['processes']} x {a['threads']}"])
-    return (table(["network", "command", f"test accuracy, seed {rec['data']['mlp']['seed']}",
-                   "one process, same seed", "processes x threads"], rows)
-            + f"\n\n{provenance('mpi_accuracy', rec)}")
+                     _spread(mpi_seeds["data"][net]) if mpi_seeds else "",
+                     _spread(seeds["data"][net]) if seeds else "", f"{a['processes']} x {a['threads']}"])
+    text = table(["network", "command", f"test accuracy, seed {rec['data']['mlp']['seed']}", "one process, same seed",
+                  "2 processes, other seeds", "one process, other seeds", "processes x threads"], rows)
+    return text + "".join(f"\n\n{provenance(name, r)}" for name, r in (("mpi_accuracy", rec), ("mpi_seeds", mpi_seeds))
+                          if r)
 
 
 def render_distributed():

@@ -2,6 +2,7 @@
 
     python bench/seed_spread.py mlp --seeds 1 2 3 4 5
     python bench/seed_spread.py cnn --seeds 1 2 3
+    python bench/seed_spread.py mlp --seeds 1 2 3 --mpi 2     # under mpiexec -n 2
 
 Each run is `fastnet-train <network> --seed S` (histories land in runs/seeds/<network>-<S>/); the summary
 prints every seed's final test accuracy, then mean, standard deviation, min and max.
@@ -19,13 +20,18 @@ def main():
     p.add_argument("network", choices=["mlp", "cnn"])
     p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     p.add_argument("--out", default=os.path.join("runs", "seeds"))
+    p.add_argument("--mpi", type=int, help="run each under `mpiexec -n MPI` (data-parallel; needs the mpi extra)")
     p.add_argument("--json", help="write the figures to this file")
     args = p.parse_args()
-    train = os.path.join(os.path.dirname(sys.executable), "fastnet-train")
+    bin_dir = os.path.dirname(sys.executable)
+    train = [os.path.join(bin_dir, "fastnet-train")]
+    if args.mpi:
+        launcher = os.path.join(bin_dir, "mpiexec")
+        train = [launcher if os.path.exists(launcher) else "mpiexec", "-n", str(args.mpi)] + train
     accs = []
     for seed in args.seeds:
         out = os.path.join(args.out, f"{args.network}-{seed}")
-        subprocess.run([train, args.network, "--seed", str(seed), "--out", out, "--verbose", "0"], check=True,
+        subprocess.run(train + [args.network, "--seed", str(seed), "--out", out, "--verbose", "0"], check=True,
                        stdout=subprocess.DEVNULL)
         with open(os.path.join(out, "history.json")) as f:
             record = json.load(f)
