@@ -4,7 +4,7 @@ import pytest
 
 import fastnet
 import reference as ref
-from fastnet import _kernels, _seed
+from fastnet import _kernels, _model_inputs, _seed
 from fastnet.layers import Activation, Conv2D, Dense, Dropout, Flatten, MaxPooling2D
 from fastnet.models import Sequential
 from fastnet.optimizers import SGD, Adadelta, Adam, RMSprop
@@ -123,7 +123,7 @@ def test_dropout_is_off_at_inference_and_on_in_training():
     x = np.random.default_rng(1).random((4, 7, 8, 2)).astype(np.float32)
     np.testing.assert_array_equal(model.predict(x), model.predict(x))
     plan, ctx = model._begin_call(4)
-    plan.forward(ctx, model._prepare_x(x, "t"), training=True)
+    plan.forward(ctx, _model_inputs.prepare_x(model, x, "t"), training=True)
     (i, step), = [(i, s) for i, s in enumerate(plan.steps) if s.op == "dropout"]
     keep = plan._saved[i]
     assert 0 < (~keep.astype(bool)).mean() < 0.6

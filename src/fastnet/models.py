@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from fastnet import _check, _kernels, _seed, distributed, losses, optimizers
+from fastnet import _check, _kernels, _model_inputs, _seed, distributed, losses, optimizers
 from fastnet.callbacks import Callback, History, ProgressLogger, TerminateOnNaN
 from fastnet.layers.base import Layer, internal_shape, legacy, public_shape
 from fastnet.layers.input_layer import InputLayer
@@ -199,116 +199,6 @@ class Sequential:
             raise RuntimeError(f"{what} needs a compiled model: call model.compile(loss=..., optimizer=...) first"
                                + (" (the model changed since the last compile)" if self.optimizer else ""))
 
-    # ---------------------------------------------------------------- data checks
-    def _shape_error(self, x_shape, what):
-        expected = self.input_shape[1:]
-        fmt = self.data_format
-        msg = f"{what}: the model expects input of shape (N, {', '.join(map(str, expected))})"
-        msg += f" ({fmt})" if fmt else ""
-        msg += f", got {tuple(x_shape)}."
-        got = tuple(x_shape[1:])
-        if len(expected) == 3 and len(got) == 3 and fmt:
-            last = internal_shape(expected, fmt) if fmt == "channels_first" else expected
-            first = public_shape(expected, "channels_first") if fmt == "channels_last" else expected
-            if fmt == "channels_first" and got == last:
-                msg += (" This looks channels_last (N, rows, cols, channels): transpose it with "
-                        "x.transpose(0, 3, 1, 2), or build the model with data_format='channels_last' and "
-                        f"input_shape={got}.")
-            elif fmt == "channels_last" and got == first:
-                msg += (" This looks channels_first (N, channels, rows, cols): transpose it with "
-                        "x.transpose(0, 2, 3, 1), or build the model with data_format='channels_first' and "
-                        f"input_shape={got}.")
-        if "This looks" not in msg and int(np.prod(got)) == int(np.prod(expected)) and len(x_shape) >= 1:
-            msg += f" Reshape it with x.reshape(-1, {', '.join(map(str, expected))})."
-        return ValueError(msg)
-
-    def _prepare_x(self, x, what):
-        """The input as a contiguous float32 NHWC array (converted once, at the model's edge)."""
-        self._require_layers()
-        if not isinstance(x, np.ndarray):
-            x = np.asarray(x)
-        if x.dtype == object or not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
-            raise TypeError(f"{what}: x must be numeric, got dtype {x.dtype}")
-        if x.ndim == 0 or tuple(x.shape[1:]) != tuple(self.input_shape[1:]):
-            raise self._shape_error(x.shape, what)
-        if x.shape[0] == 0:
-            raise ValueError(f"{what}: x is empty (0 samples)")
-        x = np.ascontiguousarray(x, dtype=np.float32)
-        bad = _kernels.first_nonfinite(x)
-        if bad >= 0:
-            raise ValueError(f"{what}: x contains NaN or inf (first at index "
-                             f"{tuple(int(i) for i in np.unravel_index(bad, x.shape))})")
-        if self.data_format == "channels_first" and x.ndim == 4:
-            x = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
-        return x
-
-    def _prepare_y(self, y, n, what):
-        """Targets as float32 one-hot rows (N, classes)."""
-        classes = self.layers[-1].out_shape[0]
-        y = np.asarray(y)
-        if y.dtype == object or not (np.issubdtype(y.dtype, np.number) or y.dtype == bool):
-            raise TypeError(f"{what}: y must be numeric, got dtype {y.dtype}")
-        if self.loss == "sparse_categorical_crossentropy":
-            if y.ndim == 2 and y.shape[1] == 1:
-                y = y[:, 0]
-            if y.ndim != 1 or not (np.issubdtype(y.dtype, np.integer) or np.all(np.mod(y, 1) == 0)):
-                raise ValueError(f"{what}: sparse_categorical_crossentropy needs integer labels of shape (N,), "
-                                 f"got {y.dtype} {y.shape}")
-            if y.size and (y.min() < 0 or y.max() >= classes):
-                raise ValueError(f"{what}: labels must be in [0, {classes}), got values in [{y.min()}, {y.max()}]")
-            onehot = np.zeros((y.shape[0], classes), np.float32)
-            onehot[np.arange(y.shape[0]), y.astype(np.int64)] = 1.0
-            y = onehot
-        else:
-            if y.ndim == 1 or (y.ndim == 2 and y.shape[1] == 1 and classes != 1):
-                raise ValueError(f"{what}: categorical_crossentropy needs one-hot targets of shape (N, {classes}), "
-                                 f"got {y.shape}: use fastnet.utils.to_categorical(y, {classes}) or "
-                                 "loss='sparse_categorical_crossentropy'")
-            if y.ndim != 2 or y.shape[1] != classes:
-                raise ValueError(f"{what}: targets have shape {y.shape} but the model outputs "
-                                 f"{self.output_shape}: expected (N, {classes})")
-            y = y.astype(np.float32, copy=False)
-            if not np.isfinite(y).all():
-                raise ValueError(f"{what}: y contains NaN or inf")
-        if y.shape[0] != n:
-            raise ValueError(f"{what}: x has {n} samples but y has {y.shape[0]}; they must match")
-        return np.ascontiguousarray(y)
-
-    @staticmethod
-    def _weighted(Y, sample_weight, class_weight, what):
-        """(targets, labels): the one-hot targets scaled row by row by each sample's weight, and the class labels
-        that accuracy compares with. Keras's weighting: a batch's loss is sum(weight * per-sample loss) / batch
-        size, and its gradient follows; scaling the targets does exactly that, as cross-entropy is linear in them
-        (w * -sum(t log p) = -sum((w t) log p), and its gradient p * sum(w t) - w t = w (p sum(t) - t)). Accuracy,
-        a plain metric in Keras, is not weighted."""
-        labels = Y.argmax(1)
-        if sample_weight is not None and class_weight is not None:
-            raise ValueError(f"{what}: pass sample_weight or class_weight, not both (Keras); multiply them into "
-                             "sample_weight yourself")
-        if class_weight is not None:
-            if not isinstance(class_weight, dict):
-                raise TypeError(f"{what}: class_weight must be a dict {{class index: weight}}, got "
-                                f"{type(class_weight).__name__}")
-            table = np.ones(Y.shape[1], np.float64)  # a class the dict does not name weighs 1 (Keras)
-            for cls, w in class_weight.items():
-                cls = _check.integer(cls, "class_weight key", 0, Y.shape[1] - 1, what)
-                table[cls] = _check.real(w, f"class_weight[{cls}]", 0.0, where=what)
-            weights = table[labels]
-        elif sample_weight is not None:
-            weights = np.asarray(sample_weight)
-            if weights.dtype == object or not (np.issubdtype(weights.dtype, np.number) or weights.dtype == bool):
-                raise TypeError(f"{what}: sample_weight must be numeric, got dtype {weights.dtype}")
-            if weights.ndim == 2 and weights.shape[1] == 1:
-                weights = weights[:, 0]
-            if weights.shape != (Y.shape[0],):
-                raise ValueError(f"{what}: sample_weight must have shape ({Y.shape[0]},), one weight per sample, got "
-                                 f"{weights.shape}")
-            if not (np.isfinite(weights).all() and (weights >= 0).all()):
-                raise ValueError(f"{what}: sample_weight must be finite and >= 0")
-        else:
-            return Y, labels
-        return np.ascontiguousarray(Y * weights.astype(np.float32)[:, None]), labels
-
     @staticmethod
     def _batch_size(batch_size, what):
         if batch_size is None:
@@ -347,7 +237,7 @@ class Sequential:
 
     def _train_step(self, plan, ctx, xb, yb, lb, reducer=None, batch=None, row0=0):
         """One optimizer step; returns (sum of per-sample losses, number correct) before the update.
-        yb: the targets (weighted, see _weighted); lb: the labels accuracy counts.
+        yb: the targets (weighted, see _model_inputs.weighted); lb: the labels accuracy counts.
         A NaN or inf loss returns before the update: the weights stay the last good ones.
         Data-parallel (reducer given): xb, yb are this rank's rows row0.. (maybe none) of a global batch of
         `batch`; the loss, count and gradients returned and applied are the global batch's, on every rank."""
@@ -420,8 +310,8 @@ class Sequential:
         shuffle = _check.boolean(shuffle, "shuffle", "fit")
         validation_split = _check.real(validation_split, "validation_split", 0.0, 1.0, hi_open=True, where="fit")
         callbacks = _check_callbacks(callbacks)
-        X = self._prepare_x(x, "fit")
-        Y, L = self._weighted(self._prepare_y(y, X.shape[0], "fit"), sample_weight, class_weight, "fit")
+        X = _model_inputs.prepare_x(self, x, "fit")
+        Y, L = _model_inputs.weighted(_model_inputs.prepare_y(self, y, X.shape[0], "fit"), sample_weight, class_weight, "fit")
         if validation_data is None and validation_split:
             split = int(X.shape[0] * (1.0 - validation_split))  # the last samples, before shuffling (Keras)
             if split < 1 or split == X.shape[0]:
@@ -435,8 +325,8 @@ class Sequential:
                                  f"{type(validation_data).__name__}"
                                  + (f" of length {len(validation_data)}" if isinstance(validation_data, (tuple, list))
                                     else ""))
-            Xv = self._prepare_x(validation_data[0], "fit(validation_data)")
-            Yv, Lv = self._weighted(self._prepare_y(validation_data[1], Xv.shape[0], "fit(validation_data)"),
+            Xv = _model_inputs.prepare_x(self, validation_data[0], "fit(validation_data)")
+            Yv, Lv = _model_inputs.weighted(_model_inputs.prepare_y(self, validation_data[1], Xv.shape[0], "fit(validation_data)"),
                                     validation_data[2] if len(validation_data) == 3 else None, None,
                                     "fit(validation_data)")
         else:
@@ -518,8 +408,8 @@ class Sequential:
         self._require_compiled("evaluate")
         verbose = _check_verbose(verbose, "evaluate")
         as_dict = _check.boolean(return_dict, "return_dict", "evaluate")
-        X = self._prepare_x(x, "evaluate")
-        Y, L = self._weighted(self._prepare_y(y, X.shape[0], "evaluate"), sample_weight, None, "evaluate")
+        X = _model_inputs.prepare_x(self, x, "evaluate")
+        Y, L = _model_inputs.weighted(_model_inputs.prepare_y(self, y, X.shape[0], "evaluate"), sample_weight, None, "evaluate")
         bs = self._rank_batch(self._batch_size(batch_size, "evaluate"), (X, Y), "evaluate")
         plan, ctx = self._begin_call(min(bs, X.shape[0]))
         loss, acc = self._evaluate_arrays(plan, ctx, X, Y, L, bs)
@@ -537,7 +427,7 @@ class Sequential:
         """The model's outputs (probabilities after a softmax), with dropout off. Data-parallel: each rank
         computes its share of the rows, and every rank returns all of them."""
         _check_verbose(verbose, "predict")
-        X = self._prepare_x(x, "predict")
+        X = _model_inputs.prepare_x(self, x, "predict")
         bs = self._rank_batch(self._batch_size(batch_size, "predict"), (X,), "predict")
         last = self.layers[-1]
         out = np.empty((X.shape[0],) + last.out_shape, np.float32)
@@ -570,8 +460,8 @@ class Sequential:
         update."""
         self._require_compiled("train_on_batch")
         as_dict = _check.boolean(return_dict, "return_dict", "train_on_batch")  # checked before the step is taken
-        X = self._prepare_x(x, "train_on_batch")
-        Y, L = self._weighted(self._prepare_y(y, X.shape[0], "train_on_batch"), sample_weight, class_weight,
+        X = _model_inputs.prepare_x(self, x, "train_on_batch")
+        Y, L = _model_inputs.weighted(_model_inputs.prepare_y(self, y, X.shape[0], "train_on_batch"), sample_weight, class_weight,
                               "train_on_batch")
         if distributed.active():
             distributed.check_same_data((X, Y), "train_on_batch")
