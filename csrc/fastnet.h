@@ -32,6 +32,7 @@ enum { FN_ISA_GENERIC = 0, FN_ISA_AVX2 = 1, FN_ISA_AVX512 = 2 };
 #include "maxpool2d.h"
 #include "activations.h"
 #include "softmax_xent.h"
+#include "losses.h"
 #include "dropout.h"
 #include "optim.h"
 

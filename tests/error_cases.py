@@ -10,14 +10,17 @@ channels_first CNN on (1, 28, 28) images, `x` four flat images (4, 784), `images
 """
 import contextlib
 import gzip
+import json
 import os
 import shutil
 import tempfile
+import zipfile
 from dataclasses import dataclass
 
 import numpy as np
 
 import fastnet
+import fastnet.keras_format  # noqa: F401  (fastnet.keras_format in the cases)
 import fastnet.viz  # noqa: F401  (fastnet.viz in the cases)
 from fastnet import _kernels, backend, callbacks, optimizers
 from fastnet.datasets import mnist
@@ -59,6 +62,28 @@ def _models():
     return mlp, cnn
 
 
+def keras_file(model, path, edit):
+    """model saved as a .keras archive at path, with edit(config) applied to its config.json (a file Keras might
+    have written, for a model fastnet cannot represent)."""
+    model.save(path + ".tmp.keras")
+    with zipfile.ZipFile(path + ".tmp.keras") as z:
+        files = {name: z.read(name) for name in z.namelist()}
+    config = json.loads(files["config.json"])
+    edit(config)
+    files["config.json"] = json.dumps(config).encode()
+    with zipfile.ZipFile(path, "w") as z:
+        for name, data in files.items():
+            z.writestr(name, data)
+
+
+def _edit_layer(index, **changes):
+    def edit(config):
+        layer = config["config"]["layers"][index]
+        layer.update({k: v for k, v in changes.items() if k == "class_name"})
+        layer["config"].update({k: v for k, v in changes.items() if k != "class_name"})
+    return edit
+
+
 def NAMESPACE(tmp):
     mlp, cnn = _models()
     rng = np.random.default_rng(0)
@@ -68,7 +93,8 @@ def NAMESPACE(tmp):
             "MaxPooling2D": MaxPooling2D, "Dropout": Dropout, "Flatten": Flatten, "Activation": Activation,
             "mlp": mlp, "cnn": cnn, "x": rng.random((4, 784), dtype=np.float32),
             "images": rng.random((4, 28, 28, 1), dtype=np.float32), "y": np.eye(10, dtype=np.float32)[labels],
-            "labels": labels, "tmp": tmp, "write_mnist": write_mnist, "_idx": _idx, "os": os, "gzip": gzip}
+            "labels": labels, "tmp": tmp, "write_mnist": write_mnist, "_idx": _idx, "os": os, "gzip": gzip,
+            "keras_file": keras_file, "_edit_layer": _edit_layer}
 
 
 CASES = [
@@ -107,13 +133,21 @@ CASES = [
     Case("momentum outside [0, 1]", "optimizers.SGD(momentum=-0.5)", ValueError,
          r"SGD: momentum must be in \[0, 1\], got -0.5"),
     # ---- compile and fit ----
-    Case("an unknown loss", "mlp.compile(loss='mse', optimizer='rmsprop')", ValueError,
-         r"compile: unknown loss 'mse'; fastnet has categorical_crossentropy, sparse_categorical_crossentropy"),
+    Case("an unknown loss", "mlp.compile(loss='hinge', optimizer='rmsprop')", ValueError,
+         r"compile: unknown loss 'hinge'; fastnet has categorical_crossentropy, sparse_categorical_crossentropy, "
+         r"mean_squared_error"),
     Case("an unknown optimizer", "mlp.compile(optimizer='adamw')", ValueError, r"unknown optimizer 'adamw'"),
     Case("metrics as a string", "mlp.compile(metrics='accuracy')", TypeError,
          r"compile: metrics must be a list, e.g. metrics=\['accuracy'\]"),
-    Case("an unknown metric", "mlp.compile(metrics=['mae'])", ValueError,
-         r"compile: metric must be one of 'accuracy', 'acc'; got 'mae'"),
+    Case("an unknown metric", "mlp.compile(metrics=['auc'])", ValueError,
+         r"compile: metric must be one of 'accuracy', 'acc', 'binary_accuracy', .*; got 'auc'"),
+    Case("a metric listed twice", "mlp.compile(metrics=['accuracy', 'acc'])", ValueError,
+         r"compile: metric 'acc' is listed twice"),
+    Case("a loss for a model without flat outputs", "fastnet.models.Sequential([fastnet.layers.Conv2D(2, 3, "
+         "input_shape=(5, 5, 1))]).compile(loss='mse')", ValueError,
+         r"compile: mse needs a model output of shape \(None, outputs\); the model outputs \(None, 3, 3, 2\)"),
+    Case("mse targets of the wrong width", "mlp.compile(loss='mse'); mlp.fit(np.zeros((4, 784)), np.zeros((4, 3)))",
+         ValueError, r"fit: targets have shape \(4, 3\) but the model outputs \(None, 10\): expected \(N, 10\)"),
     Case("fit before compile", "Sequential([Dense(10, input_shape=(784,))]).fit(x, y)", RuntimeError,
          r"fit needs a compiled model: call model.compile\(loss=..., optimizer=...\) first"),
     Case("channels_last data into a channels_first model", "cnn.fit(images, y)", ValueError,
@@ -201,6 +235,34 @@ CASES = [
          setup="mlp.save(tmp + '/m.npz')"),
     Case("a foreign .npz as a model", "np.savez(tmp + '/f.npz', a=np.zeros(3)); fastnet.load_model(tmp + '/f.npz')",
          fastnet.saving.ModelFileError, r"f.npz: not a fastnet model \(no fastnet_model.json entry\)"),
+    Case("a model file of another format", "mlp.save(tmp + '/m.h5')", ValueError,
+         r"save: '.*m.h5': fastnet saves models as .keras \(Keras 3's format\) or .npz \(fastnet's own, with the "
+         r"optimizer state for exact resume\); weights alone: save_weights\('x.weights.h5'\) \(legacy Keras .h5 "
+         r"model files are not supported\)"),
+    Case("a weights file without .weights.h5", "mlp.save_weights(tmp + '/w.h5')", ValueError,
+         r"save_weights/load_weights: '.*w.h5': weights files end in .weights.h5"),
+    Case("a Keras layer fastnet lacks", "fastnet.load_model(tmp + '/bn.keras')", fastnet.keras_format.KerasFileError,
+         r"bn.keras: layer 'dense' is a Keras BatchNormalization; fastnet reads Dense, Conv2D, MaxPooling2D, "
+         r"Dropout, Flatten, Activation \(and InputLayer\)",
+         setup="keras_file(mlp, tmp + '/bn.keras', _edit_layer(1, class_name='BatchNormalization'))"),
+    Case("a Keras setting fastnet lacks", "fastnet.load_model(tmp + '/dilated.keras')",
+         fastnet.keras_format.KerasFileError,
+         r"dilated.keras: layer 'conv2d' \(Conv2D\): dilation_rate=\[2, 2\] is a Keras setting fastnet does not have",
+         setup="keras_file(cnn, tmp + '/dilated.keras', _edit_layer(1, dilation_rate=[2, 2]))"),
+    Case("a truncated .keras file", "open(tmp + '/t.keras', 'wb').write(open(tmp + '/m.keras', 'rb').read()[:500]); "
+         "fastnet.load_model(tmp + '/t.keras')", fastnet.keras_format.KerasFileError,
+         r"t.keras: truncated, corrupted or not a .keras archive", setup="mlp.save(tmp + '/m.keras')"),
+    Case("an optimizer setting Keras 3 lacks", "mlp.compile(optimizer=optimizers.RMSprop(decay=1e-4)); "
+         "mlp.save(tmp + '/m.keras')", fastnet.keras_format.KerasFileError,
+         r"Keras 3 optimizers have no time decay \(decay=0.0001\); save with include_optimizer=False, or as .npz"),
+    Case("weights of another architecture",
+         "Sequential([Dense(32, input_shape=(784,)), Dense(10)]).load_weights(tmp + '/w.weights.h5')",
+         fastnet.keras_format.KerasFileError,
+         r"w.weights.h5: layers/dense/vars/0 has shape \(784, 16\), dense/kernel has \(784, 32\)",
+         setup="mlp.save_weights(tmp + '/w.weights.h5')"),
+    Case("Keras 3's Flatten order fastnet does not do", "Sequential([Conv2D(2, (3, 3), input_shape=(8, 8, 1)), "
+         "Flatten(data_format='channels_first')])", ValueError,
+         r"flatten \(Flatten\): data_format='channels_first' after channels_last layers would flatten \(W, C, H\)"),
     # ---- MNIST files (the download mirrors are switched off here: no network in tests) ----
     Case("MNIST nowhere", "mnist.load_data(path=tmp)", fastnet.datasets.DatasetError,
          r"(?s)could not load MNIST from any source:.*not found.*no mirrors configured.*Fix: download the four files"),

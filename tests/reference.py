@@ -189,6 +189,33 @@ def softmax_xent_backward(probs, targets, scale):
     return scale * (p * t.sum(axis=1, keepdims=True) - t)
 
 
+def pointwise_loss_forward(kind, out, targets, weights=None):
+    """(per-sample loss, probs or None): each row's mean over its outputs, times its weight (Keras's
+    mean_squared_error, mean_absolute_error, binary_crossentropy from logits)."""
+    o, t = f64(out, targets)
+    w = np.ones(o.shape[0]) if weights is None else f64(weights)[0]
+    probs = None
+    if kind == "squared":
+        per = (o - t) ** 2
+    elif kind == "absolute":
+        per = np.abs(o - t)
+    else:
+        probs = 1.0 / (1.0 + np.exp(-o))
+        per = np.maximum(o, 0) - o * t + np.log1p(np.exp(-np.abs(o)))
+    return per.mean(axis=1) * w, probs
+
+
+def pointwise_loss_backward(kind, out, targets, scale, weights=None, probs=None):
+    """d(scale * sum of the per-sample losses)/d(out)."""
+    o, t = f64(out, targets)
+    w = (np.ones(o.shape[0]) if weights is None else f64(weights)[0])[:, None] * scale / o.shape[1]
+    if kind == "squared":
+        return w * 2 * (o - t)
+    if kind == "absolute":
+        return w * np.sign(o - t)
+    return w * (f64(probs)[0] - t)
+
+
 # ---- dropout (given the mask) ----
 
 def dropout_forward(x, keep, rate):

@@ -166,10 +166,11 @@ def run_model(d, model, tmp_path_factory):
     if getattr(last, "activation", None) == "softmax":
         np.testing.assert_allclose(out.reshape(-1, out.shape[-1]).sum(axis=1), 1.0, rtol=1e-5)
 
-    loss = d.arg(["categorical_crossentropy", "sparse_categorical_crossentropy"], ["mse", None, 3], "loss")
+    loss = d.arg(["categorical_crossentropy", "sparse_categorical_crossentropy", "mse", "mae", "binary_crossentropy"],
+                 ["hinge", None, 3], "loss")
     optimizer = d.arg(["rmsprop", "adam", "sgd", "adadelta", optimizers.SGD(lr=0.05, momentum=0.5)],
                       ["nope", 3, {"class_name": "Foo"}, {"config": {}}], "optimizer")
-    metrics = d.arg([None, ["accuracy"], ["acc"]], ["accuracy", ["mae"], 5], "metrics")
+    metrics = d.arg([None, ["accuracy"], ["acc"], ["binary_accuracy", "mse"]], ["accuracy", ["auc"], 5], "metrics")
     try:
         model.compile(loss=loss, optimizer=optimizer, metrics=metrics)
         classes = model.output_shape[-1]
@@ -184,7 +185,7 @@ def run_model(d, model, tmp_path_factory):
         assert len(history.epoch) >= 1 and all(np.isfinite(v).all() for v in history.history.values())
         result = model.evaluate(x, y, verbose=0)
         assert np.isfinite(result).all()
-        path = tmp_path_factory.mktemp("model") / "m.npz"
+        path = tmp_path_factory.mktemp("model") / d.pick(["m.npz", "m.keras"], "file")
         model.save(path)
         again = fastnet.load_model(path)
         np.testing.assert_array_equal(again.predict(x), model.predict(x))

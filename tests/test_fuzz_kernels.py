@@ -571,3 +571,45 @@ def test_fuzz_optimizer_updates(data):
     c.run(getattr(_kernels, name), check)
     if c.bad is not None:
         assert counter[0] == 0, "a rejected update advanced the step counter"
+
+
+@FUZZ
+@given(st.data())
+def test_fuzz_pointwise_loss(data):
+    c = Call(data)
+    n, k = c.size(1, 6), c.size(1, 9)
+    kind = c.pick(["squared", "absolute", "sigmoid_xent"])
+    out = c.array((n, k)) * 4
+    targets = c.rng.random((n, k)).astype(f32) if kind == "sigmoid_xent" else c.array((n, k))
+    weights = c.rng.random(n).astype(f32) if c.draw(st.booleans(), label="weighted") else None
+    c.common()
+    c.args.update(kind=kind, out=out, targets=targets, weights=weights)
+    bad_kinds = {"kind": ["cubic", 1, None]}
+    if c.draw(st.booleans(), label="backward"):
+        _, probs = ref.pointwise_loss_forward(kind, out, targets, weights)
+        probs = None if probs is None else probs.astype(f32)
+        scale = c.pick([1.0, 1.0 / n, 0.5])
+        c.args.update(scale=scale, probs=None if probs is None else probs.copy())
+        c.output("dout", (n, k))
+        if probs is not None and c.draw(st.booleans(), label="in place"):
+            c.args["dout"] = c.args["probs"]
+        c.spoil(arrays=("out", "targets") + (("weights",) if weights is not None else ()), outputs=("dout",),
+                scalars={"scale": ["s", 1e40], **bad_kinds},
+                in_place=(("dout", "probs"),) if probs is not None else ())
+        c.run(_kernels.pointwise_loss_backward,
+              lambda d: close(d, ref.pointwise_loss_backward(kind, out, targets, scale, weights, probs),
+                              "pointwise_loss_backward"))
+        return
+    c.output("loss", (n,))
+    if kind == "sigmoid_xent":
+        c.output("probs", (n, k))
+    c.spoil(arrays=("out", "targets") + (("weights",) if weights is not None else ()),
+            outputs=("loss", "probs") if kind == "sigmoid_xent" else ("loss",), scalars=bad_kinds)
+
+    def check(result):
+        rl, rp = ref.pointwise_loss_forward(kind, out, targets, weights)
+        close(result[0], rl, "pointwise loss")
+        if rp is not None:
+            close(result[1], rp, "pointwise probs")
+
+    c.run(_kernels.pointwise_loss_forward, check)

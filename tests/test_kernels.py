@@ -280,6 +280,37 @@ def test_softmax_xent_huge_logits():
     assert loss[0] == pytest.approx(2e4, rel=1e-6) and loss[1] == pytest.approx(np.log(3), rel=1e-6)
 
 
+@pytest.mark.parametrize("kind", ["squared", "absolute", "sigmoid_xent"])
+@pytest.mark.parametrize("N,C", [(1, 1), (3, 17), (130, 10)])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_pointwise_loss(rng, kind, N, C, weighted):
+    z = rand(rng, N, C, scale=4)
+    t = rng.random((N, C)).astype(np.float32) if kind == "sigmoid_xent" else rand(rng, N, C)
+    w = rng.random(N).astype(np.float32) if weighted else None
+    loss, probs = _kernels.pointwise_loss_forward(kind, z, t, w)
+    rloss, rprobs = ref.pointwise_loss_forward(kind, z, t, w)
+    close(loss, rloss, "loss", rel=1e-6)
+    if kind == "sigmoid_xent":
+        close(probs, rprobs, "probs", rel=1e-6)
+    else:
+        assert probs is None
+    d = _kernels.pointwise_loss_backward(kind, z, t, 1.0 / N, w, probs=probs)
+    close(d, ref.pointwise_loss_backward(kind, z, t, 1.0 / N, w, probs), "dout", rel=1e-6)
+
+
+def test_pointwise_loss_extremes():
+    """Binary cross-entropy from huge logits stays finite (the log1p(exp(-|z|)) form); |x - t|'s gradient at
+    x == t is 0, as TensorFlow's and PyTorch's."""
+    z = np.array([[1e4, -1e4, 0.0, 88.0, -88.0]], dtype=np.float32)
+    t = np.array([[0.0, 1.0, 1.0, 1.0, 0.0]], dtype=np.float32)
+    loss, probs = _kernels.pointwise_loss_forward("sigmoid_xent", z, t)
+    assert np.isfinite(loss).all() and np.isfinite(probs).all()
+    close(loss, ref.pointwise_loss_forward("sigmoid_xent", z, t)[0], "loss", rel=1e-6)
+    assert loss[0] == pytest.approx((2e4 + np.log(2)) / 5, rel=1e-6)
+    x = np.array([[1.0, 2.0, 3.0]], dtype=np.float32)
+    np.testing.assert_array_equal(_kernels.pointwise_loss_backward("absolute", x, x.copy(), 1.0), np.zeros((1, 3)))
+
+
 @pytest.mark.parametrize("n", [1, 7, 1000, 100_003])
 def test_dropout(rng, n):
     rate = 0.3

@@ -1,4 +1,5 @@
 """Sequential end to end: shapes and summaries, channel orders, save/load, seeds and threads, legacy spellings."""
+import io
 import os
 
 import numpy as np
@@ -200,8 +201,12 @@ def test_load_rejects_bad_files(tmp_path):
     np.savez(tmp_path / "foreign.npz", a=np.zeros(3))
     with pytest.raises(ModelFileError, match="not a fastnet model"):
         load_model(tmp_path / "foreign.npz")
-    np.save(tmp_path / "single.npy", np.zeros(3))
-    with pytest.raises(ModelFileError):
+    buf = io.BytesIO()
+    np.save(buf, np.zeros(3))
+    (tmp_path / "single.npz").write_bytes(buf.getvalue())
+    with pytest.raises(ModelFileError, match="a single .npy array"):
+        load_model(tmp_path / "single.npz")
+    with pytest.raises(ValueError, match=r"fastnet saves models as \.keras \(Keras 3's format\) or \.npz"):
         load_model(tmp_path / "single.npy")
     weights = m.get_weights()
     weights[0] = weights[0][:, :, :, :2]
@@ -257,7 +262,7 @@ def test_conv_relu_pool_in_one_kernel_trains_bit_for_bit_like_the_layers(data_fo
         ops = [s.op for s in m.plan().steps]
         assert ops[:2] == ["conv2d", "conv2d_maxpool"] and m.plan().steps[1].masks_relu_input
         if not fused:  # every layer on its own
-            m._plan = Plan(m.layers, softmax_by_loss=True, conv_algo=m.plan().conv_algo, fuse=False)
+            m._plan = Plan(m.layers, by_loss="softmax", conv_algo=m.plan().conv_algo, fuse=False)
             assert "conv2d_maxpool" not in [s.op for s in m.plan().steps]
         m.fit(x, y, batch_size=16, epochs=2, verbose=0)
         weights.append(m.get_weights())

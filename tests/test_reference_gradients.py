@@ -71,6 +71,17 @@ def test_softmax_xent_gradients(rng):
           "xent")
 
 
+@pytest.mark.parametrize("kind", ["squared", "absolute", "sigmoid_xent"])
+def test_pointwise_loss_gradients(rng, kind):
+    z = rng.standard_normal((4, 3)) * 3
+    t = rng.random((4, 3)) if kind == "sigmoid_xent" else rng.standard_normal((4, 3))
+    t[np.abs(z - t) < 0.05] += 0.3  # away from |z - t|'s kink
+    w = rng.random(4)
+    _, probs = ref.pointwise_loss_forward(kind, z, t, w)
+    check(ref.pointwise_loss_backward(kind, z, t, 0.25, w, probs),
+          lambda v: 0.25 * ref.pointwise_loss_forward(kind, v, t, w)[0].sum(), z, kind)
+
+
 def test_dropout_gradient(rng):
     x = rng.standard_normal((3, 8))
     keep = rng.random(x.shape) > 0.3

@@ -16,6 +16,9 @@ cdef extern from "fastnet.h" nogil:
         FN_CONV_AUTO
         FN_CONV_IM2COL
         FN_CONV_WINOGRAD
+        FN_LOSS_SQUARED
+        FN_LOSS_ABSOLUTE
+        FN_LOSS_SIGMOID_XENT
 
     int fn_have_openmp()
     int fn_omp_max_threads()
@@ -73,6 +76,11 @@ cdef extern from "fastnet.h" nogil:
                                 int64_t N, int64_t C, int n_threads)
     int fn_softmax_xent_backward(float *dlogits, const float *probs, const float *targets, int64_t N,
                                  int64_t C, float scale, int n_threads)
+    int fn_pointwise_loss_forward(int kind, float *loss, float *probs, const float *out, const float *targets,
+                                  const float *w, int64_t N, int64_t C, int n_threads)
+    int fn_pointwise_loss_backward(int kind, float *dout, const float *out, const float *probs,
+                                   const float *targets, const float *w, int64_t N, int64_t C, float scale,
+                                   int n_threads)
 
     int fn_dropout_forward(float *y, uint8_t *keep, const float *x, int64_t n, float rate, uint64_t seed,
                            uint64_t stream, uint64_t first, int n_threads)

@@ -137,6 +137,80 @@ def softmax_xent_backward(probs, targets, scale, out=None, n_threads=None):
     return out
 
 
+POINTWISE_LOSSES = {"squared": FN_LOSS_SQUARED, "absolute": FN_LOSS_ABSOLUTE, "sigmoid_xent": FN_LOSS_SIGMOID_XENT}
+
+
+def _pointwise_kind(kind):
+    if not isinstance(kind, str) or kind not in POINTWISE_LOSSES:
+        raise ValueError(f"unknown pointwise loss {kind!r}; expected one of {tuple(POINTWISE_LOSSES)}")
+    return POINTWISE_LOSSES[kind]
+
+
+def _sample_weights(weights, n):
+    if weights is None:
+        return None
+    _array(weights, "weights", 1)
+    _expect(weights, "weights", (n,))
+    return weights
+
+
+def pointwise_loss_forward(kind, out, targets, weights=None, loss=None, probs=None, n_threads=None):
+    """(per-sample loss [N], probs) of 'squared' (mean squared error), 'absolute' (mean absolute error) or
+    'sigmoid_xent' (binary cross-entropy from logits; probs = sigmoid(out), else None): each row's mean over its
+    outputs, times weights[row] when given."""
+    cdef int k = _pointwise_kind(kind)
+    _array(out, "out", 2)
+    _array(targets, "targets", 2)
+    _expect(targets, "targets", out.shape)
+    _sample_weights(weights, out.shape[0])
+    loss = _output(loss, "loss", (out.shape[0],), (out, targets, weights))
+    if k == FN_LOSS_SIGMOID_XENT:
+        probs = _output(probs, "probs", out.shape, (out, targets, weights, loss))
+    else:
+        probs = None
+    cdef int nt = _threads(n_threads), st
+    cdef const float *po = _cp(out.reshape(-1))
+    cdef const float *pt = _cp(targets.reshape(-1))
+    cdef const float *pw = NULL if weights is None else _cp(weights)
+    cdef float *pl = _mp(loss)
+    cdef float *pp = _opt(probs)
+    cdef int64_t N = out.shape[0], C = out.shape[1]
+    with nogil:
+        st = fn_pointwise_loss_forward(k, pl, pp, po, pt, pw, N, C, nt)
+    _status(st, "pointwise_loss_forward")
+    return loss, probs
+
+
+def pointwise_loss_backward(kind, out, targets, scale, weights=None, probs=None, dout=None, n_threads=None):
+    """dL/d(out) of pointwise_loss_forward's losses summed and times scale (1/N: the batch mean); 'sigmoid_xent'
+    needs the forward's probs (dout may be probs itself)."""
+    cdef int k = _pointwise_kind(kind)
+    cdef float sc = _real(scale, "scale")
+    _array(out, "out", 2)
+    _array(targets, "targets", 2)
+    _expect(targets, "targets", out.shape)
+    _sample_weights(weights, out.shape[0])
+    if k == FN_LOSS_SIGMOID_XENT:
+        if probs is None:
+            raise ValueError("pointwise_loss_backward('sigmoid_xent') needs the forward's probs")
+        _array(probs, "probs", 2)
+        _expect(probs, "probs", out.shape)
+    else:
+        probs = None
+    dout = _output(dout, "dout", out.shape, (out, targets, weights), in_place=(probs,) if probs is not None else ())
+    cdef int nt = _threads(n_threads), st
+    cdef const float *po = _cp(out.reshape(-1))
+    cdef const float *pt = _cp(targets.reshape(-1))
+    cdef const float *pw = NULL if weights is None else _cp(weights)
+    cdef const float *pp = NULL if probs is None else _cp(probs.reshape(-1))
+    cdef float *pd = _mp(dout.reshape(-1))
+    cdef int64_t N = out.shape[0], C = out.shape[1]
+    with nogil:
+        st = fn_pointwise_loss_backward(k, pd, po, pp, pt, pw, N, C, sc, nt)
+    _status(st, "pointwise_loss_backward")
+    return dout
+
+
 # ---- dropout and counter-based random numbers ----
 
 def _rate(rate):

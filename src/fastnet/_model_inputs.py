@@ -1,7 +1,7 @@
 """The model's edge: what fit, evaluate, predict and train_on_batch receive, checked and converted once.
 
 Inputs become contiguous float32 NHWC arrays (a wrong shape gets an error that names the expected shape and the
-fix, channel order included); targets become float32 one-hot rows, scaled by sample or class weights.
+fix, channel order included); targets become float32 rows (one-hot for the cross-entropies) with their sample weights.
 """
 import numpy as np
 
@@ -54,30 +54,35 @@ def prepare_x(model, x, what):
 
 
 def prepare_y(model, y, n, what):
-    """Targets as float32 one-hot rows (N, classes)."""
-    classes = model.layers[-1].out_shape[0]
+    """The loss's targets as float32 rows (N, outputs): one-hot rows for the cross-entropies (sparse labels
+    expanded), the targets themselves for the elementwise losses ((N,) too when the model has one output)."""
+    outputs = model.layers[-1].out_shape[0]
     y = np.asarray(y)
     if y.dtype == object or not (np.issubdtype(y.dtype, np.number) or y.dtype == bool):
         raise TypeError(f"{what}: y must be numeric, got dtype {y.dtype}")
-    if model.loss == "sparse_categorical_crossentropy":
+    loss = model._loss.name
+    if loss == "sparse_categorical_crossentropy":
         if y.ndim == 2 and y.shape[1] == 1:
             y = y[:, 0]
         if y.ndim != 1 or not (np.issubdtype(y.dtype, np.integer) or np.all(np.mod(y, 1) == 0)):
             raise ValueError(f"{what}: sparse_categorical_crossentropy needs integer labels of shape (N,), "
                              f"got {y.dtype} {y.shape}")
-        if y.size and (y.min() < 0 or y.max() >= classes):
-            raise ValueError(f"{what}: labels must be in [0, {classes}), got values in [{y.min()}, {y.max()}]")
-        onehot = np.zeros((y.shape[0], classes), np.float32)
+        if y.size and (y.min() < 0 or y.max() >= outputs):
+            raise ValueError(f"{what}: labels must be in [0, {outputs}), got values in [{y.min()}, {y.max()}]")
+        onehot = np.zeros((y.shape[0], outputs), np.float32)
         onehot[np.arange(y.shape[0]), y.astype(np.int64)] = 1.0
         y = onehot
     else:
-        if y.ndim == 1 or (y.ndim == 2 and y.shape[1] == 1 and classes != 1):
-            raise ValueError(f"{what}: categorical_crossentropy needs one-hot targets of shape (N, {classes}), "
-                             f"got {y.shape}: use fastnet.utils.to_categorical(y, {classes}) or "
+        if loss == "categorical_crossentropy" and (y.ndim == 1 or (y.ndim == 2 and y.shape[1] == 1
+                                                                         and outputs != 1)):
+            raise ValueError(f"{what}: categorical_crossentropy needs one-hot targets of shape (N, {outputs}), "
+                             f"got {y.shape}: use fastnet.utils.to_categorical(y, {outputs}) or "
                              "loss='sparse_categorical_crossentropy'")
-        if y.ndim != 2 or y.shape[1] != classes:
+        if y.ndim == 1 and outputs == 1:
+            y = y[:, None]  # (N,) against a single output (Keras)
+        if y.ndim != 2 or y.shape[1] != outputs:
             raise ValueError(f"{what}: targets have shape {y.shape} but the model outputs "
-                             f"{model.output_shape}: expected (N, {classes})")
+                             f"{model.output_shape}: expected (N, {outputs})")
         y = y.astype(np.float32, copy=False)
         if not np.isfinite(y).all():
             raise ValueError(f"{what}: y contains NaN or inf")
@@ -86,13 +91,18 @@ def prepare_y(model, y, n, what):
     return np.ascontiguousarray(y)
 
 
-def weighted(Y, sample_weight, class_weight, what):
-    """(targets, labels): the one-hot targets scaled row by row by each sample's weight, and the class labels
-    that accuracy compares with. Keras's weighting: a batch's loss is sum(weight * per-sample loss) / batch
-    size, and its gradient follows; scaling the targets does exactly that, as cross-entropy is linear in them
-    (w * -sum(t log p) = -sum((w t) log p), and its gradient p * sum(w t) - w t = w (p sum(t) - t)). Accuracy,
-    a plain metric in Keras, is not weighted."""
-    labels = Y.argmax(1)
+def targets(model, y, n, sample_weight, class_weight, what):
+    """(Y, W, T): the loss's targets and per-sample weights (None: all ones) as model._loss takes them, and the
+    unweighted targets the metrics compare with. Keras's weighting: a batch's loss is sum(weight * per-sample
+    loss) / batch size, and its gradient follows; metrics are not weighted."""
+    T = prepare_y(model, y, n, what)
+    W = sample_weights(T, sample_weight, class_weight, what)
+    Y, W = model._loss.weigh(T, W)
+    return Y, W, T
+
+
+def sample_weights(T, sample_weight, class_weight, what):
+    """One float32 weight per sample, or None (no weights given)."""
     if sample_weight is not None and class_weight is not None:
         raise ValueError(f"{what}: pass sample_weight or class_weight, not both (Keras); multiply them into "
                          "sample_weight yourself")
@@ -100,22 +110,23 @@ def weighted(Y, sample_weight, class_weight, what):
         if not isinstance(class_weight, dict):
             raise TypeError(f"{what}: class_weight must be a dict {{class index: weight}}, got "
                             f"{type(class_weight).__name__}")
-        table = np.ones(Y.shape[1], np.float64)  # a class the dict does not name weighs 1 (Keras)
+        classes = max(T.shape[1], 2)  # one output: classes 0 and 1 (Keras)
+        table = np.ones(classes, np.float64)  # a class the dict does not name weighs 1 (Keras)
         for cls, w in class_weight.items():
-            cls = _check.integer(cls, "class_weight key", 0, Y.shape[1] - 1, what)
+            cls = _check.integer(cls, "class_weight key", 0, classes - 1, what)
             table[cls] = _check.real(w, f"class_weight[{cls}]", 0.0, where=what)
-        weights = table[labels]
-    elif sample_weight is not None:
-        weights = np.asarray(sample_weight)
-        if weights.dtype == object or not (np.issubdtype(weights.dtype, np.number) or weights.dtype == bool):
-            raise TypeError(f"{what}: sample_weight must be numeric, got dtype {weights.dtype}")
-        if weights.ndim == 2 and weights.shape[1] == 1:
-            weights = weights[:, 0]
-        if weights.shape != (Y.shape[0],):
-            raise ValueError(f"{what}: sample_weight must have shape ({Y.shape[0]},), one weight per sample, got "
-                             f"{weights.shape}")
-        if not (np.isfinite(weights).all() and (weights >= 0).all()):
-            raise ValueError(f"{what}: sample_weight must be finite and >= 0")
-    else:
-        return Y, labels
-    return np.ascontiguousarray(Y * weights.astype(np.float32)[:, None]), labels
+        labels = T.argmax(1) if T.shape[1] > 1 else np.rint(T[:, 0]).clip(0, 1).astype(np.int64)
+        return table[labels].astype(np.float32)
+    if sample_weight is None:
+        return None
+    weights = np.asarray(sample_weight)
+    if weights.dtype == object or not (np.issubdtype(weights.dtype, np.number) or weights.dtype == bool):
+        raise TypeError(f"{what}: sample_weight must be numeric, got dtype {weights.dtype}")
+    if weights.ndim == 2 and weights.shape[1] == 1:
+        weights = weights[:, 0]
+    if weights.shape != (T.shape[0],):
+        raise ValueError(f"{what}: sample_weight must have shape ({T.shape[0]},), one weight per sample, got "
+                         f"{weights.shape}")
+    if not (np.isfinite(weights).all() and (weights >= 0).all()):
+        raise ValueError(f"{what}: sample_weight must be finite and >= 0")
+    return np.ascontiguousarray(weights, dtype=np.float32)

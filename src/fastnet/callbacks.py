@@ -62,15 +62,14 @@ def _fmt_step(seconds):
     return f"{seconds * 1e3:.0f}ms/step" if seconds >= 1e-3 else f"{seconds * 1e6:.0f}us/step"
 
 
-def _fmt_logs(logs, keys):
-    return "".join(f" - {k}: {logs[k]:.4f}" for k in keys if k in logs)
+def _fmt_logs(logs):
+    """Every log in order but the Keras 2.0 aliases acc and val_acc (of accuracy, shown already)."""
+    return "".join(f" - {k}: {v:.4f}" for k, v in logs.items() if k not in ("acc", "val_acc"))
 
 
 class ProgressLogger(Callback):
     """Keras-style output. verbose=1: a progress bar with ETA on a terminal (one line per epoch elsewhere);
     verbose=2: one line per epoch."""
-
-    KEYS = ("loss", "accuracy", "val_loss", "val_accuracy")
 
     def __init__(self, verbose=1, stream=None):
         super().__init__()
@@ -100,17 +99,17 @@ class ProgressLogger(Callback):
         bar = "=" * max(filled - 1, 0) + (">" if filled < width else "=") + "." * (width - filled)
         eta = (now - self.t0) / done * (steps - done)
         digits = len(str(steps))
-        self._write(f"\r{done:{digits}d}/{steps} [{bar}] - ETA: {_fmt_time(eta)}{_fmt_logs(logs, self.KEYS)}")
+        self._write(f"\r{done:{digits}d}/{steps} [{bar}] - ETA: {_fmt_time(eta)}{_fmt_logs(logs)}")
 
     def on_epoch_end(self, epoch, logs=None):
         elapsed = time.perf_counter() - self.t0
         steps = self.params["steps"]
         timing = f"{_fmt_time(elapsed)} {_fmt_step(elapsed / max(steps, 1))}"
         if self.verbose == 1:
-            line = f"{steps}/{steps} [{'=' * 30}] - {timing}{_fmt_logs(logs, self.KEYS)}"
+            line = f"{steps}/{steps} [{'=' * 30}] - {timing}{_fmt_logs(logs)}"
             self._write(("\r" if self.live else "") + line + "\n")
         else:
-            self._write(f"{steps}/{steps} - {timing}{_fmt_logs(logs, self.KEYS)}\n")
+            self._write(f"{steps}/{steps} - {timing}{_fmt_logs(logs)}\n")
 
 
 def _improved(mode, current, best, min_delta):

@@ -254,7 +254,7 @@ def gather_rows(out, what):
 
 # ---------------------------------------------------------------- one training step's reduction
 class StepReducer:
-    """The Allreduce of one training step: the batch's loss sum and correct count (float64, started after the
+    """The Allreduce of one training step: the batch's loss and metric sums (float64, started after the
     forward), then the flat gradient array, one plan step's slice at a time as the backward finishes it
     (non-blocking), or all of it after the backward when overlap is off. finish() waits for all of it.
 
@@ -265,15 +265,15 @@ class StepReducer:
         self.grads = grads
         self.slices = slices  # {plan step index: (lo, hi)} in the arena, for the steps that have parameters
         self.order = sorted(slices, reverse=True)  # the order backward finishes them
-        self.metrics = np.zeros(2, np.float64)
+        self.totals = np.zeros(1, np.float64)
         self.requests = []
         self.started = set()
         self.comm_seconds = 0.0  # time spent inside MPI calls this step (starting, progressing, waiting)
 
-    def begin(self, loss_sum, correct):
+    def begin(self, loss_sum, metric_sums):
         t = time.perf_counter()
-        self.metrics[:] = (loss_sum, correct)
-        self.requests = [_comm.Iallreduce(_MPI.IN_PLACE, self.metrics, op=_MPI.SUM)]
+        self.totals = np.concatenate(([loss_sum], metric_sums)).astype(np.float64)
+        self.requests = [_comm.Iallreduce(_MPI.IN_PLACE, self.totals, op=_MPI.SUM)]
         self.started = set()
         self.comm_seconds = time.perf_counter() - t
 
@@ -292,7 +292,7 @@ class StepReducer:
         self.started.add(i)
 
     def finish(self):
-        """Waits for every reduction; returns (global loss sum, global correct count)."""
+        """Waits for every reduction; returns (global loss sum, global metric sums)."""
         t = time.perf_counter()
         if overlap:
             for i in self.order:
@@ -305,4 +305,4 @@ class StepReducer:
         self.comm_seconds += time.perf_counter() - t
         _step_comm_seconds[0] += self.comm_seconds
         _step_comm_seconds[1] += 1
-        return float(self.metrics[0]), int(self.metrics[1])
+        return float(self.totals[0]), self.totals[1:].copy()

@@ -12,10 +12,11 @@ import math
 import numpy as np
 
 from fastnet import _check, _kernels, _model_inputs, _seed, distributed, losses, optimizers
+from fastnet import metrics as metrics_module
 from fastnet.callbacks import Callback, History, ProgressLogger, TerminateOnNaN
 from fastnet.layers.base import Layer, internal_shape, legacy, public_shape
 from fastnet.layers.input_layer import InputLayer
-from fastnet.plan import Plan, StepContext, loss_takes_softmax
+from fastnet.plan import Plan, StepContext, final_activation
 
 
 def _collective(method):
@@ -46,7 +47,8 @@ class Sequential:
         self.stop_training = False
         self.optimizer = None
         self.loss = None
-        self.metrics = []
+        self.metrics = []  # the metric names compile received
+        self._metrics = []  # their fastnet.metrics.Metric objects
         self._compiled = False
         self._loss = None
         self._plan = None
@@ -149,18 +151,15 @@ class Sequential:
         if kwargs:
             raise TypeError(f"compile got unexpected arguments {sorted(kwargs)}")
         self._require_layers()
-        self.loss = losses.check(loss)
+        losses.check(loss)
+        self.loss = loss  # as given ('mse' stays 'mse', as in Keras); self._loss.name is the canonical name
         self.optimizer = optimizers.get(optimizer)
-        if metrics is not None and not isinstance(metrics, (list, tuple)):
-            raise TypeError(f"compile: metrics must be a list, e.g. metrics=['accuracy'], got {metrics!r}")
-        self.metrics = []
-        for m in metrics or []:
-            _check.choice(m, "metric", ("accuracy", "acc"), "compile")
-            self.metrics.append("accuracy")
         if len(self.layers[-1].out_shape) != 1:
-            raise ValueError(f"{loss} needs a model output of shape (None, classes); the model outputs "
-                             f"{self.output_shape}: add Flatten() and Dense(classes)")
-        self._loss = losses.CrossEntropy(from_logits=loss_takes_softmax(self.layers))
+            raise ValueError(f"compile: {loss} needs a model output of shape (None, outputs); the model outputs "
+                             f"{self.output_shape}: add Flatten() and Dense(outputs)")
+        self._metrics = metrics_module.get(metrics, self.layers[-1].out_shape[0])
+        self.metrics = [m.name for m in self._metrics]
+        self._loss = losses.get(self.loss, final_activation(self.layers))
         self._build_arena()
         self._compiled = True
         self._plan = None
@@ -223,8 +222,7 @@ class Sequential:
         if self._plan is None or self._plan.conv_algo != algo:
             if self._plan is not None:
                 self._plan.release()
-            self._plan = Plan(self.layers, softmax_by_loss=self._loss is not None and self._loss.from_logits,
-                              conv_algo=algo)
+            self._plan = Plan(self.layers, by_loss=self._loss.takes_over if self._loss else None, conv_algo=algo)
         return self._plan
 
     def _begin_call(self, batch_size):
@@ -235,62 +233,68 @@ class Sequential:
                           workspace=plan.workspace, seed=self.seed, model_id=self.model_id, step=self.step)
         return plan, ctx
 
-    def _train_step(self, plan, ctx, xb, yb, lb, reducer=None, batch=None, row0=0):
-        """One optimizer step; returns (sum of per-sample losses, number correct) before the update.
-        yb: the targets (weighted, see _model_inputs.weighted); lb: the labels accuracy counts.
-        A NaN or inf loss returns before the update: the weights stay the last good ones.
-        Data-parallel (reducer given): xb, yb are this rank's rows row0.. (maybe none) of a global batch of
-        `batch`; the loss, count and gradients returned and applied are the global batch's, on every rank."""
+    def _train_step(self, plan, ctx, xb, yb, wb, tb, reducer=None, batch=None, row0=0):
+        """One optimizer step; returns (sum of per-sample losses, metric sums) before the update.
+        yb, wb: the loss's targets and sample weights (None: all ones); tb: the targets metrics compare with
+        (see _model_inputs.targets). A NaN or inf loss returns before the update: the weights stay the last good
+        ones. Data-parallel (reducer given): xb, yb, wb, tb are this rank's rows row0.. (maybe none) of a global
+        batch of `batch`; the loss, sums and gradients returned and applied are the global batch's, on every rank."""
         ctx = ctx.at_step(self.step, row0)
-        loss_sum, correct = 0.0, 0
+        loss_sum, sums = 0.0, np.zeros(len(self._metrics))
         if xb.shape[0]:
             out = plan.forward(ctx, xb, training=True)
             probs, loss, dout = plan.loss_arrays(xb.shape[0], out.shape[1])
-            loss, probs = self._loss.forward(out, yb, probs, loss, n_threads=ctx.n_threads)
+            loss, probs = self._loss.forward(out, yb, wb, probs, loss, n_threads=ctx.n_threads)
             loss_sum = float(loss.sum(dtype=np.float64))
-            correct = int(np.count_nonzero(out.argmax(1) == lb))
+            sums = self._metric_sums(out, probs, tb)
         if reducer is None:
             if not math.isfinite(loss_sum):
-                return loss_sum, 0
-            plan.backward(ctx, self._loss.backward(out, probs, yb, dout, n_threads=ctx.n_threads))
+                return loss_sum, sums
+            plan.backward(ctx, self._loss.backward(out, probs, yb, wb, dout, n_threads=ctx.n_threads))
         else:
-            reducer.begin(loss_sum, correct)
+            reducer.begin(loss_sum, sums)
             if xb.shape[0]:
-                dy = self._loss.backward(out, probs, yb, dout, n_threads=ctx.n_threads, batch=batch)
+                dy = self._loss.backward(out, probs, yb, wb, dout, n_threads=ctx.n_threads, batch=batch)
                 plan.backward(ctx, dy, done=reducer.step_done)
             else:
                 self._grads.fill(0.0)
-            loss_sum, correct = reducer.finish()
+            loss_sum, sums = reducer.finish()
             if not math.isfinite(loss_sum):
-                return loss_sum, 0
+                return loss_sum, sums
         self.optimizer.apply(self._params, self._grads, n_threads=ctx.n_threads, counters=(self._step,))
-        return loss_sum, correct
+        return loss_sum, sums
 
-    def _evaluate_arrays(self, plan, ctx, x, y, labels, batch_size):
-        """(mean loss, accuracy) with dropout off; each Dense kernel is packed once for all the batches.
+    def _metric_sums(self, out, probs, truth):
+        return np.array([m.batch_sum(out, probs, truth) for m in self._metrics], np.float64)
+
+    def _evaluate_arrays(self, plan, ctx, x, y, w, t, batch_size):
+        """(mean loss, metric means) with dropout off; each Dense kernel is packed once for all the batches.
         Data-parallel: each rank evaluates its share of the samples (batch_size is then a rank's batch)."""
         ctx = dataclasses.replace(ctx, packed=plan.packed_weights(ctx))
         n = x.shape[0]
         if distributed.active():
             lo, hi = distributed.share(n)
-            x, y, labels = x[lo:hi], y[lo:hi], labels[lo:hi]
-        total, correct = 0.0, 0
+            x, y, t = x[lo:hi], y[lo:hi], t[lo:hi]
+            w = None if w is None else w[lo:hi]
+        total, sums = 0.0, np.zeros(len(self._metrics))
         for start in range(0, x.shape[0], batch_size):
-            xb, yb = x[start:start + batch_size], y[start:start + batch_size]
+            rows = slice(start, start + batch_size)
+            xb, yb = x[rows], y[rows]
             out = plan.forward(ctx, xb, False)
             probs, loss, _ = plan.loss_arrays(xb.shape[0], out.shape[1])
-            loss, _ = self._loss.forward(out, yb, probs, loss, n_threads=ctx.n_threads)
+            loss, probs = self._loss.forward(out, yb, None if w is None else w[rows], probs, loss,
+                                             n_threads=ctx.n_threads)
             total += float(loss.sum(dtype=np.float64))
-            correct += int(np.count_nonzero(out.argmax(1) == labels[start:start + batch_size]))
+            sums += self._metric_sums(out, probs, t[rows])
         if distributed.active():
-            total, correct = map(float, distributed.sum_floats([total, correct], "evaluation"))
-        return total / n, correct / n
+            totals = distributed.sum_floats([total, *sums], "evaluation")
+            total, sums = float(totals[0]), np.asarray(totals[1:], np.float64)
+        return total / n, sums / n
 
-    def _logs(self, loss, acc, prefix=""):
+    def _logs(self, loss, means, prefix=""):
         logs = {prefix + "loss": loss}
-        if self.metrics:
-            logs[prefix + "accuracy"] = acc
-            logs[prefix + "acc"] = acc  # the Keras 2.0 key the article's plots read
+        for metric, value in zip(self._metrics, means):
+            logs.update({prefix + key: float(value) for key in metric.keys})
         return logs
 
     # ---------------------------------------------------------------- public API
@@ -311,13 +315,14 @@ class Sequential:
         validation_split = _check.real(validation_split, "validation_split", 0.0, 1.0, hi_open=True, where="fit")
         callbacks = _check_callbacks(callbacks)
         X = _model_inputs.prepare_x(self, x, "fit")
-        Y, L = _model_inputs.weighted(_model_inputs.prepare_y(self, y, X.shape[0], "fit"), sample_weight, class_weight, "fit")
+        Y, W, T = _model_inputs.targets(self, y, X.shape[0], sample_weight, class_weight, "fit")
         if validation_data is None and validation_split:
             split = int(X.shape[0] * (1.0 - validation_split))  # the last samples, before shuffling (Keras)
             if split < 1 or split == X.shape[0]:
                 raise ValueError(f"fit: validation_split={validation_split} of {X.shape[0]} samples leaves "
                                  f"{split} for training and {X.shape[0] - split} for validation; each needs at least 1")
-            X, Y, L, Xv, Yv, Lv = X[:split], Y[:split], L[:split], X[split:], Y[split:], L[split:]
+            X, Y, T, Xv, Yv, Tv = X[:split], Y[:split], T[:split], X[split:], Y[split:], T[split:]
+            W, Wv = (None, None) if W is None else (W[:split], W[split:])
         elif validation_data is not None:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
                 raise ValueError("fit: validation_data must be a pair (x_val, y_val) or a triple (x_val, y_val, "
@@ -326,17 +331,17 @@ class Sequential:
                                  + (f" of length {len(validation_data)}" if isinstance(validation_data, (tuple, list))
                                     else ""))
             Xv = _model_inputs.prepare_x(self, validation_data[0], "fit(validation_data)")
-            Yv, Lv = _model_inputs.weighted(_model_inputs.prepare_y(self, validation_data[1], Xv.shape[0], "fit(validation_data)"),
-                                    validation_data[2] if len(validation_data) == 3 else None, None,
-                                    "fit(validation_data)")
+            Yv, Wv, Tv = _model_inputs.targets(self, validation_data[1], Xv.shape[0],
+                                               validation_data[2] if len(validation_data) == 3 else None, None,
+                                               "fit(validation_data)")
         else:
-            Xv = Yv = Lv = None
+            Xv = Yv = Wv = Tv = None
         n = X.shape[0]
         bs = min(self._batch_size(batch_size, "fit"), n)  # larger than the data: one batch of all of it (Keras)
         steps = math.ceil(n / bs)
         parallel = distributed.active()
         if parallel:
-            distributed.check_same_data((X, Y, Xv, Yv), "fit")
+            distributed.check_same_data((X, Y, W, Xv, Yv, Wv), "fit")
             distributed.broadcast_model(self)
 
         history = History()
@@ -352,6 +357,8 @@ class Sequential:
         reducer = distributed.StepReducer(self._grads, self._grad_slices(plan)) if parallel else None
         xbuf = plan.buffers.get("x", X.shape[1:], rows)
         ybuf = plan.buffers.get("y", Y.shape[1:], rows)
+        wbuf = None if W is None else plan.buffers.get("w", (), rows)
+        tbuf = ybuf if T is Y else plan.buffers.get("t", T.shape[1:], rows)
         for cb in cbs:
             cb.on_train_begin()
         for epoch in range(initial_epoch, epochs):  # epoch: the number logs and callbacks see (Keras)
@@ -360,16 +367,17 @@ class Sequential:
             # Keyed by the model's own count, not the loop's: fit(epochs=1) twice shuffles like fit(epochs=2).
             order = (_seed.generator(self.seed, self.model_id, 1, self.epochs_trained).permutation(n) if shuffle
                      else np.arange(n))
-            total, correct, seen, nan_stopped = 0.0, 0, 0, False
+            total, sums, seen, nan_stopped = 0.0, np.zeros(len(self._metrics)), 0, False
             for b in range(steps):
                 idx = order[b * bs:(b + 1) * bs]
                 lo, hi = distributed.share(len(idx)) if parallel else (0, len(idx))
                 xb = np.take(X, idx[lo:hi], axis=0, out=xbuf[:hi - lo])
                 yb = np.take(Y, idx[lo:hi], axis=0, out=ybuf[:hi - lo])
-                lb = L[idx[lo:hi]]
+                wb = None if W is None else np.take(W, idx[lo:hi], out=wbuf[:hi - lo])
+                tb = yb if T is Y else np.take(T, idx[lo:hi], axis=0, out=tbuf[:hi - lo])
                 for cb in cbs:
                     cb.on_batch_begin(b)
-                loss_sum, ok = self._train_step(plan, ctx, xb, yb, lb, reducer, len(idx), lo)
+                loss_sum, batch_sums = self._train_step(plan, ctx, xb, yb, wb, tb, reducer, len(idx), lo)
                 if not math.isfinite(loss_sum):
                     where = f"epoch {epoch + 1}, batch {b + 1}/{steps}"
                     nan_stop = [cb for cb in cbs if isinstance(cb, TerminateOnNaN)]
@@ -383,16 +391,16 @@ class Sequential:
                         print(f"\n{where}: invalid loss {loss_sum / len(idx)}, terminating training")
                     self.stop_training = nan_stopped = True
                     break
-                total, correct, seen = total + loss_sum, correct + ok, seen + len(idx)
-                batch_logs = self._logs(total / seen, correct / seen)
+                total, sums, seen = total + loss_sum, sums + batch_sums, seen + len(idx)
+                batch_logs = self._logs(total / seen, sums / seen)
                 for cb in cbs:
                     cb.on_batch_end(b, batch_logs)
             if nan_stopped:  # the epoch did not finish: no epoch end, no validation
                 break
             self.epochs_trained += 1  # before the callbacks: a checkpoint saved now resumes with the next epoch
-            logs = self._logs(total / seen, correct / seen)
+            logs = self._logs(total / seen, sums / seen)
             if Xv is not None:
-                logs.update(self._logs(*self._evaluate_arrays(plan, ctx, Xv, Yv, Lv, rows), prefix="val_"))
+                logs.update(self._logs(*self._evaluate_arrays(plan, ctx, Xv, Yv, Wv, Tv, rows), prefix="val_"))
             for cb in cbs:
                 cb.on_epoch_end(epoch, logs)
             if self.stop_training:
@@ -403,43 +411,46 @@ class Sequential:
 
     @_collective
     def evaluate(self, x, y, batch_size=None, verbose=0, return_dict=False, sample_weight=None):
-        """[loss, accuracy] (or loss alone without metrics), with dropout off; return_dict: {'loss': ...,
+        """[loss, *metrics] (the loss alone without metrics), with dropout off; return_dict: {'loss': ...,
         'accuracy': ...} (Keras). sample_weight weighs the loss as in fit."""
         self._require_compiled("evaluate")
         verbose = _check_verbose(verbose, "evaluate")
         as_dict = _check.boolean(return_dict, "return_dict", "evaluate")
         X = _model_inputs.prepare_x(self, x, "evaluate")
-        Y, L = _model_inputs.weighted(_model_inputs.prepare_y(self, y, X.shape[0], "evaluate"), sample_weight, None, "evaluate")
-        bs = self._rank_batch(self._batch_size(batch_size, "evaluate"), (X, Y), "evaluate")
+        Y, W, T = _model_inputs.targets(self, y, X.shape[0], sample_weight, None, "evaluate")
+        bs = self._rank_batch(self._batch_size(batch_size, "evaluate"), (X, Y, W), "evaluate")
         plan, ctx = self._begin_call(min(bs, X.shape[0]))
-        loss, acc = self._evaluate_arrays(plan, ctx, X, Y, L, bs)
+        loss, means = self._evaluate_arrays(plan, ctx, X, Y, W, T, bs)
         if verbose and distributed.is_primary():
-            print(f"{X.shape[0]} samples - loss: {loss:.4f}" + (f" - accuracy: {acc:.4f}" if self.metrics else ""))
-        return self._results(loss, acc, as_dict)
+            print(f"{X.shape[0]} samples" + "".join(f" - {k}: {v:.4f}" for k, v in self._results(loss, means, True).items()))
+        return self._results(loss, means, as_dict)
 
-    def _results(self, loss, acc, as_dict):
+    def _results(self, loss, means, as_dict):
+        """Keras's return value: the loss and each metric, as a dict or a list (the loss alone without metrics)."""
         if as_dict:
-            return {"loss": loss, "accuracy": acc} if self.metrics else {"loss": loss}
-        return [loss, acc] if self.metrics else loss
+            return {"loss": loss, **{m.keys[0]: float(v) for m, v in zip(self._metrics, means)}}
+        return [loss, *map(float, means)] if self._metrics else loss
 
     @_collective
     def predict(self, x, batch_size=None, verbose=0):
-        """The model's outputs (probabilities after a softmax), with dropout off. Data-parallel: each rank
+        """The model's outputs (probabilities after a softmax or sigmoid), with dropout off. Data-parallel: each rank
         computes its share of the rows, and every rank returns all of them."""
         _check_verbose(verbose, "predict")
         X = _model_inputs.prepare_x(self, x, "predict")
         bs = self._rank_batch(self._batch_size(batch_size, "predict"), (X,), "predict")
         last = self.layers[-1]
         out = np.empty((X.shape[0],) + last.out_shape, np.float32)
-        softmax_by_loss = self._loss is not None and self._loss.from_logits
+        by_loss = self._loss.takes_over if self._loss else None  # the final activation the plan leaves out
         lo, hi = distributed.share(X.shape[0]) if distributed.active() else (0, X.shape[0])
         plan, ctx = self._begin_call(min(bs, max(hi - lo, 1)))
         ctx = dataclasses.replace(ctx, packed=plan.packed_weights(ctx))
         for start in range(lo, hi, bs):
             stop = min(start + bs, hi)
             res = plan.forward(ctx, X[start:stop], False)
-            if softmax_by_loss:
+            if by_loss == "softmax":
                 _kernels.softmax_forward(res, out=out[start:stop], n_threads=ctx.n_threads)
+            elif by_loss == "sigmoid":
+                _kernels.activation_forward(res, "sigmoid", out=out[start:stop], n_threads=ctx.n_threads)
             else:
                 out[start:stop] = res
         if distributed.active():
@@ -456,26 +467,25 @@ class Sequential:
 
     @_collective
     def train_on_batch(self, x, y, return_dict=False, sample_weight=None, class_weight=None):
-        """One optimizer step on this batch; returns [loss, accuracy] (or the loss; return_dict: a dict) before the
+        """One optimizer step on this batch; returns [loss, *metrics] (or the loss; return_dict: a dict) before the
         update."""
         self._require_compiled("train_on_batch")
         as_dict = _check.boolean(return_dict, "return_dict", "train_on_batch")  # checked before the step is taken
         X = _model_inputs.prepare_x(self, x, "train_on_batch")
-        Y, L = _model_inputs.weighted(_model_inputs.prepare_y(self, y, X.shape[0], "train_on_batch"), sample_weight, class_weight,
-                              "train_on_batch")
+        Y, W, T = _model_inputs.targets(self, y, X.shape[0], sample_weight, class_weight, "train_on_batch")
         if distributed.active():
-            distributed.check_same_data((X, Y), "train_on_batch")
+            distributed.check_same_data((X, Y, W), "train_on_batch")
             lo, hi = distributed.share(X.shape[0])
             plan, ctx = self._begin_call(distributed.local_batch(X.shape[0]))
             reducer = distributed.StepReducer(self._grads, self._grad_slices(plan))
-            loss_sum, ok = self._train_step(plan, ctx, X[lo:hi], Y[lo:hi], L[lo:hi], reducer, X.shape[0], lo)
+            loss_sum, sums = self._train_step(plan, ctx, X[lo:hi], Y[lo:hi], None if W is None else W[lo:hi],
+                                              T[lo:hi], reducer, X.shape[0], lo)
         else:
             plan, ctx = self._begin_call(X.shape[0])
-            loss_sum, ok = self._train_step(plan, ctx, X, Y, L)
+            loss_sum, sums = self._train_step(plan, ctx, X, Y, W, T)
         if not math.isfinite(loss_sum):
             raise FloatingPointError(f"train_on_batch: the loss became {loss_sum / X.shape[0]}")
-        loss, acc = loss_sum / X.shape[0], ok / X.shape[0]
-        return self._results(loss, acc, as_dict)
+        return self._results(loss_sum / X.shape[0], sums / X.shape[0], as_dict)
 
     def test_on_batch(self, x, y, return_dict=False, sample_weight=None):
         return self.evaluate(x, y, batch_size=max(np.shape(x)[0] if np.ndim(x) else 1, 1), return_dict=return_dict,
@@ -524,10 +534,23 @@ class Sequential:
         print_fn(_summary.summary_text(self, line_length))
 
     def save(self, filepath, include_optimizer=True):
-        from fastnet.saving import save_model  # saving imports this module: it is loaded by now
+        """The model to filepath: .keras (Keras 3's format) or .npz (fastnet's own; exact resume)."""
+        from fastnet import saving  # saving imports this module: it is loaded by now
 
-        save_model(self, _check.path(filepath, "filepath", "save"),
-                   _check.boolean(include_optimizer, "include_optimizer", "save"))
+        saving.save_model(self, _check.path(filepath, "filepath", "save"),
+                          _check.boolean(include_optimizer, "include_optimizer", "save"))
+
+    def save_weights(self, filepath):
+        """The weights (and optimizer state once compiled) as Keras 3's .weights.h5."""
+        from fastnet import saving
+
+        saving.save_weights(self, _check.path(filepath, "filepath", "save_weights"))
+
+    def load_weights(self, filepath):
+        """Weights from a .weights.h5 file of a Keras or fastnet model of the same architecture."""
+        from fastnet import saving
+
+        saving.load_weights(self, _check.path(filepath, "filepath", "load_weights"))
 
 
 def _check_verbose(verbose, where):

@@ -8,8 +8,8 @@ and says what it fuses:
     conv2d_maxpool    Conv2D + ReLU + MaxPooling2D(2x2, stride 2) in one kernel that never stores the
                       convolution (Winograd shapes with an even output).
     maxpool2d, activation, dropout, flatten
-    identity          a layer with nothing to do: Activation('linear'), or the final softmax when the loss takes
-                      it over (cross-entropy from the logits).
+    identity          a layer with nothing to do: Activation('linear'), or the final softmax or sigmoid when the
+                      loss takes it over (cross-entropy from the logits).
 
 A ReLU's backward is applied where it is cheapest: by the next step when that is a max-pool (its forward output
 is positive exactly where the ReLU passed the gradient) or a convolution (it masks its data gradient by its own
@@ -86,20 +86,22 @@ class Step:
         return f"{self.op}({names})" + (f" [{', '.join(extra)}]" if extra else "")
 
 
-def loss_takes_softmax(layers):
-    """Whether the model ends in a softmax that cross-entropy can compute from the logits."""
+def final_activation(layers):
+    """The activation a model with flat outputs ends in, if a loss could compute it from the logits
+    ('softmax' or 'sigmoid'; cross-entropy takes over a softmax, binary cross-entropy a sigmoid), else None."""
     last = layers[-1]
-    if isinstance(last, Activation):
-        return last.activation == "softmax"
-    return isinstance(last, (Dense, Conv2D)) and last.activation == "softmax" and len(last.out_shape) == 1
+    if not isinstance(last, (Activation, Dense, Conv2D)) or len(last.out_shape) != 1:
+        return None
+    return last.activation if last.activation in ("softmax", "sigmoid") else None
 
 
 def _is_relu(layer):
     return isinstance(layer, Activation) and layer.activation == "relu"
 
 
-def compile_steps(layers, softmax_by_loss, conv_algo, fuse=True):
-    """The steps for a layer list; softmax_by_loss: the loss computes the final softmax from the logits;
+def compile_steps(layers, by_loss, conv_algo, fuse=True):
+    """The steps for a layer list; by_loss: the final activation the loss computes from the logits (None, or
+    final_activation(layers)), which no step then runs;
     fuse=False: no step covers two layers or applies another's backward (the same arithmetic, for tests)."""
     steps, i = [], 0
     while i < len(layers):
@@ -109,7 +111,7 @@ def compile_steps(layers, softmax_by_loss, conv_algo, fuse=True):
             if fuse and act == "linear" and i + 1 < len(layers) and _is_relu(layers[i + 1]):
                 act, covered = "relu", [layer, layers[i + 1]]
             post = None if act in ("linear", "relu") else act
-            if post == "softmax" and final and softmax_by_loss:
+            if final and post is not None and post == by_loss:
                 post = None
             nxt = layers[i + len(covered)] if i + len(covered) < len(layers) else None
             if (fuse and act == "relu" and isinstance(layer, Conv2D) and isinstance(nxt, MaxPooling2D) and nxt.is_2x2_tiling()
@@ -122,7 +124,7 @@ def compile_steps(layers, softmax_by_loss, conv_algo, fuse=True):
                               relu_backward=act == "relu"))
             i += len(covered)
         elif isinstance(layer, Activation):
-            idle = layer.activation == "linear" or (final and layer.activation == "softmax" and softmax_by_loss)
+            idle = layer.activation == "linear" or (final and layer.activation == by_loss)
             steps.append(Step("identity" if idle else "activation", (layer,)))
             i += 1
         elif isinstance(layer, MaxPooling2D):
@@ -178,8 +180,8 @@ class Buffers:
 class Plan:
     """Runs a model's layers as compiled steps, forward and in reverse, in memory of its own."""
 
-    def __init__(self, layers, softmax_by_loss, conv_algo, fuse=True):
-        self.steps = compile_steps(layers, softmax_by_loss, conv_algo, fuse)
+    def __init__(self, layers, by_loss, conv_algo, fuse=True):
+        self.steps = compile_steps(layers, by_loss, conv_algo, fuse)
         self.conv_algo = conv_algo
         self.buffers = Buffers()
         self.workspace = _kernels.Workspace()

@@ -1,4 +1,7 @@
-"""The saved-model format: one .npz archive (a zip of .npy files), read with allow_pickle=False.
+"""Saving and loading models: by the file's extension, Keras 3's .keras archive (fastnet.keras_format) or
+fastnet's own .npz; weights alone as Keras 3's .weights.h5.
+
+fastnet's own format: one .npz archive (a zip of .npy files), read with allow_pickle=False.
 
     fastnet_model.json  0-d unicode array: {"format": "fastnet-model", "version": 1, "model": get_config(),
                         "compile": {"loss", "metrics", "optimizer": {"class_name", "config"}} | null,
@@ -27,7 +30,48 @@ class ModelFileError(ValueError):
     """A file that is not a valid fastnet model (truncated, corrupted, foreign or incompatible)."""
 
 
+MODEL_EXTENSIONS = (".keras", ".npz")
+WEIGHTS_EXTENSION = ".weights.h5"
+
+
+def _extension(path, what, extensions):
+    name = os.fspath(path)
+    name = name.decode() if isinstance(name, bytes) else name
+    for ext in extensions:
+        if name.endswith(ext):
+            return ext
+    if what == "weights":
+        raise ValueError(f"save_weights/load_weights: {name!r}: weights files end in {WEIGHTS_EXTENSION} (Keras 3's "
+                         "layout); a whole model: save('x.keras') or save('x.npz')")
+    raise ValueError(f"{what}: {name!r}: fastnet saves models as .keras (Keras 3's format) or .npz (fastnet's own, "
+                     "with the optimizer state for exact resume); weights alone: save_weights('x.weights.h5')"
+                     + (" (legacy Keras .h5 model files are not supported)" if name.endswith((".h5", ".hdf5")) else ""))
+
+
 def save_model(model, path, include_optimizer=True):
+    """model.save: .keras or .npz, by the extension."""
+    if _extension(path, "save", MODEL_EXTENSIONS) == ".keras":
+        from fastnet import keras_format
+
+        return keras_format.save_keras(model, path, include_optimizer)
+    _save_npz(model, path, include_optimizer)
+
+
+def save_weights(model, path):
+    from fastnet import keras_format
+
+    _extension(path, "weights", (WEIGHTS_EXTENSION,))
+    keras_format.save_weights(model, path)
+
+
+def load_weights(model, path):
+    from fastnet import keras_format
+
+    _extension(path, "weights", (WEIGHTS_EXTENSION,))
+    keras_format.load_weights(model, path)
+
+
+def _save_npz(model, path, include_optimizer):
     compiled = model._compiled
     meta = {"format": FORMAT, "version": VERSION, "model": model.get_config(), "compile": None,
             "state": {"step": model.step, "epochs_trained": model.epochs_trained, "iterations": 0, "seed": model.seed,
@@ -68,7 +112,14 @@ def _read(path):
 
 
 def load_model(path, compile=True):
+    """A model from a .keras or .npz file (by the extension)."""
     path = _check.path(path, "path", "load_model")
+    if _extension(path, "load_model", MODEL_EXTENSIONS) == ".keras":
+        from fastnet import keras_format
+
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"load_model: no such file {os.fspath(path)}")
+        return keras_format.load_keras(path, compile)
     meta, arrays = _read(path)
     not_layers = ("Layer", "LegacyAPIWarning", "Input", "InputLayer")  # never in a saved model's layer list
     classes = {name: getattr(layers, name) for name in layers.__all__ if name not in not_layers}

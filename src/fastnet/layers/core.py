@@ -110,7 +110,9 @@ class Dropout(Layer):
 
 
 class Flatten(Layer):
-    """(N, ...) -> (N, prod(...)), in the order of the data format (channels_first flattens (C, H, W))."""
+    """(N, ...) -> (N, prod(...)): a reshape of the tensor as the user sees it, so channels_first images flatten
+    in (C, H, W) order (Keras 1's, the article's). Flatten(data_format='channels_first') is Keras 3's way to keep
+    a channels_last model's weight order: channels_first images flatten in (H, W, C) order."""
 
     kind = "flatten"
 
@@ -122,13 +124,16 @@ class Flatten(Layer):
         return {**super().get_config(), "data_format": self.data_format}
 
     def compute_output_shape(self, in_shape, in_fmt):
+        if self.data_format == "channels_first" and in_fmt == "channels_last" and len(in_shape) == 3:
+            raise ValueError(f"{self._where()}: data_format='channels_first' after channels_last layers would "
+                             "flatten (W, C, H) as Keras 3 does; fastnet does not: drop data_format")
         return (int(np.prod(in_shape)),), None
 
     @property
     def reorders(self):
-        """Whether flattening copies (channels_first images flatten in (C, H, W) order, Keras's: weights stay
-        compatible); otherwise it is a view."""
-        return self.in_fmt == "channels_first" and len(self.in_shape) == 3
+        """Whether flattening copies: channels_first images in (C, H, W) order (the internal layout is
+        (H, W, C)); otherwise it is a view."""
+        return self.in_fmt == "channels_first" and len(self.in_shape) == 3 and self.data_format != "channels_first"
 
     def forward(self, ctx, x, y=None):
         """(N, prod(in_shape)); y [N, prod] holds the copy when the layer reorders."""
