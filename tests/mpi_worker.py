@@ -40,6 +40,11 @@ def cnn():
                        Dense(7, activation="relu"), Dropout(0.5), Dense(5, activation="softmax")])
 
 
+def binary():
+    """Three independent sigmoid outputs: binary cross-entropy from the logits, two metrics."""
+    return Sequential([Dense(12, activation="relu", input_shape=(20,)), Dropout(0.2), Dense(3, activation="sigmoid")])
+
+
 def save(out, name, **arrays):
     if distributed.is_primary():
         np.savez(os.path.join(out, name), **arrays)
@@ -47,20 +52,28 @@ def save(out, name, **arrays):
 
 def results(model, history, x, y):
     logs = {f"history_{k}": np.array(v) for k, v in history.history.items()}
-    loss, acc = model.evaluate(x, y, batch_size=BATCH)
     return dict(params=model._params, step=model.step, iterations=model.optimizer.iterations,
-                predict=model.predict(x, batch_size=BATCH), evaluate=np.array([loss, acc]), **logs)
+                predict=model.predict(x, batch_size=BATCH), evaluate=np.array(model.evaluate(x, y, batch_size=BATCH)),
+                **logs)
 
 
 def train(out):
-    """20 steps of an MLP (RMSprop, class weights) and a CNN (Adadelta), both with dropout and shuffling, and
-    validation."""
-    for name, build, shape, optimizer in (("mlp", mlp, (20,), "rmsprop"), ("cnn", cnn, (9, 9, 2), "adadelta")):
+    """20 steps of an MLP (RMSprop, class weights), a CNN (Adadelta) and a multi-label net (binary cross-entropy,
+    sample weights, two metrics), all with dropout and shuffling, and validation."""
+    for name, build, shape, optimizer in (("mlp", mlp, (20,), "rmsprop"), ("cnn", cnn, (9, 9, 2), "adadelta"),
+                                          ("binary", binary, (20,), "adam")):
         fastnet.set_seed(7)
         x, y = data(shape)
         model = build()
-        model.compile(optimizer=optimizer, metrics=["accuracy"])
-        weights = {"class_weight": {0: 2.0, 3: 0.5}} if name == "mlp" else {}  # rows keep their weights
+        weights = {}
+        if name == "binary":
+            y = (y[:, :3] + y[:, 3:4] > 0).astype(np.float32)
+            model.compile(loss="binary_crossentropy", optimizer=optimizer, metrics=["binary_accuracy", "mae"])
+            weights = {"sample_weight": np.random.default_rng(1).random(len(x))}
+        else:
+            model.compile(optimizer=optimizer, metrics=["accuracy"])
+        if name == "mlp":
+            weights = {"class_weight": {0: 2.0, 3: 0.5}}  # rows keep their weights
         history = model.fit(x, y, batch_size=BATCH, epochs=1, verbose=0, validation_data=(x[:37], y[:37]),
                             **weights)
         save(out, f"{name}.npz", **results(model, history, x, y))

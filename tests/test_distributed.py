@@ -80,14 +80,14 @@ def load(folder, name):
         return dict(f)
 
 
-@pytest.mark.parametrize("net", ["mlp", "cnn"])
+@pytest.mark.parametrize("net", ["mlp", "cnn", "binary"])
 def test_two_runs_with_the_same_process_count_are_bit_identical(trained, net):
     a, b = load(trained / "two_a", f"{net}.npz"), load(trained / "two_b", f"{net}.npz")
     for key in a:
         assert np.array_equal(a[key], b[key]), key
 
 
-@pytest.mark.parametrize("net", ["mlp", "cnn"])
+@pytest.mark.parametrize("net", ["mlp", "cnn", "binary"])
 def test_overlapped_and_blocking_allreduce_give_the_same_weights(trained, net):
     """Per element, both sum the same two rank values (one addition, whichever order): bit for bit."""
     a, b = load(trained / "two_a", f"{net}.npz"), load(trained / "two_blocking", f"{net}.npz")
@@ -95,7 +95,7 @@ def test_overlapped_and_blocking_allreduce_give_the_same_weights(trained, net):
 
 
 @pytest.mark.parametrize("ranks", ["two_a", "three"])
-@pytest.mark.parametrize("net", ["mlp", "cnn"])
+@pytest.mark.parametrize("net", ["mlp", "cnn", "binary"])
 def test_data_parallel_training_equals_one_process(trained, net, ranks):
     """20 steps (shuffled, with dropout, a last batch of one row) agree with one process to 1e-5 of the largest
     weight: the update is the single-process update, dropout masks and shuffling included (with other masks or
