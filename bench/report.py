@@ -83,6 +83,13 @@ def measure_mpi_seeds(args):
             for network in ("mlp", "cnn")}
 
 
+def measure_bf16_seeds(args):
+    """The article's two recipes under Keras's mixed_bfloat16 policy, seeds 1-3 (beside the float32 `seeds`)."""
+    return {network: run_json(script("seed_spread.py") + [network, "--precision", "bf16", "--seeds", "1", "2", "3",
+                                                           "--out", os.path.join(ROOT, "runs", "seeds-bf16")])
+            for network in ("mlp", "cnn")}
+
+
 def measure_distributed(args):
     return run_json(script("distributed.py") + ["--repeats", "5"])
 
@@ -127,7 +134,7 @@ def measure_kernels(args):
 SECTIONS = {"accuracy": measure_accuracy, "seeds": measure_seeds, "side_by_side": measure_side_by_side,
             "threads": measure_threads, "profile": measure_profile, "conv_paths": measure_conv_paths,
             "memory": measure_memory, "kernels": measure_kernels, "mpi_accuracy": measure_mpi_accuracy, "mpi_seeds": measure_mpi_seeds,
-            "distributed": measure_distributed}
+            "distributed": measure_distributed, "bf16_seeds": measure_bf16_seeds}
 
 
 def meta():

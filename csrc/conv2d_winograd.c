@@ -422,7 +422,7 @@ FN_VECTOR_CLONES static void output_grad_block(float *e, float *db, float *patch
 static void block_product(const fn_ukernel *uk, int64_t rows, int64_t N, int64_t K, const float *a, int64_t lda,
                           int trans_a, const float *bp, int accumulate, float *c, int64_t ldc) {
     const int mr = uk->mr, nr = uk->nr;
-    if (rows % mr || N % nr || K > FN_KC_MAX) {
+    if (rows % mr || N % nr || K > FN_KC_MAX || uk->bf16) { /* fn_gemm_tile rounds A's bfloat16 panels */
         fn_gemm_tile(uk, 0, rows, 0, fn_ceil_div(N, nr), N, K, 1.0f, a, lda, trans_a, bp, accumulate ? 1.0f : 0.0f,
                      c, ldc);
         return;

@@ -26,6 +26,13 @@ enum { FN_ACT_LINEAR = 0, FN_ACT_RELU = 1, FN_ACT_SIGMOID = 2, FN_ACT_TANH = 3 }
 /* Instruction-set paths of the GEMM micro-kernel (fn_gemm_cpu_max_isa says which this CPU has). */
 enum { FN_ISA_GENERIC = 0, FN_ISA_AVX2 = 1, FN_ISA_AVX512 = 2 };
 
+/* Mixed precision (Keras's mixed_bfloat16): FN_PATH_BF16 OR-ed into an isa argument makes every product of that
+ * kernel take bfloat16 operands: each element of both GEMM operands (after im2col or the Winograd transforms) is
+ * rounded to the nearest bfloat16, ties to even, as it is packed; the products (exact in float32: 8-bit
+ * significands) are accumulated in float32 by the path's micro-kernel. Everything else (bias, activations,
+ * transforms, reductions) stays float32. Without the flag every result is the float32 path's, bit for bit. */
+enum { FN_PATH_BF16 = 0x100 };
+
 #include "gemm.h"
 #include "dense.h"
 #include "conv2d.h"

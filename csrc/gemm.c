@@ -22,21 +22,29 @@ static void ukernel_generic_4x16(int64_t kc, const float *restrict a, int64_t rs
     for (int i = 0; i < 4; i++)
         for (int j = 0; j < 16; j++) c[i * ldc + j] = accumulate ? c[i * ldc + j] + acc[i][j] : acc[i][j];
 }
-static const fn_ukernel ukernel_generic = {4, 16, ukernel_generic_4x16, "generic"};
+static const fn_ukernel ukernel_generic[2] = {{4, 16, ukernel_generic_4x16, "generic", 0},
+                                              {4, 16, ukernel_generic_4x16, "generic+bf16", 1}};
 
 /* ---- the single place that maps an ISA path to its micro-kernel ---- */
 int fn_gemm_cpu_max_isa(void) {
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
     __builtin_cpu_init();
-    if (fn_ukernel_avx512() && __builtin_cpu_supports("avx512f")) return FN_ISA_AVX512;
-    if (fn_ukernel_avx2() && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return FN_ISA_AVX2;
+    if (fn_ukernel_avx512(0) && __builtin_cpu_supports("avx512f")) return FN_ISA_AVX512;
+    if (fn_ukernel_avx2(0) && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return FN_ISA_AVX2;
 #endif
     return FN_ISA_GENERIC;
 }
 
 const fn_ukernel *fn_gemm_ukernel(int isa) {
-    const fn_ukernel *uk = isa == FN_ISA_AVX512 ? fn_ukernel_avx512() : isa == FN_ISA_AVX2 ? fn_ukernel_avx2() : NULL;
-    return uk ? uk : &ukernel_generic;
+    const int bf16 = (isa & FN_PATH_BF16) != 0, base = isa & ~FN_PATH_BF16;
+    const fn_ukernel *uk = base == FN_ISA_AVX512 ? fn_ukernel_avx512(bf16)
+                           : base == FN_ISA_AVX2 ? fn_ukernel_avx2(bf16)
+                                                 : NULL;
+    return uk ? uk : &ukernel_generic[bf16];
+}
+
+FN_VECTOR_CLONES void fn_round_bf16_array(float *x, int64_t n) {
+    for (int64_t i = 0; i < n; i++) x[i] = fn_round_bf16(x[i]);
 }
 
 /* ---- packing ---- */
@@ -48,7 +56,7 @@ int64_t fn_gemm_kc(int64_t K) {
 int64_t fn_gemm_packed_b_size(int64_t K, int64_t N) { return K * fn_round_up(N, FN_NR_MAX) + FN_WS_PAD; }
 
 int fn_gemm_b_is_packed(const fn_ukernel *uk, int trans_b, int64_t N, int64_t ldb) {
-    return !trans_b && N == uk->nr && ldb == uk->nr;
+    return !uk->bf16 && !trans_b && N == uk->nr && ldb == uk->nr; /* bfloat16 operands are rounded as packed */
 }
 
 void fn_gemm_pack_b(const fn_ukernel *uk, float *restrict bp, const float *restrict b, int64_t ldb,
@@ -69,16 +77,33 @@ void fn_gemm_pack_b(const fn_ukernel *uk, float *restrict bp, const float *restr
                     for (int64_t k = 0; k < kcb; k++) dst[k * nr + j] = src[k];
                 }
             }
+            if (uk->bf16) fn_round_bf16_array(dst, kcb * nr);
         }
     }
 }
 
-/* A micro-panel copied into a zero-padded (kc x mr) buffer, scaled: for edge rows and alpha != 1. */
+/* A micro-panel copied into a zero-padded (kc x mr) buffer, scaled (and rounded to bfloat16 on a bf16 path): for
+ * edge rows, alpha != 1 and bfloat16 operands. */
 static void copy_a_panel(float *restrict dst, int mr, const float *restrict a, int64_t rs, int64_t cs,
-                         int64_t rows, int64_t kc, float alpha) {
+                         int64_t rows, int64_t kc, float alpha, int bf16) {
     memset(dst, 0, sizeof(float) * kc * mr);
     for (int64_t i = 0; i < rows; i++)
         for (int64_t k = 0; k < kc; k++) dst[k * mr + i] = alpha * a[i * rs + k * cs];
+    if (bf16) fn_round_bf16_array(dst, kc * mr);
+}
+
+/* One micro-tile: C[0:ib, 0:jn] (=|+=) A-panel . B-panel, through tmp where the tile is cut by an edge. */
+static inline void micro_tile(const fn_ukernel *uk, int64_t kcb, const float *ap, int64_t prs, int64_t pcs,
+                              const float *bq, float *cp, int64_t ldc, int64_t ib, int64_t jn, int accumulate,
+                              float *tmp) {
+    const int nr = uk->nr;
+    if (ib == uk->mr && jn == nr) {
+        uk->kernel(kcb, ap, prs, pcs, bq, cp, ldc, accumulate);
+        return;
+    }
+    uk->kernel(kcb, ap, prs, pcs, bq, tmp, nr, 0);
+    for (int64_t r = 0; r < ib; r++)
+        for (int64_t j = 0; j < jn; j++) cp[r * ldc + j] = accumulate ? cp[r * ldc + j] + tmp[r * nr + j] : tmp[r * nr + j];
 }
 
 void fn_gemm_tile(const fn_ukernel *uk, int64_t m0, int64_t m1, int64_t q0, int64_t q1, int64_t N,
@@ -99,26 +124,30 @@ void fn_gemm_tile(const fn_ukernel *uk, int64_t m0, int64_t m1, int64_t q0, int6
     for (int64_t pc = 0; pc < K; pc += kc) {
         const int64_t kcb = fn_min64(kc, K - pc);
         const int accumulate = pc > 0 || beta != 0.0f;
+        if (uk->bf16) {
+            /* bfloat16 operands: each A micro-panel is rounded into `panel` once, then meets every B panel
+             * (the loop order only spreads work: each element's arithmetic is the same either way). */
+            for (int64_t i = m0; i < m1; i += mr) {
+                const int64_t ib = fn_min64(mr, m1 - i);
+                copy_a_panel(panel, mr, a + i * rs + pc * cs, rs, cs, ib, kcb, alpha, 1);
+                for (int64_t q = q0; q < q1; q++)
+                    micro_tile(uk, kcb, panel, 1, mr, bp + pc * npad + q * kcb * nr, c + i * ldc + q * nr, ldc, ib,
+                               fn_min64(nr, N - q * nr), accumulate, tmp);
+            }
+            continue;
+        }
         for (int64_t q = q0; q < q1; q++) {
             const float *bq = bp + pc * npad + q * kcb * nr;
-            const int64_t j0 = q * nr, jn = fn_min64(nr, N - j0);
+            const int64_t jn = fn_min64(nr, N - q * nr);
             for (int64_t i = m0; i < m1; i += mr) {
                 const int64_t ib = fn_min64(mr, m1 - i);
                 const float *ap = a + i * rs + pc * cs;
                 int64_t prs = rs, pcs = cs;
                 if (ib < mr || alpha != 1.0f) {
-                    copy_a_panel(panel, mr, ap, rs, cs, ib, kcb, alpha);
+                    copy_a_panel(panel, mr, ap, rs, cs, ib, kcb, alpha, 0);
                     ap = panel, prs = 1, pcs = mr;
                 }
-                float *cp = c + i * ldc + j0;
-                if (ib == mr && jn == nr) {
-                    uk->kernel(kcb, ap, prs, pcs, bq, cp, ldc, accumulate);
-                } else {
-                    uk->kernel(kcb, ap, prs, pcs, bq, tmp, nr, 0);
-                    for (int64_t r = 0; r < ib; r++)
-                        for (int64_t j = 0; j < jn; j++)
-                            cp[r * ldc + j] = accumulate ? cp[r * ldc + j] + tmp[r * nr + j] : tmp[r * nr + j];
-                }
+                micro_tile(uk, kcb, ap, prs, pcs, bq, c + i * ldc + q * nr, ldc, ib, jn, accumulate, tmp);
             }
         }
     }

@@ -48,8 +48,8 @@ __attribute__((target("avx2,fma"))) static void ukernel_avx2_6x16(
 }
 #undef FN_STEP
 
-static const fn_ukernel ukernel = {6, 16, ukernel_avx2_6x16, "avx2"};
-const fn_ukernel *fn_ukernel_avx2(void) { return &ukernel; }
+static const fn_ukernel ukernels[2] = {{6, 16, ukernel_avx2_6x16, "avx2", 0}, {6, 16, ukernel_avx2_6x16, "avx2+bf16", 1}};
+const fn_ukernel *fn_ukernel_avx2(int bf16) { return &ukernels[bf16 != 0]; }
 #else
-const fn_ukernel *fn_ukernel_avx2(void) { return NULL; }
+const fn_ukernel *fn_ukernel_avx2(int bf16) { (void)bf16; return NULL; }
 #endif

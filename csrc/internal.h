@@ -72,17 +72,31 @@ typedef struct {
     int mr, nr;
     fn_ukernel_fn kernel;
     const char *name;
+    int bf16; /* operands rounded to bfloat16 as they are packed (FN_PATH_BF16) */
 } fn_ukernel;
+
+/* x rounded to the nearest bfloat16 (ties to even), kept in a float: the low 16 bits zero. NaN stays NaN
+ * (quieted), infinities stay, and finite values past bfloat16's largest round to infinity, as a conversion
+ * instruction does. */
+static inline float fn_round_bf16(float x) {
+    union { float f; uint32_t u; } v = {x};
+    const uint32_t nan = (v.u & 0x7fffffffu) > 0x7f800000u; /* branch-free, so loops of it vectorize */
+    v.u = (nan ? v.u | 0x00400000u : v.u + 0x7fffu + ((v.u >> 16) & 1u)) & 0xffff0000u;
+    return v.f;
+}
+/* fn_round_bf16 over n floats in place (gemm.c). */
+void fn_round_bf16_array(float *x, int64_t n);
 
 /* Largest micro-tile of any ISA path; workspace queries use these so they never depend on the ISA. */
 #define FN_MR_MAX 8
 #define FN_NR_MAX 32
 #define FN_KC_MAX 512 /* K is cut into equal blocks of at most this many (a multiple of 8) */
 
-/* The micro-kernel of an FN_ISA_* path (the portable one where this build has no such path). */
+/* The micro-kernel of an FN_ISA_* path, with FN_PATH_BF16 its bfloat16-operand variant (the portable one where
+ * this build has no such path). */
 const fn_ukernel *fn_gemm_ukernel(int isa);
-const fn_ukernel *fn_ukernel_avx512(void); /* NULL when the compiler cannot build it */
-const fn_ukernel *fn_ukernel_avx2(void);
+const fn_ukernel *fn_ukernel_avx512(int bf16); /* NULL when the compiler cannot build it */
+const fn_ukernel *fn_ukernel_avx2(int bf16);
 
 /* The K-block length used for a product of depth K (a function of K alone). */
 int64_t fn_gemm_kc(int64_t K);

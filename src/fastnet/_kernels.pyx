@@ -116,6 +116,24 @@ cdef int _isa_code(isa) except -1:
     return ISAS[isa]
 
 
+PRECISIONS = ("float32", "bfloat16")
+
+
+cdef int _path_code(isa, precision) except -1:
+    """The C kernels' isa argument: the ISA path, with FN_PATH_BF16 for bfloat16 product operands (Keras's
+    mixed_bfloat16 compute dtype; None and 'float32' are the float32 path)."""
+    cdef int code = _isa_code(isa)
+    if precision is None or (isinstance(precision, str) and precision == "float32"):
+        return code
+    if isinstance(precision, str) and precision == "bfloat16":
+        return code | FN_PATH_BF16
+    raise ValueError(f"unknown precision {precision!r}; expected one of {PRECISIONS}")
+
+
+def _precision_name(int code):
+    return "bfloat16" if code & FN_PATH_BF16 else "float32"
+
+
 cdef int _algo_code(algo) except -1:
     if algo is None:
         return _conv_algo

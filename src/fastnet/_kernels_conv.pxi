@@ -59,7 +59,7 @@ def conv2d_workspace_floats(x_shape, w_shape, strides=(1, 1), padding="valid", n
 
 
 def conv2d_forward(x, w, b=None, strides=(1, 1), padding="valid", activation="linear", out=None, n_threads=None,
-                   isa=None, conv_algo=None, workspace=None):
+                   isa=None, precision=None, conv_algo=None, workspace=None):
     """out[N, OH, OW, OC] = act(conv(x[N, H, W, C], w[KH, KW, C, OC]) + b[OC])."""
     _array(x, "x", 4)
     _array(w, "w", 4)
@@ -69,7 +69,7 @@ def conv2d_forward(x, w, b=None, strides=(1, 1), padding="valid", activation="li
         _expect(b, "b", (s.OC,))
     out = _output(out, "out", (s.N, s.OH, s.OW, s.OC), (x, w, b))
     cdef int act = _fused_activation(activation, "conv2d_forward"), nt = _threads(n_threads), st
-    cdef int algo = _algo_code(conv_algo), code = _isa_code(isa)
+    cdef int algo = _algo_code(conv_algo), code = _path_code(isa, precision)
     scratch = _scratch(workspace, fn_conv2d_workspace(&s, algo, nt))
     cdef float *pw = _mp(scratch)
     cdef const float *px = _cp(x.reshape(-1))
@@ -89,14 +89,14 @@ def conv2d_forward_maxpool_fits(x_shape, w_shape, strides=(1, 1), padding="valid
 
 
 def conv2d_forward_maxpool(x, w, b=None, strides=(1, 1), padding="valid", out=None, argmax=None, n_threads=None,
-                           isa=None, conv_algo=None, workspace=None):
+                           isa=None, precision=None, conv_algo=None, workspace=None):
     """maxpool2d_forward(conv2d_forward(x, w, b, activation='relu')) with a 2x2 window of stride 2, in one pass
     that never stores the convolution: (y [N, OH/2, OW/2, OC], argmax int32), bit-identical to the two calls.
     Only where conv2d_forward_maxpool_fits."""
     _array(x, "x", 4)
     _array(w, "w", 4)
     cdef fn_conv2d_shape s = _conv_shape(x.shape, w.shape, strides, padding)
-    cdef int algo = _algo_code(conv_algo), code = _isa_code(isa)
+    cdef int algo = _algo_code(conv_algo), code = _path_code(isa, precision)
     if not fn_conv2d_forward_maxpool_fits(&s, algo):
         raise ValueError(f"conv2d_forward_maxpool: input {tuple(x.shape)}, kernel {tuple(w.shape)}, strides "
                          f"{tuple(strides)}, padding {padding!r} is not a Winograd shape with an even output "
@@ -126,7 +126,7 @@ def conv2d_forward_maxpool(x, w, b=None, strides=(1, 1), padding="valid", out=No
 
 
 def conv2d_backward_data(dy, w, input_shape, strides=(1, 1), padding="valid", out=None, relu_input=None,
-                         n_threads=None, isa=None, conv_algo=None, workspace=None):
+                         n_threads=None, isa=None, precision=None, conv_algo=None, workspace=None):
     """dL/dx [N, H, W, C] (input_shape) from dy [N, OH, OW, OC].
 
     relu_input: the convolution's input when it came out of a ReLU; dx is zeroed where it is not positive
@@ -135,7 +135,7 @@ def conv2d_backward_data(dy, w, input_shape, strides=(1, 1), padding="valid", ou
     _array(w, "w", 4)
     input_shape = _ints(input_shape, "input_shape", 4)
     cdef fn_conv2d_shape s = _conv_shape(input_shape, w.shape, strides, padding)
-    cdef int algo = _algo_code(conv_algo), code = _isa_code(isa)
+    cdef int algo = _algo_code(conv_algo), code = _path_code(isa, precision)
     _expect(dy, "dy", (s.N, s.OH, s.OW, s.OC))
     if relu_input is not None:
         _array(relu_input, "relu_input", 4)
@@ -155,14 +155,14 @@ def conv2d_backward_data(dy, w, input_shape, strides=(1, 1), padding="valid", ou
 
 
 def conv2d_backward_filter(dy, x, kernel_size, strides=(1, 1), padding="valid", dw=None, db=None,
-                           n_threads=None, isa=None, conv_algo=None, workspace=None):
+                           n_threads=None, isa=None, precision=None, conv_algo=None, workspace=None):
     """(dL/dw [KH, KW, C, OC], dL/db [OC]) from dy [N, OH, OW, OC] and x [N, H, W, C]."""
     _array(dy, "dy", 4)
     _array(x, "x", 4)
     kh, kw = _ints(kernel_size, "kernel_size", 2)
     w_shape = (kh, kw, x.shape[3], dy.shape[3])
     cdef fn_conv2d_shape s = _conv_shape(x.shape, w_shape, strides, padding)
-    cdef int algo = _algo_code(conv_algo), code = _isa_code(isa)
+    cdef int algo = _algo_code(conv_algo), code = _path_code(isa, precision)
     _expect(dy, "dy", (s.N, s.OH, s.OW, s.OC))
     dw = _output(dw, "dw", w_shape, (dy, x))
     db = _output(db, "db", (s.OC,), (dy, x, dw))

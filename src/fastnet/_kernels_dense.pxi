@@ -4,7 +4,7 @@
 # ---- GEMM ----
 
 def gemm(a, b, out=None, trans_a=False, trans_b=False, alpha=1.0, beta=0.0, n_threads=None,
-         isa=None, workspace=None, naive=False):
+         isa=None, precision=None, workspace=None, naive=False):
     """out = alpha * op(a) @ op(b) + beta * out (out must be given when beta != 0)."""
     cdef float al = _real(alpha, "alpha"), be = _real(beta, "beta")
     _array(a, "a", 2)
@@ -18,7 +18,7 @@ def gemm(a, b, out=None, trans_a=False, trans_b=False, alpha=1.0, beta=0.0, n_th
     if be != 0.0 and out is None:
         raise ValueError("gemm: beta != 0 needs out")
     out = _output(out, "out", (M, N), (a, b))
-    cdef int nt = _threads(n_threads), code = _isa_code(isa)
+    cdef int nt = _threads(n_threads), code = _path_code(isa, precision)
     cdef int ta = bool(trans_a), tb = bool(trans_b), nv = bool(naive)
     cdef const float *pa = _cp(a.reshape(-1))
     cdef const float *pb = _cp(b.reshape(-1))
@@ -45,11 +45,11 @@ class PackedWeights:
     Valid for the ISA path it was made for (self.isa) and for that w's values: pack again after either
     changes."""
 
-    def __init__(self, w, isa=None, n_threads=None):
+    def __init__(self, w, isa=None, precision=None, n_threads=None):
         _array(w, "w", 2)
         cdef int64_t I = w.shape[0], O = w.shape[1]
-        cdef int nt = _threads(n_threads), code = _isa_code(isa)
-        self.shape, self.isa = (I, O), _ISA_NAMES[code]
+        cdef int nt = _threads(n_threads), code = _path_code(isa, precision)
+        self.shape, self.isa, self.precision = (I, O), _ISA_NAMES[code & 0xff], _precision_name(code)
         self.data = np.empty(max(fn_gemm_packed_b_size(I, O), 1), dtype=np.float32)
         cdef float *pp = _mp(self.data)
         cdef const float *pk = _cp(w.reshape(-1))
@@ -57,7 +57,7 @@ class PackedWeights:
             fn_gemm_pack(pp, pk, O, 0, I, O, code, nt)
 
 
-def dense_forward(x, w, b=None, out=None, activation="linear", packed=None, n_threads=None, isa=None,
+def dense_forward(x, w, b=None, out=None, activation="linear", packed=None, n_threads=None, isa=None, precision=None,
                   workspace=None):
     """out[N, O] = act(x[N, I] @ w[I, O] + b[O]); packed: PackedWeights(w), to skip packing w again."""
     _array(x, "x", 2)
@@ -68,12 +68,14 @@ def dense_forward(x, w, b=None, out=None, activation="linear", packed=None, n_th
     if b is not None:
         _array(b, "b", 1)
         _expect(b, "b", (O,))
-    cdef int act = _fused_activation(activation, "dense_forward"), nt = _threads(n_threads), code = _isa_code(isa), st
+    cdef int act = _fused_activation(activation, "dense_forward"), nt = _threads(n_threads), code = _path_code(isa, precision), st
     if packed is not None and not isinstance(packed, PackedWeights):
         raise TypeError(f"packed must be a PackedWeights, got {type(packed).__name__}")
-    if packed is not None and (packed.shape != (I, O) or packed.isa != _ISA_NAMES[code]):
-        raise ValueError(f"dense: packed weights of shape {packed.shape} for ISA {packed.isa!r} do not "
-                         f"fit w {tuple(w.shape)} on ISA {_ISA_NAMES[code]!r}: pack them again")
+    if packed is not None and (packed.shape != (I, O) or packed.isa != _ISA_NAMES[code & 0xff]
+                               or packed.precision != _precision_name(code)):
+        raise ValueError(f"dense: packed weights of shape {packed.shape} for ISA {packed.isa!r} "
+                         f"({packed.precision}) do not fit w {tuple(w.shape)} on ISA {_ISA_NAMES[code & 0xff]!r} "
+                         f"({_precision_name(code)}): pack them again")
     out = _output(out, "out", (N, O), (x, w, b))
     cdef const float *px = _cp(x.reshape(-1))
     cdef const float *pk = _cp(w.reshape(-1))
@@ -93,7 +95,7 @@ def dense_forward(x, w, b=None, out=None, activation="linear", packed=None, n_th
     return out
 
 
-def dense_backward(dy, x, w, dx=None, dw=None, db=None, need_dx=True, n_threads=None, isa=None, workspace=None):
+def dense_backward(dy, x, w, dx=None, dw=None, db=None, need_dx=True, n_threads=None, isa=None, precision=None, workspace=None):
     """Returns (dx or None, dw, db) for out = x @ w + b, given dy = dL/d(out)."""
     _array(dy, "dy", 2)
     _array(x, "x", 2)
@@ -106,7 +108,7 @@ def dense_backward(dy, x, w, dx=None, dw=None, db=None, need_dx=True, n_threads=
     dx = _output(dx, "dx", (N, I), inputs) if need_dx else None
     dw = _output(dw, "dw", (I, O), inputs + (dx,))
     db = _output(db, "db", (O,), inputs + (dx, dw))
-    cdef int nt = _threads(n_threads), code = _isa_code(isa), st
+    cdef int nt = _threads(n_threads), code = _path_code(isa, precision), st
     scratch = _scratch(workspace, fn_dense_workspace(N, I, O, nt))
     cdef float *pw = _mp(scratch)
     cdef float *pdx = _opt(dx)

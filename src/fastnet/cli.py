@@ -9,7 +9,7 @@ import sys
 import time
 
 import fastnet
-from fastnet import distributed, networks, viz
+from fastnet import distributed, mixed_precision, networks, viz
 from fastnet._io import atomic_write
 
 
@@ -25,6 +25,8 @@ def _parser():
     p.add_argument("--data", help="folder with the MNIST files or a Keras mnist.npz (default: FASTNET_DATA, "
                                   "the cache, then a download)")
     p.add_argument("--out", help="output folder (default: runs/<network>)")
+    p.add_argument("--precision", choices=["float32", "bf16"], default="float32",
+                   help="bf16: Keras's mixed_bfloat16 policy (bfloat16 products, float32 weights and sums)")
     p.add_argument("--data-format", choices=["channels_last", "channels_first"], default="channels_last",
                    help="image ordering of the cnn's input (default: %(default)s)")
     p.add_argument("--verbose", type=int, choices=[0, 1, 2], default=1, help="0 silent, 1 progress bar, 2 one line "
@@ -59,6 +61,7 @@ def main(argv=None):
     if args.threads is not None:
         fastnet.set_num_threads(args.threads)
     fastnet.set_seed(args.seed)
+    mixed_precision.set_global_policy("mixed_bfloat16" if args.precision == "bf16" else "float32")
     out = args.out or os.path.join("runs", args.network)
 
     (x_train, y_train), (x_test, y_test) = networks.mnist_arrays(args.network, args.data_format, args.data)
@@ -68,7 +71,8 @@ def main(argv=None):
         model.summary(print_fn=_say)
     start = time.perf_counter()
     facts = {"network": args.network, "seed": args.seed, "batch_size": args.batch_size,
-             "threads": fastnet.get_num_threads(), "processes": distributed.size()}
+             "threads": fastnet.get_num_threads(), "processes": distributed.size(),
+             "policy": mixed_precision.global_policy().name}
     try:
         history = model.fit(x_train, y_train, batch_size=args.batch_size, epochs=epochs, verbose=args.verbose,
                             validation_data=(x_test, y_test))

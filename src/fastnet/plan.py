@@ -52,11 +52,25 @@ class StepContext:
         gemm = {"n_threads": self.n_threads, "isa": self.isa, "workspace": self.workspace}
         object.__setattr__(self, "gemm", gemm)  # keyword arguments of the GEMM-based kernels
         object.__setattr__(self, "conv", {**gemm, "conv_algo": self.conv_algo})
+        object.__setattr__(self, "_variants", {})  # with_precision's contexts, made once per call
+
+    def with_precision(self, precision):
+        """This context for a step whose products take `precision` operands (the kernels' precision=)."""
+        if precision == "float32":
+            return self
+        ctx = self._variants.get(precision)
+        if ctx is None:
+            ctx = copy.copy(self)
+            object.__setattr__(ctx, "gemm", {**self.gemm, "precision": precision})
+            object.__setattr__(ctx, "conv", {**self.conv, "precision": precision})
+            self._variants[precision] = ctx
+        return ctx
 
     def at_step(self, step, row0=0):
         ctx = copy.copy(self)  # dataclasses.replace would run __init__ again: 10x slower, once per batch
         object.__setattr__(ctx, "step", step)
         object.__setattr__(ctx, "row0", row0)
+        object.__setattr__(ctx, "_variants", {})
         return ctx
 
     def dropout_stream(self, layer_index):
@@ -70,6 +84,7 @@ class Step:
     layers: tuple                # the layers it covers, in model order
     activation: str = "linear"   # what a dense/conv kernel applies itself: 'linear' or 'relu'
     post_activation: str = None  # applied after a dense/conv kernel: 'sigmoid', 'tanh', 'softmax' or None
+    precision: str = "float32"   # a dense/conv step's product operands: 'float32' or 'bfloat16' (mixed_bfloat16)
     relu_backward: bool = False  # the backward applies the ReLU's backward itself (no later step does)
     masks_relu_input: bool = False  # the backward also applies the ReLU backward of the step before
 
@@ -80,6 +95,7 @@ class Step:
     def describe(self):
         names = " + ".join(layer.name for layer in self.layers)
         extra = [f"activation={self.activation}"] if self.op in ("dense", "conv2d") else []
+        extra += [f"{self.precision} products"] if self.precision != "float32" else []
         extra += [f"then {self.post_activation}"] if self.post_activation else []
         extra += ["applies its ReLU's backward"] if self.relu_backward else []
         extra += ["masks its input gradient by the previous ReLU"] if self.masks_relu_input else []
@@ -111,16 +127,17 @@ def compile_steps(layers, by_loss, conv_algo, fuse=True):
             if fuse and act == "linear" and i + 1 < len(layers) and _is_relu(layers[i + 1]):
                 act, covered = "relu", [layer, layers[i + 1]]
             post = None if act in ("linear", "relu") else act
+            precision = layer.compute_dtype  # 'bfloat16' under mixed_bfloat16: the step's products only
             if final and post is not None and post == by_loss:
                 post = None
             nxt = layers[i + len(covered)] if i + len(covered) < len(layers) else None
             if (fuse and act == "relu" and isinstance(layer, Conv2D) and isinstance(nxt, MaxPooling2D) and nxt.is_2x2_tiling()
                     and layer.can_forward_maxpool(conv_algo)):
-                steps.append(Step("conv2d_maxpool", tuple(covered) + (nxt,), "relu"))
+                steps.append(Step("conv2d_maxpool", tuple(covered) + (nxt,), "relu", precision=precision))
                 i += len(covered) + 1
                 continue
             op = "dense" if isinstance(layer, Dense) else "conv2d"
-            steps.append(Step(op, tuple(covered), "relu" if act == "relu" else "linear", post,
+            steps.append(Step(op, tuple(covered), "relu" if act == "relu" else "linear", post, precision,
                               relu_backward=act == "relu"))
             i += len(covered)
         elif isinstance(layer, Activation):
@@ -205,7 +222,8 @@ class Plan:
 
     def packed_weights(self, ctx):
         """Each Dense kernel packed once for a call that runs many batches with fixed weights (inference)."""
-        return tuple(_kernels.PackedWeights(s.layer.params[0], isa=ctx.isa, n_threads=ctx.n_threads)
+        return tuple(_kernels.PackedWeights(s.layer.params[0], isa=ctx.isa, n_threads=ctx.n_threads,
+                                            precision=s.precision)
                      if s.op == "dense" else None for s in self.steps)
 
     def loss_arrays(self, n, classes):
@@ -231,6 +249,7 @@ class Plan:
 
     def _forward(self, i, step, ctx, x, n, training):
         layer, op = step.layer, step.op
+        ctx = ctx.with_precision(step.precision)
         if op in ("dense", "conv2d"):
             y = self._buf(i, "y", layer.out_shape, n)
             if op == "dense":
@@ -281,6 +300,7 @@ class Plan:
 
     def _backward(self, i, step, ctx, dy, n, need_dx):
         layer, op, saved = step.layer, step.op, self._saved[i]
+        ctx = ctx.with_precision(step.precision)
         if op in ("dense", "conv2d"):
             x, y = saved
             dz = dy

@@ -12,7 +12,7 @@ import os
 
 import numpy as np
 
-from fastnet import _check, _kernels
+from fastnet import _check, _kernels, mixed_precision
 from fastnet._legacy import LegacyAPIWarning, legacy  # noqa: F401  (re-exported)
 
 ACTIVATIONS = ("linear", "relu", "sigmoid", "tanh", "softmax")
@@ -98,8 +98,7 @@ class Layer:
     def __init__(self, name=None, input_shape=None, input_dim=None, batch_input_shape=None, trainable=True,
                  dtype=None):
         where = type(self).__name__
-        if dtype not in (None, "float32"):
-            raise ValueError(f"{where}: fastnet computes in float32; got dtype={dtype!r}")
+        self.dtype_policy = mixed_precision.policy_of(dtype, where)  # None: the global policy now (Keras)
         if name is not None and (not isinstance(name, str) or not name):
             raise TypeError(f"{where}: name must be a non-empty string, got {type(name).__name__} {name!r}")
         if batch_input_shape is not None:
@@ -131,6 +130,15 @@ class Layer:
             raise ValueError(f"{type(self).__name__}: trainable=False is not supported: fastnet trains every layer "
                              "(one fused optimizer step updates all weights); build a model without this layer's "
                              "weights, or train another model")
+
+    @property
+    def dtype(self):
+        """The variables' dtype: always float32 (a mixed policy changes only how products compute)."""
+        return self.dtype_policy.variable_dtype
+
+    @property
+    def compute_dtype(self):
+        return self.dtype_policy.compute_dtype
 
     # -- shapes and weights --
     def input_data_format(self):
@@ -177,6 +185,8 @@ class Layer:
 
     def get_config(self):
         config = {"name": self.name}
+        if self.dtype_policy.name != "float32":  # float32 configs stay as they were
+            config["dtype"] = self.dtype_policy.name
         if self.index == 0 and self.input_shape_arg is not None:
             config["batch_input_shape"] = [None, *self.input_shape_arg]
         return config

@@ -1,0 +1,91 @@
+"""Keras's mixed-precision API: set_global_policy('mixed_bfloat16' | 'float32'), global_policy(), Policy, and
+a layer's dtype= argument taking the same names.
+
+Under 'mixed_bfloat16' (Keras's definition) a layer's variables stay float32 and its products compute with
+bfloat16 operands: the Dense and Conv2D kernels round both operands of every GEMM (forward, data gradient,
+filter gradient; after im2col or the Winograd transforms) to the nearest bfloat16 and accumulate in float32
+(csrc/fastnet.h, FN_PATH_BF16). Weights, optimizer state, gradient accumulation, bias, activations, softmax,
+loss and every reduction stay float32, so where the roundings happen is exactly: the two operands of each product.
+
+The products run on the portable path: the operands rounded as the GEMM packs them, then the float32 micro-kernel
+of the CPU's ISA (a product of two bfloat16 values is exact in float32). A native VDPBF16PS micro-kernel
+(AVX512_BF16, which pairs the products along K and so rounds the accumulation differently in the last bits) is
+not built yet: native_bf16() says whether it is in use.
+
+A layer takes the global policy in force when it is created (Keras); float32 is the default, and with it every
+result is bit-identical to fastnet without this module.
+"""
+from fastnet import _check
+
+POLICIES = {"float32": "float32", "mixed_bfloat16": "bfloat16"}  # policy name -> compute dtype
+
+
+class Policy:
+    """A dtype policy: variables in float32, computations in compute_dtype ('float32' or 'bfloat16')."""
+
+    def __init__(self, name):
+        if isinstance(name, Policy):
+            name = name.name
+        if not isinstance(name, str) or name not in POLICIES:
+            hint = (" (half precision is not fast on CPUs: use 'mixed_bfloat16')" if name in ("mixed_float16",
+                                                                                             "float16") else
+                    " (fastnet keeps variables in float32: use 'mixed_bfloat16')" if name == "bfloat16" else "")
+            raise ValueError(f"unknown dtype policy {name!r}; fastnet has {', '.join(map(repr, POLICIES))}{hint}")
+        self.name = name
+
+    @property
+    def compute_dtype(self):
+        return POLICIES[self.name]
+
+    @property
+    def variable_dtype(self):
+        return "float32"
+
+    def __eq__(self, other):
+        return isinstance(other, Policy) and other.name == self.name
+
+    def __hash__(self):
+        return hash(self.name)
+
+    def __repr__(self):
+        return f'<Policy "{self.name}">'
+
+
+DTypePolicy = Policy  # Keras 3's name of the same class
+
+_global = Policy("float32")
+
+
+def set_global_policy(policy):
+    """The policy of layers created from now on: 'float32' (the default) or 'mixed_bfloat16' (or a Policy)."""
+    global _global
+    _global = Policy(policy)
+
+
+def global_policy():
+    return _global
+
+
+def policy_of(dtype, where):
+    """A layer's policy from its dtype= argument: None takes the global policy (Keras)."""
+    if dtype is None:
+        return _global
+    if not isinstance(dtype, (str, Policy)):
+        raise TypeError(f"{where}: dtype must be a policy name ('float32', 'mixed_bfloat16') or a Policy, got "
+                        f"{_check._shown(dtype)}")
+    try:
+        return Policy(dtype)
+    except ValueError as e:
+        raise ValueError(f"{where}: {e}") from None
+
+
+def native_bf16():
+    """Whether bfloat16 products run on a native VDPBF16PS micro-kernel (not yet: always the portable path)."""
+    return False
+
+
+def describe(policy):
+    """The policy and the path its products take, for summary() and fastnet.info()."""
+    if policy.compute_dtype == "float32":
+        return policy.name
+    return f"{policy.name} ({'native VDPBF16PS' if native_bf16() else 'portable'} bfloat16 products)"
