@@ -192,14 +192,18 @@ static void backward_data_image_direct(const fn_ukernel *uk, float *restrict dxn
                     const int64_t rows = fn_min64(mr, ow1 - ow);
                     const float *a = dyr + ow * OC;
                     float *c = dxn + (ih * s->W + ow * s->SW - s->PL + kw) * C;
+                    const int in_place = rows == mr && !uk->bf16;
+                    if (!in_place) { /* an edge of rows, or dy's bfloat16 operands: a zero-padded copy */
+                        for (int64_t k = 0; k < OC; k++)
+                            for (int i = 0; i < mr; i++) panel[k * mr + i] = i < rows ? a[i * OC + k] : 0.0f;
+                        if (uk->bf16) fn_round_bf16_array(panel, OC * mr);
+                    }
                     for (int64_t q = 0; q < npanels; q++) {
                         const float *bq = btap + q * OC * nr;
-                        if (rows == mr) {
+                        if (in_place) {
                             uk->kernel(OC, a, OC, 1, bq, c + q * nr, ldc, 1);
                             continue;
                         }
-                        for (int64_t k = 0; k < OC; k++)
-                            for (int i = 0; i < mr; i++) panel[k * mr + i] = i < rows ? a[i * OC + k] : 0.0f;
                         uk->kernel(OC, panel, 1, mr, bq, tmp, nr, 0);
                         for (int64_t i = 0; i < rows; i++)
                             for (int j = 0; j < nr; j++) c[i * ldc + q * nr + j] += tmp[i * nr + j];

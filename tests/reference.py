@@ -12,6 +12,15 @@ def f64(*arrays):
     return [np.asarray(a, dtype=np.float64) for a in arrays]
 
 
+def round_bf16(x):
+    """float32 values rounded to the nearest bfloat16, ties to even (as float32 arrays with the low 16 bits
+    zero): what mixed_bfloat16 makes of every product operand."""
+    u = np.ascontiguousarray(x, np.float32).view(np.uint32).astype(np.uint64)
+    nan = (u & 0x7FFFFFFF) > 0x7F800000
+    u = np.where(nan, u | 0x00400000, u + 0x7FFF + ((u >> 16) & 1)) & 0xFFFF0000
+    return u.astype(np.uint32).view(np.float32)
+
+
 def gemm(a, b, trans_a=False, trans_b=False, alpha=1.0, beta=0.0, c=None):
     a, b = f64(a, b)
     out = alpha * ((a.T if trans_a else a) @ (b.T if trans_b else b))

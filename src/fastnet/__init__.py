@@ -2,7 +2,8 @@
 from fastnet._version import __version__
 from fastnet._threads import get_num_threads, set_num_threads
 from fastnet._seed import get_seed, set_seed
-from fastnet import _kernels, backend, callbacks, datasets, distributed, layers, models, optimizers, plan, utils
+from fastnet import (_kernels, backend, callbacks, datasets, distributed, layers, mixed_precision, models, optimizers,
+                     plan, utils)
 from fastnet.models import Sequential
 from fastnet.saving import load_model
 
@@ -29,12 +30,15 @@ _start_mpi_if_launched()
 
 
 def info():
-    """One line on the build: version, OpenMP, threads, GEMM instruction set (and the MPI processes, if any)."""
+    """One line on the build: version, OpenMP, threads, GEMM instruction set, the global dtype policy (and the
+    MPI processes, if any)."""
     ranks = f", data-parallel over {distributed.size()} MPI processes" if distributed.active() else ""
     return (f"fastnet {__version__}: OpenMP {'on' if openmp else 'off'}, {get_num_threads()} threads"
-            f"{' per process' if ranks else ''}, GEMM kernel {_kernels.get_isa()}{ranks}")
+            f"{' per process' if ranks else ''}, GEMM kernel {_kernels.get_isa()}, dtype policy "
+            f"{mixed_precision.describe(mixed_precision.global_policy())}{ranks}")
 
 
 __all__ = ["__version__", "get_num_threads", "set_num_threads", "get_seed", "set_seed", "info", "openmp",
-           "backend", "callbacks", "datasets", "distributed", "layers", "models", "optimizers", "plan", "utils",
+           "backend", "callbacks", "datasets", "distributed", "layers", "mixed_precision", "models", "optimizers",
+           "plan", "utils",
            "Sequential", "load_model"]

@@ -25,7 +25,7 @@ import zipfile
 
 import numpy as np
 
-from fastnet import _version, layers, optimizers
+from fastnet import _version, layers, mixed_precision, optimizers
 from fastnet._io import atomic_write
 
 KERAS_VERSION = "3.0.0"  # the Keras format version written (metadata.json); fastnet's own version beside it
@@ -177,9 +177,13 @@ def _flatten_format(layer):
     return "channels_last"
 
 
+def _dtype_policy(name):
+    return {"module": "keras", "class_name": "DTypePolicy", "config": {"name": name}, "registered_name": None}
+
+
 def layer_config(layer):
     name = keras_class(layer)
-    config = {"name": layer.name, "trainable": True, "dtype": "float32"}
+    config = {"name": layer.name, "trainable": True, "dtype": _dtype_policy(layer.dtype_policy.name)}
     if name in ("Dense", "Conv2D"):
         config.update(activation=layer.activation, use_bias=layer.use_bias,
                       kernel_initializer=_initializer(layer.kernel_initializer),
@@ -295,14 +299,16 @@ def keras_layer(spec, where, input_shape=None):
         raise KerasFileError(f"{where}: layer {config.get('name')!r} is a Keras {cls}; fastnet reads "
                              f"{', '.join(KERAS_CLASSES)} (and InputLayer)")
     where = f"{where}: layer {config.get('name')!r} ({cls})"
-    if _dtype_name(config.get("dtype")) not in (None, "float32"):
-        raise KerasFileError(f"{where}: dtype {_dtype_name(config.get('dtype'))!r}; fastnet computes in float32")
+    dtype = _dtype_name(config.get("dtype"))
+    if dtype not in (None, *mixed_precision.POLICIES):
+        raise KerasFileError(f"{where}: dtype policy {dtype!r}; fastnet has {', '.join(mixed_precision.POLICIES)}")
     if config.get("trainable") is False:
         raise KerasFileError(f"{where}: trainable=False; fastnet trains every layer")
     for key, value in config.items():
         if key not in _TAKEN[cls] and key not in _IGNORED and value not in _NOTHING:
             raise KerasFileError(f"{where}: {key}={value!r} is a Keras setting fastnet does not have")
     kwargs = {k: v for k, v in config.items() if k in _TAKEN[cls]}
+    kwargs["dtype"] = dtype or "float32"  # the file's policy, never the global one in force while loading
     if input_shape is not None:
         kwargs["input_shape"] = tuple(input_shape)
     for key in ("kernel_initializer", "bias_initializer"):

@@ -130,6 +130,7 @@ def load_model(path, compile=True):
             if spec["class_name"] not in classes:
                 raise ModelFileError(f"{path}: unknown layer class {spec['class_name']!r}")
             layer_config = dict(spec["config"])
+            layer_config.setdefault("dtype", "float32")  # files from before policies; never the global policy
             if "batch_input_shape" in layer_config:
                 layer_config["batch_input_shape"] = tuple(layer_config["batch_input_shape"])
             model.add(classes[spec["class_name"]].from_config(layer_config))

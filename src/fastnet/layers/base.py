@@ -184,9 +184,7 @@ class Layer:
         return [p.copy() for p in self.params]
 
     def get_config(self):
-        config = {"name": self.name}
-        if self.dtype_policy.name != "float32":  # float32 configs stay as they were
-            config["dtype"] = self.dtype_policy.name
+        config = {"name": self.name, "dtype": self.dtype_policy.name}
         if self.index == 0 and self.input_shape_arg is not None:
             config["batch_input_shape"] = [None, *self.input_shape_arg]
         return config

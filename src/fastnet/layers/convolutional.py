@@ -60,9 +60,11 @@ class Conv2D(SpatialLayer):
         return y
 
     def can_forward_maxpool(self, conv_algo):
-        """Whether forward_maxpool runs for this layer's input with the convolution algorithm conv_algo."""
+        """Whether forward_maxpool runs for this layer's input with the convolution algorithm conv_algo (and the
+        layer's compute dtype: 'auto' takes no Winograd for bfloat16 operands)."""
         return _kernels.conv2d_forward_maxpool_fits((1,) + self.in_shape, (*self.kernel_size, self.in_shape[2],
-                                                    self.filters), self.strides, self.padding, conv_algo=conv_algo)
+                                                    self.filters), self.strides, self.padding, conv_algo=conv_algo,
+                                                    precision=self.compute_dtype)
 
     def forward_maxpool(self, ctx, x, y, argmax):
         """A 2x2 max-pool of stride 2 of relu(conv(x, kernel) + bias), in one kernel that never stores the
