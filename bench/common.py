@@ -106,7 +106,14 @@ def torch_data(network, x, y):
     return x, torch.from_numpy(y.argmax(1).astype(np.int64))
 
 
-def torch_epoch(model, opt, x, y, batch_size):
+def _autocast(enabled):
+    """PyTorch's CPU mixed precision (bfloat16 autocast), the counterpart of Keras's mixed_bfloat16."""
+    import torch
+
+    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=enabled)
+
+
+def torch_epoch(model, opt, x, y, batch_size, autocast=False):
     import torch
 
     model.train()
@@ -115,17 +122,19 @@ def torch_epoch(model, opt, x, y, batch_size):
     for start in range(0, x.shape[0], batch_size):
         idx = order[start:start + batch_size]
         opt.zero_grad(set_to_none=True)
-        loss = loss_fn(model(x[idx]), y[idx])
+        with _autocast(autocast):
+            loss = loss_fn(model(x[idx]), y[idx])
         loss.backward()
         opt.step()
 
 
-def torch_predict(model, x, batch_size):
+def torch_predict(model, x, batch_size, autocast=False):
     import torch
 
     model.eval()
-    with torch.no_grad():
-        return torch.cat([torch.softmax(model(x[s:s + batch_size]), 1) for s in range(0, x.shape[0], batch_size)])
+    with torch.no_grad(), _autocast(autocast):
+        return torch.cat([torch.softmax(model(x[s:s + batch_size]).float(), 1)
+                          for s in range(0, x.shape[0], batch_size)])
 
 
 def cpu_name():

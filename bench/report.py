@@ -357,7 +357,26 @@ def render_distributed():
     return text
 
 
-RENDER = {"results": render_results, "side_by_side": render_side_by_side, "threads": render_threads,
+def render_bf16():
+    """mixed_bfloat16 over seeds 1-3 beside float32 over the same seeds (the `seeds` section's runs)."""
+    rec, seeds = load("bf16_seeds"), load("seeds")
+    if not rec:
+        return None
+    floors = {"mlp": 0.983, "cnn": 0.991}  # the float32 spreads' lower ends the issue set as the bar
+    rows = []
+    for net in ("mlp", "cnn"):
+        b = rec["data"][net]
+        same = {s: v for s, v in seeds["data"][net]["accuracy"].items() if s in b["accuracy"]} if seeds else {}
+        f32 = (f"{pct(sum(same.values()) / len(same))} (seeds {', '.join(sorted(same))})" if same else "")
+        rows.append([RECIPE[net], f"`fastnet-train {net} --precision bf16`",
+                     ", ".join(f"{pct(v)}" for v in b["accuracy"].values()), f"**{pct(b['mean'])}** ± {100 * b['sd']:.2f}",
+                     f32, pct(floors[net])])
+    text = table(["network", "command", "mixed_bfloat16, seeds 1, 2, 3", "mean ± sd", "float32 mean, same seeds",
+                  "bar (mean)"], rows)
+    return text + "".join(f"\n\n{provenance(name, r)}" for name, r in (("bf16_seeds", rec), ("seeds", seeds)) if r)
+
+
+RENDER = {"results": render_results, "bf16": render_bf16, "side_by_side": render_side_by_side, "threads": render_threads,
           "profile": render_profile, "conv_paths": render_conv_paths, "memory": render_memory,
           "kernels": render_kernels, "mpi_accuracy": render_mpi_accuracy, "distributed": render_distributed}
 

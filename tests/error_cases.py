@@ -121,6 +121,12 @@ CASES = [
     Case("an unknown initializer", "Dense(10, kernel_initializer='orthogonal')", ValueError,
          r"Dense: kernel_initializer must be one of 'glorot_uniform'.*got 'orthogonal'"),
     Case("trainable=False", "Dense(10, trainable=False)", ValueError, r"trainable=False is not supported"),
+    Case("a dtype policy fastnet lacks", "Dense(10, dtype='float64')", ValueError,
+         r"Dense: unknown dtype policy 'float64'; fastnet has 'float32', 'mixed_bfloat16'"),
+    Case("half precision as the global policy", "fastnet.mixed_precision.set_global_policy('mixed_float16')",
+         ValueError, r"unknown dtype policy 'mixed_float16'; .*half precision is not fast on CPUs: use 'mixed_bfloat16'"),
+    Case("kernel: an unknown precision", "_kernels.gemm(np.ones((2, 2), np.float32), np.ones((2, 2), np.float32), "
+         "precision='float16')", ValueError, r"unknown precision 'float16'; expected one of \('float32', 'bfloat16'\)"),
     # ---- optimizers ----
     Case("a NaN learning rate", "optimizers.SGD(lr=float('nan'))", ValueError, r"SGD: lr must be a finite number, got nan"),
     Case("a negative learning rate", "optimizers.Adadelta(learning_rate=-1)", ValueError,

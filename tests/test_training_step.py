@@ -4,7 +4,7 @@ import pytest
 
 import fastnet
 import reference as ref
-from fastnet import _kernels, _model_inputs, _seed
+from fastnet import _kernels, _model_inputs, _seed, mixed_precision
 from fastnet.layers import Activation, Conv2D, Dense, Dropout, Flatten, MaxPooling2D
 from fastnet.models import Sequential
 from fastnet.optimizers import SGD, Adadelta, Adam, RMSprop
@@ -33,29 +33,35 @@ def dropout_keep(model, step, n):
     return _kernels.random_uniform(int(np.prod(shape)), model.seed, stream).reshape(shape) >= model.layers[3].rate
 
 
-def reference_step(weights, x_nhwc, y, data_format, keep, rate):
-    """Forward and backward of small_net in float64 for these weights and dropout mask: (loss, grads)."""
+def reference_step(weights, x_nhwc, y, data_format, keep, rate, bf16=False):
+    """Forward and backward of small_net in float64 for these weights and dropout mask: (loss, grads).
+    bf16: every product's operands rounded to bfloat16 first (mixed_bfloat16; the conv is im2col-shaped, so its
+    operands are x, the kernel and dz themselves)."""
+    r = (lambda a: ref.round_bf16(a).astype(np.float64)) if bf16 else (lambda a: a)
     wc, bc, w1, b1, w2, b2 = [w.astype(np.float64) for w in weights]
-    z0 = ref.conv2d_forward(x_nhwc, wc, bc, (1, 1), "valid")
+    z0 = ref.conv2d_forward(r(x_nhwc), r(wc), bc, (1, 1), "valid")
     a0 = np.maximum(z0, 0)
     p0, arg = ref.maxpool2d_forward(a0, (2, 2))
     d0 = ref.dropout_forward(p0, keep, rate)
     f = d0.transpose(0, 3, 1, 2) if data_format == "channels_first" else d0  # Keras flattens (C, H, W) then
     f = f.reshape(len(x_nhwc), -1)
-    h = np.tanh(f @ w1 + b1)
-    z = h @ w2 + b2
+    h = np.tanh(r(f) @ r(w1) + b1)
+    z = r(h) @ r(w2) + b2
     probs, losses = ref.softmax_xent_forward(z, y)
     dz = ref.softmax_xent_backward(probs, y, 1.0 / len(y))
-    dh, dw2, db2 = ref.dense_backward(dz, h, w2)
+    dh, dw2, _ = ref.dense_backward(r(dz), r(h), r(w2))
+    db2 = dz.sum(axis=0)
     dh = dh * (1 - h * h)
-    df, dw1, db1 = ref.dense_backward(dh, f, w1)
+    df, dw1, _ = ref.dense_backward(r(dh), r(f), r(w1))
+    db1 = dh.sum(axis=0)
     if data_format == "channels_first":
         n, hh, ww, c = d0.shape
         df = df.reshape(n, c, hh, ww).transpose(0, 2, 3, 1)
     dd0 = ref.dropout_backward(df.reshape(d0.shape), keep, rate)
     da0 = ref.maxpool2d_backward(dd0, arg, a0.shape)
     dz0 = da0 * (z0 > 0)
-    dwc, dbc = ref.conv2d_backward_filter(dz0, x_nhwc, wc.shape[:2])
+    dwc, _ = ref.conv2d_backward_filter(r(dz0), r(x_nhwc), wc.shape[:2])
+    dbc = dz0.sum(axis=(0, 1, 2))
     return losses.mean(), [dwc, dbc, dw1, db1, dw2, db2]
 
 
@@ -76,15 +82,23 @@ def batch(data_format, seed=0):
     return x_nhwc, x, np.eye(4, dtype=np.float32)[rng.integers(0, 4, 6)]
 
 
+@pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16"])
 @pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
-def test_every_gradient_matches_numpy(data_format):
+def test_every_gradient_matches_numpy(data_format, policy):
     """After one train_on_batch, each parameter's gradient against the float64 reference (not the update,
-    which for RMSprop, Adam and Adadelta is about lr * sign(g) whatever |g| is)."""
+    which for RMSprop, Adam and Adadelta is about lr * sign(g) whatever |g| is). Under mixed_bfloat16 the
+    reference rounds every product's operands to bfloat16 as the kernels do; the bound stays float32's, as the
+    products of rounded operands are exact (tests/test_mixed_precision.py)."""
     fastnet.set_seed(7)
-    model = small_net(data_format, SGD(lr=0.0))
+    mixed_precision.set_global_policy(policy)
+    try:
+        model = small_net(data_format, SGD(lr=0.0))
+    finally:
+        mixed_precision.set_global_policy("float32")
     x_nhwc, x, y = batch(data_format)
     expected_loss, expected = reference_step(model.get_weights(), x_nhwc, y, data_format,
-                                             dropout_keep(model, 0, len(x)), model.layers[3].rate)
+                                             dropout_keep(model, 0, len(x)), model.layers[3].rate,
+                                             bf16=policy == "mixed_bfloat16")
     loss, _ = model.train_on_batch(x, y)
     assert loss == pytest.approx(expected_loss, rel=1e-5)
     grads = [g for layer in model.layers for g in layer.grads]
