@@ -17,11 +17,13 @@ def r(rng, *shape):
     return rng.standard_normal(shape).astype(np.float32)
 
 
+@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
 @pytest.mark.parametrize("M,N,Kd", [(B, 512, 784), (B, 512, 512), (B, 10, 512), (B, 128, 4608),
-                                    (1024, 1024, 1024)])
-def test_gemm(benchmark, rng, M, N, Kd):
+                                    (1024, 1024, 1024), (2048, 2048, 2048)])
+def test_gemm(benchmark, rng, M, N, Kd, precision):
+    """float32 and bfloat16 operands (mixed_bfloat16's products; the portable path until a native kernel)."""
     a, b, c = r(rng, M, Kd), r(rng, Kd, N), np.empty((M, N), np.float32)
-    benchmark(_kernels.gemm, a, b, out=c)
+    benchmark(_kernels.gemm, a, b, out=c, precision=precision)
     report(benchmark, 2 * M * N * Kd)
 
 
