@@ -55,7 +55,7 @@ MUTATIONS = {
                      "bfloat16 products: the A operand is not rounded"),
     "bf16_ties_up": ("csrc/internal.h", "v.u + 0x7fffu + ((v.u >> 16) & 1u)", "v.u + 0x8000u",
                      "bfloat16 rounding: ties away from zero instead of to even"),
-    "bf16_winograd_auto": ("src/fastnet/_kernels_conv.pxi", "    if algo == FN_CONV_AUTO and _path_code(None, precision) & FN_PATH_BF16:\n        return FN_CONV_IM2COL\n", "",
+    "bf16_winograd_auto": ("src/fastnet/_kernels_conv.pxi", "    if algo == FN_CONV_AUTO and _precision_flag(precision):\n        return FN_CONV_IM2COL\n", "",
                            "bfloat16 convolutions: 'auto' takes Winograd, whose transforms amplify the rounding"),
     "bf16_plan_precision": ("src/fastnet/plan.py", "layer, op = step.layer, step.op\n        ctx = ctx.with_precision(step.precision)\n",
                             "layer, op = step.layer, step.op\n",

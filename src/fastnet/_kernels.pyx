@@ -119,15 +119,18 @@ cdef int _isa_code(isa) except -1:
 PRECISIONS = ("float32", "bfloat16")
 
 
-cdef int _path_code(isa, precision) except -1:
-    """The C kernels' isa argument: the ISA path, with FN_PATH_BF16 for bfloat16 product operands (Keras's
-    mixed_bfloat16 compute dtype; None and 'float32' are the float32 path)."""
-    cdef int code = _isa_code(isa)
+cdef int _precision_flag(precision) except -1:
+    """FN_PATH_BF16 for bfloat16 product operands (Keras's mixed_bfloat16 compute dtype), 0 for float32 (None)."""
     if precision is None or (isinstance(precision, str) and precision == "float32"):
-        return code
+        return 0
     if isinstance(precision, str) and precision == "bfloat16":
-        return code | FN_PATH_BF16
+        return FN_PATH_BF16
     raise ValueError(f"unknown precision {precision!r}; expected one of {PRECISIONS}")
+
+
+cdef int _path_code(isa, precision) except -1:
+    """The C kernels' isa argument: the ISA path, with the precision's flag."""
+    return _isa_code(isa) | _precision_flag(precision)
 
 
 def _precision_name(int code):

@@ -52,7 +52,7 @@ cdef int _conv_code(conv_algo, precision) except -1:
     2.4 % rms error against im2col's 0.23 %, the rounding itself), so bfloat16 products take im2col, whose
     operands are x, w and dy themselves; conv_algo='winograd' still forces it."""
     cdef int algo = _algo_code(conv_algo)
-    if algo == FN_CONV_AUTO and _path_code(None, precision) & FN_PATH_BF16:
+    if algo == FN_CONV_AUTO and _precision_flag(precision):
         return FN_CONV_IM2COL
     return algo
 

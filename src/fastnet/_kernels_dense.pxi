@@ -49,7 +49,7 @@ class PackedWeights:
         _array(w, "w", 2)
         cdef int64_t I = w.shape[0], O = w.shape[1]
         cdef int nt = _threads(n_threads), code = _path_code(isa, precision)
-        self.shape, self.isa, self.precision = (I, O), _ISA_NAMES[code & 0xff], _precision_name(code)
+        self.shape, self.isa, self.precision = (I, O), _ISA_NAMES[code & ~FN_PATH_BF16], _precision_name(code)
         self.data = np.empty(max(fn_gemm_packed_b_size(I, O), 1), dtype=np.float32)
         cdef float *pp = _mp(self.data)
         cdef const float *pk = _cp(w.reshape(-1))
@@ -71,10 +71,10 @@ def dense_forward(x, w, b=None, out=None, activation="linear", packed=None, n_th
     cdef int act = _fused_activation(activation, "dense_forward"), nt = _threads(n_threads), code = _path_code(isa, precision), st
     if packed is not None and not isinstance(packed, PackedWeights):
         raise TypeError(f"packed must be a PackedWeights, got {type(packed).__name__}")
-    if packed is not None and (packed.shape != (I, O) or packed.isa != _ISA_NAMES[code & 0xff]
+    if packed is not None and (packed.shape != (I, O) or packed.isa != _ISA_NAMES[code & ~FN_PATH_BF16]
                                or packed.precision != _precision_name(code)):
         raise ValueError(f"dense: packed weights of shape {packed.shape} for ISA {packed.isa!r} "
-                         f"({packed.precision}) do not fit w {tuple(w.shape)} on ISA {_ISA_NAMES[code & 0xff]!r} "
+                         f"({packed.precision}) do not fit w {tuple(w.shape)} on ISA {_ISA_NAMES[code & ~FN_PATH_BF16]!r} "
                          f"({_precision_name(code)}): pack them again")
     out = _output(out, "out", (N, O), (x, w, b))
     cdef const float *px = _cp(x.reshape(-1))

@@ -333,9 +333,10 @@ def _input_shape(config):
 
 
 def keras_optimizer(spec, where):
-    cls = OPTIMIZERS.get(spec.get("class_name") if isinstance(spec, dict) else spec)
+    """An optimizer from a Keras compile_config entry: a name, or {'class_name', 'config'}."""
     if isinstance(spec, str) and spec.lower() in optimizers.ALL:
         return optimizers.get(spec)
+    cls = OPTIMIZERS.get(spec.get("class_name")) if isinstance(spec, dict) else None
     if cls is None:
         raise KerasFileError(f"{where}: optimizer {spec!r}; fastnet has {', '.join(OPTIMIZERS)}")
     config = dict(spec.get("config") or {})
