@@ -16,28 +16,35 @@ int fn_conv2d_resolve_algo(const fn_conv2d_shape *s, int algo) {
 
 static int64_t kcols(const fn_conv2d_shape *s) { return s->KH * s->KW * s->C; }
 
+/* How im2col hands A to the GEMM: the micro-kernel's slots (fn_gemm_slots) straight from im2col on a bfloat16
+ * path, which saves converting each A panel again; pairs along (kh, kw, c) need C even, so no pair spans two taps.
+ * FN_BF16_NONE: float32 columns (the float32 path, and pairs with C odd, which fn_gemm_tile then packs). */
+static int im2col_slots(const fn_ukernel *uk, const fn_conv2d_shape *s) {
+    return uk->bf16 == FN_BF16_ROUNDED || (uk->bf16 == FN_BF16_PAIRS && s->C % 2 == 0) ? uk->bf16 : FN_BF16_NONE;
+}
+
 /* Rows of im2col for the output positions [r0, r1) of one image xn [H, W, C]: row r holds the receptive
- * field of position r in (kh, kw, c) order, zero where it falls into padding. */
+ * field of position r in (kh, kw, c) order, zero where it falls into padding, as slots of format fmt (a row is
+ * kcols / 2 pairs with FN_BF16_PAIRS, kcols floats otherwise). */
 static void im2col_rows(float *restrict cols, const float *restrict xn, const fn_conv2d_shape *s, int64_t r0,
-                        int64_t r1) {
-    const int64_t C = s->C, span = s->KW * C; /* one kernel row's taps are adjacent in NHWC: KW*C floats */
+                        int64_t r1, int fmt) {
+    const int64_t step = fmt == FN_BF16_PAIRS ? 2 : 1, C = s->C;
+    const int64_t span = s->KW * C; /* one kernel row's taps are adjacent in NHWC: KW*C floats */
     for (int64_t r = r0; r < r1; r++) {
         const int64_t oh = r / s->OW, ow = r % s->OW, iw0 = ow * s->SW - s->PL;
         const int inside_w = iw0 >= 0 && iw0 + s->KW <= s->W;
-        float *dst = cols + (r - r0) * kcols(s);
-        for (int64_t kh = 0; kh < s->KH; kh++, dst += span) {
+        float *dst = cols + (r - r0) * (kcols(s) / step);
+        for (int64_t kh = 0; kh < s->KH; kh++, dst += span / step) {
             const int64_t ih = oh * s->SH - s->PT + kh;
             if (ih < 0 || ih >= s->H) {
-                for (int64_t i = 0; i < span; i++) dst[i] = 0.0f;
+                memset(dst, 0, sizeof(float) * (span / step));
             } else if (inside_w) {
-                const float *src = xn + (ih * s->W + iw0) * C;
-                for (int64_t i = 0; i < span; i++) dst[i] = src[i];
+                fn_gemm_slots(fmt, dst, xn + (ih * s->W + iw0) * C, span);
             } else {
                 for (int64_t kw = 0; kw < s->KW; kw++) {
                     const int64_t iw = iw0 + kw;
-                    const float *src = xn + (ih * s->W + iw) * C;
-                    const int in = iw >= 0 && iw < s->W;
-                    for (int64_t c = 0; c < C; c++) dst[kw * C + c] = in ? src[c] : 0.0f;
+                    if (iw >= 0 && iw < s->W) fn_gemm_slots(fmt, dst + kw * C / step, xn + (ih * s->W + iw) * C, C);
+                    else memset(dst + kw * C / step, 0, sizeof(float) * (C / step));
                 }
             }
         }
@@ -63,9 +70,12 @@ static void col2im_rows_add(float *restrict dxn, const float *restrict cols, con
     }
 }
 
-/* Per-thread scratch of the forward and backward-data passes: one im2col tile. */
+/* Per-thread scratch of the forward and backward-data passes: one im2col tile and its product (or, in the direct
+ * data gradient on a bfloat16 path, one row of dy as slots). */
 static int64_t tile_slot(const fn_conv2d_shape *s) {
-    return fn_round_up(FN_CONV_ROWS * kcols(s) + FN_WS_PAD, 16) + fn_round_up(FN_CONV_ROWS * s->OC + FN_WS_PAD, 16);
+    const int64_t tile = fn_round_up(FN_CONV_ROWS * kcols(s) + FN_WS_PAD, 16);
+    return fn_max64(tile, fn_round_up(s->OW * s->OC + FN_WS_PAD, 16)) +
+           fn_round_up(FN_CONV_ROWS * s->OC + FN_WS_PAD, 16);
 }
 
 /* y[r, :] = act(t[r, :] + bias) for rows x cols (bias may be NULL): the product's one pass into y. */
@@ -123,6 +133,7 @@ int fn_conv2d_forward(float *y, const float *x, const float *w, const float *b, 
     }
     const int64_t K = kcols(s), P = s->OH * s->OW, npanels = fn_ceil_div(s->OC, uk->nr);
     const int64_t tiles_per_image = fn_ceil_div(P, FN_CONV_ROWS);
+    const int fmt = im2col_slots(uk, s);
     const int direct_b = fn_gemm_b_is_packed(uk, 0, s->OC, s->OC);
     float *bp = direct_b ? (float *)w : fn_align64(ws);
     float *slots = fn_align64(fn_align64(ws) + fn_gemm_packed_b_size(K, s->OC));
@@ -140,8 +151,14 @@ int fn_conv2d_forward(float *y, const float *x, const float *w, const float *b, 
             const int64_t n = t / tiles_per_image, r0 = (t % tiles_per_image) * FN_CONV_ROWS;
             const int64_t r1 = fn_min64(P, r0 + FN_CONV_ROWS);
             float *yt = y + (n * P + r0) * s->OC;
-            im2col_rows(cols, x + n * s->H * s->W * s->C, s, r0, r1);
-            fn_gemm_tile(uk, 0, r1 - r0, 0, npanels, s->OC, K, 1.0f, cols, K, 0, bp, 0.0f, prod, s->OC);
+            if (fmt == FN_BF16_NONE) {
+                im2col_rows(cols, x + n * s->H * s->W * s->C, s, r0, r1, FN_BF16_NONE);
+                fn_gemm_tile(uk, 0, r1 - r0, 0, npanels, s->OC, K, 1.0f, cols, K, 0, bp, 0.0f, prod, s->OC);
+            } else {
+                im2col_rows(cols, x + n * s->H * s->W * s->C, s, r0, r1, fmt);
+                fn_gemm_tile_slots(uk, 0, r1 - r0, 0, npanels, s->OC, K, cols, fmt == FN_BF16_PAIRS ? K / 2 : K, 0, bp,
+                                   0.0f, prod, s->OC);
+            }
             bias_act_store(yt, prod, b, r1 - r0, s->OC, act);
         }
     }
@@ -172,14 +189,20 @@ static int direct_backward_data(const fn_ukernel *uk, const fn_conv2d_shape *s) 
     return s->C % uk->nr == 0 && s->OC <= FN_KC_MAX;
 }
 
+/* On a bfloat16 path each row of dy is converted to the micro-kernel's slots once (into row_slots, OW * OC
+ * floats), not once per tap, and every tap's product reads it in place (fn_gemm_tile_slots: the same arithmetic
+ * per element). */
 static void backward_data_image_direct(const fn_ukernel *uk, float *restrict dxn, const float *restrict dyn,
-                                       const float *restrict bp, const fn_conv2d_shape *s) {
-    const int mr = uk->mr, nr = uk->nr;
+                                       const float *restrict bp, const fn_conv2d_shape *s, float *restrict row_slots) {
+    const int mr = uk->mr, nr = uk->nr, fmt = uk->bf16;
     const int64_t C = s->C, OC = s->OC, npanels = C / nr, ldc = s->SW * C;
+    const int64_t sl = fmt == FN_BF16_PAIRS ? fn_ceil_div(OC, 2) : OC; /* slots per row of dy */
     float tmp[FN_MR_MAX * FN_NR_MAX] __attribute__((aligned(64)));
     float panel[FN_KC_MAX * FN_MR_MAX] __attribute__((aligned(64)));
     for (int64_t oh = 0; oh < s->OH; oh++) {
         const float *dyr = dyn + oh * s->OW * OC;
+        if (fmt != FN_BF16_NONE)
+            for (int64_t ow = 0; ow < s->OW; ow++) fn_gemm_slots(fmt, row_slots + ow * sl, dyr + ow * OC, OC);
         for (int64_t kh = 0; kh < s->KH; kh++) {
             const int64_t ih = oh * s->SH - s->PT + kh;
             if (ih < 0 || ih >= s->H) continue;
@@ -188,23 +211,27 @@ static void backward_data_image_direct(const fn_ukernel *uk, float *restrict dxn
                 const int64_t lo = s->PL - kw, ow0 = lo > 0 ? fn_ceil_div(lo, s->SW) : 0;
                 const int64_t ow1 = fn_min64(s->OW, fn_ceil_div(s->W + s->PL - kw, s->SW));
                 const float *btap = bp + (kh * s->KW + kw) * OC * C;
+                if (fmt != FN_BF16_NONE) {
+                    if (ow1 > ow0)
+                        fn_gemm_tile_slots(uk, 0, ow1 - ow0, 0, npanels, C, OC, row_slots + ow0 * sl, sl, 0, btap, 1.0f,
+                                           dxn + (ih * s->W + ow0 * s->SW - s->PL + kw) * C, ldc);
+                    continue;
+                }
                 for (int64_t ow = ow0; ow < ow1; ow += mr) {
                     const int64_t rows = fn_min64(mr, ow1 - ow);
                     const float *a = dyr + ow * OC;
                     float *c = dxn + (ih * s->W + ow * s->SW - s->PL + kw) * C;
-                    const int in_place = rows == mr && !uk->bf16;
-                    if (!in_place) { /* an edge of rows, or dy's bfloat16 operands: a zero-padded copy */
-                        for (int64_t k = 0; k < OC; k++)
-                            for (int i = 0; i < mr; i++) panel[k * mr + i] = i < rows ? a[i * OC + k] : 0.0f;
-                        if (uk->bf16) fn_round_bf16_array(panel, OC * mr);
-                    }
+                    const int in_place = rows == mr;
+                    int64_t prs = 0, pcs = 0;
+                    if (!in_place) /* an edge of rows: a zero-padded copy */
+                        fn_gemm_pack_a(uk, panel, a, OC, 1, rows, OC, 1.0f, &prs, &pcs);
                     for (int64_t q = 0; q < npanels; q++) {
                         const float *bq = btap + q * OC * nr;
                         if (in_place) {
                             uk->kernel(OC, a, OC, 1, bq, c + q * nr, ldc, 1);
                             continue;
                         }
-                        uk->kernel(OC, panel, 1, mr, bq, tmp, nr, 0);
+                        uk->kernel(OC, panel, prs, pcs, bq, tmp, nr, 0);
                         for (int64_t i = 0; i < rows; i++)
                             for (int j = 0; j < nr; j++) c[i * ldc + q * nr + j] += tmp[i * nr + j];
                     }
@@ -246,7 +273,7 @@ int fn_conv2d_backward_data(float *dx, const float *dy, const float *w, const fl
             memset(dxn, 0, sizeof(float) * image);
             if (direct) {
                 const unsigned csr = fn_ftz_enter();
-                backward_data_image_direct(uk, dxn, dy + n * P * s->OC, bp, s);
+                backward_data_image_direct(uk, dxn, dy + n * P * s->OC, bp, s, dcols);
                 fn_ftz_leave(csr);
             } else {
                 for (int64_t r0 = 0; r0 < P; r0 += FN_CONV_ROWS) {
@@ -288,14 +315,18 @@ int fn_conv2d_backward_filter(float *dw, float *db, const float *dy, const float
                 for (int64_t r0 = 0; r0 < P; r0 += rows) {
                     const int64_t r1 = fn_min64(P, r0 + rows);
                     const float *dyt = dy + (n * P + r0) * OC;
-                    im2col_rows(cols, x + n * s->H * s->W * s->C, s, r0, r1);
+                    im2col_rows(cols, x + n * s->H * s->W * s->C, s, r0, r1,
+                                uk->bf16 == FN_BF16_ROUNDED ? FN_BF16_ROUNDED : FN_BF16_NONE);
+                    if (uk->bf16 == FN_BF16_PAIRS) /* pairs of positions, in place: slot row t from rows 2t, 2t+1 */
+                        for (int64_t t = 0; t < fn_ceil_div(r1 - r0, 2); t++)
+                            fn_gemm_slots_interleave(cols + t * K, cols + 2 * t * K,
+                                                     2 * t + 1 < r1 - r0 ? cols + (2 * t + 1) * K : NULL, K);
                     const float *bt = dyt;
                     if (!fn_gemm_b_is_packed(uk, 0, OC, OC)) {
                         fn_gemm_pack_b(uk, bp, dyt, OC, 0, r1 - r0, OC, 0, npanels);
                         bt = bp;
                     }
-                    fn_gemm_tile(uk, 0, K, 0, npanels, OC, r1 - r0, 1.0f, cols, K, 1, bt, first ? 0.0f : 1.0f, pw,
-                                 OC);
+                    fn_gemm_tile_slots(uk, 0, K, 0, npanels, OC, r1 - r0, cols, K, 1, bt, first ? 0.0f : 1.0f, pw, OC);
                     for (int64_t r = 0; r < r1 - r0; r++)
                         for (int64_t o = 0; o < OC; o++) pb[o] += dyt[r * OC + o];
                     first = 0;

@@ -22,13 +22,16 @@ static void ukernel_generic_4x16(int64_t kc, const float *restrict a, int64_t rs
     for (int i = 0; i < 4; i++)
         for (int j = 0; j < 16; j++) c[i * ldc + j] = accumulate ? c[i * ldc + j] + acc[i][j] : acc[i][j];
 }
-static const fn_ukernel ukernel_generic[2] = {{4, 16, ukernel_generic_4x16, "generic", 0},
-                                              {4, 16, ukernel_generic_4x16, "generic+bf16", 1}};
+static const fn_ukernel ukernel_generic[2] = {{4, 16, ukernel_generic_4x16, "generic", FN_BF16_NONE},
+                                              {4, 16, ukernel_generic_4x16, "generic+bf16", FN_BF16_ROUNDED}};
 
 /* ---- the single place that maps an ISA path to its micro-kernel ---- */
 int fn_gemm_cpu_max_isa(void) {
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
     __builtin_cpu_init();
+    if (fn_ukernel_avx512(0) && fn_ukernel_avx512bf16() && __builtin_cpu_supports("avx512f") &&
+        __builtin_cpu_supports("avx512bf16"))
+        return FN_ISA_AVX512_BF16;
     if (fn_ukernel_avx512(0) && __builtin_cpu_supports("avx512f")) return FN_ISA_AVX512;
     if (fn_ukernel_avx2(0) && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return FN_ISA_AVX2;
 #endif
@@ -37,7 +40,8 @@ int fn_gemm_cpu_max_isa(void) {
 
 const fn_ukernel *fn_gemm_ukernel(int isa) {
     const int bf16 = (isa & FN_PATH_BF16) != 0, base = isa & ~FN_PATH_BF16;
-    const fn_ukernel *uk = base == FN_ISA_AVX512 ? fn_ukernel_avx512(bf16)
+    const fn_ukernel *uk = base == FN_ISA_AVX512_BF16 ? (bf16 ? fn_ukernel_avx512bf16() : fn_ukernel_avx512(0))
+                           : base == FN_ISA_AVX512 ? fn_ukernel_avx512(bf16)
                            : base == FN_ISA_AVX2 ? fn_ukernel_avx2(bf16)
                                                  : NULL;
     return uk ? uk : &ukernel_generic[bf16];
@@ -56,7 +60,31 @@ int64_t fn_gemm_kc(int64_t K) {
 int64_t fn_gemm_packed_b_size(int64_t K, int64_t N) { return K * fn_round_up(N, FN_NR_MAX) + FN_WS_PAD; }
 
 int fn_gemm_b_is_packed(const fn_ukernel *uk, int trans_b, int64_t N, int64_t ldb) {
-    return !uk->bf16 && !trans_b && N == uk->nr && ldb == uk->nr; /* bfloat16 operands are rounded as packed */
+    return uk->bf16 == FN_BF16_NONE && !trans_b && N == uk->nr && ldb == uk->nr; /* bfloat16 operands are rounded as packed */
+}
+
+/* One B panel as bfloat16 pairs: slot (p, j) holds rows k0 + 2p and k0 + 2p + 1 of column j0 + j, zero past K and
+ * past N. Rows of b are contiguous along j (trans_b = 0: the loop over j vectorizes), columns along k (trans_b). */
+FN_VECTOR_CLONES static void pack_b_pairs(float *restrict dst, const float *restrict b, int64_t ldb, int trans_b,
+                                          int64_t k0, int64_t kcb, int64_t j0, int64_t jn, int nr) {
+    const int64_t pairs = (kcb + 1) / 2, odd = kcb % 2;
+    if (!trans_b) {
+        for (int64_t p = 0; p < pairs; p++) {
+            float *restrict d = dst + p * nr;
+            const float *lo = b + (k0 + 2 * p) * ldb + j0, *hi = lo + ldb;
+            if (odd && p == pairs - 1)
+                for (int64_t j = 0; j < jn; j++) d[j] = fn_bf16_pair(lo[j], 0.0f);
+            else
+                for (int64_t j = 0; j < jn; j++) d[j] = fn_bf16_pair(lo[j], hi[j]);
+            for (int64_t j = jn; j < nr; j++) d[j] = 0.0f;
+        }
+        return;
+    }
+    for (int64_t j = 0; j < nr; j++) {
+        const float *col = b + (j0 + j) * ldb + k0;
+        for (int64_t p = 0; p < pairs; p++)
+            dst[p * nr + j] = j >= jn ? 0.0f : fn_bf16_pair(col[2 * p], 2 * p + 1 < kcb ? col[2 * p + 1] : 0.0f);
+    }
 }
 
 void fn_gemm_pack_b(const fn_ukernel *uk, float *restrict bp, const float *restrict b, int64_t ldb,
@@ -68,6 +96,10 @@ void fn_gemm_pack_b(const fn_ukernel *uk, float *restrict bp, const float *restr
         for (int64_t q = q0; q < q1; q++) {
             float *dst = bp + pc * npad + q * kcb * nr;
             const int64_t j0 = q * nr, jn = fn_min64(nr, N - j0);
+            if (uk->bf16 == FN_BF16_PAIRS) {
+                pack_b_pairs(dst, b, ldb, trans_b, pc, kcb, j0, jn, nr);
+                continue;
+            }
             if (jn < nr) memset(dst, 0, sizeof(float) * kcb * nr);
             if (!trans_b) {
                 for (int64_t k = 0; k < kcb; k++) memcpy(dst + k * nr, b + (pc + k) * ldb + j0, sizeof(float) * jn);
@@ -77,19 +109,106 @@ void fn_gemm_pack_b(const fn_ukernel *uk, float *restrict bp, const float *restr
                     for (int64_t k = 0; k < kcb; k++) dst[k * nr + j] = src[k];
                 }
             }
-            if (uk->bf16) fn_round_bf16_array(dst, kcb * nr);
+            if (uk->bf16 == FN_BF16_ROUNDED) fn_round_bf16_array(dst, kcb * nr);
         }
     }
 }
 
-/* A micro-panel copied into a zero-padded (kc x mr) buffer, scaled (and rounded to bfloat16 on a bf16 path): for
- * edge rows, alpha != 1 and bfloat16 operands. */
-static void copy_a_panel(float *restrict dst, int mr, const float *restrict a, int64_t rs, int64_t cs,
-                         int64_t rows, int64_t kc, float alpha, int bf16) {
-    memset(dst, 0, sizeof(float) * kc * mr);
-    for (int64_t i = 0; i < rows; i++)
-        for (int64_t k = 0; k < kc; k++) dst[k * mr + i] = alpha * a[i * rs + k * cs];
-    if (bf16) fn_round_bf16_array(dst, kc * mr);
+/* Slot (i, t) of an A panel from the source's elements x = alpha*a(i, 2t), y = alpha*a(i, 2t + 1) (pairs) or
+ * x = alpha*a(i, t): a pair, x rounded to bfloat16, or x itself. */
+static inline float a_slot(int fmt, float x, float y) {
+    return fmt == FN_BF16_PAIRS ? fn_bf16_pair(x, y) : fmt == FN_BF16_ROUNDED ? fn_round_bf16(x) : x;
+}
+
+/* The k-major panel of a transposed source (rs == 1: row i's elements are contiguous across i): slot (i, t) at
+ * dst[t*mr + i]. Inlined with mr and fmt constants, so the loop over a full panel's rows vectorizes. */
+static inline void pack_a_kmajor(float *restrict dst, const float *restrict a, int64_t cs, int64_t rows, int64_t kc,
+                                 float alpha, const int fmt, const int mr) {
+    const int step = fmt == FN_BF16_PAIRS ? 2 : 1;
+    const int64_t whole = kc / step; /* slots whose elements all lie inside kc */
+    for (int64_t t = 0; t < whole; t++) {
+        float *restrict d = dst + t * mr;
+        const float *restrict lo = a + step * t * cs, *restrict hi = lo + cs;
+        if (rows == mr) {
+            for (int i = 0; i < mr; i++) d[i] = a_slot(fmt, alpha * lo[i], step == 2 ? alpha * hi[i] : 0.0f);
+        } else {
+            for (int i = 0; i < mr; i++)
+                d[i] = i < rows ? a_slot(fmt, alpha * lo[i], step == 2 ? alpha * hi[i] : 0.0f) : 0.0f;
+        }
+    }
+    if (whole * step < kc) /* an odd K's last pair */
+        for (int i = 0; i < mr; i++) dst[whole * mr + i] = i < rows ? a_slot(fmt, alpha * a[(kc - 1) * cs + i], 0.0f) : 0.0f;
+}
+
+/* Used for edge rows, alpha != 1 and bfloat16 operands. The panel keeps the source's orientation, so every loop
+ * reads and writes contiguously and vectorizes: a row-major source (cs == 1) gives row-major panel rows (the
+ * micro-kernel's row streams), a transposed one (rs == 1) a k-major panel. */
+FN_VECTOR_CLONES static void pack_a(int mr, int fmt, float *restrict dst, const float *restrict a, int64_t rs,
+                                    int64_t cs, int64_t rows, int64_t kc, float alpha, int64_t *prs, int64_t *pcs) {
+    const int64_t len = fmt == FN_BF16_PAIRS ? (kc + 1) / 2 : kc; /* slots per row */
+    if (cs == 1) { /* slot (i, t) at dst[i*len + t] */
+        for (int64_t i = 0; i < mr; i++) {
+            float *restrict d = dst + i * len;
+            const float *restrict ai = a + i * rs;
+            if (i >= rows) {
+                memset(d, 0, sizeof(float) * len);
+            } else if (fmt == FN_BF16_PAIRS) {
+                for (int64_t t = 0; t < kc / 2; t++) d[t] = fn_bf16_pair(alpha * ai[2 * t], alpha * ai[2 * t + 1]);
+                if (kc % 2) d[kc / 2] = fn_bf16_pair(alpha * ai[kc - 1], 0.0f);
+            } else if (fmt == FN_BF16_ROUNDED) {
+                for (int64_t t = 0; t < kc; t++) d[t] = fn_round_bf16(alpha * ai[t]);
+            } else {
+                for (int64_t t = 0; t < kc; t++) d[t] = alpha * ai[t];
+            }
+        }
+        *prs = len, *pcs = 1;
+        return;
+    }
+    /* rs == 1 (the GEMM's A never has both strides above 1). One instance per micro-kernel shape and format. */
+#define FN_PACK_KMAJOR(MR)                                                                                    \
+    (fmt == FN_BF16_PAIRS     ? pack_a_kmajor(dst, a, cs, rows, kc, alpha, FN_BF16_PAIRS, MR)                 \
+     : fmt == FN_BF16_ROUNDED ? pack_a_kmajor(dst, a, cs, rows, kc, alpha, FN_BF16_ROUNDED, MR)               \
+                              : pack_a_kmajor(dst, a, cs, rows, kc, alpha, FN_BF16_NONE, MR))
+    if (mr == 8) FN_PACK_KMAJOR(8);
+    else if (mr == 6) FN_PACK_KMAJOR(6);
+    else FN_PACK_KMAJOR(4);
+#undef FN_PACK_KMAJOR
+    *prs = 1, *pcs = mr;
+}
+
+void fn_gemm_pack_a(const fn_ukernel *uk, float *restrict dst, const float *restrict a, int64_t rs, int64_t cs,
+                    int64_t rows, int64_t kc, float alpha, int64_t *prs, int64_t *pcs) {
+    pack_a(uk->mr, uk->bf16, dst, a, rs, cs, rows, kc, alpha, prs, pcs);
+}
+
+/* An edge of rows of an A already in slots (fn_gemm_tile_slots): len slots of each of rows rows copied bit for bit
+ * (no arithmetic: under DAZ a pair whose high half is zero reads as a denormal float), zero rows below, in the
+ * source's orientation as fn_gemm_pack_a lays it out. */
+static void copy_slot_rows(int mr, float *restrict dst, const float *restrict a, int64_t rs, int64_t cs, int64_t rows,
+                           int64_t len, int64_t *prs, int64_t *pcs) {
+    memset(dst, 0, sizeof(float) * mr * len);
+    if (cs == 1) {
+        for (int64_t i = 0; i < rows; i++) memcpy(dst + i * len, a + i * rs, sizeof(float) * len);
+        *prs = len, *pcs = 1;
+    } else {
+        for (int64_t t = 0; t < len; t++) memcpy(dst + t * mr, a + t * cs, sizeof(float) * rows); /* rs == 1 */
+        *prs = 1, *pcs = mr;
+    }
+}
+
+FN_VECTOR_CLONES void fn_gemm_slots(int fmt, float *restrict dst, const float *restrict src, int64_t n) {
+    if (fmt == FN_BF16_PAIRS) {
+        for (int64_t t = 0; t < n / 2; t++) dst[t] = fn_bf16_pair(src[2 * t], src[2 * t + 1]);
+        if (n % 2) dst[n / 2] = fn_bf16_pair(src[n - 1], 0.0f);
+    } else if (fmt == FN_BF16_ROUNDED) {
+        for (int64_t t = 0; t < n; t++) dst[t] = fn_round_bf16(src[t]);
+    } else {
+        memcpy(dst, src, sizeof(float) * n);
+    }
+}
+
+FN_VECTOR_CLONES void fn_gemm_slots_interleave(float *dst, const float *lo, const float *hi, int64_t n) {
+    for (int64_t i = 0; i < n; i++) dst[i] = fn_bf16_pair(lo[i], hi ? hi[i] : 0.0f);
 }
 
 /* One micro-tile: C[0:ib, 0:jn] (=|+=) A-panel . B-panel, through tmp where the tile is cut by an edge. */
@@ -106,10 +225,11 @@ static inline void micro_tile(const fn_ukernel *uk, int64_t kcb, const float *ap
         for (int64_t j = 0; j < jn; j++) cp[r * ldc + j] = accumulate ? cp[r * ldc + j] + tmp[r * nr + j] : tmp[r * nr + j];
 }
 
-void fn_gemm_tile(const fn_ukernel *uk, int64_t m0, int64_t m1, int64_t q0, int64_t q1, int64_t N,
-                  int64_t K, float alpha, const float *a, int64_t lda, int trans_a, const float *bp,
-                  float beta, float *c, int64_t ldc) {
-    const int mr = uk->mr, nr = uk->nr;
+/* fn_gemm_tile and fn_gemm_tile_slots: with a_slots, op(A) is already in the micro-kernel's slots (alpha is 1). */
+static void tile_loop(const fn_ukernel *uk, int64_t m0, int64_t m1, int64_t q0, int64_t q1, int64_t N, int64_t K,
+                      float alpha, const float *a, int64_t lda, int trans_a, int a_slots, const float *bp, float beta,
+                      float *c, int64_t ldc) {
+    const int mr = uk->mr, nr = uk->nr, step = uk->bf16 == FN_BF16_PAIRS ? 2 : 1;
     const int64_t npad = fn_round_up(N, nr), kc = fn_gemm_kc(K);
     const int64_t rs = trans_a ? 1 : lda, cs = trans_a ? lda : 1;
     const int64_t j_begin = q0 * nr, j_end = fn_min64(q1 * nr, N);
@@ -129,9 +249,18 @@ void fn_gemm_tile(const fn_ukernel *uk, int64_t m0, int64_t m1, int64_t q0, int6
              * (the loop order only spreads work: each element's arithmetic is the same either way). */
             for (int64_t i = m0; i < m1; i += mr) {
                 const int64_t ib = fn_min64(mr, m1 - i);
-                copy_a_panel(panel, mr, a + i * rs + pc * cs, rs, cs, ib, kcb, alpha, 1);
+                const float *ap = panel;
+                int64_t prs = rs, pcs = cs;
+                if (!a_slots) {
+                    fn_gemm_pack_a(uk, panel, a + i * rs + pc * cs, rs, cs, ib, kcb, alpha, &prs, &pcs);
+                } else if (ib == mr) { /* read in place; K blocks start at even k, so at slot pc / step */
+                    ap = a + i * rs + pc / step * cs;
+                } else { /* an edge of rows: the slots copied with zero rows below */
+                    copy_slot_rows(mr, panel, a + i * rs + pc / step * cs, rs, cs, ib, fn_ceil_div(kcb, step), &prs,
+                                   &pcs);
+                }
                 for (int64_t q = q0; q < q1; q++)
-                    micro_tile(uk, kcb, panel, 1, mr, bp + pc * npad + q * kcb * nr, c + i * ldc + q * nr, ldc, ib,
+                    micro_tile(uk, kcb, ap, prs, pcs, bp + pc * npad + q * kcb * nr, c + i * ldc + q * nr, ldc, ib,
                                fn_min64(nr, N - q * nr), accumulate, tmp);
             }
             continue;
@@ -144,14 +273,25 @@ void fn_gemm_tile(const fn_ukernel *uk, int64_t m0, int64_t m1, int64_t q0, int6
                 const float *ap = a + i * rs + pc * cs;
                 int64_t prs = rs, pcs = cs;
                 if (ib < mr || alpha != 1.0f) {
-                    copy_a_panel(panel, mr, ap, rs, cs, ib, kcb, alpha, 0);
-                    ap = panel, prs = 1, pcs = mr;
+                    fn_gemm_pack_a(uk, panel, ap, rs, cs, ib, kcb, alpha, &prs, &pcs);
+                    ap = panel;
                 }
                 micro_tile(uk, kcb, ap, prs, pcs, bq, c + i * ldc + q * nr, ldc, ib, jn, accumulate, tmp);
             }
         }
     }
     fn_ftz_leave(csr);
+}
+
+void fn_gemm_tile(const fn_ukernel *uk, int64_t m0, int64_t m1, int64_t q0, int64_t q1, int64_t N,
+                  int64_t K, float alpha, const float *a, int64_t lda, int trans_a, const float *bp,
+                  float beta, float *c, int64_t ldc) {
+    tile_loop(uk, m0, m1, q0, q1, N, K, alpha, a, lda, trans_a, 0, bp, beta, c, ldc);
+}
+
+void fn_gemm_tile_slots(const fn_ukernel *uk, int64_t m0, int64_t m1, int64_t q0, int64_t q1, int64_t N, int64_t K,
+                        const float *a, int64_t lda, int trans_a, const float *bp, float beta, float *c, int64_t ldc) {
+    tile_loop(uk, m0, m1, q0, q1, N, K, 1.0f, a, lda, trans_a, 1, bp, beta, c, ldc);
 }
 
 int64_t fn_gemm_workspace(int64_t M, int64_t N, int64_t K, int n_threads) {

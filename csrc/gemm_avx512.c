@@ -3,6 +3,7 @@
 
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
 #include <immintrin.h>
+#include "gemm_avx512_store.h"
 
 /* One k step: two B vectors, then each row's A element broadcast into two FMAs. A(i) is row i's element. */
 #define FN_STEP(A)                                                                                   \
@@ -36,23 +37,12 @@ __attribute__((target("avx512f"))) static void ukernel_avx512_8x32(
         for (int64_t k = 0; k < kc; k++, a += cs_a) FN_STEP(FN_COLS)
 #undef FN_COLS
     }
-#define FN_STORE(i)                                                                               \
-    {                                                                                             \
-        float *ci = c + (i) * ldc;                                                                \
-        if (accumulate) {                                                                         \
-            c##i##a = _mm512_add_ps(_mm512_loadu_ps(ci), c##i##a);                                \
-            c##i##b = _mm512_add_ps(_mm512_loadu_ps(ci + 16), c##i##b);                           \
-        }                                                                                         \
-        _mm512_storeu_ps(ci, c##i##a);                                                            \
-        _mm512_storeu_ps(ci + 16, c##i##b);                                                       \
-    }
-    FN_STORE(0) FN_STORE(1) FN_STORE(2) FN_STORE(3) FN_STORE(4) FN_STORE(5) FN_STORE(6) FN_STORE(7)
-#undef FN_STORE
+    FN_STORE_8X32
 }
 #undef FN_STEP
 
-static const fn_ukernel ukernels[2] = {{8, 32, ukernel_avx512_8x32, "avx512", 0},
-                                       {8, 32, ukernel_avx512_8x32, "avx512+bf16", 1}};
+static const fn_ukernel ukernels[2] = {{8, 32, ukernel_avx512_8x32, "avx512", FN_BF16_NONE},
+                                       {8, 32, ukernel_avx512_8x32, "avx512+bf16", FN_BF16_ROUNDED}};
 const fn_ukernel *fn_ukernel_avx512(int bf16) { return &ukernels[bf16 != 0]; }
 #else
 const fn_ukernel *fn_ukernel_avx512(int bf16) { (void)bf16; return NULL; }

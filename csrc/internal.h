@@ -62,8 +62,11 @@ static inline float *fn_align64(float *p) {
 }
 
 /* Register-blocked micro-kernel: C[0:mr, 0:nr] (=|+=) A[0:mr, 0:kc] . Bp[kc x nr].
- * A is read in place: element (i, k) at a[i*rs_a + k*cs_a], with rs_a == 1 or cs_a == 1 (a row-major or a
- * transposed operand; no packing). Bp is a packed panel: element (k, j) at b[k*nr + j].
+ * float32 operands (bf16 == FN_BF16_NONE or FN_BF16_ROUNDED): A is read in place, element (i, k) at
+ * a[i*rs_a + k*cs_a], with rs_a == 1 or cs_a == 1 (a row-major or a transposed operand; no packing), and Bp is a
+ * packed panel, element (k, j) at b[k*nr + j]. Pairs (FN_BF16_PAIRS): B is a packed panel of bfloat16 pairs along
+ * K, slot (p, j) at b[p*nr + j], and A a panel of pairs made by fn_gemm_pack_a, slot (i, p) at a[i*rs_a + p*cs_a]
+ * with rs_a == 1 or cs_a == 1 as above; the kernel reads ceil(kc/2) slots per row and column.
  * The product is always summed from zero and then stored or added, so an edge tile computed through a
  * temporary buffer rounds exactly like a full tile (results never depend on the tiling). */
 typedef void (*fn_ukernel_fn)(int64_t kc, const float *restrict a, int64_t rs_a, int64_t cs_a,
@@ -72,8 +75,14 @@ typedef struct {
     int mr, nr;
     fn_ukernel_fn kernel;
     const char *name;
-    int bf16; /* operands rounded to bfloat16 as they are packed (FN_PATH_BF16) */
+    int bf16; /* how its operands are packed: FN_BF16_NONE, FN_BF16_ROUNDED or FN_BF16_PAIRS */
 } fn_ukernel;
+/* Operand formats of a micro-kernel. NONE: float32. ROUNDED (the portable bfloat16 path): float32 slots, each
+ * value rounded to bfloat16 as it is packed. PAIRS (the native path): each 32-bit slot holds two consecutive k of
+ * one row (A) or column (B) as bfloat16, k = 2p in the low half and 2p + 1 in the high half (zero past K): half
+ * the slots of a float32 panel, laid out like it otherwise. A pair is a bit pattern, not a number: it is only ever
+ * moved (under DAZ, 1.0f * a pair whose high half is zero would read as a denormal and flush to zero). */
+enum { FN_BF16_NONE = 0, FN_BF16_ROUNDED = 1, FN_BF16_PAIRS = 2 };
 
 /* x rounded to the nearest bfloat16 (ties to even), kept in a float: the low 16 bits zero. NaN stays NaN
  * (quieted), infinities stay, and finite values past bfloat16's largest round to infinity, as a conversion
@@ -86,17 +95,24 @@ static inline float fn_round_bf16(float x) {
 }
 /* fn_round_bf16 over n floats in place (gemm.c). */
 void fn_round_bf16_array(float *x, int64_t n);
+/* lo and hi rounded to bfloat16 and packed into one 32-bit slot (lo in the low half), returned as a float's bits. */
+static inline float fn_bf16_pair(float lo, float hi) {
+    union { float f; uint32_t u; } l = {fn_round_bf16(lo)}, h = {fn_round_bf16(hi)}, v;
+    v.u = (l.u >> 16) | h.u;
+    return v.f;
+}
 
 /* Largest micro-tile of any ISA path; workspace queries use these so they never depend on the ISA. */
 #define FN_MR_MAX 8
 #define FN_NR_MAX 32
 #define FN_KC_MAX 512 /* K is cut into equal blocks of at most this many (a multiple of 8) */
 
-/* The micro-kernel of an FN_ISA_* path, with FN_PATH_BF16 its bfloat16-operand variant (the portable one where
- * this build has no such path). */
+/* The micro-kernel of an FN_ISA_* path, with FN_PATH_BF16 its bfloat16-operand variant: VDPBF16PS on
+ * FN_ISA_AVX512_BF16, the portable (ROUNDED) one elsewhere. */
 const fn_ukernel *fn_gemm_ukernel(int isa);
 const fn_ukernel *fn_ukernel_avx512(int bf16); /* NULL when the compiler cannot build it */
 const fn_ukernel *fn_ukernel_avx2(int bf16);
+const fn_ukernel *fn_ukernel_avx512bf16(void); /* the PAIRS kernel; NULL when the compiler cannot build it */
 
 /* The K-block length used for a product of depth K (a function of K alone). */
 int64_t fn_gemm_kc(int64_t K);
@@ -106,6 +122,23 @@ int fn_gemm_b_is_packed(const fn_ukernel *uk, int trans_b, int64_t N, int64_t ld
 /* Pack all of op(B) (K x N) into K-blocks of NR-wide panels. Panels [q0, q1) only (for parallel packing). */
 void fn_gemm_pack_b(const fn_ukernel *uk, float *restrict bp, const float *restrict b, int64_t ldb,
                     int trans_b, int64_t K, int64_t N, int64_t q0, int64_t q1);
+
+/* A micro-panel of op(A) in the micro-kernel's format: rows x kc of a (element (i, k) at a[i*rs + k*cs]) times
+ * alpha, zero-padded to mr rows (and to a whole pair), rounded to bfloat16 on a bfloat16 path. dst holds
+ * FN_KC_MAX * FN_MR_MAX floats; the kernel then reads it with rs_a = *prs, cs_a = *pcs (in slots). */
+void fn_gemm_pack_a(const fn_ukernel *uk, float *restrict dst, const float *restrict a, int64_t rs, int64_t cs,
+                    int64_t rows, int64_t kc, float alpha, int64_t *prs, int64_t *pcs);
+
+/* op(A) converted ahead of the GEMM into the micro-kernel's slots (fmt = uk->bf16), for callers that make A
+ * anyway (im2col) and so save the per-panel conversion: fn_gemm_slots writes n consecutive elements of k as
+ * ceil(n/2) pairs (the last one's high half zero when n is odd), n rounded floats, or n floats;
+ * fn_gemm_slots_interleave writes the pairs of two rows lo, hi (elements k and k + 1 of n columns; hi NULL: zero).
+ * fn_gemm_tile_slots then multiplies such an A read in place: slot (i, t) at a[i*lda + t] (trans_a = 0) or
+ * a[t*lda + i] (trans_a = 1), where t = k, or k / 2 for pairs. K may be odd: its last pair is half zero. */
+void fn_gemm_slots(int fmt, float *restrict dst, const float *restrict src, int64_t n);
+void fn_gemm_slots_interleave(float *dst, const float *lo, const float *hi, int64_t n);
+void fn_gemm_tile_slots(const fn_ukernel *uk, int64_t m0, int64_t m1, int64_t q0, int64_t q1, int64_t N, int64_t K,
+                        const float *a, int64_t lda, int trans_a, const float *bp, float beta, float *c, int64_t ldc);
 
 /* Single-threaded C = alpha op(A) op(B_packed) + beta C, rows [m0, m1) and NR-panels [q0, q1) of C only. */
 void fn_gemm_tile(const fn_ukernel *uk, int64_t m0, int64_t m1, int64_t q0, int64_t q1, int64_t N,

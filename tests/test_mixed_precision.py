@@ -19,30 +19,15 @@ import reference as ref
 from fastnet import _kernels, mixed_precision
 from fastnet.layers import Activation, Conv2D, Dense, Dropout, Flatten, MaxPooling2D
 from fastnet.models import Sequential, load_model
-from helpers import rand
+from helpers import bf16_close, gemm_terms, rand, winograd_abs_bound
 
 R = ref.round_bf16
-U32 = 2.0 ** -24
 
 
 @pytest.fixture(autouse=True)
 def float32_after():
     yield
     mixed_precision.set_global_policy("float32")
-
-
-def bf16_close(actual, a_terms, name, K):
-    """actual against the float64 result of rounded operands: a_terms = (expected, sum of |products|)."""
-    expected, magnitude = a_terms
-    bound = K * U32 / (1 - K * U32) * magnitude + 1e-30
-    err = np.abs(np.asarray(actual, np.float64) - expected)
-    worst = float((err / bound).max())
-    assert worst <= 1.0, f"{name}: error {worst:.2f}x the float32 summation bound"
-
-
-def gemm_terms(a, b):
-    a, b = R(a).astype(np.float64), R(b).astype(np.float64)
-    return a @ b, np.abs(a) @ np.abs(b)
 
 
 SHAPES = [(1, 1, 1), (7, 13, 5), (17, 33, 300), (128, 512, 784), (9, 31, 257)]
@@ -101,29 +86,6 @@ def test_im2col_conv_bf16(isa, rng, case):
                "im2col dw", N * y.shape[1] * y.shape[2])
     np.testing.assert_array_equal(db, _kernels.conv2d_backward_filter(dy, x, (KH, KW), strides, padding,
                                                                       conv_algo="im2col")[1])
-
-
-BT = np.array([[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0], [0, -2, -1, 2, 1, 0],
-               [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]], np.float64)
-G = np.array([[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6], [1 / 24, 1 / 12, 1 / 6],
-              [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]])
-AT = np.array([[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]], np.float64)
-
-
-def winograd_abs_bound(x, w):
-    """A^T (sum_c |U| . |V|) |A| per output, for a valid 3x3 convolution whose outputs tile by 4 (float64)."""
-    N, H, W, C = x.shape
-    th, tw = (H - 2) // 4, (W - 2) // 4
-    U = np.abs(np.einsum("ik,klco,jl->ijco", G, w.astype(np.float64), G))  # (6, 6, C, OC)
-    out = np.zeros((N, 4 * th, 4 * tw, w.shape[3]))
-    for ti in range(th):
-        for tj in range(tw):
-            d = x[:, 4 * ti:4 * ti + 6, 4 * tj:4 * tj + 6, :].astype(np.float64)
-            V = np.abs(np.einsum("ik,nklc,jl->nijc", BT, d, BT))  # (N, 6, 6, C)
-            M = np.einsum("nijc,ijco->nijo", V, U)
-            out[:, 4 * ti:4 * ti + 4, 4 * tj:4 * tj + 4, :] = np.einsum("ai,nijo,bj->nabo", np.abs(AT), M,
-                                                                         np.abs(AT))
-    return out
 
 
 @pytest.mark.parametrize("N,H,C,OC", [(2, 26, 32, 32), (1, 10, 16, 16), (3, 14, 17, 19)])
@@ -314,5 +276,13 @@ def test_saved_models_keep_their_policy(tmp_path, rng, ext):
 def test_info_names_the_policy_and_path():
     assert "dtype policy float32" in fastnet.info()
     mixed_precision.set_global_policy("mixed_bfloat16")
-    assert "dtype policy mixed_bfloat16 (portable bfloat16 products)" in fastnet.info()
-    assert mixed_precision.native_bf16() is False
+    native = _kernels.get_isa() == "avx512_bf16"
+    path = "native VDPBF16PS" if native else "portable"
+    assert f"dtype policy mixed_bfloat16 ({path} bfloat16 products)" in fastnet.info()
+    assert mixed_precision.native_bf16() is native
+    if "avx512_bf16" in _kernels.supported_isas():
+        _kernels.set_isa("avx512")
+        try:
+            assert "(portable bfloat16 products)" in fastnet.info() and not mixed_precision.native_bf16()
+        finally:
+            _kernels.set_isa("best")

@@ -7,15 +7,18 @@ filter gradient; after im2col or the Winograd transforms) to the nearest bfloat1
 (csrc/fastnet.h, FN_PATH_BF16). Weights, optimizer state, gradient accumulation, bias, activations, softmax,
 loss and every reduction stay float32, so where the roundings happen is exactly: the two operands of each product.
 
-The products run on the portable path: the operands rounded as the GEMM packs them, then the float32 micro-kernel
-of the CPU's ISA (a product of two bfloat16 values is exact in float32). A native VDPBF16PS micro-kernel
-(AVX512_BF16, which pairs the products along K and so rounds the accumulation differently in the last bits) is
-not built yet: native_bf16() says whether it is in use.
+Two paths run the products. On a CPU with AVX512_BF16 (GEMM path 'avx512_bf16', the default there) the native
+micro-kernel packs both operands as bfloat16 pairs along K and multiplies them with VDPBF16PS, two products per
+float32 lane and instruction, accumulated in float32. Elsewhere (or with set_isa('avx512'), 'avx2', 'generic')
+the portable path rounds the operands the same way as the GEMM packs them, then runs the float32 micro-kernel of
+the ISA (a product of two bfloat16 values is exact in float32). The two paths make the same roundings of the
+operands and differ only in the order the float32 accumulation rounds: their last bits differ, never the model's
+quality. native_bf16() says which is in use.
 
 A layer takes the global policy in force when it is created (Keras); float32 is the default, and with it every
 result is bit-identical to fastnet without this module.
 """
-from fastnet import _check
+from fastnet import _check, _kernels
 
 POLICIES = {"float32": "float32", "mixed_bfloat16": "bfloat16"}  # policy name -> compute dtype
 
@@ -80,8 +83,8 @@ def policy_of(dtype, where):
 
 
 def native_bf16():
-    """Whether bfloat16 products run on a native VDPBF16PS micro-kernel (not yet: always the portable path)."""
-    return False
+    """Whether bfloat16 products run on the native VDPBF16PS micro-kernel now (the GEMM path is 'avx512_bf16')."""
+    return _kernels.get_isa() == "avx512_bf16"
 
 
 def describe(policy):

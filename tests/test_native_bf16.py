@@ -1,0 +1,219 @@
+"""The native bfloat16 path (csrc/gemm_avx512bf16.c, VDPBF16PS on operands packed as bfloat16 pairs along K), on
+every CPU.
+
+Where the CPU has AVX512_BF16 the whole suite also runs it for real: 'avx512_bf16' is then one of the GEMM paths
+the `isa` fixture takes. Everywhere else these tests build the C kernels into a library of their own, with the
+micro-kernel's intrinsics written out lane by lane (tests/native_bf16_emulation.h, after the Intel SDM's VDPBF16PS
+pseudocode), and call it through ctypes. That proves the new code itself (the pair packing of both operands, the
+odd-K padding, the edges, every caller of the micro-kernel) on this CPU, down to the bit: the GEMM is compared
+with a numpy model of the exact order in which VDPBF16PS rounds.
+"""
+import ctypes
+import os
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+import reference as ref
+from helpers import bf16_close, gemm_terms, rand, winograd_abs_bound
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FN_ISA_AVX2, FN_ISA_AVX512_BF16, FN_PATH_BF16 = 1, 3, 0x100
+NATIVE, PORTABLE = FN_ISA_AVX512_BF16 | FN_PATH_BF16, FN_ISA_AVX2 | FN_PATH_BF16
+IM2COL, WINOGRAD = 1, 2
+F32P = np.ctypeslib.ndpointer(np.float32, flags="C_CONTIGUOUS")
+I64 = ctypes.c_int64
+
+
+class Shape(ctypes.Structure):
+    _fields_ = [(name, I64) for name in ("N", "H", "W", "C", "OC", "KH", "KW", "SH", "SW", "PT", "PL", "OH", "OW")]
+
+
+@pytest.fixture(scope="module")
+def lib(tmp_path_factory):
+    """The C kernels built with the emulated AVX512_BF16 micro-kernel (needs a C compiler and the source tree).
+    FASTNET_EMU_CFLAGS adds flags: .ci/sanitize builds it with AddressSanitizer + UBSan."""
+    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    if cc is None or not os.path.isdir(os.path.join(ROOT, "csrc")):
+        pytest.skip("needs a C compiler and fastnet's source tree (csrc/)")
+    out = str(tmp_path_factory.mktemp("emu") / "libfastnet_emu.so")
+    sources = sorted(os.path.join(ROOT, "csrc", f) for f in os.listdir(os.path.join(ROOT, "csrc")) if f.endswith(".c"))
+    subprocess.run([cc, "-O2", "-std=gnu11", "-Wno-psabi", "-fopenmp", "-shared", "-fPIC", "-DFN_EMULATE_AVX512BF16",
+                    "-I", os.path.join(ROOT, "csrc"), "-I", os.path.join(ROOT, "tests"), *os.environ.get("FASTNET_EMU_CFLAGS", "").split(), *sources, "-o", out,
+                    "-lm"],
+                   check=True, capture_output=True)
+    so = ctypes.CDLL(out)
+    so.fn_gemm.argtypes = [ctypes.c_int, ctypes.c_int, I64, I64, I64, ctypes.c_float, F32P, I64, F32P, I64,
+                           ctypes.c_float, F32P, I64, ctypes.c_int, F32P, ctypes.c_int]
+    so.fn_gemm_workspace.argtypes = [I64, I64, I64, ctypes.c_int]
+    so.fn_gemm_workspace.restype = I64
+    so.fn_gemm_packed_b_size.argtypes = [I64, I64]
+    so.fn_gemm_packed_b_size.restype = I64
+    so.fn_gemm_pack.argtypes = [F32P, F32P, I64, ctypes.c_int, I64, I64, ctypes.c_int, ctypes.c_int]
+    so.fn_gemm_prepacked.argtypes = [ctypes.c_int, I64, I64, I64, ctypes.c_float, F32P, I64, F32P, ctypes.c_float,
+                                     F32P, I64, ctypes.c_int, ctypes.c_int]
+    shape_p = ctypes.POINTER(Shape)
+    so.fn_conv2d_workspace.argtypes = [shape_p, ctypes.c_int, ctypes.c_int]
+    so.fn_conv2d_workspace.restype = I64
+    so.fn_conv2d_forward.argtypes = [F32P, F32P, F32P, ctypes.c_void_p, shape_p, ctypes.c_int, ctypes.c_int,
+                                     ctypes.c_int, F32P, ctypes.c_int]
+    so.fn_conv2d_backward_data.argtypes = [F32P, F32P, F32P, ctypes.c_void_p, shape_p, ctypes.c_int, ctypes.c_int,
+                                           F32P, ctypes.c_int]
+    so.fn_conv2d_backward_filter.argtypes = [F32P, ctypes.c_void_p, F32P, F32P, shape_p, ctypes.c_int,
+                                             ctypes.c_int, F32P, ctypes.c_int]
+    return so
+
+
+def gemm(lib, a, b, trans_a=0, trans_b=0, alpha=1.0, beta=0.0, c=None, isa=NATIVE, n_threads=2):
+    M, K = (a.shape[1], a.shape[0]) if trans_a else a.shape
+    N = b.shape[0] if trans_b else b.shape[1]
+    c = np.full((M, N), np.nan, np.float32) if c is None else c.copy()
+    ws = np.empty(lib.fn_gemm_workspace(M, N, K, n_threads), np.float32)
+    status = lib.fn_gemm(trans_a, trans_b, M, N, K, alpha, a, a.shape[1], b, b.shape[1], beta, c, N, isa, ws,
+                         n_threads)
+    assert status == 0
+    return c
+
+
+def kc_of(K):
+    """fn_gemm_kc: K cut into equal blocks of at most 512, each a multiple of 8."""
+    blocks = max(1, -(-K // 512))
+    return -(-(-(-K // blocks)) // 8) * 8
+
+
+def vdpbf16ps_model(a, b, alpha=1.0, beta=0.0, c=None):
+    """C = alpha op(A) op(B) + beta C exactly as the native path rounds it, in float32 numpy: per K block, each
+    pair p adds a[2p+1]*b[2p+1] and then a[2p]*b[2p] to an accumulator from zero (VDPBF16PS's order), and the
+    blocks are added to C in order. a (M, K) and b (K, N) are op(A) and op(B); beta is 0 or 1."""
+    ra = ref.round_bf16(np.float32(alpha) * a).astype(np.float32)
+    rb = ref.round_bf16(b).astype(np.float32)
+    M, K = a.shape
+    out = c.copy() if beta else None
+    kc = kc_of(K)
+    for pc in range(0, K, kc):
+        kcb = min(kc, K - pc)
+        acc = np.zeros((M, b.shape[1]), np.float32)
+        for p in range((kcb + 1) // 2):
+            lo = pc + 2 * p
+            if 2 * p + 1 < kcb:
+                acc = acc + np.outer(ra[:, lo + 1], rb[lo + 1])  # the products are exact in float32
+            acc = acc + np.outer(ra[:, lo], rb[lo])
+        out = acc if out is None else out + acc
+    return out
+
+
+GEMM_SHAPES = [(1, 1, 1), (1, 5, 3), (7, 13, 5), (9, 33, 2), (17, 33, 300), (8, 32, 512), (3, 70, 1031),
+               (128, 512, 784)]
+
+
+@pytest.mark.parametrize("M,N,K", GEMM_SHAPES)
+@pytest.mark.parametrize("trans_a,trans_b", [(0, 0), (0, 1), (1, 0), (1, 1)])
+def test_native_gemm_is_vdpbf16ps_order_bit_for_bit(lib, rng, M, N, K, trans_a, trans_b):
+    a, b = rand(rng, M, K), rand(rng, K, N)
+    A = np.ascontiguousarray(a.T) if trans_a else a
+    B = np.ascontiguousarray(b.T) if trans_b else b
+    np.testing.assert_array_equal(gemm(lib, A, B, trans_a, trans_b), vdpbf16ps_model(a, b))
+    c0 = rand(rng, M, N)
+    np.testing.assert_array_equal(gemm(lib, A, B, trans_a, trans_b, alpha=0.75, beta=1.0, c=c0),
+                                  vdpbf16ps_model(a, b, alpha=0.75, beta=1.0, c=c0))
+    bf16_close(gemm(lib, A, B, trans_a, trans_b), gemm_terms(a, b), "native gemm", K)
+
+
+@pytest.mark.parametrize("trans_a,trans_b", [(0, 0), (0, 1), (1, 0), (1, 1)])
+def test_native_gemm_reads_nothing_past_its_operands(lib, rng, trans_a, trans_b):
+    """A and B stored with leading dimensions wider than they are, the gap filled with NaN: the pairs padding an
+    odd K and the edges of rows and columns must come from zeros, never from the neighbouring memory."""
+    M, N, K = 11, 37, 301
+
+    def strided(x):  # x inside a NaN-filled array 3 columns wider
+        wide = np.full((x.shape[0], x.shape[1] + 3), np.nan, np.float32)
+        wide[:, :x.shape[1]] = x
+        return wide
+
+    a, b = rand(rng, M, K), rand(rng, K, N)
+    A, B = strided(a.T if trans_a else a), strided(b.T if trans_b else b)
+    c = np.full((M, N), np.nan, np.float32)
+    ws = np.empty(lib.fn_gemm_workspace(M, N, K, 2), np.float32)
+    assert lib.fn_gemm(trans_a, trans_b, M, N, K, 1.0, A, A.shape[1], B, B.shape[1], 0.0, c, N, NATIVE, ws, 2) == 0
+    np.testing.assert_array_equal(c, vdpbf16ps_model(a, b))
+
+
+def test_native_path_is_not_the_portable_one(lib, rng):
+    """Both round the operands alike but accumulate in another order: for long K the last bits differ."""
+    a, b = rand(rng, 64, 784), rand(rng, 784, 64)
+    native, portable = gemm(lib, a, b), gemm(lib, a, b, isa=PORTABLE)
+    bf16_close(portable, gemm_terms(a, b), "portable gemm", 784)
+    assert not np.array_equal(native, portable)
+    assert np.abs(native - portable).max() <= 2 ** -14 * np.abs(portable).max()
+
+
+def test_native_gemm_is_bit_identical_across_thread_counts_and_prepacking(lib, rng):
+    a, b = rand(rng, 130, 700), rand(rng, 700, 75)
+    first = gemm(lib, a, b, n_threads=1)
+    for nt in (2, 3, 7):
+        np.testing.assert_array_equal(gemm(lib, a, b, n_threads=nt), first)
+    bp = np.zeros(lib.fn_gemm_packed_b_size(700, 75), np.float32)
+    assert lib.fn_gemm_pack(bp, b, 75, 0, 700, 75, NATIVE, 2) == 0
+    c = np.full((130, 75), np.nan, np.float32)
+    assert lib.fn_gemm_prepacked(0, 130, 75, 700, 1.0, a, 700, bp, 0.0, c, 75, NATIVE, 3) == 0
+    np.testing.assert_array_equal(c, first)
+
+
+def conv_shape(x_shape, w_shape, strides, padding):
+    N, H, W, C = x_shape
+    KH, KW, _, OC = w_shape
+    OH, PT, _ = ref.conv_geometry(H, KH, strides[0], padding)
+    OW, PL, _ = ref.conv_geometry(W, KW, strides[1], padding)
+    return Shape(N, H, W, C, OC, KH, KW, strides[0], strides[1], PT, PL, OH, OW)
+
+
+def conv(lib, x, w, dy, s, algo):
+    """The three passes through the emulated native path: y, dx, dw."""
+    ws = np.empty(lib.fn_conv2d_workspace(s, algo, 2), np.float32)
+    y = np.empty((s.N, s.OH, s.OW, s.OC), np.float32)
+    dx, dw = np.empty(x.shape, np.float32), np.empty(w.shape, np.float32)
+    assert lib.fn_conv2d_forward(y, x, w, None, s, 0, algo, NATIVE, ws, 2) == 0
+    assert lib.fn_conv2d_backward_data(dx, dy, w, None, s, algo, NATIVE, ws, 2) == 0
+    assert lib.fn_conv2d_backward_filter(dw, None, dy, x, s, algo, NATIVE, ws, 2) == 0
+    return y, dx, dw
+
+
+# (N, H, W, C, OC, KH, KW, strides, padding): the article CNN's two layers (the second one's data gradient takes
+# the direct path: C a multiple of 32), odd channels, strides, 'same' padding, a 1x1 kernel.
+CONV_CASES = [(2, 28, 28, 1, 32, 3, 3, (1, 1), "valid"), (2, 12, 12, 32, 32, 3, 3, (1, 1), "valid"),
+              (1, 7, 9, 3, 5, 3, 2, (1, 1), "same"), (3, 8, 7, 2, 3, 3, 3, (2, 2), "same"),
+              (1, 5, 5, 3, 17, 1, 1, (1, 1), "valid"), (2, 9, 8, 64, 5, 3, 3, (2, 2), "same")]
+
+
+@pytest.mark.parametrize("case", CONV_CASES)
+def test_native_im2col_conv(lib, rng, case):
+    N, H, W, C, OC, KH, KW, strides, padding = case
+    x, w = rand(rng, N, H, W, C), rand(rng, KH, KW, C, OC, scale=0.3)
+    s = conv_shape(x.shape, w.shape, strides, padding)
+    dy = rand(rng, N, s.OH, s.OW, OC)
+    y, dx, dw = conv(lib, x, w, dy, s, IM2COL)
+    rx, rw, rdy = ref.round_bf16(x), ref.round_bf16(w), ref.round_bf16(dy)
+    a = np.abs
+    bf16_close(y, (ref.conv2d_forward(rx, rw, None, strides, padding),
+                   ref.conv2d_forward(a(rx), a(rw), None, strides, padding)), "forward", KH * KW * C)
+    bf16_close(dx, (ref.conv2d_backward_data(rdy, rw, x.shape, strides, padding),
+                    ref.conv2d_backward_data(a(rdy), a(rw), x.shape, strides, padding)), "dx", KH * KW * OC)
+    bf16_close(dw, (ref.conv2d_backward_filter(rdy, rx, (KH, KW), strides, padding)[0],
+                    ref.conv2d_backward_filter(a(rdy), a(rx), (KH, KW), strides, padding)[0]), "dw",
+               N * s.OH * s.OW)
+
+
+def test_native_winograd_conv(lib, rng):
+    """Winograd's products take the native path too: the forward within its analytic bfloat16 bound, the
+    backward passes within test_mixed_precision's 2^-4 rms."""
+    x, w = rand(rng, 2, 26, 26, 32), rand(rng, 3, 3, 32, 32, scale=0.3)
+    s = conv_shape(x.shape, w.shape, (1, 1), "valid")
+    dy = rand(rng, 2, 24, 24, 32)
+    y, dx, dw = conv(lib, x, w, dy, s, WINOGRAD)
+    exact = ref.conv2d_forward(x, w)
+    bound = (2 ** -8 + 2 ** -17) * winograd_abs_bound(x, w) + 1e-4 * np.abs(exact).max()
+    assert (np.abs(y - exact) <= bound).all()
+    for got, want in ((dx, ref.conv2d_backward_data(dy, w, x.shape)), (dw, ref.conv2d_backward_filter(dy, x, (3, 3))[0])):
+        assert np.sqrt(((got - want) ** 2).mean() / (want ** 2).mean()) <= 2 ** -4
