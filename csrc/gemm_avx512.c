@@ -3,7 +3,7 @@
 
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
 #include <immintrin.h>
-#include "gemm_avx512_store.h"
+#include "gemm_avx512_8x32.h"
 
 /* One k step: two B vectors, then each row's A element broadcast into two FMAs. A(i) is row i's element. */
 #define FN_STEP(A)                                                                                   \
@@ -24,20 +24,7 @@
 __attribute__((target("avx512f"))) static void ukernel_avx512_8x32(
     int64_t kc, const float *restrict a, int64_t rs_a, int64_t cs_a, const float *restrict b, float *restrict c,
     int64_t ldc, int accumulate) {
-    __m512 c0a = _mm512_setzero_ps(), c0b = c0a, c1a = c0a, c1b = c0a, c2a = c0a, c2b = c0a, c3a = c0a,
-           c3b = c0a, c4a = c0a, c4b = c0a, c5a = c0a, c5b = c0a, c6a = c0a, c6b = c0a, c7a = c0a, c7b = c0a;
-    if (cs_a == 1) { /* row-major A: eight row streams */
-        const float *r0 = a, *r1 = a + rs_a, *r2 = a + 2 * rs_a, *r3 = a + 3 * rs_a, *r4 = a + 4 * rs_a,
-                    *r5 = a + 5 * rs_a, *r6 = a + 6 * rs_a, *r7 = a + 7 * rs_a;
-#define FN_ROWS(i) r##i[k]
-        for (int64_t k = 0; k < kc; k++) FN_STEP(FN_ROWS)
-#undef FN_ROWS
-    } else { /* rs_a == 1: the column of A at step k is contiguous */
-#define FN_COLS(i) a[i]
-        for (int64_t k = 0; k < kc; k++, a += cs_a) FN_STEP(FN_COLS)
-#undef FN_COLS
-    }
-    FN_STORE_8X32
+    FN_UKERNEL_8X32(kc)
 }
 #undef FN_STEP
 

@@ -24,7 +24,7 @@
 #endif
 
 #ifdef FN_HAVE_AVX512BF16
-#include "gemm_avx512_store.h"
+#include "gemm_avx512_8x32.h"
 
 /* One pair step: two B vectors (32 columns x 2 k), then each row's A slot broadcast into two VDPBF16PS. A(i) is
  * row i's slot. */
@@ -46,21 +46,7 @@
 FN_TARGET_AVX512BF16 static void ukernel_avx512bf16_8x32(int64_t kc, const float *restrict a, int64_t rs_a,
                                                         int64_t cs_a, const float *restrict b, float *restrict c,
                                                         int64_t ldc, int accumulate) {
-    __m512 c0a = _mm512_setzero_ps(), c0b = c0a, c1a = c0a, c1b = c0a, c2a = c0a, c2b = c0a, c3a = c0a,
-           c3b = c0a, c4a = c0a, c4b = c0a, c5a = c0a, c5b = c0a, c6a = c0a, c6b = c0a, c7a = c0a, c7b = c0a;
-    const int64_t pairs = (kc + 1) / 2;
-    if (cs_a == 1) { /* a panel of rows: eight row streams */
-        const float *r0 = a, *r1 = a + rs_a, *r2 = a + 2 * rs_a, *r3 = a + 3 * rs_a, *r4 = a + 4 * rs_a,
-                    *r5 = a + 5 * rs_a, *r6 = a + 6 * rs_a, *r7 = a + 7 * rs_a;
-#define FN_ROWS(i) r##i[p]
-        for (int64_t p = 0; p < pairs; p++) FN_STEP(FN_ROWS)
-#undef FN_ROWS
-    } else { /* rs_a == 1: the pair slots of all eight rows are contiguous */
-#define FN_COLS(i) a[i]
-        for (int64_t p = 0; p < pairs; p++, a += cs_a) FN_STEP(FN_COLS)
-#undef FN_COLS
-    }
-    FN_STORE_8X32
+    FN_UKERNEL_8X32((kc + 1) / 2)
 }
 #undef FN_STEP
 

@@ -66,7 +66,7 @@ MUTATIONS = {
     "native_a_alpha": ("csrc/gemm.c", "fn_bf16_pair(alpha * ai[2 * t], alpha * ai[2 * t + 1])",
                        "fn_bf16_pair(ai[2 * t], alpha * ai[2 * t + 1])",
                        "native bfloat16 path: A's pairs lose alpha on even k"),
-    "native_kernel_last_pair": ("csrc/gemm_avx512bf16.c", "const int64_t pairs = (kc + 1) / 2;", "const int64_t pairs = kc / 2;",
+    "native_kernel_last_pair": ("csrc/gemm_avx512bf16.c", "FN_UKERNEL_8X32((kc + 1) / 2)", "FN_UKERNEL_8X32(kc / 2)",
                                 "native micro-kernel: an odd K's last pair is skipped"),
     "native_interleave_halves": ("csrc/gemm.c", "dst[i] = fn_bf16_pair(lo[i], hi ? hi[i] : 0.0f);",
                                  "dst[i] = fn_bf16_pair(hi ? hi[i] : 0.0f, lo[i]);",
