@@ -105,6 +105,10 @@ def measure_side_by_side(args):
                     (["--baseline", args.baseline] if args.baseline else []))
 
 
+def measure_bf16_side_by_side(args):
+    return run_json(script("side_by_side.py") + ["--epochs", "3", "--precision", "bf16"])
+
+
 def measure_threads(args):
     return run_json(script("thread_sweep.py") + ["--steps", "100", "--repeats", "3"])
 
@@ -134,7 +138,8 @@ def measure_kernels(args):
 SECTIONS = {"accuracy": measure_accuracy, "seeds": measure_seeds, "side_by_side": measure_side_by_side,
             "threads": measure_threads, "profile": measure_profile, "conv_paths": measure_conv_paths,
             "memory": measure_memory, "kernels": measure_kernels, "mpi_accuracy": measure_mpi_accuracy, "mpi_seeds": measure_mpi_seeds,
-            "distributed": measure_distributed, "bf16_seeds": measure_bf16_seeds}
+            "distributed": measure_distributed, "bf16_seeds": measure_bf16_seeds,
+            "bf16_side_by_side": measure_bf16_side_by_side}
 
 
 def meta():
@@ -208,8 +213,8 @@ def render_results():
     return text
 
 
-def render_side_by_side():
-    rec = load("side_by_side")
+def render_side_by_side(section="side_by_side"):
+    rec = load(section)
     if not rec:
         return None
     rows = []
@@ -229,7 +234,7 @@ def render_side_by_side():
     peak = ", ".join(f"{k} {v:.0f}" for k, v in rec["data"]["peak_gflops"].items())
     about = "; ".join(sorted({a for n in rec["data"]["networks"].values() for a in n["about"].values()}))
     return (table(header, rows) + f"\n\nPer-epoch seconds: {per_epoch}. Measured fp32 GEMM peak (2048³): {peak} "
-            f"GFLOP/s. Contestants: {about}.\n\n{provenance('side_by_side', rec)}")
+            f"GFLOP/s. Contestants: {about}.\n\n{provenance(section, rec)}")
 
 
 def render_threads():
@@ -378,7 +383,8 @@ def render_bf16():
 
 RENDER = {"results": render_results, "bf16": render_bf16, "side_by_side": render_side_by_side, "threads": render_threads,
           "profile": render_profile, "conv_paths": render_conv_paths, "memory": render_memory,
-          "kernels": render_kernels, "mpi_accuracy": render_mpi_accuracy, "distributed": render_distributed}
+          "kernels": render_kernels, "mpi_accuracy": render_mpi_accuracy, "distributed": render_distributed,
+          "bf16_side_by_side": lambda: render_side_by_side("bf16_side_by_side")}
 
 
 def render_file(path):
