@@ -151,14 +151,12 @@ int fn_conv2d_forward(float *y, const float *x, const float *w, const float *b, 
             const int64_t n = t / tiles_per_image, r0 = (t % tiles_per_image) * FN_CONV_ROWS;
             const int64_t r1 = fn_min64(P, r0 + FN_CONV_ROWS);
             float *yt = y + (n * P + r0) * s->OC;
-            if (fmt == FN_BF16_NONE) {
-                im2col_rows(cols, x + n * s->H * s->W * s->C, s, r0, r1, FN_BF16_NONE);
+            im2col_rows(cols, x + n * s->H * s->W * s->C, s, r0, r1, fmt);
+            if (fmt == FN_BF16_NONE) /* float32 columns: fn_gemm_tile packs A itself where it must */
                 fn_gemm_tile(uk, 0, r1 - r0, 0, npanels, s->OC, K, 1.0f, cols, K, 0, bp, 0.0f, prod, s->OC);
-            } else {
-                im2col_rows(cols, x + n * s->H * s->W * s->C, s, r0, r1, fmt);
+            else
                 fn_gemm_tile_slots(uk, 0, r1 - r0, 0, npanels, s->OC, K, cols, fmt == FN_BF16_PAIRS ? K / 2 : K, 0, bp,
                                    0.0f, prod, s->OC);
-            }
             bias_act_store(yt, prod, b, r1 - r0, s->OC, act);
         }
     }

@@ -114,6 +114,21 @@ void fn_gemm_pack_b(const fn_ukernel *uk, float *restrict bp, const float *restr
     }
 }
 
+/* n consecutive elements of k (times alpha) as slots of format fmt: ceil(n/2) pairs, the last one's high half zero
+ * when n is odd; n rounded floats; or n floats. One row of a row-major A panel, or of im2col's columns. */
+static inline void row_slots(int fmt, float *restrict dst, const float *restrict src, int64_t n, float alpha) {
+    if (fmt == FN_BF16_PAIRS) {
+        for (int64_t t = 0; t < n / 2; t++) dst[t] = fn_bf16_pair(alpha * src[2 * t], alpha * src[2 * t + 1]);
+        if (n % 2) dst[n / 2] = fn_bf16_pair(alpha * src[n - 1], 0.0f);
+    } else if (fmt == FN_BF16_ROUNDED) {
+        for (int64_t t = 0; t < n; t++) dst[t] = fn_round_bf16(alpha * src[t]);
+    } else if (alpha == 1.0f) {
+        memcpy(dst, src, sizeof(float) * n);
+    } else {
+        for (int64_t t = 0; t < n; t++) dst[t] = alpha * src[t];
+    }
+}
+
 /* Slot (i, t) of an A panel from the source's elements x = alpha*a(i, 2t), y = alpha*a(i, 2t + 1) (pairs) or
  * x = alpha*a(i, t): a pair, x rounded to bfloat16, or x itself. */
 static inline float a_slot(int fmt, float x, float y) {
@@ -148,18 +163,8 @@ FN_VECTOR_CLONES static void pack_a(int mr, int fmt, float *restrict dst, const 
     const int64_t len = fmt == FN_BF16_PAIRS ? (kc + 1) / 2 : kc; /* slots per row */
     if (cs == 1) { /* slot (i, t) at dst[i*len + t] */
         for (int64_t i = 0; i < mr; i++) {
-            float *restrict d = dst + i * len;
-            const float *restrict ai = a + i * rs;
-            if (i >= rows) {
-                memset(d, 0, sizeof(float) * len);
-            } else if (fmt == FN_BF16_PAIRS) {
-                for (int64_t t = 0; t < kc / 2; t++) d[t] = fn_bf16_pair(alpha * ai[2 * t], alpha * ai[2 * t + 1]);
-                if (kc % 2) d[kc / 2] = fn_bf16_pair(alpha * ai[kc - 1], 0.0f);
-            } else if (fmt == FN_BF16_ROUNDED) {
-                for (int64_t t = 0; t < kc; t++) d[t] = fn_round_bf16(alpha * ai[t]);
-            } else {
-                for (int64_t t = 0; t < kc; t++) d[t] = alpha * ai[t];
-            }
+            if (i < rows) row_slots(fmt, dst + i * len, a + i * rs, kc, alpha);
+            else memset(dst + i * len, 0, sizeof(float) * len);
         }
         *prs = len, *pcs = 1;
         return;
@@ -197,14 +202,7 @@ static void copy_slot_rows(int mr, float *restrict dst, const float *restrict a,
 }
 
 FN_VECTOR_CLONES void fn_gemm_slots(int fmt, float *restrict dst, const float *restrict src, int64_t n) {
-    if (fmt == FN_BF16_PAIRS) {
-        for (int64_t t = 0; t < n / 2; t++) dst[t] = fn_bf16_pair(src[2 * t], src[2 * t + 1]);
-        if (n % 2) dst[n / 2] = fn_bf16_pair(src[n - 1], 0.0f);
-    } else if (fmt == FN_BF16_ROUNDED) {
-        for (int64_t t = 0; t < n; t++) dst[t] = fn_round_bf16(src[t]);
-    } else {
-        memcpy(dst, src, sizeof(float) * n);
-    }
+    row_slots(fmt, dst, src, n, 1.0f);
 }
 
 FN_VECTOR_CLONES void fn_gemm_slots_interleave(float *dst, const float *lo, const float *hi, int64_t n) {
