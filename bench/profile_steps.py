@@ -43,8 +43,8 @@ def profile(network, batches=20, batch_size=128):
             times[f"{s.describe()} forward"] = time.perf_counter() - t
         t = time.perf_counter()
         probs, loss, dout = plan.loss_arrays(batch_size, 10)
-        model._loss.forward(h, y, probs, loss, n_threads=ctx.n_threads)
-        grad = model._loss.backward(h, probs, y, dout, n_threads=ctx.n_threads)
+        model._loss.forward(h, y, None, probs, loss, n_threads=ctx.n_threads)
+        grad = model._loss.backward(h, probs, y, None, dout, n_threads=ctx.n_threads)
         times["loss forward + backward"] = time.perf_counter() - t
         for i in range(len(plan.steps) - 1, -1, -1):
             s = plan.steps[i]

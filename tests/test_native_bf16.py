@@ -121,6 +121,23 @@ def test_native_gemm_is_vdpbf16ps_order_bit_for_bit(lib, rng, M, N, K, trans_a, 
     bf16_close(gemm(lib, A, B, trans_a, trans_b), gemm_terms(a, b), "native gemm", K)
 
 
+@pytest.mark.parametrize("M,N,K", [(1, 1, 1), (7, 13, 5), (17, 33, 300), (3, 70, 1031), (128, 512, 784)])
+@pytest.mark.parametrize("trans_a,trans_b", [(0, 0), (1, 1)])
+def test_the_cpus_own_vdpbf16ps_follows_the_model(rng, M, N, K, trans_a, trans_b):
+    """The installed extension on a CPU with AVX512_BF16: the real instruction, not the emulation, must round as
+    the model (and so as tests/native_bf16_emulation.h) says, or the emulated proofs above prove nothing."""
+    from fastnet import _kernels
+
+    if "avx512_bf16" not in _kernels.supported_isas():
+        pytest.skip("this CPU has no AVX512_BF16 (the emulated tests above stand in for it)")
+    a, b = rand(rng, M, K), rand(rng, K, N)
+    A = np.ascontiguousarray(a.T) if trans_a else a
+    B = np.ascontiguousarray(b.T) if trans_b else b
+    got = _kernels.gemm(A, B, trans_a=bool(trans_a), trans_b=bool(trans_b), alpha=0.75, isa="avx512_bf16",
+                        precision="bfloat16", n_threads=2)
+    np.testing.assert_array_equal(got, vdpbf16ps_model(a, b, alpha=0.75))
+
+
 @pytest.mark.parametrize("trans_a,trans_b", [(0, 0), (0, 1), (1, 0), (1, 1)])
 def test_native_gemm_reads_nothing_past_its_operands(lib, rng, trans_a, trans_b):
     """A and B stored with leading dimensions wider than they are, the gap filled with NaN: the pairs padding an
