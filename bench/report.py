@@ -154,10 +154,12 @@ def meta():
             flags = set(next(line for line in f if line.startswith("flags")).split(":", 1)[1].split())
     except (OSError, StopIteration):
         pass
-    return {"commit": git("rev-parse", "--short", "HEAD") + ("+changes" if git("status", "--porcelain", "-uno") else ""),
+    # FASTNET_COMMIT names the commit where the tree measured has no .git (a copy on another machine)
+    commit = git("rev-parse", "--short", "HEAD") or os.environ.get("FASTNET_COMMIT", "unknown")
+    return {"commit": commit + ("+changes" if git("status", "--porcelain", "-uno") else ""),
             "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "cpu": common.cpu_name(), "cpus": len(os.sched_getaffinity(0)),
-            "flags": sorted(flags & {"avx2", "fma", "avx512f", "avx512_bf16", "amx_tile"}),
+            "flags": sorted(flags & {"avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16"}),
             "threads": fastnet.get_num_threads(), "isa": fastnet._kernels.get_isa(), "fastnet": fastnet.__version__}
 
 

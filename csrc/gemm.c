@@ -22,17 +22,19 @@ static void ukernel_generic_4x16(int64_t kc, const float *restrict a, int64_t rs
     for (int i = 0; i < 4; i++)
         for (int j = 0; j < 16; j++) c[i * ldc + j] = accumulate ? c[i * ldc + j] + acc[i][j] : acc[i][j];
 }
-static const fn_ukernel ukernel_generic[2] = {{4, 16, ukernel_generic_4x16, "generic", FN_BF16_NONE},
-                                              {4, 16, ukernel_generic_4x16, "generic+bf16", FN_BF16_ROUNDED}};
+static const fn_ukernel ukernel_generic[2] = {{4, 16, ukernel_generic_4x16, "generic", FN_BF16_NONE, 0},
+                                              {4, 16, ukernel_generic_4x16, "generic+bf16", FN_BF16_ROUNDED, 0}};
 
 /* ---- the single place that maps an ISA path to its micro-kernel ---- */
 int fn_gemm_cpu_max_isa(void) {
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
     __builtin_cpu_init();
-    if (fn_ukernel_avx512(0) && fn_ukernel_avx512bf16() && __builtin_cpu_supports("avx512f") &&
-        __builtin_cpu_supports("avx512bf16"))
-        return FN_ISA_AVX512_BF16;
-    if (fn_ukernel_avx512(0) && __builtin_cpu_supports("avx512f")) return FN_ISA_AVX512;
+    const int avx512 = fn_ukernel_avx512(0) && __builtin_cpu_supports("avx512f");
+    if (avx512 && fn_ukernel_amx() && __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("amx-bf16") &&
+        fn_amx_permitted())
+        return FN_ISA_AMX_BF16;
+    if (avx512 && fn_ukernel_avx512bf16() && __builtin_cpu_supports("avx512bf16")) return FN_ISA_AVX512_BF16;
+    if (avx512) return FN_ISA_AVX512;
     if (fn_ukernel_avx2(0) && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return FN_ISA_AVX2;
 #endif
     return FN_ISA_GENERIC;
@@ -40,7 +42,8 @@ int fn_gemm_cpu_max_isa(void) {
 
 const fn_ukernel *fn_gemm_ukernel(int isa) {
     const int bf16 = (isa & FN_PATH_BF16) != 0, base = isa & ~FN_PATH_BF16;
-    const fn_ukernel *uk = base == FN_ISA_AVX512_BF16 ? (bf16 ? fn_ukernel_avx512bf16() : fn_ukernel_avx512(0))
+    const fn_ukernel *uk = base == FN_ISA_AMX_BF16       ? (bf16 ? fn_ukernel_amx() : fn_ukernel_avx512(0))
+                           : base == FN_ISA_AVX512_BF16 ? (bf16 ? fn_ukernel_avx512bf16() : fn_ukernel_avx512(0))
                            : base == FN_ISA_AVX512 ? fn_ukernel_avx512(bf16)
                            : base == FN_ISA_AVX2 ? fn_ukernel_avx2(bf16)
                                                  : NULL;
@@ -155,17 +158,37 @@ static inline void pack_a_kmajor(float *restrict dst, const float *restrict a, i
         for (int i = 0; i < mr; i++) dst[whole * mr + i] = i < rows ? a_slot(fmt, alpha * a[(kc - 1) * cs + i], 0.0f) : 0.0f;
 }
 
+/* The row panel of a transposed source for a rows_only micro-kernel: slot (i, t) at dst[i*len + t], reading a's
+ * k-rows contiguously (a[k*cs + i]) and writing mr row streams. */
+static void pack_a_rows_of_kmajor(float *restrict dst, const float *restrict a, int64_t cs, int64_t rows, int64_t kc,
+                                  float alpha, int fmt, int mr) {
+    const int step = fmt == FN_BF16_PAIRS ? 2 : 1;
+    const int64_t len = fn_ceil_div(kc, step);
+    memset(dst, 0, sizeof(float) * mr * len);
+    for (int64_t t = 0; t < len; t++) {
+        const float *restrict lo = a + step * t * cs, *restrict hi = lo + cs;
+        const int has_hi = step == 2 && step * t + 1 < kc;
+        for (int64_t i = 0; i < rows; i++) dst[i * len + t] = a_slot(fmt, alpha * lo[i], has_hi ? alpha * hi[i] : 0.0f);
+    }
+}
+
 /* Used for edge rows, alpha != 1 and bfloat16 operands. The panel keeps the source's orientation, so every loop
  * reads and writes contiguously and vectorizes: a row-major source (cs == 1) gives row-major panel rows (the
- * micro-kernel's row streams), a transposed one (rs == 1) a k-major panel. */
-FN_VECTOR_CLONES static void pack_a(int mr, int fmt, float *restrict dst, const float *restrict a, int64_t rs,
-                                    int64_t cs, int64_t rows, int64_t kc, float alpha, int64_t *prs, int64_t *pcs) {
+ * micro-kernel's row streams), a transposed one (rs == 1) a k-major panel, or rows for a rows_only kernel. */
+FN_VECTOR_CLONES static void pack_a(int mr, int fmt, int rows_only, float *restrict dst, const float *restrict a,
+                                    int64_t rs, int64_t cs, int64_t rows, int64_t kc, float alpha, int64_t *prs,
+                                    int64_t *pcs) {
     const int64_t len = fmt == FN_BF16_PAIRS ? (kc + 1) / 2 : kc; /* slots per row */
     if (cs == 1) { /* slot (i, t) at dst[i*len + t] */
         for (int64_t i = 0; i < mr; i++) {
             if (i < rows) row_slots(fmt, dst + i * len, a + i * rs, kc, alpha);
             else memset(dst + i * len, 0, sizeof(float) * len);
         }
+        *prs = len, *pcs = 1;
+        return;
+    }
+    if (rows_only) {
+        pack_a_rows_of_kmajor(dst, a, cs, rows, kc, alpha, fmt, mr);
         *prs = len, *pcs = 1;
         return;
     }
@@ -183,17 +206,21 @@ FN_VECTOR_CLONES static void pack_a(int mr, int fmt, float *restrict dst, const 
 
 void fn_gemm_pack_a(const fn_ukernel *uk, float *restrict dst, const float *restrict a, int64_t rs, int64_t cs,
                     int64_t rows, int64_t kc, float alpha, int64_t *prs, int64_t *pcs) {
-    pack_a(uk->mr, uk->bf16, dst, a, rs, cs, rows, kc, alpha, prs, pcs);
+    pack_a(uk->mr, uk->bf16, uk->rows_only, dst, a, rs, cs, rows, kc, alpha, prs, pcs);
 }
 
-/* An edge of rows of an A already in slots (fn_gemm_tile_slots): len slots of each of rows rows copied bit for bit
- * (no arithmetic: under DAZ a pair whose high half is zero reads as a denormal float), zero rows below, in the
- * source's orientation as fn_gemm_pack_a lays it out. */
-static void copy_slot_rows(int mr, float *restrict dst, const float *restrict a, int64_t rs, int64_t cs, int64_t rows,
-                           int64_t len, int64_t *prs, int64_t *pcs) {
+/* An edge of rows of an A already in slots (fn_gemm_tile_slots), or a transposed one for a rows_only kernel: len
+ * slots of each of rows rows copied bit for bit (no arithmetic: under DAZ a pair whose high half is zero reads as a
+ * denormal float), zero rows below, laid out as fn_gemm_pack_a lays it out. */
+static void copy_slot_rows(int mr, int rows_only, float *restrict dst, const float *restrict a, int64_t rs, int64_t cs,
+                           int64_t rows, int64_t len, int64_t *prs, int64_t *pcs) {
     memset(dst, 0, sizeof(float) * mr * len);
     if (cs == 1) {
         for (int64_t i = 0; i < rows; i++) memcpy(dst + i * len, a + i * rs, sizeof(float) * len);
+        *prs = len, *pcs = 1;
+    } else if (rows_only) { /* rs == 1 */
+        for (int64_t t = 0; t < len; t++)
+            for (int64_t i = 0; i < rows; i++) memcpy(dst + i * len + t, a + t * cs + i, sizeof(float));
         *prs = len, *pcs = 1;
     } else {
         for (int64_t t = 0; t < len; t++) memcpy(dst + t * mr, a + t * cs, sizeof(float) * rows); /* rs == 1 */
@@ -251,11 +278,12 @@ static void tile_loop(const fn_ukernel *uk, int64_t m0, int64_t m1, int64_t q0, 
                 int64_t prs = rs, pcs = cs;
                 if (!a_slots) {
                     fn_gemm_pack_a(uk, panel, a + i * rs + pc * cs, rs, cs, ib, kcb, alpha, &prs, &pcs);
-                } else if (ib == mr) { /* read in place; K blocks start at even k, so at slot pc / step */
+                } else if (ib == mr && (cs == 1 || !uk->rows_only)) { /* read in place; K blocks start at even
+                                                                          * k, so at slot pc / step */
                     ap = a + i * rs + pc / step * cs;
-                } else { /* an edge of rows: the slots copied with zero rows below */
-                    copy_slot_rows(mr, panel, a + i * rs + pc / step * cs, rs, cs, ib, fn_ceil_div(kcb, step), &prs,
-                                   &pcs);
+                } else { /* an edge of rows (the slots copied with zero rows below), or rows for a rows_only kernel */
+                    copy_slot_rows(mr, uk->rows_only, panel, a + i * rs + pc / step * cs, rs, cs, ib,
+                                   fn_ceil_div(kcb, step), &prs, &pcs);
                 }
                 for (int64_t q = q0; q < q1; q++)
                     micro_tile(uk, kcb, ap, prs, pcs, bp + pc * npad + q * kcb * nr, c + i * ldc + q * nr, ldc, ib,
@@ -297,20 +325,21 @@ int64_t fn_gemm_workspace(int64_t M, int64_t N, int64_t K, int n_threads) {
     return fn_gemm_packed_b_size(K, N) + FN_WS_PAD;
 }
 
-/* How fn_gemm splits C among threads: row blocks of mt rows (a multiple of 24) by groups of nq panels, at least
- * 2 tiles per thread where the shape allows. Tiling only spreads work: every tile computes its elements
- * identically (see fn_ukernel_fn). */
+/* How fn_gemm splits C among threads: row blocks of mt rows (a multiple of 24, or of mr where mr is larger) by
+ * groups of nq panels, at least 2 tiles per thread where the shape allows. Tiling only spreads work: every tile
+ * computes its elements identically (see fn_ukernel_fn). */
 typedef struct {
     int64_t mt, nq, mtiles, ntiles_n, npanels;
 } gemm_tiling;
 
 static gemm_tiling tiling(const fn_ukernel *uk, int64_t M, int64_t N, int n_threads) {
     gemm_tiling t;
+    const int64_t unit = uk->mr > 24 ? uk->mr : 24;
     t.npanels = fn_ceil_div(N, uk->nr);
-    t.mt = fn_round_up(M, 24), t.nq = t.npanels;
+    t.mt = fn_round_up(M, unit), t.nq = t.npanels;
     while (fn_ceil_div(M, t.mt) * fn_ceil_div(t.npanels, t.nq) < 2 * (int64_t)n_threads) {
-        if (t.nq > 1 && (t.nq * uk->nr >= t.mt || t.mt <= 24)) t.nq = fn_ceil_div(t.nq, 2);
-        else if (t.mt > 24) t.mt = fn_round_up(t.mt / 2, 24);
+        if (t.nq > 1 && (t.nq * uk->nr >= t.mt || t.mt <= unit)) t.nq = fn_ceil_div(t.nq, 2);
+        else if (t.mt > unit) t.mt = fn_round_up(t.mt / 2, unit);
         else break;
     }
     t.mtiles = fn_ceil_div(M, t.mt), t.ntiles_n = fn_ceil_div(t.npanels, t.nq);

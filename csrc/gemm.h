@@ -7,8 +7,8 @@
  *   op(B) is K x N: B is [K, ldb] (trans_b = 0) or [N, ldb] (trans_b = 1)
  *   C is [M, ldc]. With beta == 0, C is never read (it may hold NaN).
  * Packed panels + a register-blocked micro-kernel: isa is FN_ISA_AVX512 (8x32), FN_ISA_AVX2 (6x16, FMA) or
- * FN_ISA_GENERIC (4x16 portable C), or FN_ISA_AVX512_BF16 (FN_ISA_AVX512, with an 8x32 VDPBF16PS kernel for
- * FN_PATH_BF16 products), and must be at most fn_gemm_cpu_max_isa().
+ * FN_ISA_GENERIC (4x16 portable C), or FN_ISA_AVX512_BF16 / FN_ISA_AMX_BF16 (FN_ISA_AVX512, with an 8x32
+ * VDPBF16PS / 32x32 AMX kernel for FN_PATH_BF16 products), and must be at most fn_gemm_cpu_max_isa().
  * Every element of C is owned by one thread and summed in a fixed order: bit-identical for any n_threads.
  * Reference: tests/reference.py gemm; tests: tests/test_kernels.py test_gemm*, tests/test_determinism.py. */
 int fn_gemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A,

@@ -76,6 +76,7 @@ typedef struct {
     fn_ukernel_fn kernel;
     const char *name;
     int bf16; /* how its operands are packed: FN_BF16_NONE, FN_BF16_ROUNDED or FN_BF16_PAIRS */
+    int rows_only; /* 1: A must come as rows (cs_a == 1; the AMX kernel's tile loads), never k-major */
 } fn_ukernel;
 /* Operand formats of a micro-kernel. NONE: float32. ROUNDED (the portable bfloat16 path): float32 slots, each
  * value rounded to bfloat16 as it is packed. PAIRS (the native path): each 32-bit slot holds two consecutive k of
@@ -103,16 +104,18 @@ static inline float fn_bf16_pair(float lo, float hi) {
 }
 
 /* Largest micro-tile of any ISA path; workspace queries use these so they never depend on the ISA. */
-#define FN_MR_MAX 8
+#define FN_MR_MAX 32
 #define FN_NR_MAX 32
 #define FN_KC_MAX 512 /* K is cut into equal blocks of at most this many (a multiple of 8) */
 
 /* The micro-kernel of an FN_ISA_* path, with FN_PATH_BF16 its bfloat16-operand variant: VDPBF16PS on
- * FN_ISA_AVX512_BF16, the portable (ROUNDED) one elsewhere. */
+ * FN_ISA_AVX512_BF16, TDPBF16PS on FN_ISA_AMX_BF16, the portable (ROUNDED) one elsewhere. */
 const fn_ukernel *fn_gemm_ukernel(int isa);
 const fn_ukernel *fn_ukernel_avx512(int bf16); /* NULL when the compiler cannot build it */
 const fn_ukernel *fn_ukernel_avx2(int bf16);
 const fn_ukernel *fn_ukernel_avx512bf16(void); /* the PAIRS kernel; NULL when the compiler cannot build it */
+const fn_ukernel *fn_ukernel_amx(void);        /* the AMX PAIRS kernel (32x32); NULL likewise */
+int fn_amx_permitted(void);                    /* 1 once Linux has granted this process AMX's tile data */
 
 /* The K-block length used for a product of depth K (a function of K alone). */
 int64_t fn_gemm_kc(int64_t K);

@@ -199,7 +199,8 @@ def test_the_plan_gives_each_product_step_its_layers_precision():
     assert all(s.precision == "float32" for s in m.plan().steps if s.op not in ("conv2d", "dense"))
     lines = []
     m.summary(print_fn=lines.append)
-    assert "Dtype policy: mixed_bfloat16 (portable bfloat16 products): conv2d, dense; float32: " in lines[0]
+    path = mixed_precision.bf16_path()  # 'portable' on a CPU without AVX512_BF16
+    assert f"Dtype policy: mixed_bfloat16 ({path} bfloat16 products): conv2d, dense; float32: " in lines[0]
 
 
 def test_a_mixed_model_runs_the_bf16_kernels_bit_for_bit(rng):
@@ -276,13 +277,14 @@ def test_saved_models_keep_their_policy(tmp_path, rng, ext):
 def test_info_names_the_policy_and_path():
     assert "dtype policy float32" in fastnet.info()
     mixed_precision.set_global_policy("mixed_bfloat16")
-    native = _kernels.get_isa() == "avx512_bf16"
-    path = "native VDPBF16PS" if native else "portable"
+    path = {"amx_bf16": "native AMX", "avx512_bf16": "native VDPBF16PS"}.get(_kernels.get_isa(), "portable")
     assert f"dtype policy mixed_bfloat16 ({path} bfloat16 products)" in fastnet.info()
-    assert mixed_precision.native_bf16() is native
-    if "avx512_bf16" in _kernels.supported_isas():
-        _kernels.set_isa("avx512")
-        try:
-            assert "(portable bfloat16 products)" in fastnet.info() and not mixed_precision.native_bf16()
-        finally:
-            _kernels.set_isa("best")
+    assert mixed_precision.native_bf16() is (path != "portable") and mixed_precision.bf16_path() == path
+    for isa, name in [("avx512", "portable"), ("avx512_bf16", "native VDPBF16PS"), ("amx_bf16", "native AMX")]:
+        if isa in _kernels.supported_isas():
+            _kernels.set_isa(isa)
+            try:
+                assert f"({name} bfloat16 products)" in fastnet.info()
+                assert mixed_precision.native_bf16() is (name != "portable")
+            finally:
+                _kernels.set_isa("best")

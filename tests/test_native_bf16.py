@@ -1,12 +1,13 @@
-"""The native bfloat16 path (csrc/gemm_avx512bf16.c, VDPBF16PS on operands packed as bfloat16 pairs along K), on
-every CPU.
+"""The native bfloat16 paths, on every CPU: csrc/gemm_avx512bf16.c (VDPBF16PS, GEMM path 'avx512_bf16') and
+csrc/gemm_amx.c (AMX tiles, TDPBF16PS, GEMM path 'amx_bf16'), both on operands packed as bfloat16 pairs along K.
 
-Where the CPU has AVX512_BF16 the whole suite also runs it for real: 'avx512_bf16' is then one of the GEMM paths
-the `isa` fixture takes. Everywhere else these tests build the C kernels into a library of their own, with the
-micro-kernel's intrinsics written out lane by lane (tests/native_bf16_emulation.h, after the Intel SDM's VDPBF16PS
+Where the CPU has them the whole suite also runs them for real: they are then among the GEMM paths the `isa`
+fixture takes, and test_the_cpus_own_instructions_follow_the_models checks the real instructions against the
+models below. Everywhere else these tests build the C kernels into a library of their own, with the micro-kernels'
+intrinsics written out lane by lane and tile by tile (tests/native_bf16_emulation.h, after the Intel SDM's
 pseudocode), and call it through ctypes. That proves the new code itself (the pair packing of both operands, the
-odd-K padding, the edges, every caller of the micro-kernel) on this CPU, down to the bit: the GEMM is compared
-with a numpy model of the exact order in which VDPBF16PS rounds.
+odd-K padding, the edges, the AMX kernel's tail configuration, every caller of the micro-kernels) on this CPU, down
+to the bit: the GEMM is compared with a numpy model of the exact order in which each instruction rounds.
 """
 import ctypes
 import os
@@ -20,8 +21,9 @@ import reference as ref
 from helpers import bf16_close, gemm_terms, rand, winograd_abs_bound
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FN_ISA_AVX2, FN_ISA_AVX512_BF16, FN_PATH_BF16 = 1, 3, 0x100
-NATIVE, PORTABLE = FN_ISA_AVX512_BF16 | FN_PATH_BF16, FN_ISA_AVX2 | FN_PATH_BF16
+FN_ISA_AVX2, FN_ISA_AVX512_BF16, FN_ISA_AMX_BF16, FN_PATH_BF16 = 1, 3, 4, 0x100
+PORTABLE = FN_ISA_AVX2 | FN_PATH_BF16
+NATIVE_PATHS = {"avx512_bf16": FN_ISA_AVX512_BF16 | FN_PATH_BF16, "amx_bf16": FN_ISA_AMX_BF16 | FN_PATH_BF16}
 IM2COL, WINOGRAD = 1, 2
 F32P = np.ctypeslib.ndpointer(np.float32, flags="C_CONTIGUOUS")
 I64 = ctypes.c_int64
@@ -33,7 +35,7 @@ class Shape(ctypes.Structure):
 
 @pytest.fixture(scope="module")
 def lib(tmp_path_factory):
-    """The C kernels built with the emulated AVX512_BF16 micro-kernel (needs a C compiler and the source tree).
+    """The C kernels built with the emulated native micro-kernels (needs a C compiler and the source tree).
     FASTNET_EMU_CFLAGS adds flags: .ci/sanitize builds it with AddressSanitizer + UBSan."""
     cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
     if cc is None or not os.path.isdir(os.path.join(ROOT, "csrc")):
@@ -66,7 +68,13 @@ def lib(tmp_path_factory):
     return so
 
 
-def gemm(lib, a, b, trans_a=0, trans_b=0, alpha=1.0, beta=0.0, c=None, isa=NATIVE, n_threads=2):
+@pytest.fixture(params=list(NATIVE_PATHS))
+def path(request):
+    """A native path: its name and C isa code."""
+    return request.param, NATIVE_PATHS[request.param]
+
+
+def gemm(lib, a, b, trans_a=0, trans_b=0, alpha=1.0, beta=0.0, c=None, isa=PORTABLE, n_threads=2):
     M, K = (a.shape[1], a.shape[0]) if trans_a else a.shape
     N = b.shape[0] if trans_b else b.shape[1]
     c = np.full((M, N), np.nan, np.float32) if c is None else c.copy()
@@ -83,23 +91,37 @@ def kc_of(K):
     return -(-(-(-K // blocks)) // 8) * 8
 
 
-def vdpbf16ps_model(a, b, alpha=1.0, beta=0.0, c=None):
-    """C = alpha op(A) op(B) + beta C exactly as the native path rounds it, in float32 numpy: per K block, each
-    pair p adds a[2p+1]*b[2p+1] and then a[2p]*b[2p] to an accumulator from zero (VDPBF16PS's order), and the
-    blocks are added to C in order. a (M, K) and b (K, N) are op(A) and op(B); beta is 0 or 1."""
+def model(path, a, b, alpha=1.0, beta=0.0, c=None):
+    """C = alpha op(A) op(B) + beta C exactly as a native path rounds it, in float32 numpy. a (M, K) and b (K, N)
+    are op(A) and op(B); beta is 0 or 1. K is cut into fn_gemm_kc's blocks, each summed from zero, and the blocks
+    are added to C in order. Within a block (the products are exact in float32):
+      avx512_bf16 (VDPBF16PS): each pair p adds a[2p+1]*b[2p+1], then a[2p]*b[2p], to the accumulator;
+      amx_bf16 (TDPBF16PS): per step of 16 pairs, the even-k products and the odd-k products are summed from zero
+        separately, then the accumulator adds (even + odd)."""
     ra = ref.round_bf16(np.float32(alpha) * a).astype(np.float32)
     rb = ref.round_bf16(b).astype(np.float32)
     M, K = a.shape
     out = c.copy() if beta else None
     kc = kc_of(K)
+    zero = np.zeros((M, b.shape[1]), np.float32)
     for pc in range(0, K, kc):
         kcb = min(kc, K - pc)
-        acc = np.zeros((M, b.shape[1]), np.float32)
-        for p in range((kcb + 1) // 2):
-            lo = pc + 2 * p
-            if 2 * p + 1 < kcb:
-                acc = acc + np.outer(ra[:, lo + 1], rb[lo + 1])  # the products are exact in float32
-            acc = acc + np.outer(ra[:, lo], rb[lo])
+        pairs = (kcb + 1) // 2
+        acc = zero
+        for s in range(0, pairs, 16 if path == "amx_bf16" else pairs):
+            even, odd = zero, zero
+            for p in range(s, min(pairs, s + 16) if path == "amx_bf16" else pairs):
+                lo = pc + 2 * p
+                if path == "amx_bf16":
+                    even = even + np.outer(ra[:, lo], rb[lo])
+                    if 2 * p + 1 < kcb:
+                        odd = odd + np.outer(ra[:, lo + 1], rb[lo + 1])
+                    continue
+                if 2 * p + 1 < kcb:
+                    acc = acc + np.outer(ra[:, lo + 1], rb[lo + 1])
+                acc = acc + np.outer(ra[:, lo], rb[lo])
+            if path == "amx_bf16":
+                acc = acc + (even + odd)
         out = acc if out is None else out + acc
     return out
 
@@ -110,36 +132,39 @@ GEMM_SHAPES = [(1, 1, 1), (1, 5, 3), (7, 13, 5), (9, 33, 2), (17, 33, 300), (8, 
 
 @pytest.mark.parametrize("M,N,K", GEMM_SHAPES)
 @pytest.mark.parametrize("trans_a,trans_b", [(0, 0), (0, 1), (1, 0), (1, 1)])
-def test_native_gemm_is_vdpbf16ps_order_bit_for_bit(lib, rng, M, N, K, trans_a, trans_b):
+def test_native_gemm_is_its_instructions_order_bit_for_bit(lib, rng, path, M, N, K, trans_a, trans_b):
+    name, isa = path
     a, b = rand(rng, M, K), rand(rng, K, N)
     A = np.ascontiguousarray(a.T) if trans_a else a
     B = np.ascontiguousarray(b.T) if trans_b else b
-    np.testing.assert_array_equal(gemm(lib, A, B, trans_a, trans_b), vdpbf16ps_model(a, b))
+    np.testing.assert_array_equal(gemm(lib, A, B, trans_a, trans_b, isa=isa), model(name, a, b))
     c0 = rand(rng, M, N)
-    np.testing.assert_array_equal(gemm(lib, A, B, trans_a, trans_b, alpha=0.75, beta=1.0, c=c0),
-                                  vdpbf16ps_model(a, b, alpha=0.75, beta=1.0, c=c0))
-    bf16_close(gemm(lib, A, B, trans_a, trans_b), gemm_terms(a, b), "native gemm", K)
+    np.testing.assert_array_equal(gemm(lib, A, B, trans_a, trans_b, alpha=0.75, beta=1.0, c=c0, isa=isa),
+                                  model(name, a, b, alpha=0.75, beta=1.0, c=c0))
+    bf16_close(gemm(lib, A, B, trans_a, trans_b, isa=isa), gemm_terms(a, b), "native gemm", K)
 
 
 @pytest.mark.parametrize("M,N,K", [(1, 1, 1), (7, 13, 5), (17, 33, 300), (3, 70, 1031), (128, 512, 784)])
 @pytest.mark.parametrize("trans_a,trans_b", [(0, 0), (1, 1)])
-def test_the_cpus_own_vdpbf16ps_follows_the_model(rng, M, N, K, trans_a, trans_b):
-    """The installed extension on a CPU with AVX512_BF16: the real instruction, not the emulation, must round as
-    the model (and so as tests/native_bf16_emulation.h) says, or the emulated proofs above prove nothing."""
+def test_the_cpus_own_instructions_follow_the_models(rng, path, M, N, K, trans_a, trans_b):
+    """The installed extension on a CPU with the instructions: the real VDPBF16PS or TDPBF16PS, not the emulation,
+    must round as the model (and so as tests/native_bf16_emulation.h) says, or the emulated proofs above prove
+    nothing."""
     from fastnet import _kernels
 
-    if "avx512_bf16" not in _kernels.supported_isas():
-        pytest.skip("this CPU has no AVX512_BF16 (the emulated tests above stand in for it)")
+    name = path[0]
+    if name not in _kernels.supported_isas():
+        pytest.skip(f"this CPU has no {name} path (the emulated tests above stand in for it)")
     a, b = rand(rng, M, K), rand(rng, K, N)
     A = np.ascontiguousarray(a.T) if trans_a else a
     B = np.ascontiguousarray(b.T) if trans_b else b
-    got = _kernels.gemm(A, B, trans_a=bool(trans_a), trans_b=bool(trans_b), alpha=0.75, isa="avx512_bf16",
+    got = _kernels.gemm(A, B, trans_a=bool(trans_a), trans_b=bool(trans_b), alpha=0.75, isa=name,
                         precision="bfloat16", n_threads=2)
-    np.testing.assert_array_equal(got, vdpbf16ps_model(a, b, alpha=0.75))
+    np.testing.assert_array_equal(got, model(name, a, b, alpha=0.75))
 
 
 @pytest.mark.parametrize("trans_a,trans_b", [(0, 0), (0, 1), (1, 0), (1, 1)])
-def test_native_gemm_reads_nothing_past_its_operands(lib, rng, trans_a, trans_b):
+def test_native_gemm_reads_nothing_past_its_operands(lib, rng, path, trans_a, trans_b):
     """A and B stored with leading dimensions wider than they are, the gap filled with NaN: the pairs padding an
     odd K and the edges of rows and columns must come from zeros, never from the neighbouring memory."""
     M, N, K = 11, 37, 301
@@ -153,28 +178,29 @@ def test_native_gemm_reads_nothing_past_its_operands(lib, rng, trans_a, trans_b)
     A, B = strided(a.T if trans_a else a), strided(b.T if trans_b else b)
     c = np.full((M, N), np.nan, np.float32)
     ws = np.empty(lib.fn_gemm_workspace(M, N, K, 2), np.float32)
-    assert lib.fn_gemm(trans_a, trans_b, M, N, K, 1.0, A, A.shape[1], B, B.shape[1], 0.0, c, N, NATIVE, ws, 2) == 0
-    np.testing.assert_array_equal(c, vdpbf16ps_model(a, b))
+    assert lib.fn_gemm(trans_a, trans_b, M, N, K, 1.0, A, A.shape[1], B, B.shape[1], 0.0, c, N, path[1], ws, 2) == 0
+    np.testing.assert_array_equal(c, model(path[0], a, b))
 
 
-def test_native_path_is_not_the_portable_one(lib, rng):
+def test_native_path_is_not_the_portable_one(lib, rng, path):
     """Both round the operands alike but accumulate in another order: for long K the last bits differ."""
     a, b = rand(rng, 64, 784), rand(rng, 784, 64)
-    native, portable = gemm(lib, a, b), gemm(lib, a, b, isa=PORTABLE)
+    native, portable = gemm(lib, a, b, isa=path[1]), gemm(lib, a, b)
     bf16_close(portable, gemm_terms(a, b), "portable gemm", 784)
     assert not np.array_equal(native, portable)
     assert np.abs(native - portable).max() <= 2 ** -14 * np.abs(portable).max()
 
 
-def test_native_gemm_is_bit_identical_across_thread_counts_and_prepacking(lib, rng):
+def test_native_gemm_is_bit_identical_across_thread_counts_and_prepacking(lib, rng, path):
+    isa = path[1]
     a, b = rand(rng, 130, 700), rand(rng, 700, 75)
-    first = gemm(lib, a, b, n_threads=1)
+    first = gemm(lib, a, b, isa=isa, n_threads=1)
     for nt in (2, 3, 7):
-        np.testing.assert_array_equal(gemm(lib, a, b, n_threads=nt), first)
+        np.testing.assert_array_equal(gemm(lib, a, b, isa=isa, n_threads=nt), first)
     bp = np.zeros(lib.fn_gemm_packed_b_size(700, 75), np.float32)
-    assert lib.fn_gemm_pack(bp, b, 75, 0, 700, 75, NATIVE, 2) == 0
+    assert lib.fn_gemm_pack(bp, b, 75, 0, 700, 75, isa, 2) == 0
     c = np.full((130, 75), np.nan, np.float32)
-    assert lib.fn_gemm_prepacked(0, 130, 75, 700, 1.0, a, 700, bp, 0.0, c, 75, NATIVE, 3) == 0
+    assert lib.fn_gemm_prepacked(0, 130, 75, 700, 1.0, a, 700, bp, 0.0, c, 75, isa, 3) == 0
     np.testing.assert_array_equal(c, first)
 
 
@@ -186,14 +212,14 @@ def conv_shape(x_shape, w_shape, strides, padding):
     return Shape(N, H, W, C, OC, KH, KW, strides[0], strides[1], PT, PL, OH, OW)
 
 
-def conv(lib, x, w, dy, s, algo):
-    """The three passes through the emulated native path: y, dx, dw."""
+def conv(lib, x, w, dy, s, algo, isa):
+    """The three passes through an emulated native path: y, dx, dw."""
     ws = np.empty(lib.fn_conv2d_workspace(s, algo, 2), np.float32)
     y = np.empty((s.N, s.OH, s.OW, s.OC), np.float32)
     dx, dw = np.empty(x.shape, np.float32), np.empty(w.shape, np.float32)
-    assert lib.fn_conv2d_forward(y, x, w, None, s, 0, algo, NATIVE, ws, 2) == 0
-    assert lib.fn_conv2d_backward_data(dx, dy, w, None, s, algo, NATIVE, ws, 2) == 0
-    assert lib.fn_conv2d_backward_filter(dw, None, dy, x, s, algo, NATIVE, ws, 2) == 0
+    assert lib.fn_conv2d_forward(y, x, w, None, s, 0, algo, isa, ws, 2) == 0
+    assert lib.fn_conv2d_backward_data(dx, dy, w, None, s, algo, isa, ws, 2) == 0
+    assert lib.fn_conv2d_backward_filter(dw, None, dy, x, s, algo, isa, ws, 2) == 0
     return y, dx, dw
 
 
@@ -205,12 +231,12 @@ CONV_CASES = [(2, 28, 28, 1, 32, 3, 3, (1, 1), "valid"), (2, 12, 12, 32, 32, 3, 
 
 
 @pytest.mark.parametrize("case", CONV_CASES)
-def test_native_im2col_conv(lib, rng, case):
+def test_native_im2col_conv(lib, rng, path, case):
     N, H, W, C, OC, KH, KW, strides, padding = case
     x, w = rand(rng, N, H, W, C), rand(rng, KH, KW, C, OC, scale=0.3)
     s = conv_shape(x.shape, w.shape, strides, padding)
     dy = rand(rng, N, s.OH, s.OW, OC)
-    y, dx, dw = conv(lib, x, w, dy, s, IM2COL)
+    y, dx, dw = conv(lib, x, w, dy, s, IM2COL, path[1])
     rx, rw, rdy = ref.round_bf16(x), ref.round_bf16(w), ref.round_bf16(dy)
     a = np.abs
     bf16_close(y, (ref.conv2d_forward(rx, rw, None, strides, padding),
@@ -222,13 +248,13 @@ def test_native_im2col_conv(lib, rng, case):
                N * s.OH * s.OW)
 
 
-def test_native_winograd_conv(lib, rng):
+def test_native_winograd_conv(lib, rng, path):
     """Winograd's products take the native path too: the forward within its analytic bfloat16 bound, the
     backward passes within test_mixed_precision's 2^-4 rms."""
     x, w = rand(rng, 2, 26, 26, 32), rand(rng, 3, 3, 32, 32, scale=0.3)
     s = conv_shape(x.shape, w.shape, (1, 1), "valid")
     dy = rand(rng, 2, 24, 24, 32)
-    y, dx, dw = conv(lib, x, w, dy, s, WINOGRAD)
+    y, dx, dw = conv(lib, x, w, dy, s, WINOGRAD, path[1])
     exact = ref.conv2d_forward(x, w)
     bound = (2 ** -8 + 2 ** -17) * winograd_abs_bound(x, w) + 1e-4 * np.abs(exact).max()
     assert (np.abs(y - exact) <= bound).all()

@@ -14,6 +14,7 @@ cdef extern from "fastnet.h" nogil:
         FN_ISA_AVX2
         FN_ISA_AVX512
         FN_ISA_AVX512_BF16
+        FN_ISA_AMX_BF16
         FN_PATH_BF16
         FN_CONV_AUTO
         FN_CONV_IM2COL

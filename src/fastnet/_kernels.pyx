@@ -25,8 +25,10 @@ from fastnet._check import INT_MAX, integer as _int, ints as _ints, real as _rea
 from fastnet._fastnet_c cimport *
 
 ACTIVATIONS = {"linear": FN_ACT_LINEAR, "relu": FN_ACT_RELU, "sigmoid": FN_ACT_SIGMOID, "tanh": FN_ACT_TANH}
-# "avx512_bf16" is "avx512" with its bfloat16 products on VDPBF16PS; "avx512" then forces the portable bf16 path.
-ISAS = {"generic": FN_ISA_GENERIC, "avx2": FN_ISA_AVX2, "avx512": FN_ISA_AVX512, "avx512_bf16": FN_ISA_AVX512_BF16}
+# "avx512_bf16" is "avx512" with its bfloat16 products on VDPBF16PS, "amx_bf16" with them on AMX tiles (TDPBF16PS);
+# "avx512" then forces the portable bf16 path.
+ISAS = {"generic": FN_ISA_GENERIC, "avx2": FN_ISA_AVX2, "avx512": FN_ISA_AVX512, "avx512_bf16": FN_ISA_AVX512_BF16,
+        "amx_bf16": FN_ISA_AMX_BF16}
 CONV_ALGOS = {"auto": FN_CONV_AUTO, "im2col": FN_CONV_IM2COL, "winograd": FN_CONV_WINOGRAD}
 _ISA_NAMES = {code: name for name, code in ISAS.items()}
 _ALGO_NAMES = {code: name for name, code in CONV_ALGOS.items()}
@@ -60,7 +62,8 @@ def have_openmp():
 
 
 def set_isa(isa):
-    """Select the GEMM micro-kernel of every later call: 'generic', 'avx2', 'avx512', 'avx512_bf16' or 'best'."""
+    """Select the GEMM micro-kernel of every later call: 'generic', 'avx2', 'avx512', 'avx512_bf16', 'amx_bf16' or
+    'best'."""
     global _isa
     _isa = fn_gemm_cpu_max_isa() if isa == "best" else _isa_code(isa)
 

@@ -7,13 +7,15 @@ filter gradient; after im2col or the Winograd transforms) to the nearest bfloat1
 (csrc/fastnet.h, FN_PATH_BF16). Weights, optimizer state, gradient accumulation, bias, activations, softmax,
 loss and every reduction stay float32, so where the roundings happen is exactly: the two operands of each product.
 
-Two paths run the products. On a CPU with AVX512_BF16 (GEMM path 'avx512_bf16', the default there) the native
-micro-kernel packs both operands as bfloat16 pairs along K and multiplies them with VDPBF16PS, two products per
-float32 lane and instruction, accumulated in float32. Elsewhere (or with set_isa('avx512'), 'avx2', 'generic')
-the portable path rounds the operands the same way as the GEMM packs them, then runs the float32 micro-kernel of
-the ISA (a product of two bfloat16 values is exact in float32). The two paths make the same roundings of the
-operands and differ only in the order the float32 accumulation rounds: their last bits differ, never the model's
-quality. native_bf16() says which is in use.
+Three paths run the products. On a CPU with AMX (GEMM path 'amx_bf16', the default there: Intel Xeons since
+Sapphire Rapids) a 32x32 micro-kernel multiplies tiles of bfloat16 pairs with TDPBF16PS. On a CPU with AVX512_BF16
+but no AMX (GEMM path 'avx512_bf16', the default there: AMD Zen 4) an 8x32 micro-kernel multiplies the same pairs
+with VDPBF16PS, two products per float32 lane and instruction. Both native kernels pack both operands as bfloat16
+pairs along K and accumulate in float32. Elsewhere (or with set_isa('avx512'), 'avx2', 'generic') the portable path
+rounds the operands the same way as the GEMM packs them, then runs the float32 micro-kernel of the ISA (a product of
+two bfloat16 values is exact in float32). The paths make the same roundings of the operands and differ only in the
+order the float32 accumulation rounds: their last bits differ, never the model's quality. bf16_path() says which
+is in use.
 
 A layer takes the global policy in force when it is created (Keras); float32 is the default, and with it every
 result is bit-identical to fastnet without this module.
@@ -82,13 +84,21 @@ def policy_of(dtype, where):
         raise ValueError(f"{where}: {e}") from None
 
 
+NATIVE_PATHS = {"amx_bf16": "native AMX", "avx512_bf16": "native VDPBF16PS"}  # GEMM path -> its bf16 products
+
+
 def native_bf16():
-    """Whether bfloat16 products run on the native VDPBF16PS micro-kernel now (the GEMM path is 'avx512_bf16')."""
-    return _kernels.get_isa() == "avx512_bf16"
+    """Whether bfloat16 products run on a native micro-kernel now (GEMM path 'amx_bf16' or 'avx512_bf16')."""
+    return _kernels.get_isa() in NATIVE_PATHS
+
+
+def bf16_path():
+    """The path bfloat16 products take now: 'native AMX', 'native VDPBF16PS' or 'portable'."""
+    return NATIVE_PATHS.get(_kernels.get_isa(), "portable")
 
 
 def describe(policy):
     """The policy and the path its products take, for summary() and fastnet.info()."""
     if policy.compute_dtype == "float32":
         return policy.name
-    return f"{policy.name} ({'native VDPBF16PS' if native_bf16() else 'portable'} bfloat16 products)"
+    return f"{policy.name} ({bf16_path()} bfloat16 products)"

@@ -1,0 +1,132 @@
+/* AMX-BF16 micro-kernel: 32 rows x 32 columns in four 16x16 float32 tiles, TDPBF16PS on bfloat16 pairs.
+ *
+ * Why a second bfloat16 kernel: on Intel Xeons VDPBF16PS issues on one port, so its 32 multiplications per
+ * instruction only match two float32 FMAs per cycle (measured on a 16-core Xeon with AMX: the VDPBF16PS kernel ran
+ * at 0.55-0.72x the float32 kernel's rate); their bfloat16 engine is AMX, 512 multiply-adds per cycle per core.
+ *
+ * The operands are the VDPBF16PS kernel's (fn_gemm_pack_b, fn_gemm_pack_a with FN_BF16_PAIRS): B a panel of 32-bit
+ * pair slots, slot (p, j) at b[p*32 + j], which is exactly two B tiles of 16 pairs x 16 columns (row stride 128
+ * bytes); A row-major pair slots, slot (i, p) at a[i*rs_a + p] (this kernel has `rows_only`: fn_gemm_pack_a and
+ * the in-place readers give it rows), so an A tile is 16 rows x 16 pairs read with stride 4*rs_a. One step over 16
+ * pairs: two A tiles, two B tiles, four TDPBF16PS. A last step of fewer pairs runs under a tile configuration of
+ * that many (the four accumulator tiles kept through a buffer, bit for bit). The product is summed from zero and
+ * then stored or added to C, as the other kernels do.
+ *
+ * Rounding: per TDPBF16PS (Intel SDM), each row's products of even k and of odd k are summed separately from zero
+ * over the instruction's 16 pairs (each product exact, round to nearest even, denormals flushed), then their sum is
+ * added to the accumulator. So its last bits differ from VDPBF16PS's order and from the portable path; it is
+ * bit-identical for any thread count.
+ *
+ * Linux hands a process AMX's tile state only after arch_prctl(ARCH_REQ_XCOMP_PERM): fn_amx_permitted asks once.
+ * tests/test_native_bf16.py also builds this file against tests/native_bf16_emulation.h, which writes the tile
+ * instructions out after the SDM's pseudocode, so its packing and indexing are tested on any CPU. */
+#include <string.h>
+
+#include "internal.h"
+
+#if defined(FN_EMULATE_AVX512BF16)
+#include "native_bf16_emulation.h"
+#define FN_TARGET_AMX
+#define FN_HAVE_AMX 1
+#elif defined(__GNUC__) && defined(__x86_64__) && defined(__linux__) && \
+    (defined(__clang__) ? __clang_major__ >= 12 : __GNUC__ >= 11)
+#include <immintrin.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#define FN_TARGET_AMX __attribute__((target("amx-tile,amx-bf16,avx512f")))
+#define FN_HAVE_AMX 1
+#endif
+
+#ifdef FN_HAVE_AMX
+/* LDTILECFG's 64-byte operand (palette 1). Tiles 0-3: the accumulators (16 rows x 16 floats); 4-5: A (16 rows x
+ * `pairs` slots); 6-7: B (`pairs` rows x 16 slots). */
+typedef struct {
+    uint8_t palette, start_row, reserved[14];
+    uint16_t colsb[16];
+    uint8_t rows[16];
+} tile_config;
+
+FN_TARGET_AMX static void configure(int pairs) {
+    tile_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.palette = 1;
+    for (int t = 0; t < 8; t++) {
+        cfg.rows[t] = t >= 6 ? pairs : 16;
+        cfg.colsb[t] = t == 4 || t == 5 ? 4 * pairs : 64;
+    }
+    _tile_loadconfig(&cfg);
+}
+
+/* One step over `pairs` pairs starting at slot s of A's rows and pair row s of B. */
+#define FN_AMX_STEP(s)                                                                        \
+    {                                                                                         \
+        _tile_loadd(4, a + (s), 4 * rs_a);                                                    \
+        _tile_loadd(5, a + 16 * rs_a + (s), 4 * rs_a);                                        \
+        _tile_loadd(6, b + (s) * 32, 128);                                                    \
+        _tile_loadd(7, b + (s) * 32 + 16, 128);                                               \
+        _tile_dpbf16ps(0, 4, 6);                                                              \
+        _tile_dpbf16ps(1, 4, 7);                                                              \
+        _tile_dpbf16ps(2, 5, 6);                                                              \
+        _tile_dpbf16ps(3, 5, 7);                                                              \
+    }
+#define FN_AMX_STORE(buf)                                                                     \
+    {                                                                                         \
+        _tile_stored(0, buf, 128);                                                            \
+        _tile_stored(1, buf + 16, 128);                                                       \
+        _tile_stored(2, buf + 512, 128);                                                      \
+        _tile_stored(3, buf + 528, 128);                                                      \
+    }
+
+FN_TARGET_AMX static void ukernel_amx_32x32(int64_t kc, const float *restrict a, int64_t rs_a, int64_t cs_a,
+                                            const float *restrict b, float *restrict c, int64_t ldc, int accumulate) {
+    (void)cs_a; /* 1: rows_only */
+    float acc[32 * 32] __attribute__((aligned(64)));
+    const int64_t pairs = (kc + 1) / 2, whole = pairs / 16 * 16, tail = pairs - whole;
+    configure(whole ? 16 : (int)tail);
+    _tile_zero(0);
+    _tile_zero(1);
+    _tile_zero(2);
+    _tile_zero(3);
+    for (int64_t s = 0; s < whole; s += 16) FN_AMX_STEP(s)
+    if (tail) {
+        if (whole) { /* a configuration of `tail` pairs; the accumulators go through acc (LDTILECFG zeroes tiles) */
+            FN_AMX_STORE(acc)
+            configure((int)tail);
+            _tile_loadd(0, acc, 128);
+            _tile_loadd(1, acc + 16, 128);
+            _tile_loadd(2, acc + 512, 128);
+            _tile_loadd(3, acc + 528, 128);
+        }
+        FN_AMX_STEP(whole)
+    }
+    FN_AMX_STORE(acc)
+    _tile_release();
+    for (int i = 0; i < 32; i++) {
+        float *restrict ci = c + i * ldc;
+        const float *restrict ai = acc + i * 32;
+        if (accumulate)
+            for (int j = 0; j < 32; j++) ci[j] += ai[j];
+        else
+            for (int j = 0; j < 32; j++) ci[j] = ai[j];
+    }
+}
+#undef FN_AMX_STEP
+#undef FN_AMX_STORE
+
+static const fn_ukernel ukernel = {32, 32, ukernel_amx_32x32, "amx_bf16", FN_BF16_PAIRS, 1};
+const fn_ukernel *fn_ukernel_amx(void) { return &ukernel; }
+
+int fn_amx_permitted(void) {
+#if defined(FN_EMULATE_AVX512BF16)
+    return 1;
+#else
+    static int permitted = -1; /* the request is per process and idempotent; asking twice is harmless */
+    if (permitted < 0)
+        permitted = syscall(SYS_arch_prctl, 0x1023 /* ARCH_REQ_XCOMP_PERM */, 18 /* XFEATURE_XTILEDATA */) == 0;
+    return permitted;
+#endif
+}
+#else
+const fn_ukernel *fn_ukernel_amx(void) { return NULL; }
+int fn_amx_permitted(void) { return 0; }
+#endif
