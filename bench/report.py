@@ -154,9 +154,11 @@ def meta():
             flags = set(next(line for line in f if line.startswith("flags")).split(":", 1)[1].split())
     except (OSError, StopIteration):
         pass
-    # FASTNET_COMMIT names the commit where the tree measured has no .git (a copy on another machine)
-    commit = git("rev-parse", "--short", "HEAD") or os.environ.get("FASTNET_COMMIT", "unknown")
-    return {"commit": commit + ("+changes" if git("status", "--porcelain", "-uno") else ""),
+    # FASTNET_COMMIT names the commit measured where the tree is a copy whose .git is absent or stale (another machine)
+    commit = os.environ.get("FASTNET_COMMIT")
+    if not commit:
+        commit = git("rev-parse", "--short", "HEAD") + ("+changes" if git("status", "--porcelain", "-uno") else "")
+    return {"commit": commit,
             "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "cpu": common.cpu_name(), "cpus": len(os.sched_getaffinity(0)),
             "flags": sorted(flags & {"avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16"}),
