@@ -17,14 +17,25 @@ def r(rng, *shape):
     return rng.standard_normal(shape).astype(np.float32)
 
 
-@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
+def bf16_paths():
+    """(id, isa) of the bfloat16 paths this CPU has besides its default one, so the table shows them side by side:
+    VDPBF16PS where AMX is the default, and the portable path where a native one is."""
+    isas, best = _kernels.supported_isas(), _kernels.get_isa()
+    return ([("bfloat16-vdpbf16ps", "avx512_bf16")] if "avx512_bf16" in isas and best != "avx512_bf16" else []) + \
+        ([("bfloat16-portable", "avx512")] if best in ("amx_bf16", "avx512_bf16") else [])
+
+
+PRECISIONS = [("float32", None, None), ("bfloat16", "bfloat16", None)] + [(i, "bfloat16", isa) for i, isa in bf16_paths()]
+
+
+@pytest.mark.parametrize("precision,isa", [p[1:] for p in PRECISIONS], ids=[p[0] for p in PRECISIONS])
 @pytest.mark.parametrize("M,N,Kd", [(B, 512, 784), (B, 512, 512), (B, 10, 512), (B, 128, 4608),
                                     (1024, 1024, 1024), (2048, 2048, 2048)])
-def test_gemm(benchmark, rng, M, N, Kd, precision):
-    """float32 and bfloat16 operands (mixed_bfloat16's products: native VDPBF16PS on the avx512_bf16 path, the
-    portable path elsewhere)."""
+def test_gemm(benchmark, rng, M, N, Kd, precision, isa):
+    """float32 and bfloat16 operands (mixed_bfloat16's products) on the default path: native AMX (amx_bf16) or
+    VDPBF16PS (avx512_bf16) where the CPU has them, the portable path elsewhere; then the CPU's other bf16 paths."""
     a, b, c = r(rng, M, Kd), r(rng, Kd, N), np.empty((M, N), np.float32)
-    benchmark(_kernels.gemm, a, b, out=c, precision=precision)
+    benchmark(_kernels.gemm, a, b, out=c, precision=precision, isa=isa)
     report(benchmark, 2 * M * N * Kd)
 
 

@@ -1,8 +1,8 @@
 /* AMX-BF16 micro-kernel: 32 rows x 32 columns in four 16x16 float32 tiles, TDPBF16PS on bfloat16 pairs.
  *
- * Why a second bfloat16 kernel: on Intel Xeons VDPBF16PS issues on one port, so its 32 multiplications per
- * instruction only match two float32 FMAs per cycle (measured on a 16-core Xeon with AMX: the VDPBF16PS kernel ran
- * at 0.55-0.72x the float32 kernel's rate); their bfloat16 engine is AMX, 512 multiply-adds per cycle per core.
+ * Why a second bfloat16 kernel: on Intel's Xeons the VDPBF16PS kernel does not beat float32 FMAs (a probe on a
+ * 16-core Xeon with AMX, 2026-11-29: 0.55-0.72x the float32 kernel's GFLOP/s, one thread and sixteen); their
+ * bfloat16 engine is AMX (TDPBF16PS: a 16x16 block times 16 pairs of k per instruction).
  *
  * The operands are the VDPBF16PS kernel's (fn_gemm_pack_b, fn_gemm_pack_a with FN_BF16_PAIRS): B a panel of 32-bit
  * pair slots, slot (p, j) at b[p*32 + j], which is exactly two B tiles of 16 pairs x 16 columns (row stride 128
