@@ -196,7 +196,7 @@ static void backward_data_image_direct(const fn_ukernel *uk, float *restrict dxn
     const int64_t C = s->C, OC = s->OC, npanels = C / nr, ldc = s->SW * C;
     const int64_t sl = fmt == FN_BF16_PAIRS ? fn_ceil_div(OC, 2) : OC; /* slots per row of dy */
     float tmp[FN_MR_MAX * FN_NR_MAX] __attribute__((aligned(64)));
-    float panel[FN_KC_MAX * FN_MR_MAX] __attribute__((aligned(64)));
+    float panel[FN_PANEL_FLOATS] __attribute__((aligned(64)));
     for (int64_t oh = 0; oh < s->OH; oh++) {
         const float *dyr = dyn + oh * s->OW * OC;
         if (fmt != FN_BF16_NONE)

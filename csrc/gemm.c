@@ -264,7 +264,7 @@ static void tile_loop(const fn_ukernel *uk, int64_t m0, int64_t m1, int64_t q0, 
         beta = 1.0f;
     }
     float tmp[FN_MR_MAX * FN_NR_MAX] __attribute__((aligned(64)));
-    float panel[FN_KC_MAX * FN_MR_MAX] __attribute__((aligned(64)));
+    float panel[FN_PANEL_FLOATS] __attribute__((aligned(64)));
     const unsigned csr = fn_ftz_enter();
     for (int64_t pc = 0; pc < K; pc += kc) {
         const int64_t kcb = fn_min64(kc, K - pc);

@@ -107,6 +107,10 @@ static inline float fn_bf16_pair(float lo, float hi) {
 #define FN_MR_MAX 32
 #define FN_NR_MAX 32
 #define FN_KC_MAX 512 /* K is cut into equal blocks of at most this many (a multiple of 8) */
+/* Floats of an A micro-panel buffer (on the stack of the tile loops): mr x kc slots at most. Only the AMX kernel has
+ * mr > 8, and it takes pairs (kc/2 slots per row), so half of FN_KC_MAX * FN_MR_MAX is enough. */
+#define FN_PANEL_FLOATS (FN_KC_MAX * FN_MR_MAX / 2)
+_Static_assert(FN_KC_MAX * 8 <= FN_PANEL_FLOATS, "a float32 panel of 8 rows must fit");
 
 /* The micro-kernel of an FN_ISA_* path, with FN_PATH_BF16 its bfloat16-operand variant: VDPBF16PS on
  * FN_ISA_AVX512_BF16, TDPBF16PS on FN_ISA_AMX_BF16, the portable (ROUNDED) one elsewhere. */
@@ -128,7 +132,7 @@ void fn_gemm_pack_b(const fn_ukernel *uk, float *restrict bp, const float *restr
 
 /* A micro-panel of op(A) in the micro-kernel's format: rows x kc of a (element (i, k) at a[i*rs + k*cs]) times
  * alpha, zero-padded to mr rows (and to a whole pair), rounded to bfloat16 on a bfloat16 path. dst holds
- * FN_KC_MAX * FN_MR_MAX floats; the kernel then reads it with rs_a = *prs, cs_a = *pcs (in slots). */
+ * FN_PANEL_FLOATS floats; the kernel then reads it with rs_a = *prs, cs_a = *pcs (in slots). */
 void fn_gemm_pack_a(const fn_ukernel *uk, float *restrict dst, const float *restrict a, int64_t rs, int64_t cs,
                     int64_t rows, int64_t kc, float alpha, int64_t *prs, int64_t *pcs);
 
