@@ -91,13 +91,36 @@ def kc_of(K):
     return -(-(-(-K // blocks)) // 8) * 8
 
 
+def vdpbf16ps_block(products, pairs, zero):
+    """One K block on VDPBF16PS: each pair p adds its odd-k product, then its even-k one, to the accumulator."""
+    acc = zero
+    for p in range(pairs):
+        acc = acc + products(2 * p + 1)
+        acc = acc + products(2 * p)
+    return acc
+
+
+def tdpbf16ps_block(products, pairs, zero):
+    """One K block on AMX: per TDPBF16PS (16 pairs), the even-k and the odd-k products are summed from zero
+    separately, then the accumulator adds (even + odd)."""
+    acc = zero
+    for s in range(0, pairs, 16):
+        even, odd = zero, zero
+        for p in range(s, min(pairs, s + 16)):
+            even = even + products(2 * p)
+            odd = odd + products(2 * p + 1)
+        acc = acc + (even + odd)
+    return acc
+
+
+BLOCKS = {"avx512_bf16": vdpbf16ps_block, "amx_bf16": tdpbf16ps_block}
+
+
 def model(path, a, b, alpha=1.0, beta=0.0, c=None):
     """C = alpha op(A) op(B) + beta C exactly as a native path rounds it, in float32 numpy. a (M, K) and b (K, N)
-    are op(A) and op(B); beta is 0 or 1. K is cut into fn_gemm_kc's blocks, each summed from zero, and the blocks
-    are added to C in order. Within a block (the products are exact in float32):
-      avx512_bf16 (VDPBF16PS): each pair p adds a[2p+1]*b[2p+1], then a[2p]*b[2p], to the accumulator;
-      amx_bf16 (TDPBF16PS): per step of 16 pairs, the even-k products and the odd-k products are summed from zero
-        separately, then the accumulator adds (even + odd)."""
+    are op(A) and op(B); beta is 0 or 1. K is cut into fn_gemm_kc's blocks, each summed from zero in the
+    instruction's order (BLOCKS; every product is exact in float32, and k past the block is a zero pad), and the
+    blocks are added to C in order."""
     ra = ref.round_bf16(np.float32(alpha) * a).astype(np.float32)
     rb = ref.round_bf16(b).astype(np.float32)
     M, K = a.shape
@@ -106,22 +129,11 @@ def model(path, a, b, alpha=1.0, beta=0.0, c=None):
     zero = np.zeros((M, b.shape[1]), np.float32)
     for pc in range(0, K, kc):
         kcb = min(kc, K - pc)
-        pairs = (kcb + 1) // 2
-        acc = zero
-        for s in range(0, pairs, 16 if path == "amx_bf16" else pairs):
-            even, odd = zero, zero
-            for p in range(s, min(pairs, s + 16) if path == "amx_bf16" else pairs):
-                lo = pc + 2 * p
-                if path == "amx_bf16":
-                    even = even + np.outer(ra[:, lo], rb[lo])
-                    if 2 * p + 1 < kcb:
-                        odd = odd + np.outer(ra[:, lo + 1], rb[lo + 1])
-                    continue
-                if 2 * p + 1 < kcb:
-                    acc = acc + np.outer(ra[:, lo + 1], rb[lo + 1])
-                acc = acc + np.outer(ra[:, lo], rb[lo])
-            if path == "amx_bf16":
-                acc = acc + (even + odd)
+
+        def products(k):
+            return np.outer(ra[:, pc + k], rb[pc + k]) if k < kcb else zero
+
+        acc = BLOCKS[path](products, (kcb + 1) // 2, zero)
         out = acc if out is None else out + acc
     return out
 
