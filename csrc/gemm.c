@@ -164,7 +164,7 @@ static void pack_a_rows_of_kmajor(float *restrict dst, const float *restrict a, 
                                   float alpha, int fmt, int mr) {
     const int step = fmt == FN_BF16_PAIRS ? 2 : 1;
     const int64_t len = fn_ceil_div(kc, step);
-    memset(dst, 0, sizeof(float) * mr * len);
+    memset(dst + rows * len, 0, sizeof(float) * (mr - rows) * len); /* rows below the edge; the rest is written */
     for (int64_t t = 0; t < len; t++) {
         const float *restrict lo = a + step * t * cs, *restrict hi = lo + cs;
         const int has_hi = step == 2 && step * t + 1 < kc;
