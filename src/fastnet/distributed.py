@@ -28,6 +28,7 @@ evaluate, predict and train_on_batch run data-parallel over MPI's world, with no
 
 Without init(), or with one process, nothing here runs and mpi4py is never imported.
 """
+import atexit
 import contextlib
 import faulthandler
 import os
@@ -71,6 +72,7 @@ def init():
         timeout()  # a bad FASTNET_MPI_TIMEOUT fails here, not in the middle of training
         _MPI, _comm = MPI, MPI.COMM_WORLD.Dup()  # fastnet's collectives never interleave with the user's
         _install_excepthook()
+        atexit.register(_finalize)  # runs before mpi4py's own finalization, which then finds MPI finalized
         _share_node_cpus()
     return rank(), size()
 
@@ -134,12 +136,21 @@ def _share_node_cpus():
 
 
 # ---------------------------------------------------------------- failures
+def every_rank(exc):
+    """Mark exc as raised by every rank alike (what a collective found: data that differs, a reduced loss that is
+    NaN), so that only rank 0 reports it: abort() on another rank then waits out rank 0's whole abort, not just
+    GRACE_SECONDS, which a loaded machine can outlast. Returns exc."""
+    exc.fastnet_every_rank = True
+    return exc
+
+
 def abort(exc, where=""):
     """Print exc once and end every rank. Rank 0 reports at once; another rank waits GRACE_SECONDS first, so an
-    error every rank hits is printed by rank 0 alone (its abort ends the others while they wait)."""
+    error every rank hits is printed by rank 0 alone (its abort ends the others while they wait); for an error
+    marked every_rank, it waits past rank 0's abort watchdog too."""
     r, n = rank(), size()
     if r != 0:
-        time.sleep(GRACE_SECONDS)
+        time.sleep(GRACE_SECONDS + (ABORT_SECONDS if getattr(exc, "fastnet_every_rank", False) else 0))
     text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     sys.stdout.flush()
     sys.stderr.write(f"fastnet.distributed: rank {r} of {n} failed{where}; aborting all {n} ranks\n{text}")
@@ -150,6 +161,19 @@ def abort(exc, where=""):
     _abort_watchdog_sink = open(os.devnull, "w")
     faulthandler.dump_traceback_later(ABORT_SECONDS, exit=True, file=_abort_watchdog_sink)
     _comm.Abort(1)
+
+
+def _finalize():
+    """MPI_Finalize at exit, bounded: it waits for the other ranks, and a peer that died in an abort (MPICH's
+    MPI_Abort does not always end a rank already finalizing) would leave it waiting forever. After timeout() plus
+    the abort's own allowance, faulthandler's watchdog ends the process (status 1)."""
+    if _MPI.Is_finalized():
+        return
+    global _abort_watchdog_sink
+    _abort_watchdog_sink = _abort_watchdog_sink or open(os.devnull, "w")
+    faulthandler.dump_traceback_later(timeout() + ABORT_SECONDS + GRACE_SECONDS, exit=True, file=_abort_watchdog_sink)
+    _MPI.Finalize()
+    faulthandler.cancel_dump_traceback_later()
 
 
 def _install_excepthook():
@@ -218,9 +242,10 @@ def check_same_data(arrays, where):
     rows = _allgather([v for a in arrays for v in _fingerprint(a)], f"{where} (comparing the ranks' data)")
     differ = [r for r in range(size()) if not np.array_equal(rows[r], rows[0])]
     if differ:
-        raise ValueError(f"{where}: under fastnet.distributed every rank passes the same (whole) data and fastnet "
-                         f"splits each batch between the ranks, but the data of rank(s) {differ} differs from rank "
-                         "0's. Pass every rank the full arrays; do not shard them yourself")
+        raise every_rank(ValueError(
+            f"{where}: under fastnet.distributed every rank passes the same (whole) data and fastnet splits each "
+            f"batch between the ranks, but the data of rank(s) {differ} differs from rank 0's. Pass every rank the "
+            "full arrays; do not shard them yourself"))
 
 
 def broadcast_model(model):
