@@ -2,6 +2,7 @@
 
     python bench/profile_steps.py cnn            # median ms per plan step over 20 batches of 128
     python bench/profile_steps.py mlp --json out.json
+    python bench/profile_steps.py cnn --precision bf16   # under Keras's mixed_bfloat16 policy
 
 The plan's steps are the kernel calls a training step makes (fastnet.plan); the loss and the optimizer update
 are timed as two more rows. Timing each call separately adds a little overhead: the total is a bit above an
@@ -22,8 +23,9 @@ import fastnet  # noqa: E402
 from fastnet import networks  # noqa: E402
 
 
-def profile(network, batches=20, batch_size=128):
+def profile(network, batches=20, batch_size=128, precision="float32"):
     fastnet.set_seed(0)
+    fastnet.mixed_precision.set_global_policy("mixed_bfloat16" if precision == "bf16" else "float32")
     model = networks.mlp() if network == "mlp" else networks.cnn()
     rng = np.random.default_rng(0)
     shape = (784,) if network == "mlp" else (28, 28, 1)
@@ -59,16 +61,17 @@ def profile(network, batches=20, batch_size=128):
                 rows[k].append(v)
     ms = {k: 1000 * common.median(v) for k, v in rows.items()}
     return {"network": network, "batch_size": batch_size, "batches": batches, "threads": ctx.n_threads,
-            "isa": ctx.isa, "ms": ms, "total_ms": sum(ms.values())}
+            "isa": ctx.isa, "precision": precision, "ms": ms, "total_ms": sum(ms.values())}
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("network", choices=["mlp", "cnn"])
     p.add_argument("--batches", type=int, default=20)
+    p.add_argument("--precision", choices=["float32", "bf16"], default="float32")
     p.add_argument("--json", help="write the figures to this file")
     args = p.parse_args()
-    result = profile(args.network, args.batches)
+    result = profile(args.network, args.batches, precision=args.precision)
     print(f"{common.cpu_name()}; {fastnet.info()}")
     for k, v in result["ms"].items():
         print(f"{v:8.3f} ms  {k}")

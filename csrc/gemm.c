@@ -22,8 +22,9 @@ static void ukernel_generic_4x16(int64_t kc, const float *restrict a, int64_t rs
     for (int i = 0; i < 4; i++)
         for (int j = 0; j < 16; j++) c[i * ldc + j] = accumulate ? c[i * ldc + j] + acc[i][j] : acc[i][j];
 }
-static const fn_ukernel ukernel_generic[2] = {{4, 16, ukernel_generic_4x16, "generic", FN_BF16_NONE, 0},
-                                              {4, 16, ukernel_generic_4x16, "generic+bf16", FN_BF16_ROUNDED, 0}};
+static const fn_ukernel ukernel_generic[2] = {{4, 16, ukernel_generic_4x16, "generic", FN_BF16_NONE, 0, NULL, NULL},
+                                              {4, 16, ukernel_generic_4x16, "generic+bf16", FN_BF16_ROUNDED, 0, NULL,
+                                               NULL}};
 
 /* ---- the single place that maps an ISA path to its micro-kernel ---- */
 int fn_gemm_cpu_max_isa(void) {
@@ -266,6 +267,7 @@ static void tile_loop(const fn_ukernel *uk, int64_t m0, int64_t m1, int64_t q0, 
     float tmp[FN_MR_MAX * FN_NR_MAX] __attribute__((aligned(64)));
     float panel[FN_PANEL_FLOATS] __attribute__((aligned(64)));
     const unsigned csr = fn_ftz_enter();
+    fn_ukernel_enter(uk);
     for (int64_t pc = 0; pc < K; pc += kc) {
         const int64_t kcb = fn_min64(kc, K - pc);
         const int accumulate = pc > 0 || beta != 0.0f;
@@ -306,6 +308,7 @@ static void tile_loop(const fn_ukernel *uk, int64_t m0, int64_t m1, int64_t q0, 
             }
         }
     }
+    fn_ukernel_leave(uk);
     fn_ftz_leave(csr);
 }
 

@@ -8,9 +8,14 @@
  * pair slots, slot (p, j) at b[p*32 + j], which is exactly two B tiles of 16 pairs x 16 columns (row stride 128
  * bytes); A row-major pair slots, slot (i, p) at a[i*rs_a + p] (this kernel has `rows_only`: fn_gemm_pack_a and
  * the in-place readers give it rows), so an A tile is 16 rows x 16 pairs read with stride 4*rs_a. One step over 16
- * pairs: two A tiles, two B tiles, four TDPBF16PS. A last step of fewer pairs runs under a tile configuration of
- * that many (the four accumulator tiles kept through a buffer, bit for bit). The product is summed from zero and
- * then stored or added to C, as the other kernels do.
+ * pairs: two A tiles, two B tiles, four TDPBF16PS; a last step of fewer pairs reads zero-padded copies of them. The
+ * product is summed from zero and then stored (straight from the tiles) or added to C, as the other kernels do.
+ *
+ * Cost per call: the tiles are configured once per run of calls on a thread (fn_ukernel enter: LDTILECFG; leave:
+ * TILERELEASE, so a thread never keeps tile state past the kernel that used it), not per call. A call is then
+ * four TILEZERO, 4 loads and 4 TDPBF16PS per 16 pairs, and four tile stores: the MLP's dW products (K = 128, 4
+ * steps) and the convolutions' (K = 9 to 288) are short, so a per-call LDTILECFG, TILERELEASE and a reconfiguration
+ * for the tail of each K block (392 = 12 steps and 4 pairs on the MLP's first layer) weighed on every call.
  *
  * Rounding: per TDPBF16PS (Intel SDM), each row's products of even k and of odd k are summed separately from zero
  * over the instruction's 16 pairs (each product exact, round to nearest even, denormals flushed), then their sum is
@@ -39,81 +44,76 @@
 
 #ifdef FN_HAVE_AMX
 /* LDTILECFG's 64-byte operand (palette 1). Tiles 0-3: the accumulators (16 rows x 16 floats); 4-5: A (16 rows x
- * `pairs` slots); 6-7: B (`pairs` rows x 16 slots). */
+ * 16 pair slots); 6-7: B (16 pair rows x 16 slots). Every step has this shape: a last step of fewer pairs reads
+ * zero-padded copies, so the tiles are configured once per run of calls (enter), not per call. */
 typedef struct {
     uint8_t palette, start_row, reserved[14];
     uint16_t colsb[16];
     uint8_t rows[16];
 } tile_config;
 
-FN_TARGET_AMX static void configure(int pairs) {
+FN_TARGET_AMX static void enter(void) {
     tile_config cfg;
     memset(&cfg, 0, sizeof cfg);
     cfg.palette = 1;
-    for (int t = 0; t < 8; t++) {
-        cfg.rows[t] = t >= 6 ? pairs : 16;
-        cfg.colsb[t] = t == 4 || t == 5 ? 4 * pairs : 64;
-    }
+    for (int t = 0; t < 8; t++) cfg.rows[t] = 16, cfg.colsb[t] = 64;
     _tile_loadconfig(&cfg);
 }
 
-/* One step over `pairs` pairs starting at slot s of A's rows and pair row s of B. */
-#define FN_AMX_STEP(s)                                                                        \
+FN_TARGET_AMX static void leave(void) { _tile_release(); }
+
+/* One step over 16 pairs: A's rows from a (row stride rs_a slots), B's 16 pair rows from b (row stride 32). */
+#define FN_AMX_STEP(a, rs_a, b)                                                               \
     {                                                                                         \
-        _tile_loadd(4, a + (s), 4 * rs_a);                                                    \
-        _tile_loadd(5, a + 16 * rs_a + (s), 4 * rs_a);                                        \
-        _tile_loadd(6, b + (s) * 32, 128);                                                    \
-        _tile_loadd(7, b + (s) * 32 + 16, 128);                                               \
+        _tile_loadd(4, (a), 4 * (rs_a));                                                      \
+        _tile_loadd(5, (a) + 16 * (rs_a), 4 * (rs_a));                                        \
+        _tile_loadd(6, (b), 128);                                                             \
+        _tile_loadd(7, (b) + 16, 128);                                                        \
         _tile_dpbf16ps(0, 4, 6);                                                              \
         _tile_dpbf16ps(1, 4, 7);                                                              \
         _tile_dpbf16ps(2, 5, 6);                                                              \
         _tile_dpbf16ps(3, 5, 7);                                                              \
     }
-#define FN_AMX_STORE(buf)                                                                     \
-    {                                                                                         \
-        _tile_stored(0, buf, 128);                                                            \
-        _tile_stored(1, buf + 16, 128);                                                       \
-        _tile_stored(2, buf + 512, 128);                                                      \
-        _tile_stored(3, buf + 528, 128);                                                      \
-    }
+
+/* The last `tail` (< 16) pairs as one whole step: A's 32 rows and B's rows copied into zeroed 16-pair buffers. The
+ * zero pairs add +0 products to sums that start from +0, which changes no bit of them. */
+FN_TARGET_AMX static void tail_step(int64_t tail, const float *restrict a, int64_t rs_a, const float *restrict b) {
+    float ta[32 * 16] __attribute__((aligned(64))), tb[16 * 32] __attribute__((aligned(64)));
+    memset(ta, 0, sizeof ta);
+    memset(tb + tail * 32, 0, sizeof(float) * (16 - tail) * 32);
+    for (int i = 0; i < 32; i++) memcpy(ta + i * 16, a + i * rs_a, sizeof(float) * tail);
+    memcpy(tb, b, sizeof(float) * tail * 32);
+    FN_AMX_STEP(ta, 16, tb)
+}
 
 FN_TARGET_AMX static void ukernel_amx_32x32(int64_t kc, const float *restrict a, int64_t rs_a, int64_t cs_a,
                                             const float *restrict b, float *restrict c, int64_t ldc, int accumulate) {
     (void)cs_a; /* 1: rows_only */
-    float acc[32 * 32] __attribute__((aligned(64)));
-    const int64_t pairs = (kc + 1) / 2, whole = pairs / 16 * 16, tail = pairs - whole;
-    configure(whole ? 16 : (int)tail);
+    const int64_t pairs = (kc + 1) / 2, whole = pairs / 16 * 16;
     _tile_zero(0);
     _tile_zero(1);
     _tile_zero(2);
     _tile_zero(3);
-    for (int64_t s = 0; s < whole; s += 16) FN_AMX_STEP(s)
-    if (tail) {
-        if (whole) { /* a configuration of `tail` pairs; the accumulators go through acc (LDTILECFG zeroes tiles) */
-            FN_AMX_STORE(acc)
-            configure((int)tail);
-            _tile_loadd(0, acc, 128);
-            _tile_loadd(1, acc + 16, 128);
-            _tile_loadd(2, acc + 512, 128);
-            _tile_loadd(3, acc + 528, 128);
-        }
-        FN_AMX_STEP(whole)
-    }
-    FN_AMX_STORE(acc)
-    _tile_release();
+    for (int64_t s = 0; s < whole; s += 16) FN_AMX_STEP(a + s, rs_a, b + s * 32)
+    if (whole < pairs) tail_step(pairs - whole, a + whole, rs_a, b + whole * 32);
+    float *restrict dst = c;
+    int64_t ld = ldc;
+    float acc[32 * 32] __attribute__((aligned(64)));
+    if (accumulate) dst = acc, ld = 32; /* summed from zero, then added */
+    _tile_stored(0, dst, 4 * ld);
+    _tile_stored(1, dst + 16, 4 * ld);
+    _tile_stored(2, dst + 16 * ld, 4 * ld);
+    _tile_stored(3, dst + 16 * ld + 16, 4 * ld);
+    if (!accumulate) return;
     for (int i = 0; i < 32; i++) {
         float *restrict ci = c + i * ldc;
         const float *restrict ai = acc + i * 32;
-        if (accumulate)
-            for (int j = 0; j < 32; j++) ci[j] += ai[j];
-        else
-            for (int j = 0; j < 32; j++) ci[j] = ai[j];
+        for (int j = 0; j < 32; j++) ci[j] += ai[j];
     }
 }
 #undef FN_AMX_STEP
-#undef FN_AMX_STORE
 
-static const fn_ukernel ukernel = {32, 32, ukernel_amx_32x32, "amx_bf16", FN_BF16_PAIRS, 1};
+static const fn_ukernel ukernel = {32, 32, ukernel_amx_32x32, "amx_bf16", FN_BF16_PAIRS, 1, enter, leave};
 const fn_ukernel *fn_ukernel_amx(void) { return &ukernel; }
 
 int fn_amx_permitted(void) {

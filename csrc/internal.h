@@ -77,7 +77,18 @@ typedef struct {
     const char *name;
     int bf16; /* how its operands are packed: FN_BF16_NONE, FN_BF16_ROUNDED or FN_BF16_PAIRS */
     int rows_only; /* 1: A must come as rows (cs_a == 1; the AMX kernel's tile loads), never k-major */
+    /* NULL, or called by a thread before and after a run of its kernel calls (fn_ukernel_enter, fn_ukernel_leave;
+     * the GEMM's tile loop does): the AMX kernel configures its tiles there once, not per call. Only float32
+     * kernels (which have none) are called outside it: the Winograd products, the direct data gradient. */
+    void (*enter)(void);
+    void (*leave)(void);
 } fn_ukernel;
+static inline void fn_ukernel_enter(const fn_ukernel *uk) {
+    if (uk->enter) uk->enter();
+}
+static inline void fn_ukernel_leave(const fn_ukernel *uk) {
+    if (uk->leave) uk->leave();
+}
 /* Operand formats of a micro-kernel. NONE: float32. ROUNDED (the portable bfloat16 path): float32 slots, each
  * value rounded to bfloat16 as it is packed. PAIRS (the native path): each 32-bit slot holds two consecutive k of
  * one row (A) or column (B) as bfloat16, k = 2p in the low half and 2p + 1 in the high half (zero past K): half
