@@ -96,6 +96,35 @@ FN_VECTOR_CLONES static void bias_act_store(float *restrict y, const float *rest
     }
 }
 
+/* The 2x2 max-pool (stride 2) of relu(t + bias) for the output rows [oh0, oh0 + 2 * pairs) of image n, whose
+ * products t hold OW * OC floats per output row: y and argmax [N, OH/2, OW/2, OC] exactly as bias_act_store and then
+ * fn_maxpool2d_forward give them (the window's first maximum in row-major order; argmax its offset in the image). */
+FN_VECTOR_CLONES static void bias_relu_pool(float *restrict y, int32_t *restrict arg, const float *restrict t,
+                                            const float *restrict bias, const fn_conv2d_shape *s, int64_t n, int64_t oh0,
+                                            int64_t pairs) {
+    const int64_t OW = s->OW, OC = s->OC, PH = s->OH / 2, PW = OW / 2;
+    for (int64_t j = 0; j < pairs; j++)
+        for (int64_t pw = 0; pw < PW; pw++) {
+            const float *s0 = t + (2 * j * OW + 2 * pw) * OC, *s1 = s0 + OC, *s2 = s0 + OW * OC, *s3 = s2 + OC;
+            const int32_t off0 = (int32_t)(((oh0 + 2 * j) * OW + 2 * pw) * OC), off1 = off0 + (int32_t)OC;
+            const int32_t off2 = off0 + (int32_t)(OW * OC), off3 = off2 + (int32_t)OC;
+            float *yo = y + ((n * PH + oh0 / 2 + j) * PW + pw) * OC;
+            int32_t *ao = arg + ((n * PH + oh0 / 2 + j) * PW + pw) * OC;
+            for (int64_t o = 0; o < OC; o++) { /* strict >: the first maximum wins ties */
+                const float bo = bias ? bias[o] : 0.0f; /* relu(x + 0.0f) is relu(x), bit for bit */
+                float v0 = s0[o] + bo, v1 = s1[o] + bo, v2 = s2[o] + bo, v3 = s3[o] + bo;
+                v0 = v0 > 0.0f ? v0 : 0.0f, v1 = v1 > 0.0f ? v1 : 0.0f, v2 = v2 > 0.0f ? v2 : 0.0f;
+                v3 = v3 > 0.0f ? v3 : 0.0f;
+                float best = v0;
+                int32_t at = off0 + (int32_t)o;
+                at = v1 > best ? off1 + (int32_t)o : at, best = v1 > best ? v1 : best;
+                at = v2 > best ? off2 + (int32_t)o : at, best = v2 > best ? v2 : best;
+                at = v3 > best ? off3 + (int32_t)o : at, best = v3 > best ? v3 : best;
+                yo[o] = best, ao[o] = at;
+            }
+        }
+}
+
 static int64_t filter_rows(const fn_conv2d_shape *s) {
     return fn_max64(1, fn_min64(s->OH * s->OW, FN_CONV_FILTER_COLS / kcols(s)));
 }
@@ -123,16 +152,17 @@ int64_t fn_conv2d_workspace(const fn_conv2d_shape *s, int algo, int n_threads) {
     return fn_max64(fwd, filt) + 2 * FN_WS_PAD;
 }
 
-int fn_conv2d_forward(float *y, const float *x, const float *w, const float *b, const fn_conv2d_shape *s,
-                      int act, int algo, int isa, float *ws, int n_threads) {
-    if (act != FN_ACT_LINEAR && act != FN_ACT_RELU) return FN_EINVAL;
-    const fn_ukernel *uk = fn_gemm_ukernel(isa);
-    if (fn_conv2d_resolve_algo(s, algo) == FN_CONV_WINOGRAD) {
-        fn_conv2d_winograd_forward(y, x, w, b, s, act, uk, ws, n_threads);
-        return FN_OK;
-    }
+/* Output positions per forward tile: FN_CONV_ROWS, or with pooling whole pairs of output rows (2 * OW <=
+ * FN_CONV_ROWS, fn_conv2d_forward_maxpool_fits). A product's rows never depend on the tiling (fn_ukernel_fn). */
+static int64_t forward_tile_rows(const fn_conv2d_shape *s, int pooled) {
+    return pooled ? 2 * s->OW * (FN_CONV_ROWS / (2 * s->OW)) : FN_CONV_ROWS;
+}
+
+/* The im2col forward: y = act(conv + bias), or with argmax its ReLU'd 2x2 max-pool (act is then FN_ACT_RELU). */
+static void im2col_forward(float *y, int32_t *argmax, const float *x, const float *w, const float *b,
+                           const fn_conv2d_shape *s, int act, const fn_ukernel *uk, float *ws, int n_threads) {
     const int64_t K = kcols(s), P = s->OH * s->OW, npanels = fn_ceil_div(s->OC, uk->nr);
-    const int64_t tiles_per_image = fn_ceil_div(P, FN_CONV_ROWS);
+    const int64_t rows = forward_tile_rows(s, argmax != NULL), tiles_per_image = fn_ceil_div(P, rows);
     const int fmt = im2col_slots(uk, s);
     const int direct_b = fn_gemm_b_is_packed(uk, 0, s->OC, s->OC);
     float *bp = direct_b ? (float *)w : fn_align64(ws);
@@ -148,30 +178,43 @@ int fn_conv2d_forward(float *y, const float *x, const float *w, const float *b, 
         }
         #pragma omp for schedule(static)
         for (int64_t t = 0; t < s->N * tiles_per_image; t++) {
-            const int64_t n = t / tiles_per_image, r0 = (t % tiles_per_image) * FN_CONV_ROWS;
-            const int64_t r1 = fn_min64(P, r0 + FN_CONV_ROWS);
-            float *yt = y + (n * P + r0) * s->OC;
+            const int64_t n = t / tiles_per_image, r0 = (t % tiles_per_image) * rows;
+            const int64_t r1 = fn_min64(P, r0 + rows);
             im2col_rows(cols, x + n * s->H * s->W * s->C, s, r0, r1, fmt);
             if (fmt == FN_BF16_NONE) /* float32 columns: fn_gemm_tile packs A itself where it must */
                 fn_gemm_tile(uk, 0, r1 - r0, 0, npanels, s->OC, K, 1.0f, cols, K, 0, bp, 0.0f, prod, s->OC);
             else
                 fn_gemm_tile_slots(uk, 0, r1 - r0, 0, npanels, s->OC, K, cols, fmt == FN_BF16_PAIRS ? K / 2 : K, 0, bp,
                                    0.0f, prod, s->OC);
-            bias_act_store(yt, prod, b, r1 - r0, s->OC, act);
+            if (argmax)
+                bias_relu_pool(y, argmax, prod, b, s, n, r0 / s->OW, (r1 - r0) / (2 * s->OW));
+            else
+                bias_act_store(y + (n * P + r0) * s->OC, prod, b, r1 - r0, s->OC, act);
         }
     }
+}
+
+int fn_conv2d_forward(float *y, const float *x, const float *w, const float *b, const fn_conv2d_shape *s,
+                      int act, int algo, int isa, float *ws, int n_threads) {
+    if (act != FN_ACT_LINEAR && act != FN_ACT_RELU) return FN_EINVAL;
+    const fn_ukernel *uk = fn_gemm_ukernel(isa);
+    if (fn_conv2d_resolve_algo(s, algo) == FN_CONV_WINOGRAD) fn_conv2d_winograd_forward(y, x, w, b, s, act, uk, ws, n_threads);
+    else im2col_forward(y, NULL, x, w, b, s, act, uk, ws, n_threads);
     return FN_OK;
 }
 
 int fn_conv2d_forward_maxpool_fits(const fn_conv2d_shape *s, int algo) {
-    return fn_conv2d_resolve_algo(s, algo) == FN_CONV_WINOGRAD && s->OH % 2 == 0 && s->OW % 2 == 0 &&
-           s->OH * s->OW * s->OC < INT32_MAX;
+    const int winograd = fn_conv2d_resolve_algo(s, algo) == FN_CONV_WINOGRAD;
+    return s->OH % 2 == 0 && s->OW % 2 == 0 && s->OH * s->OW * s->OC < INT32_MAX &&
+           (winograd || 2 * s->OW <= FN_CONV_ROWS);
 }
 
 int fn_conv2d_forward_maxpool(float *y, int32_t *argmax, const float *x, const float *w, const float *b,
                               const fn_conv2d_shape *s, int algo, int isa, float *ws, int n_threads) {
     if (!fn_conv2d_forward_maxpool_fits(s, algo)) return FN_EUNSUPPORTED;
-    fn_conv2d_winograd_forward_maxpool(y, argmax, x, w, b, s, fn_gemm_ukernel(isa), ws, n_threads);
+    const fn_ukernel *uk = fn_gemm_ukernel(isa);
+    if (fn_conv2d_resolve_algo(s, algo) == FN_CONV_WINOGRAD) fn_conv2d_winograd_forward_maxpool(y, argmax, x, w, b, s, uk, ws, n_threads);
+    else im2col_forward(y, argmax, x, w, b, s, FN_ACT_RELU, uk, ws, n_threads);
     return FN_OK;
 }
 

@@ -25,8 +25,8 @@ int fn_conv2d_forward(float *y, const float *x, const float *w, const float *b, 
                       int act, int algo, int isa, float *ws, int n_threads);
 /* The forward with a ReLU, followed by a 2x2 max-pool of stride 2 (no padding), in one pass: the pooled
  * y [N, OH/2, OW/2, OC] and argmax [N, OH/2, OW/2, OC] exactly as fn_maxpool2d_forward would give them from the
- * stored convolution, which is never written. Winograd shapes with even OH and OW only
- * (fn_conv2d_forward_maxpool_fits); FN_EUNSUPPORTED elsewhere. */
+ * stored convolution, which is never written. Even OH and OW, and for an im2col shape 2 * OW <= 96 (its tiles are
+ * whole pairs of output rows) (fn_conv2d_forward_maxpool_fits); FN_EUNSUPPORTED elsewhere. */
 int fn_conv2d_forward_maxpool(float *y, int32_t *argmax, const float *x, const float *w, const float *b,
                               const fn_conv2d_shape *s, int algo, int isa, float *ws, int n_threads);
 int fn_conv2d_forward_maxpool_fits(const fn_conv2d_shape *s, int algo);

@@ -152,14 +152,25 @@ def test_conv2d_winograd(isa, case):
         _kernels.set_conv_algo("auto")
 
 
-@pytest.mark.parametrize("case", [(2, 26, 26, 32, 32, "valid"), (3, 10, 8, 16, 17, "same"), (1, 6, 4, 20, 33, "valid")])
-def test_conv2d_forward_maxpool_is_bit_identical_to_the_two_kernels(isa, case):
-    N, H, W, C, OC, padding = case
+# (N, H, W, C, OC, kernel, strides, padding). im2col tiles hold whole pairs of output rows: 24 wide, 2 tiles of 4
+# pairs per image; 10 wide, tiles of 4 pairs and then 1; 48 wide, one pair per tile; C = 1 (no pairs of channels).
+MAXPOOL_CASES = [(2, 26, 26, 32, 32, 3, 1, "valid"), (3, 10, 8, 16, 17, 3, 1, "same"), (1, 6, 4, 20, 33, 3, 1, "valid"),
+                 (2, 10, 10, 3, 8, 1, 1, "valid"), (1, 8, 50, 2, 5, 3, 1, "valid"), (2, 28, 28, 1, 32, 3, 1, "valid"),
+                 (2, 8, 8, 4, 6, 3, 2, "same")]
+
+
+@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
+@pytest.mark.parametrize("case", MAXPOOL_CASES, ids=str)
+def test_conv2d_forward_maxpool_is_bit_identical_to_the_two_kernels(isa, conv_algo, precision, case):
+    N, H, W, C, OC, k, stride, padding = case
     rng = np.random.default_rng(zlib.crc32(repr(case).encode()))
-    x, w, b = rand(rng, N, H, W, C), rand(rng, 3, 3, C, OC, scale=0.3), rand(rng, OC)
-    assert _kernels.conv2d_forward_maxpool_fits(x.shape, w.shape, (1, 1), padding)
-    y, arg = _kernels.conv2d_forward_maxpool(x, w, b, (1, 1), padding)
-    conv = _kernels.conv2d_forward(x, w, b, (1, 1), padding, activation="relu")
+    x, w, b = rand(rng, N, H, W, C), rand(rng, k, k, C, OC, scale=0.3), rand(rng, OC)
+    strides = (stride, stride)
+    if not _kernels.conv2d_forward_maxpool_fits(x.shape, w.shape, strides, padding, precision=precision):
+        assert conv_algo == "winograd" and (k, stride) != (3, 1)  # a shape Winograd does not take
+        return
+    y, arg = _kernels.conv2d_forward_maxpool(x, w, b, strides, padding, precision=precision)
+    conv = _kernels.conv2d_forward(x, w, b, strides, padding, activation="relu", precision=precision)
     assert (conv == 0).mean() > 0.3  # many ReLU zeros: ties, which the first maximum must win in both
     y2, arg2 = _kernels.maxpool2d_forward(conv)
     np.testing.assert_array_equal(y, y2)
@@ -169,8 +180,13 @@ def test_conv2d_forward_maxpool_is_bit_identical_to_the_two_kernels(isa, case):
 def test_conv2d_forward_maxpool_refuses_shapes_it_cannot_pool(rng):
     x, w = rand(rng, 1, 7, 8, 16), rand(rng, 3, 3, 16, 16)  # 5x6 outputs: odd rows
     assert not _kernels.conv2d_forward_maxpool_fits(x.shape, w.shape)
-    with pytest.raises(ValueError, match="not a Winograd shape with an even output"):
+    with pytest.raises(ValueError, match="gives an output of 5x6: the fused pool takes an even output size"):
         _kernels.conv2d_forward_maxpool(x, w)
+    x, w = rand(rng, 1, 4, 52, 2), rand(rng, 3, 3, 2, 4)  # 2x50 outputs: too wide for im2col's tiles
+    assert _kernels.conv2d_forward_maxpool_fits(x.shape, w.shape, conv_algo="winograd")
+    assert not _kernels.conv2d_forward_maxpool_fits(x.shape, w.shape, conv_algo="im2col")
+    with pytest.raises(ValueError, match="at most 48 wide unless it takes Winograd"):
+        _kernels.conv2d_forward_maxpool(x, w, conv_algo="im2col")
 
 
 def test_conv2d_algorithm_choice():

@@ -96,8 +96,8 @@ def conv2d_forward(x, w, b=None, strides=(1, 1), padding="valid", activation="li
 
 
 def conv2d_forward_maxpool_fits(x_shape, w_shape, strides=(1, 1), padding="valid", conv_algo=None, precision=None):
-    """Whether conv2d_forward_maxpool takes this shape: a Winograd shape with an even output size (with conv_algo
-    and precision)."""
+    """Whether conv2d_forward_maxpool takes this shape: an even output size, at most 48 wide unless the shape takes
+    Winograd (with conv_algo and precision)."""
     cdef fn_conv2d_shape s = _conv_shape(tuple(x_shape), tuple(w_shape), strides, padding)
     return bool(fn_conv2d_forward_maxpool_fits(&s, _conv_code(conv_algo, precision)))
 
@@ -113,8 +113,9 @@ def conv2d_forward_maxpool(x, w, b=None, strides=(1, 1), padding="valid", out=No
     cdef int code = _path_code(isa, precision), algo = _conv_code(conv_algo, precision)
     if not fn_conv2d_forward_maxpool_fits(&s, algo):
         raise ValueError(f"conv2d_forward_maxpool: input {tuple(x.shape)}, kernel {tuple(w.shape)}, strides "
-                         f"{tuple(strides)}, padding {padding!r} is not a Winograd shape with an even output "
-                         f"({s.OH}x{s.OW}); run conv2d_forward and maxpool2d_forward instead")
+                         f"{tuple(strides)}, padding {padding!r} gives an output of {s.OH}x{s.OW}: the fused pool "
+                         "takes an even output size, at most 48 wide unless it takes Winograd; run conv2d_forward "
+                         "and maxpool2d_forward instead")
     if b is not None:
         _array(b, "b", 1)
         _expect(b, "b", (s.OC,))
