@@ -25,8 +25,12 @@ from fastnet import networks  # noqa: E402
 
 def profile(network, batches=20, batch_size=128, precision="float32"):
     fastnet.set_seed(0)
+    policy = fastnet.mixed_precision.global_policy()
     fastnet.mixed_precision.set_global_policy("mixed_bfloat16" if precision == "bf16" else "float32")
-    model = networks.mlp() if network == "mlp" else networks.cnn()
+    try:
+        model = networks.mlp() if network == "mlp" else networks.cnn()  # its layers take the policy
+    finally:
+        fastnet.mixed_precision.set_global_policy(policy)
     rng = np.random.default_rng(0)
     shape = (784,) if network == "mlp" else (28, 28, 1)
     x = rng.random((batch_size,) + shape, dtype=np.float32)
@@ -61,7 +65,7 @@ def profile(network, batches=20, batch_size=128, precision="float32"):
                 rows[k].append(v)
     ms = {k: 1000 * common.median(v) for k, v in rows.items()}
     return {"network": network, "batch_size": batch_size, "batches": batches, "threads": ctx.n_threads,
-            "isa": ctx.isa, "precision": precision, "ms": ms, "total_ms": sum(ms.values())}
+            "isa": ctx.isa, "precision": precision, "bf16_path": fastnet.mixed_precision.bf16_path(), "ms": ms, "total_ms": sum(ms.values())}
 
 
 def main():

@@ -114,7 +114,8 @@ def measure_threads(args):
 
 
 def measure_profile(args):
-    return {network: run_json(script("profile_steps.py") + [network]) for network in ("cnn", "mlp")}
+    return {network: {precision: run_json(script("profile_steps.py") + [network, "--precision", precision])
+                      for precision in ("float32", "bf16")} for network in ("cnn", "mlp")}
 
 
 def measure_conv_paths(args):
@@ -262,10 +263,18 @@ def render_profile():
     if not rec:
         return None
     parts = []
-    for net, p in rec["data"].items():
-        rows = [[k, f"{v:.3f}"] for k, v in p["ms"].items()] + [["total", f"**{p['total_ms']:.2f}**"]]
-        parts.append(f"{net.upper()}, per batch of {p['batch_size']} (median of {p['batches']}):\n\n" +
-                     table(["plan step", "ms"], rows))
+    for net, by_precision in rec["data"].items():
+        f32, bf16 = by_precision["float32"], by_precision["bf16"]
+        # a step's name says "bfloat16 products" under mixed_bfloat16; the plans have the same steps otherwise
+        bf16_ms = {re.sub(r" \[bfloat16 products\]|bfloat16 products, |, bfloat16 products", "", k): v
+                   for k, v in bf16["ms"].items()}
+        keys = list(f32["ms"]) + [k for k in bf16_ms if k not in f32["ms"]]
+        cell = lambda d, k: f"{d[k]:.3f}" if k in d else "-"  # noqa: E731
+        rows = [[k, cell(f32["ms"], k), cell(bf16_ms, k)] for k in keys]
+        rows.append(["total", f"**{f32['total_ms']:.2f}**", f"**{bf16['total_ms']:.2f}**"])
+        parts.append(f"{net.upper()}, per batch of {f32['batch_size']} (median of {f32['batches']}; mixed_bfloat16 with "
+                     f"{bf16['bf16_path']} bfloat16 products):\n\n" +
+                     table(["plan step", "float32 ms", "mixed_bfloat16 ms"], rows))
     return "\n\n".join(parts) + "\n\n" + provenance("profile", rec)
 
 

@@ -18,17 +18,24 @@ def bench_module():
     sys.path.remove(BENCH)
 
 
-@pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16"])
 @pytest.mark.parametrize("network", ["mlp", "cnn"])
-def test_profile_steps_times_every_plan_step(bench_module, network, policy):
-    fastnet.mixed_precision.set_global_policy(policy)
-    try:
-        result = bench_module("profile_steps").profile(network, batches=1, batch_size=3)
-    finally:
-        fastnet.mixed_precision.set_global_policy("float32")
+def test_profile_steps_times_every_plan_step_under_both_policies(bench_module, network):
+    result = {p: bench_module("profile_steps").profile(network, batches=1, batch_size=3, precision=p)
+              for p in ("float32", "bf16")}
+    assert fastnet.mixed_precision.global_policy().name == "float32"  # left as it was
     steps = 4 if network == "mlp" else 7  # dense/dropout steps (MLP), conv/pool/flatten/dense (CNN): at least
-    assert len([k for k in result["ms"] if k.endswith(" forward")]) >= steps
-    assert all(v >= 0 for v in result["ms"].values()) and result["total_ms"] > 0
+    for r in result.values():
+        assert len([k for k in r["ms"] if k.endswith(" forward")]) >= steps
+        assert all(v >= 0 for v in r["ms"].values()) and r["total_ms"] > 0
+    assert any("bfloat16 products" in k for k in result["bf16"]["ms"])
+    assert not any("bfloat16 products" in k for k in result["float32"]["ms"])
+    # report.py renders the two side by side, one row per plan step: the same steps, named alike
+    report = bench_module("report")
+    rec = {"data": {network: result}, "meta": {"commit": "c", "date": "d", "cpu": "cpu", "cpus": 2, "flags": [],
+                                              "threads": 2, "isa": "avx2", "fastnet": "0"}}
+    report.load = lambda name: rec
+    rows = [line for line in report.render_profile().splitlines() if line.startswith("| ") and " ms |" not in line]
+    assert len(rows) == len(result["float32"]["ms"]) + 1 and not any("| - |" in row for row in rows)
 
 
 def test_conv_paths_times_three_passes(bench_module):
