@@ -85,10 +85,10 @@ def conv2d_forward(x, w, b=None, strides=(1, 1), padding="valid", activation="li
     cdef int code = _path_code(isa, precision), algo = _conv_code(conv_algo, precision)
     scratch = _scratch(workspace, fn_conv2d_workspace(&s, algo, nt))
     cdef float *pw = _mp(scratch)
-    cdef const float *px = _cp(x.reshape(-1))
-    cdef const float *pk = _cp(w.reshape(-1))
+    cdef const float *px = _cp(x)
+    cdef const float *pk = _cp(w)
     cdef const float *pb = NULL if b is None else _cp(b)
-    cdef float *py = _mp(out.reshape(-1))
+    cdef float *py = _mp(out)
     with nogil:
         st = fn_conv2d_forward(py, px, pk, pb, &s, act, algo, code, pw, nt)
     _status(st, "conv2d_forward")
@@ -128,12 +128,11 @@ def conv2d_forward_maxpool(x, w, b=None, strides=(1, 1), padding="valid", out=No
     cdef int nt = _threads(n_threads), st
     scratch = _scratch(workspace, fn_conv2d_workspace(&s, algo, nt))
     cdef float *pw = _mp(scratch)
-    cdef int32_t[::1] am = argmax.reshape(-1)
-    cdef int32_t *pam = &am[0] if am.shape[0] else NULL
-    cdef const float *px = _cp(x.reshape(-1))
-    cdef const float *pk = _cp(w.reshape(-1))
+    cdef int32_t *pam = <int32_t *>_data(argmax, True, 4)
+    cdef const float *px = _cp(x)
+    cdef const float *pk = _cp(w)
     cdef const float *pb = NULL if b is None else _cp(b)
-    cdef float *py = _mp(out.reshape(-1))
+    cdef float *py = _mp(out)
     with nogil:
         st = fn_conv2d_forward_maxpool(py, pam, px, pk, pb, &s, algo, code, pw, nt)
     _status(st, "conv2d_forward_maxpool")
@@ -159,10 +158,10 @@ def conv2d_backward_data(dy, w, input_shape, strides=(1, 1), padding="valid", ou
     cdef int nt = _threads(n_threads), st
     scratch = _scratch(workspace, fn_conv2d_workspace(&s, algo, nt))
     cdef float *pw = _mp(scratch)
-    cdef const float *pdy = _cp(dy.reshape(-1))
-    cdef const float *pk = _cp(w.reshape(-1))
-    cdef float *pdx = _mp(out.reshape(-1))
-    cdef const float *prelu = NULL if relu_input is None else _cp(relu_input.reshape(-1))
+    cdef const float *pdy = _cp(dy)
+    cdef const float *pk = _cp(w)
+    cdef float *pdx = _mp(out)
+    cdef const float *prelu = NULL if relu_input is None else _cp(relu_input)
     with nogil:
         st = fn_conv2d_backward_data(pdx, pdy, pk, prelu, &s, algo, code, pw, nt)
     _status(st, "conv2d_backward_data")
@@ -184,9 +183,9 @@ def conv2d_backward_filter(dy, x, kernel_size, strides=(1, 1), padding="valid", 
     cdef int nt = _threads(n_threads), st
     scratch = _scratch(workspace, fn_conv2d_workspace(&s, algo, nt))
     cdef float *pw = _mp(scratch)
-    cdef const float *pdy = _cp(dy.reshape(-1))
-    cdef const float *px = _cp(x.reshape(-1))
-    cdef float *pdw = _mp(dw.reshape(-1))
+    cdef const float *pdy = _cp(dy)
+    cdef const float *px = _cp(x)
+    cdef float *pdw = _mp(dw)
     cdef float *pdb = _mp(db)
     with nogil:
         st = fn_conv2d_backward_filter(pdw, pdb, pdy, px, &s, algo, code, pw, nt)
@@ -210,10 +209,9 @@ def maxpool2d_forward(x, pool_size=(2, 2), strides=None, padding="valid", out=No
     out = _output(out, "out", (N, OH, OW, C), (x,))
     argmax = _output(argmax, "argmax", (N, OH, OW, C), (x, out), np.int32)
     cdef int nt = _threads(n_threads), st
-    cdef int32_t[::1] am = argmax.reshape(-1)
-    cdef int32_t *pam = &am[0] if am.shape[0] else NULL
-    cdef const float *px = _cp(x.reshape(-1))
-    cdef float *py = _mp(out.reshape(-1))
+    cdef int32_t *pam = <int32_t *>_data(argmax, True, 4)
+    cdef const float *px = _cp(x)
+    cdef float *py = _mp(out)
     cdef int64_t oh = OH, ow = OW, pt = PT, pl = PL
     with nogil:
         st = fn_maxpool2d_forward(py, pam, px, N, H, W, C, PH, PW, SH, SW, pt, pl, oh, ow, nt)
@@ -247,11 +245,10 @@ def maxpool2d_backward(dy, argmax, input_shape, pool_size=(2, 2), strides=None, 
         raise ValueError("maxpool2d: argmax holds offsets outside the input image")
     out = _output(out, "dx", (N, H, W, C), (dy, argmax, relu_output))
     cdef int nt = _threads(n_threads), st
-    cdef const int32_t[::1] am = argmax.reshape(-1)
-    cdef const int32_t *pam = &am[0] if am.shape[0] else NULL
-    cdef const float *pdy = _cp(dy.reshape(-1))
-    cdef const float *py = NULL if relu_output is None else _cp(relu_output.reshape(-1))
-    cdef float *pdx = _mp(out.reshape(-1))
+    cdef const int32_t *pam = <const int32_t *>_data(argmax, False, 4)
+    cdef const float *pdy = _cp(dy)
+    cdef const float *py = NULL if relu_output is None else _cp(relu_output)
+    cdef float *pdx = _mp(out)
     cdef int64_t n = N, h = H, w = W, c = C, oh = OH, ow = OW, pt = PT, pl = PL
     with nogil:
         st = fn_maxpool2d_backward(pdx, pdy, pam, py, n, h, w, c, PH, PW, SH, SW, pt, pl, oh, ow, nt)

@@ -20,9 +20,9 @@ def gemm(a, b, out=None, trans_a=False, trans_b=False, alpha=1.0, beta=0.0, n_th
     out = _output(out, "out", (M, N), (a, b))
     cdef int nt = _threads(n_threads), code = _path_code(isa, precision)
     cdef int ta = bool(trans_a), tb = bool(trans_b), nv = bool(naive)
-    cdef const float *pa = _cp(a.reshape(-1))
-    cdef const float *pb = _cp(b.reshape(-1))
-    cdef float *pc = _mp(out.reshape(-1))
+    cdef const float *pa = _cp(a)
+    cdef const float *pb = _cp(b)
+    cdef float *pc = _mp(out)
     cdef int64_t lda = a.shape[1], ldb = b.shape[1]
     cdef float *pw = NULL
     cdef int st
@@ -52,7 +52,7 @@ class PackedWeights:
         self.shape, self.isa, self.precision = (I, O), _ISA_NAMES[code & ~FN_PATH_BF16], _precision_name(code)
         self.data = np.empty(max(fn_gemm_packed_b_size(I, O), 1), dtype=np.float32)
         cdef float *pp = _mp(self.data)
-        cdef const float *pk = _cp(w.reshape(-1))
+        cdef const float *pk = _cp(w)
         with nogil:
             fn_gemm_pack(pp, pk, O, 0, I, O, code, nt)
 
@@ -77,10 +77,10 @@ def dense_forward(x, w, b=None, out=None, activation="linear", packed=None, n_th
                          f"({packed.precision}) do not fit w {tuple(w.shape)} on ISA {_ISA_NAMES[code & ~FN_PATH_BF16]!r} "
                          f"({_precision_name(code)}): pack them again")
     out = _output(out, "out", (N, O), (x, w, b))
-    cdef const float *px = _cp(x.reshape(-1))
-    cdef const float *pk = _cp(w.reshape(-1))
+    cdef const float *px = _cp(x)
+    cdef const float *pk = _cp(w)
     cdef const float *pb = NULL if b is None else _cp(b)
-    cdef float *py = _mp(out.reshape(-1))
+    cdef float *py = _mp(out)
     cdef const float *pp = NULL if packed is None else _cp(packed.data)
     cdef float *pw = NULL
     if packed is None:
@@ -112,11 +112,11 @@ def dense_backward(dy, x, w, dx=None, dw=None, db=None, need_dx=True, n_threads=
     scratch = _scratch(workspace, fn_dense_workspace(N, I, O, nt))
     cdef float *pw = _mp(scratch)
     cdef float *pdx = _opt(dx)
-    cdef float *pdw = _mp(dw.reshape(-1))
+    cdef float *pdw = _mp(dw)
     cdef float *pdb = _mp(db)
-    cdef const float *pdy = _cp(dy.reshape(-1))
-    cdef const float *px = _cp(x.reshape(-1))
-    cdef const float *pk = _cp(w.reshape(-1))
+    cdef const float *pdy = _cp(dy)
+    cdef const float *px = _cp(x)
+    cdef const float *pk = _cp(w)
     with nogil:
         st = fn_dense_backward(pdx, pdw, pdb, pdy, px, pk, N, I, O, code, pw, nt)
     _status(st, "dense_backward")
@@ -129,7 +129,7 @@ def bias_backward(dy, db=None, n_threads=None):
     db = _output(db, "db", (dy.shape[1],), (dy,))
     cdef int nt = _threads(n_threads), st
     cdef float *pdb = _mp(db)
-    cdef const float *pdy = _cp(dy.reshape(-1))
+    cdef const float *pdy = _cp(dy)
     cdef int64_t R = dy.shape[0], C = dy.shape[1]
     with nogil:
         st = fn_bias_backward(pdb, pdy, R, C, nt)

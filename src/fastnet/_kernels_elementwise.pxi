@@ -2,7 +2,7 @@
 
 # ---- activations, softmax, bias ----
 
-def _same(out, name, like, inputs):
+cdef _same(out, name, like, inputs):
     """An elementwise output: like's shape; out may be exactly one of the inputs (in place), never part of one."""
     if out is None:
         return np.empty_like(like)
@@ -13,8 +13,8 @@ def activation_forward(x, activation, out=None, n_threads=None):
     _array(x, "x")
     out = _same(out, "out", x, (x,))
     cdef int act = _activation(activation), nt = _threads(n_threads), st
-    cdef const float *px = _cp(x.reshape(-1))
-    cdef float *py = _mp(out.reshape(-1))
+    cdef const float *px = _cp(x)
+    cdef float *py = _mp(out)
     cdef int64_t n = x.size
     with nogil:
         st = fn_activation_forward(py, px, n, act, nt)
@@ -29,9 +29,9 @@ def activation_backward(dy, y, activation, out=None, n_threads=None):
     _expect(y, "y", dy.shape)
     out = _same(out, "dx", dy, (dy, y))
     cdef int act = _activation(activation), nt = _threads(n_threads), st
-    cdef const float *pdy = _cp(dy.reshape(-1))
-    cdef const float *py = _cp(y.reshape(-1))
-    cdef float *pdx = _mp(out.reshape(-1))
+    cdef const float *pdy = _cp(dy)
+    cdef const float *py = _cp(y)
+    cdef float *pdx = _mp(out)
     cdef int64_t n = dy.size
     with nogil:
         st = fn_activation_backward(pdx, pdy, py, n, act, nt)
@@ -43,8 +43,8 @@ def softmax_forward(x, out=None, n_threads=None):
     _array(x, "x", 2)
     out = _same(out, "out", x, (x,))
     cdef int nt = _threads(n_threads), st
-    cdef const float *px = _cp(x.reshape(-1))
-    cdef float *py = _mp(out.reshape(-1))
+    cdef const float *px = _cp(x)
+    cdef float *py = _mp(out)
     cdef int64_t N = x.shape[0], C = x.shape[1]
     with nogil:
         st = fn_softmax_forward(py, px, N, C, nt)
@@ -58,9 +58,9 @@ def softmax_backward(dy, y, out=None, n_threads=None):
     _expect(y, "y", dy.shape)
     out = _same(out, "dx", dy, (dy, y))
     cdef int nt = _threads(n_threads), st
-    cdef const float *pdy = _cp(dy.reshape(-1))
-    cdef const float *py = _cp(y.reshape(-1))
-    cdef float *pdx = _mp(out.reshape(-1))
+    cdef const float *pdy = _cp(dy)
+    cdef const float *py = _cp(y)
+    cdef float *pdx = _mp(out)
     cdef int64_t N = dy.shape[0], C = dy.shape[1]
     with nogil:
         st = fn_softmax_backward(pdx, pdy, py, N, C, nt)
@@ -72,7 +72,7 @@ def first_nonfinite(x, n_threads=None):
     """Flat index of the first NaN or inf in x (float32, contiguous), or -1 when every value is finite."""
     _array(x, "x")
     cdef int nt = _threads(n_threads)
-    cdef const float *px = _cp(x.reshape(-1))
+    cdef const float *px = _cp(x)
     cdef int64_t n = x.size, r
     with nogil:
         r = fn_first_nonfinite(px, n, nt)
@@ -90,7 +90,7 @@ def bias_act_forward(y, b=None, activation="linear", n_threads=None):
         _disjoint((("y", y), ("b", b)))
     cdef int act = _fused_activation(activation, "bias_act_forward"), nt = _threads(n_threads), st
     cdef const float *pb = NULL if b is None else _cp(b)
-    cdef float *py = _mp(y.reshape(-1))
+    cdef float *py = _mp(y)
     cdef int64_t R = y.shape[0], C = y.shape[1]
     with nogil:
         st = fn_bias_act_forward(py, pb, R, C, act, nt)
@@ -108,9 +108,9 @@ def softmax_xent_forward(logits, targets, probs=None, loss=None, n_threads=None)
     probs = _output(probs, "probs", logits.shape, (logits, targets))
     loss = _output(loss, "loss", (logits.shape[0],), (logits, targets, probs))
     cdef int nt = _threads(n_threads), st
-    cdef const float *pz = _cp(logits.reshape(-1))
-    cdef const float *pt = _cp(targets.reshape(-1))
-    cdef float *pp = _mp(probs.reshape(-1))
+    cdef const float *pz = _cp(logits)
+    cdef const float *pt = _cp(targets)
+    cdef float *pp = _mp(probs)
     cdef float *pl = _mp(loss)
     cdef int64_t N = logits.shape[0], C = logits.shape[1]
     with nogil:
@@ -125,11 +125,11 @@ def softmax_xent_backward(probs, targets, scale, out=None, n_threads=None):
     _array(probs, "probs", 2)
     _array(targets, "targets", 2)
     _expect(targets, "targets", probs.shape)
-    out = _output(out, "dlogits", probs.shape, (probs, targets), in_place=(probs,))
+    out = _output(out, "dlogits", probs.shape, (probs, targets), np.float32, in_place=(probs,))
     cdef int nt = _threads(n_threads), st
-    cdef const float *pp = _cp(probs.reshape(-1))
-    cdef const float *pt = _cp(targets.reshape(-1))
-    cdef float *pd = _mp(out.reshape(-1))
+    cdef const float *pp = _cp(probs)
+    cdef const float *pt = _cp(targets)
+    cdef float *pd = _mp(out)
     cdef int64_t N = probs.shape[0], C = probs.shape[1]
     with nogil:
         st = fn_softmax_xent_backward(pd, pp, pt, N, C, sc, nt)
@@ -140,13 +140,13 @@ def softmax_xent_backward(probs, targets, scale, out=None, n_threads=None):
 POINTWISE_LOSSES = {"squared": FN_LOSS_SQUARED, "absolute": FN_LOSS_ABSOLUTE, "sigmoid_xent": FN_LOSS_SIGMOID_XENT}
 
 
-def _pointwise_kind(kind):
+cdef _pointwise_kind(kind):
     if not isinstance(kind, str) or kind not in POINTWISE_LOSSES:
         raise ValueError(f"unknown pointwise loss {kind!r}; expected one of {tuple(POINTWISE_LOSSES)}")
     return POINTWISE_LOSSES[kind]
 
 
-def _sample_weights(weights, n):
+cdef _sample_weights(weights, n):
     if weights is None:
         return None
     _array(weights, "weights", 1)
@@ -169,8 +169,8 @@ def pointwise_loss_forward(kind, out, targets, weights=None, loss=None, probs=No
     else:
         probs = None
     cdef int nt = _threads(n_threads), st
-    cdef const float *po = _cp(out.reshape(-1))
-    cdef const float *pt = _cp(targets.reshape(-1))
+    cdef const float *po = _cp(out)
+    cdef const float *pt = _cp(targets)
     cdef const float *pw = NULL if weights is None else _cp(weights)
     cdef float *pl = _mp(loss)
     cdef float *pp = _opt(probs)
@@ -197,13 +197,13 @@ def pointwise_loss_backward(kind, out, targets, scale, weights=None, probs=None,
         _expect(probs, "probs", out.shape)
     else:
         probs = None
-    dout = _output(dout, "dout", out.shape, (out, targets, weights), in_place=(probs,) if probs is not None else ())
+    dout = _output(dout, "dout", out.shape, (out, targets, weights), np.float32, in_place=(probs,) if probs is not None else ())
     cdef int nt = _threads(n_threads), st
-    cdef const float *po = _cp(out.reshape(-1))
-    cdef const float *pt = _cp(targets.reshape(-1))
+    cdef const float *po = _cp(out)
+    cdef const float *pt = _cp(targets)
     cdef const float *pw = NULL if weights is None else _cp(weights)
-    cdef const float *pp = NULL if probs is None else _cp(probs.reshape(-1))
-    cdef float *pd = _mp(dout.reshape(-1))
+    cdef const float *pp = NULL if probs is None else _cp(probs)
+    cdef float *pd = _mp(dout)
     cdef int64_t N = out.shape[0], C = out.shape[1]
     with nogil:
         st = fn_pointwise_loss_backward(k, pd, po, pp, pt, pw, N, C, sc, nt)
@@ -213,14 +213,14 @@ def pointwise_loss_backward(kind, out, targets, scale, weights=None, probs=None,
 
 # ---- dropout and counter-based random numbers ----
 
-def _rate(rate):
+cdef _rate(rate):
     rate = _real(rate, "rate")
     if not 0.0 <= rate < 1.0:
         raise ValueError(f"dropout rate must be in [0, 1), got {rate}")
     return rate
 
 
-def _key(seed, stream):
+cdef _key(seed, stream):
     return _int(seed, "seed", 0, 2**64 - 1), _int(stream, "stream", 0, 2**64 - 1)
 
 
@@ -234,10 +234,9 @@ def dropout_forward(x, rate, seed, stream, out=None, keep=None, n_threads=None, 
     out = _same(out, "out", x, (x,))
     keep = _output(keep, "keep", x.shape, (x, out), np.uint8)
     cdef int nt = _threads(n_threads), st
-    cdef uint8_t[::1] kv = keep.reshape(-1)
-    cdef uint8_t *pk = &kv[0] if kv.shape[0] else NULL
-    cdef const float *px = _cp(x.reshape(-1))
-    cdef float *py = _mp(out.reshape(-1))
+    cdef uint8_t *pk = <uint8_t *>_data(keep, True, 1)
+    cdef const float *px = _cp(x)
+    cdef float *py = _mp(out)
     cdef int64_t n = x.size
     with nogil:
         st = fn_dropout_forward(py, pk, px, n, r, sd, sm, f, nt)
@@ -247,16 +246,15 @@ def dropout_forward(x, rate, seed, stream, out=None, keep=None, n_threads=None, 
 
 def dropout_backward(dy, keep, rate, out=None, n_threads=None):
     _array(dy, "dy")
-    _array(keep, "keep", dtype=np.uint8)
+    _array(keep, "keep", None, np.uint8)
     _expect(keep, "keep", dy.shape)
     cdef float r = _rate(rate)
     out = _same(out, "dx", dy, (dy,))
     _disjoint((("dx", out), ("keep", keep)))
     cdef int nt = _threads(n_threads), st
-    cdef const uint8_t[::1] kv = keep.reshape(-1)
-    cdef const uint8_t *pk = &kv[0] if kv.shape[0] else NULL
-    cdef const float *pdy = _cp(dy.reshape(-1))
-    cdef float *pdx = _mp(out.reshape(-1))
+    cdef const uint8_t *pk = <const uint8_t *>_data(keep, False, 1)
+    cdef const float *pdy = _cp(dy)
+    cdef float *pdx = _mp(out)
     cdef int64_t n = dy.size
     with nogil:
         st = fn_dropout_backward(pdx, pdy, pk, n, r, nt)

@@ -6,7 +6,7 @@
 # the update has run, with no Python code in between: a KeyboardInterrupt lands before the step or after its
 # count, never between them, so the weights always match the counts that key the next step.
 
-def _counters(counters):
+cdef _counters(counters):
     counters = () if counters is None else tuple(counters)
     for i, c in enumerate(counters):
         _array(c, f"counters[{i}]", 1, np.int64)
@@ -46,9 +46,9 @@ def sgd_update(p, v, g, lr, momentum=0.0, nesterov=False, n_threads=None, counte
     if mo != 0.0 and v is None:
         raise ValueError("sgd_update: momentum needs a velocity slot v")
     cdef int nt = _threads(n_threads), nes = bool(nesterov), st
-    cdef float *pp = _mp(p.reshape(-1))
+    cdef float *pp = _mp(p)
     cdef float *pv = _opt(v)
-    cdef const float *pg = _cp(g.reshape(-1))
+    cdef const float *pg = _cp(g)
     cdef int64_t n = p.size
     with nogil:
         st = fn_sgd_update(pp, pv, pg, n, r, mo, nes, nt)
@@ -61,9 +61,9 @@ def rmsprop_update(p, a, g, lr, rho, eps, n_threads=None, counters=None):
     cnt = _counters(counters)
     cdef float r = _real(lr, "lr"), rh = _real(rho, "rho"), ep = _real(eps, "eps")
     cdef int nt = _threads(n_threads), st
-    cdef float *pp = _mp(p.reshape(-1))
-    cdef float *pa = _mp(a.reshape(-1))
-    cdef const float *pg = _cp(g.reshape(-1))
+    cdef float *pp = _mp(p)
+    cdef float *pa = _mp(a)
+    cdef const float *pg = _cp(g)
     cdef int64_t n = p.size
     with nogil:
         st = fn_rmsprop_update(pp, pa, pg, n, r, rh, ep, nt)
@@ -76,10 +76,10 @@ def adadelta_update(p, a, d, g, lr, rho, eps, n_threads=None, counters=None):
     cnt = _counters(counters)
     cdef float r = _real(lr, "lr"), rh = _real(rho, "rho"), ep = _real(eps, "eps")
     cdef int nt = _threads(n_threads), st
-    cdef float *pp = _mp(p.reshape(-1))
-    cdef float *pa = _mp(a.reshape(-1))
-    cdef float *pd = _mp(d.reshape(-1))
-    cdef const float *pg = _cp(g.reshape(-1))
+    cdef float *pp = _mp(p)
+    cdef float *pa = _mp(a)
+    cdef float *pd = _mp(d)
+    cdef const float *pg = _cp(g)
     cdef int64_t n = p.size
     with nogil:
         st = fn_adadelta_update(pp, pa, pd, pg, n, r, rh, ep, nt)
@@ -93,10 +93,10 @@ def adam_update(p, m, v, g, lr, beta1, beta2, eps, t, n_threads=None, counters=N
     cdef float r = _real(lr, "lr"), b1 = _real(beta1, "beta1"), b2 = _real(beta2, "beta2"), ep = _real(eps, "eps")
     cdef int64_t step = _int(t, "t (adam_update counts steps from 1)", 1, 2**62)
     cdef int nt = _threads(n_threads), st
-    cdef float *pp = _mp(p.reshape(-1))
-    cdef float *pm = _mp(m.reshape(-1))
-    cdef float *pv = _mp(v.reshape(-1))
-    cdef const float *pg = _cp(g.reshape(-1))
+    cdef float *pp = _mp(p)
+    cdef float *pm = _mp(m)
+    cdef float *pv = _mp(v)
+    cdef const float *pg = _cp(g)
     cdef int64_t n = p.size
     with nogil:
         st = fn_adam_update(pp, pm, pv, pg, n, r, b1, b2, ep, step, nt)
