@@ -1,3 +1,5 @@
+#include <string.h>
+
 #include "fastnet.h"
 #include "internal.h"
 
@@ -31,18 +33,29 @@ FN_VECTOR_CLONES static void uniform_block(float *restrict u, int64_t i0, int64_
     for (int64_t i = 0; i < n; i++) u[i] = uniform_at(key, (uint32_t)(i0 + i));
 }
 
+/* v where keep is nonzero, else +0.0f, bit for bit as `keep ? v : 0.0f`, as a bit mask: a select GCC leaves as a
+ * branch (AVX2 builds did, ~7 ns per element on random masks) vectorizes as an AND. A dropped element is exactly 0
+ * even where x or dy is inf or NaN. */
+static inline float kept(uint8_t keep, float v) {
+    uint32_t u;
+    memcpy(&u, &v, sizeof u);
+    u &= (uint32_t)0 - (uint32_t)(keep != 0);
+    memcpy(&v, &u, sizeof v);
+    return v;
+}
+
 FN_VECTOR_CLONES static void dropout_block(float *y, uint8_t *restrict keep, const float *x,
                                            int64_t i0, int64_t n, float rate, float scale, uint64_t key) {
     for (int64_t i = 0; i < n; i++) {
         const uint8_t k = uniform_at(key, (uint32_t)(i0 + i)) >= rate;
         keep[i] = k;
-        y[i] = k ? x[i] * scale : 0.0f;
+        y[i] = kept(k, x[i] * scale);
     }
 }
 
 FN_VECTOR_CLONES static void dropout_backward_block(float *dx, const float *dy,
                                                     const uint8_t *restrict keep, int64_t n, float scale) {
-    for (int64_t i = 0; i < n; i++) dx[i] = keep[i] ? dy[i] * scale : 0.0f;
+    for (int64_t i = 0; i < n; i++) dx[i] = kept(keep[i], dy[i] * scale);
 }
 
 int fn_random_uniform(float *u, int64_t n, uint64_t seed, uint64_t stream, uint64_t first, int n_threads) {

@@ -339,6 +339,22 @@ def test_dropout(rng, n):
         assert abs(keep.mean() - (1 - rate)) < 5 / np.sqrt(n)
 
 
+def test_dropout_zeroes_what_it_drops_exactly_and_scales_the_rest_exactly(rng):
+    """A dropped element is +0.0 even where the input is inf or NaN (0 * inf would be NaN); a kept one is
+    x * (1 / (1 - rate)) in float32, bit for bit, on every vector width (n past a few vectors, odd tails)."""
+    rate, n = 0.25, 1003
+    x = rand(rng, n)
+    x[::7], x[3::11], x[5::13] = np.inf, -np.inf, np.nan
+    scale = np.float32(1) / (np.float32(1) - np.float32(rate))
+    y, keep = _kernels.dropout_forward(x, rate, seed=5, stream=1)
+    dx = _kernels.dropout_backward(x, keep, rate)
+    for out in (y, dx):
+        dropped = keep == 0
+        assert dropped.any() and (x[dropped] != x[dropped]).any()  # NaNs among the dropped
+        np.testing.assert_array_equal(out[dropped].view(np.uint32), 0)  # +0.0, bit for bit
+        np.testing.assert_array_equal(out[~dropped], x[~dropped] * scale)
+
+
 def test_dropout_masks_are_keyed_by_seed_and_stream(rng):
     x = np.ones(10_000, dtype=np.float32)
     _, k1 = _kernels.dropout_forward(x, 0.5, seed=1, stream=0)
