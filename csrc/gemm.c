@@ -67,6 +67,8 @@ int fn_gemm_b_is_packed(const fn_ukernel *uk, int trans_b, int64_t N, int64_t ld
     return uk->bf16 == FN_BF16_NONE && !trans_b && N == uk->nr && ldb == uk->nr; /* bfloat16 operands are rounded as packed */
 }
 
+#define FN_PACK_PAIR_ROWS 16 /* pair rows of a transposed B panel packed per block */
+
 /* One B panel as bfloat16 pairs: slot (p, j) holds rows k0 + 2p and k0 + 2p + 1 of column j0 + j, zero past K and
  * past N. Rows of b are contiguous along j (trans_b = 0: the loop over j vectorizes), columns along k (trans_b). */
 FN_VECTOR_CLONES static void pack_b_pairs(float *restrict dst, const float *restrict b, int64_t ldb, int trans_b,
@@ -84,10 +86,21 @@ FN_VECTOR_CLONES static void pack_b_pairs(float *restrict dst, const float *rest
         }
         return;
     }
-    for (int64_t j = 0; j < nr; j++) {
-        const float *col = b + (j0 + j) * ldb + k0;
-        for (int64_t p = 0; p < pairs; p++)
-            dst[p * nr + j] = j >= jn ? 0.0f : fn_bf16_pair(col[2 * p], 2 * p + 1 < kcb ? col[2 * p + 1] : 0.0f);
+    /* Blocks of FN_PACK_PAIR_ROWS pair rows: the block of the panel (2 KB) stays in L1 while nr columns fill it
+     * (down a whole K block one column at a time, each pair went to another line of a 32 KB panel: 1.6 ns per
+     * element on a 512 x 784 W^T, against 0.5-0.8 so, one thread, 2-core EPYC). */
+    const int64_t whole = kcb / 2; /* pairs with both halves inside the block */
+    for (int64_t p0 = 0; p0 < pairs; p0 += FN_PACK_PAIR_ROWS) {
+        const int64_t p1 = fn_min64(pairs, p0 + FN_PACK_PAIR_ROWS), pw = fn_min64(p1, whole);
+        for (int64_t j = 0; j < nr; j++) {
+            const float *col = b + (j0 + j) * ldb + k0;
+            if (j >= jn) {
+                for (int64_t p = p0; p < p1; p++) dst[p * nr + j] = 0.0f;
+                continue;
+            }
+            for (int64_t p = p0; p < pw; p++) dst[p * nr + j] = fn_bf16_pair(col[2 * p], col[2 * p + 1]);
+            if (pw < p1) dst[pw * nr + j] = fn_bf16_pair(col[2 * pw], 0.0f); /* an odd K's last pair */
+        }
     }
 }
 
