@@ -100,8 +100,8 @@ FN_VECTOR_CLONES static void bias_act_store(float *restrict y, const float *rest
  * products t hold OW * OC floats per output row: y and argmax [N, OH/2, OW/2, OC] exactly as bias_act_store and then
  * fn_maxpool2d_forward give them (the window's first maximum in row-major order; argmax its offset in the image). */
 FN_VECTOR_CLONES static void bias_relu_pool(float *restrict y, int32_t *restrict arg, const float *restrict t,
-                                            const float *restrict bias, const fn_conv2d_shape *s, int64_t n, int64_t oh0,
-                                            int64_t pairs) {
+                                            const float *restrict bias, const fn_conv2d_shape *s, int64_t n,
+                                            int64_t oh0, int64_t pairs) {
     const int64_t OW = s->OW, OC = s->OC, PH = s->OH / 2, PW = OW / 2;
     for (int64_t j = 0; j < pairs; j++)
         for (int64_t pw = 0; pw < PW; pw++) {
@@ -152,17 +152,69 @@ int64_t fn_conv2d_workspace(const fn_conv2d_shape *s, int algo, int n_threads) {
     return fn_max64(fwd, filt) + 2 * FN_WS_PAD;
 }
 
-/* Output positions per forward tile: FN_CONV_ROWS, or with pooling whole pairs of output rows (2 * OW <=
- * FN_CONV_ROWS, fn_conv2d_forward_maxpool_fits). A product's rows never depend on the tiling (fn_ukernel_fn). */
-static int64_t forward_tile_rows(const fn_conv2d_shape *s, int pooled) {
-    return pooled ? 2 * s->OW * (FN_CONV_ROWS / (2 * s->OW)) : FN_CONV_ROWS;
+/* ---- the direct forward on AMX: no im2col ----
+ * A stride-1 convolution of 32-channel pixels whose taps fit one K block (KH * KW * 32 <= FN_KC_MAX), on a kernel
+ * with taps (fn_ukernel): the image is converted once into bfloat16 pairs, zero-padded to Hp x Wp pixels (16 slots
+ * each), in the thread's im2col buffer. Output position (oh, ow) is then "wide" position p = oh * Wp + ow, and tap
+ * (kh, kw) reads pixel p + kh * Wp + kw: 32 consecutive wide positions are one A tile pair at a pixel stride, so each
+ * tap is one tile step straight from the image (positions with ow >= OW are computed and dropped). Bit for bit
+ * im2col's products on the same kernel (taps_32x32). */
+#define FN_DIRECT_TAPS (FN_KC_MAX / 32)
+
+static int64_t padded_w(const fn_conv2d_shape *s) { return s->OW + s->KW - 1; }
+static int64_t padded_h(const fn_conv2d_shape *s) { return s->OH + s->KH - 1; }
+/* Pixels of the converted image: the last tile reads up to 29 + KW past it. */
+static int64_t direct_pixels(const fn_conv2d_shape *s) { return padded_h(s) * padded_w(s) + 32 + s->KW; }
+
+static int direct_fits(const fn_ukernel *uk, const fn_conv2d_shape *s) {
+    return uk->taps && s->C == 32 && s->OC % 32 == 0 && s->SH == 1 && s->SW == 1 && kcols(s) <= FN_KC_MAX &&
+           s->OW <= FN_CONV_ROWS && padded_w(s) >= s->W + s->PL && padded_h(s) >= s->H + s->PT &&
+           direct_pixels(s) * 16 <= FN_CONV_ROWS * kcols(s); /* fits the im2col buffer it replaces */
+}
+
+/* Image xn [H, W, 32] as 16 pair slots per pixel of the zero-padded Hp x Wp image. */
+static void direct_image(float *restrict pix, const float *restrict xn, const fn_conv2d_shape *s) {
+    const int64_t Wp = padded_w(s);
+    memset(pix, 0, sizeof(float) * 16 * direct_pixels(s));
+    for (int64_t ih = 0; ih < s->H; ih++)
+        fn_gemm_slots(FN_BF16_PAIRS, pix + ((ih + s->PT) * Wp + s->PL) * 16, xn + ih * s->W * 32, s->W * 32);
+}
+
+/* The products of output rows [oh0, oh1) into prod (OW * OC floats per row), from the converted image. */
+static void direct_rows(const fn_ukernel *uk, float *restrict prod, const float *restrict pix, const float *bp,
+                        const fn_conv2d_shape *s, int64_t oh0, int64_t oh1) {
+    const int64_t Wp = padded_w(s), OW = s->OW, OC = s->OC, K = kcols(s), end = oh1 * Wp;
+    int64_t off[FN_DIRECT_TAPS];
+    for (int64_t kh = 0; kh < s->KH; kh++)
+        for (int64_t kw = 0; kw < s->KW; kw++) off[kh * s->KW + kw] = kh * Wp + kw;
+    float acc[32 * 32] __attribute__((aligned(64)));
+    fn_ukernel_enter(uk);
+    for (int64_t p0 = oh0 * Wp; p0 < end; p0 += 32)
+        for (int64_t q = 0; q < OC / 32; q++) {
+            uk->taps(acc, pix + p0 * 16, off, (int)(s->KH * s->KW), bp + q * K * 32); /* panel q of the packed w */
+            for (int64_t p = p0; p < fn_min64(end, p0 + 32); p++) {
+                const int64_t oh = p / Wp, ow = p % Wp;
+                if (ow < OW) /* a real output position */
+                    memcpy(prod + ((oh - oh0) * OW + ow) * OC + q * 32, acc + (p - p0) * 32, sizeof(float) * 32);
+            }
+        }
+    fn_ukernel_leave(uk);
+}
+
+/* Output positions per forward tile: FN_CONV_ROWS; with pooling, whole pairs of output rows (2 * OW <=
+ * FN_CONV_ROWS, fn_conv2d_forward_maxpool_fits); on the direct path, whole output rows. A product's rows never depend
+ * on the tiling (fn_ukernel_fn). */
+static int64_t forward_tile_rows(const fn_conv2d_shape *s, int pooled, int direct) {
+    if (pooled) return 2 * s->OW * (FN_CONV_ROWS / (2 * s->OW));
+    return direct ? s->OW * (FN_CONV_ROWS / s->OW) : FN_CONV_ROWS;
 }
 
 /* The im2col forward: y = act(conv + bias), or with argmax its ReLU'd 2x2 max-pool (act is then FN_ACT_RELU). */
 static void im2col_forward(float *y, int32_t *argmax, const float *x, const float *w, const float *b,
                            const fn_conv2d_shape *s, int act, const fn_ukernel *uk, float *ws, int n_threads) {
     const int64_t K = kcols(s), P = s->OH * s->OW, npanels = fn_ceil_div(s->OC, uk->nr);
-    const int64_t rows = forward_tile_rows(s, argmax != NULL), tiles_per_image = fn_ceil_div(P, rows);
+    const int direct = direct_fits(uk, s);
+    const int64_t rows = forward_tile_rows(s, argmax != NULL, direct), tiles_per_image = fn_ceil_div(P, rows);
     const int fmt = im2col_slots(uk, s);
     const int direct_b = fn_gemm_b_is_packed(uk, 0, s->OC, s->OC);
     float *bp = direct_b ? (float *)w : fn_align64(ws);
@@ -172,6 +224,7 @@ static void im2col_forward(float *y, int32_t *argmax, const float *x, const floa
     {
         float *cols = slots + fn_thread_id() * tile_slot(s);
         float *prod = cols + fn_round_up(FN_CONV_ROWS * K + FN_WS_PAD, 16); /* the tile's product, in cache */
+        int64_t converted = -1; /* the image in cols on the direct path */
         if (!direct_b) {
             #pragma omp for schedule(static)
             for (int64_t q = 0; q < npanels; q++) fn_gemm_pack_b(uk, bp, w, s->OC, 0, K, s->OC, q, q + 1);
@@ -180,12 +233,18 @@ static void im2col_forward(float *y, int32_t *argmax, const float *x, const floa
         for (int64_t t = 0; t < s->N * tiles_per_image; t++) {
             const int64_t n = t / tiles_per_image, r0 = (t % tiles_per_image) * rows;
             const int64_t r1 = fn_min64(P, r0 + rows);
-            im2col_rows(cols, x + n * s->H * s->W * s->C, s, r0, r1, fmt);
-            if (fmt == FN_BF16_NONE) /* float32 columns: fn_gemm_tile packs A itself where it must */
-                fn_gemm_tile(uk, 0, r1 - r0, 0, npanels, s->OC, K, 1.0f, cols, K, 0, bp, 0.0f, prod, s->OC);
-            else
-                fn_gemm_tile_slots(uk, 0, r1 - r0, 0, npanels, s->OC, K, cols, fmt == FN_BF16_PAIRS ? K / 2 : K, 0, bp,
-                                   0.0f, prod, s->OC);
+            const float *xn = x + n * s->H * s->W * s->C;
+            if (direct) { /* the image is converted once per thread, whole */
+                if (converted != n) direct_image(cols, xn, s), converted = n;
+                direct_rows(uk, prod, cols, bp, s, r0 / s->OW, r1 / s->OW);
+            } else {
+                im2col_rows(cols, xn, s, r0, r1, fmt);
+                if (fmt == FN_BF16_NONE) /* float32 columns: fn_gemm_tile packs A itself where it must */
+                    fn_gemm_tile(uk, 0, r1 - r0, 0, npanels, s->OC, K, 1.0f, cols, K, 0, bp, 0.0f, prod, s->OC);
+                else
+                    fn_gemm_tile_slots(uk, 0, r1 - r0, 0, npanels, s->OC, K, cols, fmt == FN_BF16_PAIRS ? K / 2 : K, 0,
+                                       bp, 0.0f, prod, s->OC);
+            }
             if (argmax)
                 bias_relu_pool(y, argmax, prod, b, s, n, r0 / s->OW, (r1 - r0) / (2 * s->OW));
             else
@@ -198,8 +257,10 @@ int fn_conv2d_forward(float *y, const float *x, const float *w, const float *b, 
                       int act, int algo, int isa, float *ws, int n_threads) {
     if (act != FN_ACT_LINEAR && act != FN_ACT_RELU) return FN_EINVAL;
     const fn_ukernel *uk = fn_gemm_ukernel(isa);
-    if (fn_conv2d_resolve_algo(s, algo) == FN_CONV_WINOGRAD) fn_conv2d_winograd_forward(y, x, w, b, s, act, uk, ws, n_threads);
-    else im2col_forward(y, NULL, x, w, b, s, act, uk, ws, n_threads);
+    if (fn_conv2d_resolve_algo(s, algo) == FN_CONV_WINOGRAD)
+        fn_conv2d_winograd_forward(y, x, w, b, s, act, uk, ws, n_threads);
+    else
+        im2col_forward(y, NULL, x, w, b, s, act, uk, ws, n_threads);
     return FN_OK;
 }
 
@@ -213,8 +274,10 @@ int fn_conv2d_forward_maxpool(float *y, int32_t *argmax, const float *x, const f
                               const fn_conv2d_shape *s, int algo, int isa, float *ws, int n_threads) {
     if (!fn_conv2d_forward_maxpool_fits(s, algo)) return FN_EUNSUPPORTED;
     const fn_ukernel *uk = fn_gemm_ukernel(isa);
-    if (fn_conv2d_resolve_algo(s, algo) == FN_CONV_WINOGRAD) fn_conv2d_winograd_forward_maxpool(y, argmax, x, w, b, s, uk, ws, n_threads);
-    else im2col_forward(y, argmax, x, w, b, s, FN_ACT_RELU, uk, ws, n_threads);
+    if (fn_conv2d_resolve_algo(s, algo) == FN_CONV_WINOGRAD)
+        fn_conv2d_winograd_forward_maxpool(y, argmax, x, w, b, s, uk, ws, n_threads);
+    else
+        im2col_forward(y, argmax, x, w, b, s, FN_ACT_RELU, uk, ws, n_threads);
     return FN_OK;
 }
 

@@ -22,9 +22,9 @@ static void ukernel_generic_4x16(int64_t kc, const float *restrict a, int64_t rs
     for (int i = 0; i < 4; i++)
         for (int j = 0; j < 16; j++) c[i * ldc + j] = accumulate ? c[i * ldc + j] + acc[i][j] : acc[i][j];
 }
-static const fn_ukernel ukernel_generic[2] = {{4, 16, ukernel_generic_4x16, "generic", FN_BF16_NONE, 0, NULL, NULL},
-                                              {4, 16, ukernel_generic_4x16, "generic+bf16", FN_BF16_ROUNDED, 0, NULL,
-                                               NULL}};
+static const fn_ukernel ukernel_generic[2] = {
+    {4, 16, ukernel_generic_4x16, "generic", FN_BF16_NONE, 0, NULL, NULL, NULL},
+    {4, 16, ukernel_generic_4x16, "generic+bf16", FN_BF16_ROUNDED, 0, NULL, NULL, NULL}};
 
 /* ---- the single place that maps an ISA path to its micro-kernel ---- */
 int fn_gemm_cpu_max_isa(void) {

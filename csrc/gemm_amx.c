@@ -111,9 +111,25 @@ FN_TARGET_AMX static void ukernel_amx_32x32(int64_t kc, const float *restrict a,
         for (int j = 0; j < 32; j++) ci[j] += ai[j];
     }
 }
+/* The direct convolution's step (fn_ukernel.taps): acc[32 x 32] = sum over taps t of A_t . B_t, A_t's row r the
+ * 16 pair slots at a + (r + off[t]) * 16 (a pixel's 32 channels), B_t the 16 pair rows at b + t * 16 * 32. One
+ * TDPBF16PS step per tap, in order, as the micro-kernel steps through an im2col row of (kh, kw, c) pairs: for 32
+ * channels the two sum the same products in the same order, bit for bit. */
+FN_TARGET_AMX static void taps_32x32(float *restrict acc, const float *restrict a, const int64_t *restrict off,
+                                     int ntaps, const float *restrict b) {
+    _tile_zero(0);
+    _tile_zero(1);
+    _tile_zero(2);
+    _tile_zero(3);
+    for (int t = 0; t < ntaps; t++) FN_AMX_STEP(a + off[t] * 16, 16, b + t * 16 * 32)
+    _tile_stored(0, acc, 128);
+    _tile_stored(1, acc + 16, 128);
+    _tile_stored(2, acc + 16 * 32, 128);
+    _tile_stored(3, acc + 16 * 32 + 16, 128);
+}
 #undef FN_AMX_STEP
 
-static const fn_ukernel ukernel = {32, 32, ukernel_amx_32x32, "amx_bf16", FN_BF16_PAIRS, 1, enter, leave};
+static const fn_ukernel ukernel = {32, 32, ukernel_amx_32x32, "amx_bf16", FN_BF16_PAIRS, 1, enter, leave, taps_32x32};
 const fn_ukernel *fn_ukernel_amx(void) { return &ukernel; }
 
 int fn_amx_permitted(void) {

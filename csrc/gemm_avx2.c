@@ -48,8 +48,9 @@ __attribute__((target("avx2,fma"))) static void ukernel_avx2_6x16(
 }
 #undef FN_STEP
 
-static const fn_ukernel ukernels[2] = {{6, 16, ukernel_avx2_6x16, "avx2", FN_BF16_NONE, 0, NULL, NULL},
-                                       {6, 16, ukernel_avx2_6x16, "avx2+bf16", FN_BF16_ROUNDED, 0, NULL, NULL}};
+static const fn_ukernel ukernels[2] = {{6, 16, ukernel_avx2_6x16, "avx2", FN_BF16_NONE, 0, NULL, NULL, NULL},
+                                       {6, 16, ukernel_avx2_6x16, "avx2+bf16", FN_BF16_ROUNDED, 0, NULL, NULL,
+                                        NULL}};
 const fn_ukernel *fn_ukernel_avx2(int bf16) { return &ukernels[bf16 != 0]; }
 #else
 const fn_ukernel *fn_ukernel_avx2(int bf16) { (void)bf16; return NULL; }

@@ -50,7 +50,7 @@ FN_TARGET_AVX512BF16 static void ukernel_avx512bf16_8x32(int64_t kc, const float
 }
 #undef FN_STEP
 
-static const fn_ukernel ukernel = {8, 32, ukernel_avx512bf16_8x32, "avx512_bf16", FN_BF16_PAIRS, 0, NULL, NULL};
+static const fn_ukernel ukernel = {8, 32, ukernel_avx512bf16_8x32, "avx512_bf16", FN_BF16_PAIRS, 0, NULL, NULL, NULL};
 const fn_ukernel *fn_ukernel_avx512bf16(void) { return &ukernel; }
 #else
 const fn_ukernel *fn_ukernel_avx512bf16(void) { return NULL; }

@@ -82,6 +82,11 @@ typedef struct {
      * kernels (which have none) are called outside it: the Winograd products, the direct data gradient. */
     void (*enter)(void);
     void (*leave)(void);
+    /* NULL, or (AMX) a 32 x 32 block of a convolution over 32-channel pixels without im2col, between enter and
+     * leave: acc = sum over taps t of A_t . B_t, row r of A_t the pixel's 16 pair slots at a + (r + off[t]) * 16,
+     * B_t the 16 pair rows at b + t * 16 * 32 (conv2d.c, direct_rows). */
+    void (*taps)(float *restrict acc, const float *restrict a, const int64_t *restrict off, int ntaps,
+                 const float *restrict b);
 } fn_ukernel;
 static inline void fn_ukernel_enter(const fn_ukernel *uk) {
     if (uk->enter) uk->enter();

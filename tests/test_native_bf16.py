@@ -65,6 +65,8 @@ def lib(tmp_path_factory):
                                            F32P, ctypes.c_int]
     so.fn_conv2d_backward_filter.argtypes = [F32P, ctypes.c_void_p, F32P, F32P, shape_p, ctypes.c_int,
                                              ctypes.c_int, F32P, ctypes.c_int]
+    so.fn_conv2d_forward_maxpool.argtypes = [F32P, ctypes.c_void_p, F32P, F32P, ctypes.c_void_p, shape_p,
+                                             ctypes.c_int, ctypes.c_int, F32P, ctypes.c_int]
     return so
 
 
@@ -258,6 +260,46 @@ def test_native_im2col_conv(lib, rng, path, case):
     bf16_close(dw, (ref.conv2d_backward_filter(rdy, rx, (KH, KW), strides, padding)[0],
                     ref.conv2d_backward_filter(a(rdy), a(rx), (KH, KW), strides, padding)[0]), "dw",
                N * s.OH * s.OW)
+
+
+def im2col(x, s):
+    """The im2col matrix of x [N, H, W, C] for shape s: one row per output position, (kh, kw, c) along it."""
+    xp = np.pad(x, ((0, 0), (s.PT, (s.OH - 1) * s.SH + s.KH - s.H - s.PT), (s.PL, (s.OW - 1) * s.SW + s.KW - s.W - s.PL),
+                    (0, 0)))
+    taps = [xp[:, kh:kh + s.SH * (s.OH - 1) + 1:s.SH, kw:kw + s.SW * (s.OW - 1) + 1:s.SW, :]
+            for kh in range(s.KH) for kw in range(s.KW)]
+    return np.concatenate(taps, axis=3).reshape(s.N * s.OH * s.OW, s.KH * s.KW * s.C)
+
+
+# The CNN's second layer, in both paddings, with and without a 2x2 pool after it, on the AMX path takes the direct
+# convolution (32 channels: no im2col at all); 64 filters are two panels; 5x5 taps, a wider image, and C = 16 and
+# a stride of 2 (im2col) around it.
+DIRECT_CASES = [(2, 26, 26, 32, 32, 3, 3, (1, 1), "valid"), (2, 12, 12, 32, 32, 3, 3, (1, 1), "same"),
+                (1, 9, 30, 32, 64, 3, 3, (1, 1), "valid"), (1, 10, 8, 32, 32, 5, 3, (1, 1), "same"),
+                (1, 8, 8, 16, 32, 3, 3, (1, 1), "valid"), (1, 9, 9, 32, 32, 3, 3, (2, 2), "same")]
+
+
+@pytest.mark.parametrize("case", DIRECT_CASES, ids=str)
+def test_native_conv_forward_is_its_instructions_order_bit_for_bit(lib, rng, path, case):
+    """The forward is the GEMM of its im2col matrix on the path, bit for bit, whether the path builds that matrix
+    or (AMX, 32 channels, stride 1) reads the image directly; pooled, it is the max-pool of the ReLU of that."""
+    N, H, W, C, OC, KH, KW, strides, padding = case
+    x, w = rand(rng, N, H, W, C), rand(rng, KH, KW, C, OC, scale=0.3)
+    x[0, 1, 2] = 0.0  # a zero pixel beside the padding
+    s = conv_shape(x.shape, w.shape, strides, padding)
+    ws = np.empty(lib.fn_conv2d_workspace(s, IM2COL, 2), np.float32)
+    y = np.empty((N, s.OH, s.OW, OC), np.float32)
+    assert lib.fn_conv2d_forward(y, x, w, None, s, 0, IM2COL, path[1], ws, 2) == 0
+    want = model(path[0], im2col(x, s), w.reshape(-1, OC)).reshape(y.shape)
+    np.testing.assert_array_equal(y, want)
+    if s.OH % 2 or s.OW % 2 or 2 * s.OW > 96:
+        return
+    pooled = np.empty((N, s.OH // 2, s.OW // 2, OC), np.float32)
+    arg = np.empty(pooled.shape, np.int32)
+    assert lib.fn_conv2d_forward_maxpool(pooled, arg.ctypes.data, x, w, None, s, IM2COL, path[1], ws, 2) == 0
+    want_y, want_arg = ref.maxpool2d_forward(np.maximum(want, 0), (2, 2))
+    np.testing.assert_array_equal(pooled, want_y)
+    np.testing.assert_array_equal(arg, want_arg)
 
 
 def test_native_winograd_conv(lib, rng, path):
