@@ -152,39 +152,39 @@ int64_t fn_conv2d_workspace(const fn_conv2d_shape *s, int algo, int n_threads) {
     return fn_max64(fwd, filt) + 2 * FN_WS_PAD;
 }
 
-/* ---- the direct forward on AMX: no im2col ----
+/* ---- the tap path (AMX): convolutions without im2col ----
  * A stride-1 convolution of 32-channel pixels whose taps fit one K block (KH * KW * 32 <= FN_KC_MAX), on a kernel
  * with taps (fn_ukernel): the image is converted once into bfloat16 pairs, zero-padded to Hp x Wp pixels (16 slots
  * each), in the thread's im2col buffer. Output position (oh, ow) is then "wide" position p = oh * Wp + ow, and tap
  * (kh, kw) reads pixel p + kh * Wp + kw: 32 consecutive wide positions are one A tile pair at a pixel stride, so each
  * tap is one tile step straight from the image (positions with ow >= OW are computed and dropped). Bit for bit
  * im2col's products on the same kernel (taps_32x32). */
-#define FN_DIRECT_TAPS (FN_KC_MAX / 32)
+#define FN_TAPS_MAX (FN_KC_MAX / 32)
 
 static int64_t padded_w(const fn_conv2d_shape *s) { return s->OW + s->KW - 1; }
 static int64_t padded_h(const fn_conv2d_shape *s) { return s->OH + s->KH - 1; }
 /* Pixels of the converted image: the last tile reads up to 29 + KW past it. */
-static int64_t direct_pixels(const fn_conv2d_shape *s) { return padded_h(s) * padded_w(s) + 32 + s->KW; }
+static int64_t taps_pixels(const fn_conv2d_shape *s) { return padded_h(s) * padded_w(s) + 32 + s->KW; }
 
-static int direct_fits(const fn_ukernel *uk, const fn_conv2d_shape *s) {
+static int taps_fit(const fn_ukernel *uk, const fn_conv2d_shape *s) {
     return uk->taps && s->C == 32 && s->OC % 32 == 0 && s->SH == 1 && s->SW == 1 && kcols(s) <= FN_KC_MAX &&
            s->OW <= FN_CONV_ROWS && padded_w(s) >= s->W + s->PL && padded_h(s) >= s->H + s->PT &&
-           direct_pixels(s) * 16 <= FN_CONV_ROWS * kcols(s); /* fits the im2col buffer it replaces */
+           taps_pixels(s) * 16 <= FN_CONV_ROWS * kcols(s); /* fits the im2col buffer it replaces */
 }
 
 /* Image xn [H, W, 32] as 16 pair slots per pixel of the zero-padded Hp x Wp image. */
-static void direct_image(float *restrict pix, const float *restrict xn, const fn_conv2d_shape *s) {
+static void taps_image(float *restrict pix, const float *restrict xn, const fn_conv2d_shape *s) {
     const int64_t Wp = padded_w(s);
-    memset(pix, 0, sizeof(float) * 16 * direct_pixels(s));
+    memset(pix, 0, sizeof(float) * 16 * taps_pixels(s));
     for (int64_t ih = 0; ih < s->H; ih++)
         fn_gemm_slots(FN_BF16_PAIRS, pix + ((ih + s->PT) * Wp + s->PL) * 16, xn + ih * s->W * 32, s->W * 32);
 }
 
 /* The products of output rows [oh0, oh1) into prod (OW * OC floats per row), from the converted image. */
-static void direct_rows(const fn_ukernel *uk, float *restrict prod, const float *restrict pix, const float *bp,
-                        const fn_conv2d_shape *s, int64_t oh0, int64_t oh1) {
+static void taps_rows(const fn_ukernel *uk, float *restrict prod, const float *restrict pix, const float *bp,
+                      const fn_conv2d_shape *s, int64_t oh0, int64_t oh1) {
     const int64_t Wp = padded_w(s), OW = s->OW, OC = s->OC, K = kcols(s), end = oh1 * Wp;
-    int64_t off[FN_DIRECT_TAPS];
+    int64_t off[FN_TAPS_MAX];
     for (int64_t kh = 0; kh < s->KH; kh++)
         for (int64_t kw = 0; kw < s->KW; kw++) off[kh * s->KW + kw] = kh * Wp + kw;
     float acc[32 * 32] __attribute__((aligned(64)));
@@ -202,19 +202,19 @@ static void direct_rows(const fn_ukernel *uk, float *restrict prod, const float 
 }
 
 /* Output positions per forward tile: FN_CONV_ROWS; with pooling, whole pairs of output rows (2 * OW <=
- * FN_CONV_ROWS, fn_conv2d_forward_maxpool_fits); on the direct path, whole output rows. A product's rows never depend
+ * FN_CONV_ROWS, fn_conv2d_forward_maxpool_fits); on the tap path, whole output rows. A product's rows never depend
  * on the tiling (fn_ukernel_fn). */
-static int64_t forward_tile_rows(const fn_conv2d_shape *s, int pooled, int direct) {
+static int64_t forward_tile_rows(const fn_conv2d_shape *s, int pooled, int taps) {
     if (pooled) return 2 * s->OW * (FN_CONV_ROWS / (2 * s->OW));
-    return direct ? s->OW * (FN_CONV_ROWS / s->OW) : FN_CONV_ROWS;
+    return taps ? s->OW * (FN_CONV_ROWS / s->OW) : FN_CONV_ROWS;
 }
 
 /* The im2col forward: y = act(conv + bias), or with argmax its ReLU'd 2x2 max-pool (act is then FN_ACT_RELU). */
 static void im2col_forward(float *y, int32_t *argmax, const float *x, const float *w, const float *b,
                            const fn_conv2d_shape *s, int act, const fn_ukernel *uk, float *ws, int n_threads) {
     const int64_t K = kcols(s), P = s->OH * s->OW, npanels = fn_ceil_div(s->OC, uk->nr);
-    const int direct = direct_fits(uk, s);
-    const int64_t rows = forward_tile_rows(s, argmax != NULL, direct), tiles_per_image = fn_ceil_div(P, rows);
+    const int taps = taps_fit(uk, s);
+    const int64_t rows = forward_tile_rows(s, argmax != NULL, taps), tiles_per_image = fn_ceil_div(P, rows);
     const int fmt = im2col_slots(uk, s);
     const int direct_b = fn_gemm_b_is_packed(uk, 0, s->OC, s->OC);
     float *bp = direct_b ? (float *)w : fn_align64(ws);
@@ -224,7 +224,7 @@ static void im2col_forward(float *y, int32_t *argmax, const float *x, const floa
     {
         float *cols = slots + fn_thread_id() * tile_slot(s);
         float *prod = cols + fn_round_up(FN_CONV_ROWS * K + FN_WS_PAD, 16); /* the tile's product, in cache */
-        int64_t converted = -1; /* the image in cols on the direct path */
+        int64_t converted = -1; /* the image in cols on the tap path */
         if (!direct_b) {
             #pragma omp for schedule(static)
             for (int64_t q = 0; q < npanels; q++) fn_gemm_pack_b(uk, bp, w, s->OC, 0, K, s->OC, q, q + 1);
@@ -234,9 +234,9 @@ static void im2col_forward(float *y, int32_t *argmax, const float *x, const floa
             const int64_t n = t / tiles_per_image, r0 = (t % tiles_per_image) * rows;
             const int64_t r1 = fn_min64(P, r0 + rows);
             const float *xn = x + n * s->H * s->W * s->C;
-            if (direct) { /* the image is converted once per thread, whole */
-                if (converted != n) direct_image(cols, xn, s), converted = n;
-                direct_rows(uk, prod, cols, bp, s, r0 / s->OW, r1 / s->OW);
+            if (taps) { /* the image is converted once per thread, whole */
+                if (converted != n) taps_image(cols, xn, s), converted = n;
+                taps_rows(uk, prod, cols, bp, s, r0 / s->OW, r1 / s->OW);
             } else {
                 im2col_rows(cols, xn, s, r0, r1, fmt);
                 if (fmt == FN_BF16_NONE) /* float32 columns: fn_gemm_tile packs A itself where it must */
@@ -345,11 +345,81 @@ static void backward_data_image_direct(const fn_ukernel *uk, float *restrict dxn
     }
 }
 
+/* The data gradient as a forward pass (the tap path's): dx is the stride-1 convolution of dy, zero-padded by
+ * KH - 1 - PT rows and KW - 1 - PL columns before, with the kernel flipped and transposed,
+ * w'[kh][kw][o][c] = w[KH-1-kh][KW-1-kw][c][o]. */
+static fn_conv2d_shape data_pass(const fn_conv2d_shape *s) {
+    const fn_conv2d_shape d = {s->N, s->OH, s->OW, s->OC, s->C, s->KH, s->KW, 1, 1, s->KH - 1 - s->PT,
+                               s->KW - 1 - s->PL, s->H, s->W};
+    return d;
+}
+
+/* C == OC keeps the pass inside the forward's workspace (the same K, the same tile buffers). */
+static int taps_data_fit(const fn_ukernel *uk, const fn_conv2d_shape *s) {
+    const fn_conv2d_shape d = data_pass(s);
+    return s->C == s->OC && s->SH == 1 && s->SW == 1 && s->PT < s->KH && s->PL < s->KW && taps_fit(uk, &d);
+}
+
+/* w' (K x C, k = (kh, kw, o)) packed as fn_gemm_pack_b packs a B of pairs, for C a multiple of 32 and K within one
+ * K block: panel q at bp + q * K * 32, slot (p, j) = the pair of w'[2p][32q + j] and w'[2p + 1][32q + j], which
+ * are w[...][c][o] and w[...][c][o + 1] (OC even). */
+static void pack_flipped_pairs(float *restrict bp, const float *restrict w, const fn_conv2d_shape *s, int64_t q0,
+                               int64_t q1) {
+    const int64_t C = s->C, OC = s->OC, K = kcols(s);
+    for (int64_t q = q0; q < q1; q++)
+        for (int64_t p = 0; p < K / 2; p++) {
+            const int64_t tap = 2 * p / OC, o = 2 * p % OC, kh = tap / s->KW, kw = tap % s->KW;
+            const float *wt = w + ((s->KH - 1 - kh) * s->KW + (s->KW - 1 - kw)) * C * OC + o;
+            for (int64_t j = 0; j < 32; j++)
+                bp[q * K * 32 + p * 32 + j] = fn_bf16_pair(wt[(32 * q + j) * OC], wt[(32 * q + j) * OC + 1]);
+        }
+}
+
+/* dst = src where relu_x > 0 (or everywhere without relu_x), else 0: the previous ReLU's backward, fused. */
+FN_VECTOR_CLONES static void store_masked(float *restrict dst, const float *restrict src, const float *restrict relu_x,
+                                          int64_t n) {
+    if (!relu_x) {
+        memcpy(dst, src, sizeof(float) * n);
+        return;
+    }
+    for (int64_t i = 0; i < n; i++) dst[i] = relu_x[i] > 0.0f ? src[i] : 0.0f;
+}
+
+/* The data gradient on the tap path: the flipped pass over dy, whole dx rows per tile. */
+static void taps_backward_data(float *dx, const float *dy, const float *w, const float *relu_x,
+                                 const fn_conv2d_shape *s, const fn_ukernel *uk, float *ws, int n_threads) {
+    const fn_conv2d_shape d = data_pass(s);
+    const int64_t P = d.OH * d.OW, rows = forward_tile_rows(&d, 0, 1), tiles_per_image = fn_ceil_div(P, rows);
+    float *bp = fn_align64(ws);
+    float *slots = fn_align64(bp + fn_gemm_packed_b_size(kcols(s), s->OC));
+
+    #pragma omp parallel num_threads(n_threads)
+    {
+        float *pix = slots + fn_thread_id() * tile_slot(s);
+        float *prod = pix + fn_round_up(FN_CONV_ROWS * kcols(s) + FN_WS_PAD, 16);
+        int64_t converted = -1;
+        #pragma omp for schedule(static)
+        for (int64_t q = 0; q < s->C / 32; q++) pack_flipped_pairs(bp, w, s, q, q + 1);
+        #pragma omp for schedule(static)
+        for (int64_t t = 0; t < d.N * tiles_per_image; t++) {
+            const int64_t n = t / tiles_per_image, r0 = (t % tiles_per_image) * rows, r1 = fn_min64(P, r0 + rows);
+            if (converted != n) taps_image(pix, dy + n * d.H * d.W * d.C, &d), converted = n;
+            taps_rows(uk, prod, pix, bp, &d, r0 / d.OW, r1 / d.OW);
+            const int64_t at = (n * P + r0) * s->C;
+            store_masked(dx + at, prod, relu_x ? relu_x + at : NULL, (r1 - r0) * s->C);
+        }
+    }
+}
+
 int fn_conv2d_backward_data(float *dx, const float *dy, const float *w, const float *relu_x, const fn_conv2d_shape *s,
                             int algo, int isa, float *ws, int n_threads) {
     const fn_ukernel *uk = fn_gemm_ukernel(isa);
     if (fn_conv2d_resolve_algo(s, algo) == FN_CONV_WINOGRAD) {
         fn_conv2d_winograd_backward_data(dx, dy, w, relu_x, s, uk, ws, n_threads);
+        return FN_OK;
+    }
+    if (taps_data_fit(uk, s)) { /* AMX, 32 channels each way */
+        taps_backward_data(dx, dy, w, relu_x, s, uk, ws, n_threads);
         return FN_OK;
     }
     const int64_t K = kcols(s), P = s->OH * s->OW, npanels = fn_ceil_div(K, uk->nr);

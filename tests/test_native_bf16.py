@@ -282,7 +282,9 @@ DIRECT_CASES = [(2, 26, 26, 32, 32, 3, 3, (1, 1), "valid"), (2, 12, 12, 32, 32, 
 @pytest.mark.parametrize("case", DIRECT_CASES, ids=str)
 def test_native_conv_forward_is_its_instructions_order_bit_for_bit(lib, rng, path, case):
     """The forward is the GEMM of its im2col matrix on the path, bit for bit, whether the path builds that matrix
-    or (AMX, 32 channels, stride 1) reads the image directly; pooled, it is the max-pool of the ReLU of that."""
+    or (AMX, 32 channels, stride 1) reads the image directly; pooled, it is the max-pool of the ReLU of that. On
+    AMX with 32 channels each way the data gradient is read directly too: the GEMM of dy's im2col matrix for the
+    flipped pass."""
     N, H, W, C, OC, KH, KW, strides, padding = case
     x, w = rand(rng, N, H, W, C), rand(rng, KH, KW, C, OC, scale=0.3)
     x[0, 1, 2] = 0.0  # a zero pixel beside the padding
@@ -294,6 +296,14 @@ def test_native_conv_forward_is_its_instructions_order_bit_for_bit(lib, rng, pat
     np.testing.assert_array_equal(y, want)
     if s.OH % 2 or s.OW % 2 or 2 * s.OW > 96:
         return
+    if path[0] == "amx_bf16" and C == OC == 32 and strides == (1, 1):
+        # the data gradient takes the same path: the flipped pass over dy, with the previous ReLU's mask
+        dy = rand(rng, N, s.OH, s.OW, OC)
+        d = Shape(N, s.OH, s.OW, OC, C, KH, KW, 1, 1, KH - 1 - s.PT, KW - 1 - s.PL, H, W)
+        dx = np.empty(x.shape, np.float32)
+        assert lib.fn_conv2d_backward_data(dx, dy, w, x.ctypes.data, s, IM2COL, path[1], ws, 2) == 0
+        flipped = w[::-1, ::-1].transpose(0, 1, 3, 2).reshape(-1, C)
+        np.testing.assert_array_equal(dx, np.where(x > 0, model(path[0], im2col(dy, d), flipped).reshape(x.shape), 0))
     pooled = np.empty((N, s.OH // 2, s.OW // 2, OC), np.float32)
     arg = np.empty(pooled.shape, np.int32)
     assert lib.fn_conv2d_forward_maxpool(pooled, arg.ctypes.data, x, w, None, s, IM2COL, path[1], ws, 2) == 0
