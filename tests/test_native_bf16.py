@@ -238,7 +238,8 @@ def conv(lib, x, w, dy, s, algo, isa):
 
 
 # (N, H, W, C, OC, KH, KW, strides, padding): the article CNN's two layers (the second one's data gradient takes
-# the direct path: C a multiple of 32), odd channels, strides, 'same' padding, a 1x1 kernel.
+# the direct path: C a multiple of 32; on AMX, the tap path, as its forward does), odd channels, strides, 'same'
+# padding, a 1x1 kernel.
 CONV_CASES = [(2, 28, 28, 1, 32, 3, 3, (1, 1), "valid"), (2, 12, 12, 32, 32, 3, 3, (1, 1), "valid"),
               (1, 7, 9, 3, 5, 3, 2, (1, 1), "same"), (3, 8, 7, 2, 3, 3, 3, (2, 2), "same"),
               (1, 5, 5, 3, 17, 1, 1, (1, 1), "valid"), (2, 9, 8, 64, 5, 3, 3, (2, 2), "same")]
