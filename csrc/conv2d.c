@@ -463,11 +463,123 @@ int fn_conv2d_backward_data(float *dx, const float *dy, const float *w, const fl
     return FN_OK;
 }
 
+/* dw (K x OC) and db (may be NULL) as the chunks' partials summed in order; each thread owns a range of elements. */
+static void sum_chunks(float *dw, float *db, const float *partials, const fn_conv2d_shape *s, int n_threads) {
+    const int64_t KOC = kcols(s) * s->OC, nch = filter_chunks(s), psize = partial_size(s);
+    #pragma omp parallel for schedule(static) num_threads(n_threads)
+    for (int64_t e = 0; e < KOC + s->OC; e++) {
+        float sum = 0.0f;
+        for (int64_t c = 0; c < nch; c++) sum += partials[c * psize + e];
+        if (e < KOC) dw[e] = sum;
+        else if (db) db[e - KOC] = sum;
+    }
+}
+
+/* The filter gradient on the tap path: tap t's dW_t (C x OC) = X_t^T . DY over an image's wide positions p, X_t's
+ * row c the channel c of pixels p + off_t. Per image, both operands are made as pairs along positions once: XP, each
+ * channel's padded pixels paired from an even pixel (XP[0]) and from an odd one (XP[1]), so any tap's shift starts
+ * on a pair; DYP, dy's wide rows (zero where ow >= OW) paired, one panel of 32 filters per 32 slots of a pair row.
+ * Each (tap, panel) is then one micro-kernel call over all of the image's positions, added to the chunk's dW. The
+ * wide positions past a row's end multiply real pixels by dy's zeros: an infinite or NaN pixel there reaches the
+ * gradient as NaN (its loss is NaN already: the forward multiplied it). */
+static int64_t taps_filter_blocks(const fn_conv2d_shape *s) { return fn_ceil_div(s->OH * padded_w(s), 32); }
+static int64_t taps_filter_len(const fn_conv2d_shape *s) { /* pair slots per XP row */
+    return 16 * taps_filter_blocks(s) + ((s->KH - 1) * padded_w(s) + s->KW) / 2 + 1;
+}
+static int64_t taps_filter_floats(const fn_conv2d_shape *s) {
+    return 2 * 32 * taps_filter_len(s) + 16 * taps_filter_blocks(s) * s->OC + s->OC;
+}
+
+static int taps_filter_fit(const fn_ukernel *uk, const fn_conv2d_shape *s) {
+    return taps_fit(uk, s) && taps_filter_floats(s) + 2 * FN_WS_PAD <= filter_slot(s);
+}
+
+/* XP[e] of image xn: slot (c, j) = the pair of padded pixels 2j + e and 2j + 1 + e, channel c, in blocks of 16
+ * pairs made pixel-major (contiguous over c) and written out row by row. */
+static void taps_filter_x(float *restrict xp, const float *restrict xn, const fn_conv2d_shape *s) {
+    const int64_t Wp = padded_w(s), Hp = padded_h(s), L = taps_filter_len(s);
+    float buf[16 * 32] __attribute__((aligned(64)));
+    for (int e = 0; e < 2; e++)
+        for (int64_t j0 = 0; j0 < L; j0 += 16) {
+            const int64_t jb = fn_min64(16, L - j0);
+            for (int64_t j = 0; j < jb; j++) {
+                const float *px[2];
+                for (int h = 0; h < 2; h++) {
+                    const int64_t q = 2 * (j0 + j) + e + h, ih = q / Wp - s->PT, iw = q % Wp - s->PL;
+                    px[h] = q < Hp * Wp && ih >= 0 && ih < s->H && iw >= 0 && iw < s->W ? xn + (ih * s->W + iw) * 32
+                                                                                          : NULL;
+                }
+                if (px[0]) fn_gemm_slots_interleave(buf + j * 32, px[0], px[1], 32);
+                else if (px[1]) for (int c = 0; c < 32; c++) buf[j * 32 + c] = fn_bf16_pair(0.0f, px[1][c]);
+                else memset(buf + j * 32, 0, sizeof(float) * 32);
+            }
+            for (int c = 0; c < 32; c++)
+                for (int64_t j = 0; j < jb; j++) xp[(e * 32 + c) * L + j0 + j] = buf[j * 32 + c];
+        }
+}
+
+/* DYP of image dyn: panel q's pair row j (32 slots) = dy's wide positions 2j and 2j + 1, filters 32q on. */
+static void taps_filter_dy(float *restrict dyp, const float *restrict dyn, const float *restrict zeros,
+                           const fn_conv2d_shape *s) {
+    const int64_t Wp = padded_w(s), OW = s->OW, OC = s->OC, pairs = 16 * taps_filter_blocks(s);
+    for (int64_t j = 0; j < pairs; j++) {
+        const float *row[2];
+        for (int h = 0; h < 2; h++) {
+            const int64_t p = 2 * j + h, oh = p / Wp, ow = p % Wp;
+            row[h] = oh < s->OH && ow < OW ? dyn + (oh * OW + ow) * OC : zeros;
+        }
+        for (int64_t q = 0; q < OC / 32; q++)
+            fn_gemm_slots_interleave(dyp + (q * pairs + j) * 32, row[0] + q * 32, row[1] + q * 32, 32);
+    }
+}
+
+static void taps_backward_filter(float *dw, float *db, const float *dy, const float *x, const fn_conv2d_shape *s,
+                                 const fn_ukernel *uk, float *ws, int n_threads) {
+    const int64_t K = kcols(s), P = s->OH * s->OW, OC = s->OC, nch = filter_chunks(s), psize = partial_size(s);
+    const int64_t Wp = padded_w(s), L = taps_filter_len(s), pairs = 16 * taps_filter_blocks(s);
+    float *partials = fn_align64(ws); /* the im2col path's chunks and partials, so the same sums */
+    float *slots = fn_align64(partials + nch * psize);
+
+    #pragma omp parallel num_threads(filter_threads(s, n_threads))
+    {
+        float *xp = fn_align64(slots + fn_thread_id() * filter_slot(s));
+        float *dyp = xp + 2 * 32 * L, *zeros = dyp + pairs * OC;
+        memset(zeros, 0, sizeof(float) * OC);
+        #pragma omp for schedule(static)
+        for (int64_t c = 0; c < nch; c++) {
+            float *pw = partials + c * psize, *pb = pw + K * OC;
+            const int64_t n0 = c * s->N / nch, n1 = (c + 1) * s->N / nch;
+            memset(pw, 0, sizeof(float) * (K * OC + OC));
+            for (int64_t n = n0; n < n1; n++) {
+                const float *dyn = dy + n * P * OC;
+                taps_filter_x(xp, x + n * s->H * s->W * 32, s);
+                taps_filter_dy(dyp, dyn, zeros, s);
+                fn_ukernel_enter(uk);
+                for (int64_t kh = 0; kh < s->KH; kh++)
+                    for (int64_t kw = 0; kw < s->KW; kw++) {
+                        const int64_t off = kh * Wp + kw, t = kh * s->KW + kw;
+                        const float *a = xp + (off % 2) * 32 * L + off / 2;
+                        for (int64_t q = 0; q < OC / 32; q++) /* summed from zero, then added to the chunk's */
+                            uk->kernel(2 * pairs, a, L, 1, dyp + q * pairs * 32, pw + t * 32 * OC + q * 32, OC, 1);
+                    }
+                fn_ukernel_leave(uk);
+                for (int64_t r = 0; r < P; r++) /* db in im2col's order */
+                    for (int64_t o = 0; o < OC; o++) pb[o] += dyn[r * OC + o];
+            }
+        }
+    }
+    sum_chunks(dw, db, partials, s, n_threads);
+}
+
 int fn_conv2d_backward_filter(float *dw, float *db, const float *dy, const float *x, const fn_conv2d_shape *s,
                               int algo, int isa, float *ws, int n_threads) {
     const fn_ukernel *uk = fn_gemm_ukernel(isa);
     if (fn_conv2d_resolve_algo(s, algo) == FN_CONV_WINOGRAD) {
         fn_conv2d_winograd_backward_filter(dw, db, dy, x, s, uk, ws, n_threads);
+        return FN_OK;
+    }
+    if (taps_filter_fit(uk, s)) { /* AMX, 32 channels */
+        taps_backward_filter(dw, db, dy, x, s, uk, ws, n_threads);
         return FN_OK;
     }
     const int64_t K = kcols(s), P = s->OH * s->OW, OC = s->OC, npanels = fn_ceil_div(OC, uk->nr);
@@ -509,13 +621,6 @@ int fn_conv2d_backward_filter(float *dw, float *db, const float *dy, const float
             if (first) memset(pw, 0, sizeof(float) * K * OC);
         }
     }
-    /* Fixed-order reduction of the chunks; each thread owns a range of gradient elements. */
-    #pragma omp parallel for schedule(static) num_threads(n_threads)
-    for (int64_t e = 0; e < K * OC + OC; e++) {
-        float sum = 0.0f;
-        for (int64_t c = 0; c < nch; c++) sum += partials[c * psize + e];
-        if (e < K * OC) dw[e] = sum;
-        else if (db) db[e - K * OC] = sum;
-    }
+    sum_chunks(dw, db, partials, s, n_threads);
     return FN_OK;
 }

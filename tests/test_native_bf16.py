@@ -272,6 +272,30 @@ def im2col(x, s):
     return np.concatenate(taps, axis=3).reshape(s.N * s.OH * s.OW, s.KH * s.KW * s.C)
 
 
+def tap_filter_model(x, dy, s):
+    """dW on AMX's tap path: per image (each its own chunk below 65 images) and tap, X_t^T . DY over the image's
+    "wide" positions p = oh * Wp + ow (dy zero where ow >= OW, X_t's row p the padded pixel p + kh * Wp + kw), in
+    TDPBF16PS's order over all of them; the images' partials added from zero in order."""
+    N, C, OC, Wp = s.N, s.C, s.OC, s.OW + s.KW - 1
+    pairs = 16 * -(-(s.OH * Wp) // 32)
+    xpad = np.zeros((N, (s.OH + s.KH - 1) * Wp + 2 * pairs + 2 * Wp * s.KH, C), np.float32)
+    pad = np.pad(x, ((0, 0), (s.PT, s.OH + s.KH - 1 - s.H - s.PT), (s.PL, Wp - s.W - s.PL), (0, 0)))
+    xpad[:, :pad.shape[1] * Wp] = pad.reshape(N, -1, C)
+    dyw = np.zeros((N, 2 * pairs, OC), np.float32)
+    dyw[:, :s.OH * Wp] = np.pad(dy, ((0, 0), (0, 0), (0, Wp - s.OW), (0, 0))).reshape(N, -1, OC)
+    zero = np.zeros((C, OC), np.float32)
+    dw = np.zeros((s.KH * s.KW * C, OC), np.float32)
+    for n in range(N):
+        rb = ref.round_bf16(dyw[n]).astype(np.float32)
+        for kh in range(s.KH):
+            for kw in range(s.KW):
+                off, t = kh * Wp + kw, kh * s.KW + kw
+                ra = ref.round_bf16(xpad[n, off:off + 2 * pairs].T).astype(np.float32)
+                part = BLOCKS["amx_bf16"](lambda k: np.outer(ra[:, k], rb[k]), pairs, zero)
+                dw[t * C:(t + 1) * C] = dw[t * C:(t + 1) * C] + (zero + part)
+    return dw
+
+
 # The CNN's second layer, in both paddings, with and without a 2x2 pool after it, on the AMX path takes the direct
 # convolution (32 channels: no im2col at all); 64 filters are two panels; 5x5 taps, a wider image, and C = 16 and
 # a stride of 2 (im2col) around it.
@@ -281,11 +305,11 @@ DIRECT_CASES = [(2, 26, 26, 32, 32, 3, 3, (1, 1), "valid"), (2, 12, 12, 32, 32, 
 
 
 @pytest.mark.parametrize("case", DIRECT_CASES, ids=str)
-def test_native_conv_forward_is_its_instructions_order_bit_for_bit(lib, rng, path, case):
+def test_native_conv_passes_are_their_instructions_order_bit_for_bit(lib, rng, path, case):
     """The forward is the GEMM of its im2col matrix on the path, bit for bit, whether the path builds that matrix
-    or (AMX, 32 channels, stride 1) reads the image directly; pooled, it is the max-pool of the ReLU of that. On
-    AMX with 32 channels each way the data gradient is read directly too: the GEMM of dy's im2col matrix for the
-    flipped pass."""
+    or (AMX, 32 channels, stride 1: the tap path) reads the image directly; pooled, it is the max-pool of the ReLU
+    of that. On the tap path the data gradient (32 channels each way) is the GEMM of dy's im2col matrix for the
+    flipped pass, and the filter gradient follows tap_filter_model."""
     N, H, W, C, OC, KH, KW, strides, padding = case
     x, w = rand(rng, N, H, W, C), rand(rng, KH, KW, C, OC, scale=0.3)
     x[0, 1, 2] = 0.0  # a zero pixel beside the padding
@@ -305,6 +329,12 @@ def test_native_conv_forward_is_its_instructions_order_bit_for_bit(lib, rng, pat
         assert lib.fn_conv2d_backward_data(dx, dy, w, x.ctypes.data, s, IM2COL, path[1], ws, 2) == 0
         flipped = w[::-1, ::-1].transpose(0, 1, 3, 2).reshape(-1, C)
         np.testing.assert_array_equal(dx, np.where(x > 0, model(path[0], im2col(dy, d), flipped).reshape(x.shape), 0))
+    if path[0] == "amx_bf16" and C == 32 and OC % 32 == 0 and strides == (1, 1) and N <= 64:
+        # and the filter gradient: per image and tap, one instruction sequence over the image's wide positions
+        dy = rand(rng, N, s.OH, s.OW, OC)
+        dw = np.empty(w.shape, np.float32)
+        assert lib.fn_conv2d_backward_filter(dw, None, dy, x, s, IM2COL, path[1], ws, 2) == 0
+        np.testing.assert_array_equal(dw.reshape(-1, OC), tap_filter_model(x, dy, s))
     pooled = np.empty((N, s.OH // 2, s.OW // 2, OC), np.float32)
     arg = np.empty(pooled.shape, np.int32)
     assert lib.fn_conv2d_forward_maxpool(pooled, arg.ctypes.data, x, w, None, s, IM2COL, path[1], ws, 2) == 0
