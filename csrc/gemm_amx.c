@@ -75,6 +75,21 @@ FN_TARGET_AMX static void leave(void) { _tile_release(); }
         _tile_dpbf16ps(3, 5, 7);                                                              \
     }
 
+/* The four accumulator tiles: zeroed, and stored as 32 rows x 32 floats at dst (row stride ld floats). */
+FN_TARGET_AMX static inline void zero_acc(void) {
+    _tile_zero(0);
+    _tile_zero(1);
+    _tile_zero(2);
+    _tile_zero(3);
+}
+
+FN_TARGET_AMX static inline void store_acc(float *dst, int64_t ld) {
+    _tile_stored(0, dst, 4 * ld);
+    _tile_stored(1, dst + 16, 4 * ld);
+    _tile_stored(2, dst + 16 * ld, 4 * ld);
+    _tile_stored(3, dst + 16 * ld + 16, 4 * ld);
+}
+
 /* The last `tail` (< 16) pairs as one whole step: A's 32 rows and B's rows copied into zeroed 16-pair buffers. The
  * zero pairs add +0 products to sums that start from +0, which changes no bit of them. */
 FN_TARGET_AMX static void tail_step(int64_t tail, const float *restrict a, int64_t rs_a, const float *restrict b) {
@@ -90,42 +105,30 @@ FN_TARGET_AMX static void ukernel_amx_32x32(int64_t kc, const float *restrict a,
                                             const float *restrict b, float *restrict c, int64_t ldc, int accumulate) {
     (void)cs_a; /* 1: rows_only */
     const int64_t pairs = (kc + 1) / 2, whole = pairs / 16 * 16;
-    _tile_zero(0);
-    _tile_zero(1);
-    _tile_zero(2);
-    _tile_zero(3);
+    zero_acc();
     for (int64_t s = 0; s < whole; s += 16) FN_AMX_STEP(a + s, rs_a, b + s * 32)
     if (whole < pairs) tail_step(pairs - whole, a + whole, rs_a, b + whole * 32);
-    float *restrict dst = c;
-    int64_t ld = ldc;
+    if (!accumulate) {
+        store_acc(c, ldc);
+        return;
+    }
     float acc[32 * 32] __attribute__((aligned(64)));
-    if (accumulate) dst = acc, ld = 32; /* summed from zero, then added */
-    _tile_stored(0, dst, 4 * ld);
-    _tile_stored(1, dst + 16, 4 * ld);
-    _tile_stored(2, dst + 16 * ld, 4 * ld);
-    _tile_stored(3, dst + 16 * ld + 16, 4 * ld);
-    if (!accumulate) return;
+    store_acc(acc, 32); /* summed from zero, then added */
     for (int i = 0; i < 32; i++) {
         float *restrict ci = c + i * ldc;
         const float *restrict ai = acc + i * 32;
         for (int j = 0; j < 32; j++) ci[j] += ai[j];
     }
 }
-/* The direct convolution's step (fn_ukernel.taps): acc[32 x 32] = sum over taps t of A_t . B_t, A_t's row r the
+/* The tap path's step (fn_ukernel.taps): acc[32 x 32] = sum over taps t of A_t . B_t, A_t's row r the
  * 16 pair slots at a + (r + off[t]) * 16 (a pixel's 32 channels), B_t the 16 pair rows at b + t * 16 * 32. One
  * TDPBF16PS step per tap, in order, as the micro-kernel steps through an im2col row of (kh, kw, c) pairs: for 32
  * channels the two sum the same products in the same order, bit for bit. */
 FN_TARGET_AMX static void taps_32x32(float *restrict acc, const float *restrict a, const int64_t *restrict off,
                                      int ntaps, const float *restrict b) {
-    _tile_zero(0);
-    _tile_zero(1);
-    _tile_zero(2);
-    _tile_zero(3);
+    zero_acc();
     for (int t = 0; t < ntaps; t++) FN_AMX_STEP(a + off[t] * 16, 16, b + t * 16 * 32)
-    _tile_stored(0, acc, 128);
-    _tile_stored(1, acc + 16, 128);
-    _tile_stored(2, acc + 16 * 32, 128);
-    _tile_stored(3, acc + 16 * 32 + 16, 128);
+    store_acc(acc, 32);
 }
 #undef FN_AMX_STEP
 
