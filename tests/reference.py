@@ -265,3 +265,31 @@ def adam_update(p, m, v, g, lr, b1, b2, eps, t):
     v = b2 * v + (1 - b2) * g * g
     lr_t = lr * np.sqrt(1 - b2 ** t) / (1 - b1 ** t)
     return p - lr_t * m / (np.sqrt(v) + eps), m, v
+
+
+# ---- keys of the random streams (fastnet._seed.key64, written in Cython) ----
+
+_MASK64 = 2**64 - 1
+
+
+def splitmix64(z):
+    """The splitmix64 finalizer: a bijection of 64-bit integers that mixes every input bit into every output bit."""
+    z = (z + 0x9E3779B97F4A7C15) & _MASK64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return z ^ (z >> 31)
+
+
+def key64(*parts):
+    """Each part folded in 64 bits at a time, then its number of 64-bit chunks."""
+    h = 0
+    for part in parts:
+        part, chunks = int(part), 0
+        while True:
+            h = splitmix64(h ^ (part & _MASK64))
+            part >>= 64
+            chunks += 1
+            if not part:
+                break
+        h = splitmix64(h ^ chunks)
+    return h

@@ -2,9 +2,12 @@
 does training a model whose convolution takes the Winograd path."""
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import fastnet
-from fastnet import _kernels
+import reference
+from fastnet import _kernels, _seed
 from fastnet.layers import Conv2D, Dense, Dropout, Flatten, MaxPooling2D
 from fastnet.models import Sequential
 from helpers import rand
@@ -20,6 +23,20 @@ def same_for_all_thread_counts(fn):
     repeat = fn(THREADS[-1])
     for a, b in zip(results[-1], repeat):
         assert np.array_equal(a, b), "repeated call differs"
+
+
+@given(st.lists(st.integers(0, 2**200), max_size=5))
+def test_stream_keys_are_the_reference_hash(parts):
+    """The key of every dropout mask (written in Cython) is the Python reference's hash, parts past 64 bits too."""
+    assert _seed.key64(*parts) == reference.key64(*parts)
+    assert _seed.key64(*map(np.uint64, [p for p in parts if p < 2**64])) == reference.key64(*[p for p in parts if p < 2**64])
+
+
+def test_stream_keys_tell_a_part_from_its_truncation():
+    assert _seed.key64(2**64 + 5) != _seed.key64(5)
+    assert _seed.key64(1, 2) != _seed.key64(2, 1)
+    with pytest.raises(ValueError, match="key parts must be >= 0"):
+        _seed.key64(3, -1)
 
 
 @pytest.mark.parametrize("trans_a", [False, True])

@@ -12,6 +12,23 @@ def test_wrong_dtype_names_the_array_and_the_fix():
         _kernels.gemm(np.ones((2, 3)), np.ones((3, 4), f32))
 
 
+def test_byte_swapped_float32_rejected():
+    """A big-endian float32 array is float32 to numpy's type number, not to C: its bytes would be read wrong."""
+    with pytest.raises(TypeError, match=r"x must have dtype float32, got >f4"):
+        _kernels.activation_forward(np.ones((2, 3), ">f4"), "relu")
+    with pytest.raises(TypeError, match=r"keep must have dtype uint8"):
+        _kernels.dropout_backward(np.ones(4, f32), np.ones(4, ">u2"), 0.5)
+
+
+def test_output_checks_see_partial_overlaps_and_accept_neighbours():
+    buf = np.zeros(12, f32)
+    a, b = buf[:6].reshape(2, 3), buf[6:].reshape(3, 2)
+    with pytest.raises(ValueError, match="out must not overlap"):
+        _kernels.gemm(a, np.ones((3, 3), f32), out=buf[4:10].reshape(2, 3))  # shares a's last two floats
+    _kernels.gemm(np.ones((3, 3), f32), np.ones((3, 2), f32), out=b)  # right after a: no overlap
+    assert np.array_equal(b, np.full((3, 2), 3, f32))
+
+
 def test_non_contiguous_rejected():
     a = np.ones((4, 6), f32)[:, ::2]
     with pytest.raises(ValueError, match=r"a with shape \(4, 3\) must be C-contiguous"):

@@ -1,6 +1,13 @@
 # Declarations of the C kernel API (csrc/fastnet.h); the one place Cython learns them.
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint64_t
 
+# numpy's C headers, included first by _kernels.pyx, bring <complex.h>, whose macro I would rewrite the dense
+# kernels' parameter I (input features) in csrc/dense.h.
+cdef extern from *:
+    """
+    #undef I
+    """
+
 cdef extern from "fastnet.h" nogil:
     enum:
         FN_OK

@@ -19,11 +19,13 @@ import os
 
 import numpy as np
 
-from cpython.buffer cimport PyBUF_C_CONTIGUOUS, PyBUF_WRITABLE, PyBuffer_Release, PyObject_GetBuffer
+cimport numpy as cnp
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint64_t
 
 from fastnet._check import INT_MAX, integer as _int, ints as _ints, real as _real_number
 from fastnet._fastnet_c cimport *
+
+cnp.import_array()
 
 ACTIVATIONS = {"linear": FN_ACT_LINEAR, "relu": FN_ACT_RELU, "sigmoid": FN_ACT_SIGMOID, "tanh": FN_ACT_TANH}
 # "avx512_bf16" is "avx512" with its bfloat16 products on VDPBF16PS, "amx_bf16" with them on AMX tiles (TDPBF16PS);
@@ -105,6 +107,8 @@ cdef int _threads(n_threads) except -1:
     cdef int n
     if n_threads is None:
         n = _num_threads if _num_threads > 0 else fn_omp_max_threads()
+    elif type(n_threads) is int and 1 <= <object>n_threads <= MAX_THREADS:  # the plan's calls: no Python call
+        n = n_threads
     else:
         n = min(_int(n_threads, "n_threads", 1), MAX_THREADS)
     return max(1, min(n, MAX_THREADS))
@@ -152,13 +156,43 @@ cdef int _algo_code(algo) except -1:
 
 cdef _real(value, name):
     """A float argument within float32's range (NaN and inf pass: the arithmetic then carries them)."""
+    if type(value) is float and -FLOAT32_MAX <= <double>value <= FLOAT32_MAX:
+        return value  # the common case, first: no Python call
     value = _real_number(value, name, finite=False)
     if math.isfinite(value) and abs(value) > FLOAT32_MAX:
         raise ValueError(f"{name}={value} is outside float32's range (|x| <= {FLOAT32_MAX:.4g})")
     return value
 
 
+# Each check below first reads the array's header through numpy's C API (a few loads): an array that passes there
+# is exactly one the numpy-level checks after it would pass, and anything else takes those checks, which say what is
+# wrong. Python-level attribute reads and np.may_share_memory cost 0.2-0.5 us each, on every kernel call.
+cdef dict _TYPENUMS = {np.float32: cnp.NPY_FLOAT32, np.uint8: cnp.NPY_UINT8, np.int32: cnp.NPY_INT32,
+                       np.int64: cnp.NPY_INT64}
+
+
+cdef inline bint _fits(a, int ndim, int typenum):
+    """Whether a is a non-empty C-contiguous ndarray of this native item type (and ndim dimensions, unless < 0)."""
+    if not cnp.PyArray_Check(a):
+        return False
+    cdef cnp.ndarray arr = <cnp.ndarray>a
+    return (cnp.PyArray_TYPE(arr) == typenum and cnp.PyArray_ISNOTSWAPPED(arr) and cnp.PyArray_IS_C_CONTIGUOUS(arr)
+            and (ndim < 0 or cnp.PyArray_NDIM(arr) == ndim) and cnp.PyArray_SIZE(arr) > 0)
+
+
+cdef inline bint _bounds(a, char **lo, char **hi):
+    """The bytes [lo, hi) a C-contiguous array's data spans; False for anything else."""
+    if not cnp.PyArray_Check(a) or not cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>a):
+        return False
+    lo[0] = <char *>cnp.PyArray_DATA(<cnp.ndarray>a)
+    hi[0] = lo[0] + cnp.PyArray_NBYTES(<cnp.ndarray>a)
+    return True
+
+
 cdef _array(a, name, ndim=None, dtype=np.float32):
+    typenum = _TYPENUMS.get(dtype)
+    if typenum is not None and _fits(a, -1 if ndim is None else ndim, typenum):
+        return a
     if not isinstance(a, np.ndarray):
         raise TypeError(f"{name} must be a numpy.ndarray, got {type(a).__name__}")
     if a.dtype != dtype:
@@ -179,7 +213,30 @@ cdef _expect(a, name, shape):
         raise ValueError(f"{name} has shape {a.shape}, expected {tuple(shape)}")
 
 
-cdef _same_memory(a, b):
+cdef _writable(a, name):
+    """a (an array _array passed) must be writeable."""
+    if not cnp.PyArray_ISWRITEABLE(<cnp.ndarray>a):
+        raise ValueError(f"{name} is read-only")
+
+
+cdef bint _may_share(a, b) except -1:
+    """np.may_share_memory(a, b): whether the bounds of their data meet."""
+    cdef char *alo
+    cdef char *ahi
+    cdef char *blo
+    cdef char *bhi
+    if _bounds(a, &alo, &ahi) and _bounds(b, &blo, &bhi):
+        return alo < bhi and blo < ahi
+    return np.may_share_memory(a, b)
+
+
+cdef bint _same_memory(a, b) except -1:
+    cdef char *alo
+    cdef char *ahi
+    cdef char *blo
+    cdef char *bhi
+    if _bounds(a, &alo, &ahi) and _bounds(b, &blo, &bhi):
+        return alo == blo and ahi == bhi
     return a.__array_interface__["data"][0] == b.__array_interface__["data"][0] and a.nbytes == b.nbytes
 
 
@@ -190,15 +247,18 @@ cdef _output(out, name, shape, inputs=(), dtype=np.float32, in_place=()):
         return np.empty(shape, dtype=dtype)
     _array(out, name, len(shape), dtype)
     _expect(out, name, shape)
-    if not out.flags.writeable:
-        raise ValueError(f"{name} is read-only")
+    _writable(out, name)
+    cdef bint in_place_exactly = False
     for other in in_place:
-        if np.may_share_memory(out, other) and not _same_memory(out, other):
-            raise ValueError(f"{name} partly overlaps an input: pass the input itself (in place) or a separate array")
-    in_place_exactly = any(_same_memory(out, other) for other in in_place)
-    for other in inputs:
-        if other is not None and not in_place_exactly and np.may_share_memory(out, other):
-            raise ValueError(f"{name} must not overlap the kernel's inputs")
+        if _may_share(out, other):
+            if not _same_memory(out, other):
+                raise ValueError(f"{name} partly overlaps an input: pass the input itself (in place) or a separate "
+                                 "array")
+            in_place_exactly = True
+    if not in_place_exactly:
+        for other in inputs:
+            if other is not None and _may_share(out, other):
+                raise ValueError(f"{name} must not overlap the kernel's inputs")
     return out
 
 
@@ -207,7 +267,7 @@ cdef _disjoint(arrays):
     items = [(name, a) for name, a in arrays if a is not None]
     for i, (name, a) in enumerate(items):
         for other, b in items[i + 1:]:
-            if np.may_share_memory(a, b):
+            if _may_share(a, b):
                 raise ValueError(f"{name} and {other} must not overlap")
 
 
@@ -238,18 +298,15 @@ cdef _activation(act):
 
 
 cdef void *_data(a, bint writable, Py_ssize_t itemsize) except? NULL:
-    """The data of an array the checks above passed (dtype, shape, C order, writeable for an output), taken through
-    the buffer protocol, which asserts C order and writability once more (BufferError), and the item size here.
-    NULL for an empty array. Valid while the caller holds a (numpy refuses to resize a referenced array); about
-    50 ns, against 0.7 us for a typed memoryview of a.reshape(-1), which every call paid several times."""
-    cdef Py_buffer view
-    PyObject_GetBuffer(a, &view, PyBUF_C_CONTIGUOUS | (PyBUF_WRITABLE if writable else 0))
-    cdef void *p = view.buf if view.len else NULL
-    cdef Py_ssize_t size = view.itemsize
-    PyBuffer_Release(&view)
-    if size != itemsize:
-        raise TypeError(f"expected an array of {itemsize}-byte items, got {size}-byte ones")
-    return p
+    """The data of an array the checks above passed (dtype, shape, C order, writeable for an output), asserted once
+    more here (C order, writability, item size) before C gets the pointer."""
+    if not cnp.PyArray_Check(a) or not cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>a):
+        raise TypeError("expected a C-contiguous numpy.ndarray")
+    if writable and not cnp.PyArray_ISWRITEABLE(<cnp.ndarray>a):
+        raise ValueError("expected a writeable array")
+    if cnp.PyArray_ITEMSIZE(<cnp.ndarray>a) != itemsize:
+        raise TypeError(f"expected an array of {itemsize}-byte items, got {cnp.PyArray_ITEMSIZE(<cnp.ndarray>a)}-byte ones")
+    return cnp.PyArray_DATA(<cnp.ndarray>a) if cnp.PyArray_SIZE(<cnp.ndarray>a) else NULL
 
 
 cdef inline const float *_cp(a) except? NULL:
@@ -271,14 +328,16 @@ cdef inline float *_opt(v) except? NULL:
 _EXACT_WORKSPACE = os.environ.get("FASTNET_EXACT_WORKSPACE") == "1"
 
 
-class Workspace:
+cdef class Workspace:
     """Scratch memory for kernel calls, owned by whoever makes them (an execution plan): one buffer that grows
     to the largest request and is dropped by release(). Kernels never allocate."""
+
+    cdef object _buf
 
     def __init__(self):
         self._buf = None
 
-    def get(self, int64_t nfloats):
+    cpdef get(self, int64_t nfloats):
         if _EXACT_WORKSPACE:
             return np.empty(max(nfloats, 1), dtype=np.float32)
         if self._buf is None or self._buf.shape[0] < nfloats:
@@ -298,6 +357,8 @@ cdef _scratch(workspace, int64_t nfloats):
     """nfloats of scratch from the caller's Workspace, or a temporary buffer for this call alone."""
     if workspace is None:
         return np.empty(max(nfloats, 1), dtype=np.float32)
+    if type(workspace) is Workspace:
+        return (<Workspace>workspace).get(nfloats)
     return workspace.get(nfloats)
 
 

@@ -82,8 +82,7 @@ def first_nonfinite(x, n_threads=None):
 def bias_act_forward(y, b=None, activation="linear", n_threads=None):
     """In place: y[R, C] = act(y + b[C]) (activation 'linear' or 'relu')."""
     _array(y, "y", 2)
-    if not y.flags.writeable:
-        raise ValueError("y is read-only")
+    _writable(y, "y")
     if b is not None:
         _array(b, "b", 1)
         _expect(b, "b", (y.shape[1],))
@@ -218,6 +217,39 @@ cdef _rate(rate):
     if not 0.0 <= rate < 1.0:
         raise ValueError(f"dropout rate must be in [0, 1), got {rate}")
     return rate
+
+
+cdef inline uint64_t _splitmix64(uint64_t z) noexcept nogil:
+    """splitmix64's finalizer (wrapping 64-bit arithmetic, as tests/reference.py writes it with Python ints)."""
+    z += 0x9E3779B97F4A7C15ULL
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL
+    return z ^ (z >> 31)
+
+
+_MASK64 = 2**64 - 1
+
+
+def key64(*parts):
+    """A 64-bit key for a tuple of non-negative integers of any size: each part is folded in 64 bits at a time,
+    then its number of 64-bit chunks, so a value and its 64-bit truncation are hashed differently. Distinct tuples
+    collide with the probability of a 64-bit hash (about n^2 / 2^65 for n keys). Keys every dropout mask, once
+    per layer and step: here, not in Python, because Python's big-int arithmetic took 10-17 us a key."""
+    cdef uint64_t h = 0, chunks
+    for part in parts:
+        if type(part) is not int:
+            part = int(part)
+        if part < 0:
+            raise ValueError(f"key parts must be >= 0, got {part}")
+        chunks = 0
+        while True:
+            h = _splitmix64(h ^ <uint64_t>(part & _MASK64))
+            part >>= 64
+            chunks += 1
+            if not part:
+                break
+        h = _splitmix64(h ^ chunks)
+    return h
 
 
 cdef _key(seed, stream):

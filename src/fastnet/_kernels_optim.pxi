@@ -11,8 +11,7 @@ cdef _counters(counters):
     for i, c in enumerate(counters):
         _array(c, f"counters[{i}]", 1, np.int64)
         _expect(c, f"counters[{i}]", (1,))
-        if not c.flags.writeable:
-            raise ValueError(f"counters[{i}] is read-only")
+        _writable(c, f"counters[{i}]")
     return counters
 
 
@@ -27,15 +26,13 @@ cdef int _advance(tuple counters) except -1:
 def _param_args(p, g, *slots):
     """param, grad and slots: one shape, param and slots writeable, no two overlapping."""
     _array(p, "param")
-    if not p.flags.writeable:
-        raise ValueError("param is read-only")
+    _writable(p, "param")
     _array(g, "grad")
     _expect(g, "grad", p.shape)
     for i, s in enumerate(slots):
         _array(s, f"slot {i}")
         _expect(s, f"slot {i}", p.shape)
-        if not s.flags.writeable:
-            raise ValueError(f"slot {i} is read-only")
+        _writable(s, f"slot {i}")
     _disjoint([("param", p), ("grad", g)] + [(f"slot {i}", s) for i, s in enumerate(slots)])
 
 
