@@ -1,10 +1,10 @@
 #include "fastnet.h"
 #include "internal.h"
 
-int64_t fn_dense_workspace(int64_t N, int64_t I, int64_t O, int n_threads) {
-    int64_t ws = fn_gemm_workspace(N, O, I, n_threads);
-    ws = fn_max64(ws, fn_gemm_workspace(N, I, O, n_threads));
-    return fn_max64(ws, fn_gemm_workspace(I, O, N, n_threads));
+int64_t fn_dense_workspace(int64_t N, int64_t I, int64_t O, int isa, int n_threads) {
+    int64_t ws = fn_gemm_workspace(N, O, I, isa, n_threads);
+    ws = fn_max64(ws, fn_gemm_workspace(N, I, O, isa, n_threads));
+    return fn_max64(ws, fn_gemm_workspace(I, O, N, isa, n_threads));
 }
 
 int fn_dense_forward(float *y, const float *x, const float *w, const float *b, int64_t N, int64_t I,
@@ -16,11 +16,15 @@ int fn_dense_forward(float *y, const float *x, const float *w, const float *b, i
 }
 
 int fn_dense_forward_prepacked(float *y, const float *x, const float *wp, const float *b, int64_t N, int64_t I,
-                               int64_t O, int act, int isa, int n_threads) {
+                               int64_t O, int act, int isa, float *ws, int n_threads) {
     if (act != FN_ACT_LINEAR && act != FN_ACT_RELU) return FN_EINVAL;
-    fn_gemm_prepacked(0, N, O, I, 1.0f, x, I, wp, 0.0f, y, O, isa, n_threads);
+    fn_gemm_prepacked(0, N, O, I, 1.0f, x, I, wp, 0.0f, y, O, isa, ws, n_threads);
     if (b || act != FN_ACT_LINEAR) fn_bias_act_forward(y, b, N, O, act, n_threads);
     return FN_OK;
+}
+
+int64_t fn_dense_forward_prepacked_workspace(int64_t N, int64_t I, int isa) {
+    return fn_gemm_prepacked_workspace(N, I, isa);
 }
 
 int fn_bias_backward(float *db, const float *dy, int64_t R, int64_t C, int n_threads) {

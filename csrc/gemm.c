@@ -1,8 +1,10 @@
 /* GEMM: the one engine under every dense and convolution kernel.
  *
  * op(B) is packed once into K-blocks of NR-wide panels shared by all threads (or used as it is when it is
- * already one such panel); the micro-kernel reads op(A) in place, row-major or transposed, with broadcasts,
- * so A is never copied. Tiles split C by rows and by panels, so 128-row matrices still give every thread work. */
+ * already one such panel); the float32 micro-kernels read op(A) in place, row-major or transposed, with
+ * broadcasts, so A is never copied. bfloat16 operands are converted: op(A) once per GEMM by all threads where
+ * tiles share its rows, else by each tile into an L1 panel. Tiles split C by rows and by panels, so 128-row
+ * matrices still give every thread work. */
 #include <string.h>
 
 #include "fastnet.h"
@@ -188,15 +190,18 @@ static inline __attribute__((always_inline)) void rows_of_block(float *restrict 
     }
 }
 
-/* The row panel of a transposed source for a rows_only micro-kernel: slot (i, t) at dst[i*len + t], from a's
- * contiguous k-rows (a[k*cs + i]) through blocks of FN_TRANSPOSE_SLOTS slots. Inlined into pack_a's clones. */
-static inline __attribute__((always_inline)) void pack_a_rows_of_kmajor(float *restrict dst, const float *restrict a,
-                                                                        int64_t cs, int64_t rows, int64_t kc,
-                                                                        float alpha, int fmt, int mr) {
+/* Rows of a transposed source's slots (rows <= FN_MR_MAX): slot (i, t) at dst[i*ld + t], t < ceil(kc/step), from
+ * a's contiguous k-rows (a[k*cs + i]) through blocks of FN_TRANSPOSE_SLOTS slots; rows up to mr below them zero.
+ * The row panel of a rows_only micro-kernel (ld = its slots per row), or a block of op(A)'s slots converted once
+ * per GEMM. Inlined into pack_a's and a_slots_block's clones. */
+static inline __attribute__((always_inline)) void pack_a_rows_of_kmajor(float *restrict dst, int64_t ld,
+                                                                        const float *restrict a, int64_t cs,
+                                                                        int64_t rows, int64_t kc, float alpha,
+                                                                        int fmt, int mr) {
     const int step = fmt == FN_BF16_PAIRS ? 2 : 1;
     const int64_t len = fn_ceil_div(kc, step);
     float buf[FN_TRANSPOSE_SLOTS * FN_MR_MAX] __attribute__((aligned(64)));
-    memset(dst + rows * len, 0, sizeof(float) * (mr - rows) * len); /* rows below the edge; the rest is written */
+    for (int64_t i = rows; i < mr; i++) memset(dst + i * ld, 0, sizeof(float) * len); /* rows below the edge */
     for (int64_t t0 = 0; t0 < len; t0 += FN_TRANSPOSE_SLOTS) {
         const int64_t tb = fn_min64(FN_TRANSPOSE_SLOTS, len - t0);
         for (int64_t t = 0; t < tb; t++) {
@@ -207,7 +212,7 @@ static inline __attribute__((always_inline)) void pack_a_rows_of_kmajor(float *r
             else
                 for (int64_t i = 0; i < rows; i++) b[i] = a_slot(fmt, alpha * lo[i], 0.0f);
         }
-        rows_of_block(dst, len, t0, buf, rows, tb);
+        rows_of_block(dst, ld, t0, buf, rows, tb);
     }
 }
 
@@ -227,7 +232,7 @@ FN_VECTOR_CLONES static void pack_a(int mr, int fmt, int rows_only, float *restr
         return;
     }
     if (rows_only) {
-        pack_a_rows_of_kmajor(dst, a, cs, rows, kc, alpha, fmt, mr);
+        pack_a_rows_of_kmajor(dst, len, a, cs, rows, kc, alpha, fmt, mr);
         *prs = len, *pcs = 1;
         return;
     }
@@ -246,6 +251,26 @@ FN_VECTOR_CLONES static void pack_a(int mr, int fmt, int rows_only, float *restr
 void fn_gemm_pack_a(const fn_ukernel *uk, float *restrict dst, const float *restrict a, int64_t rs, int64_t cs,
                     int64_t rows, int64_t kc, float alpha, int64_t *prs, int64_t *pcs) {
     pack_a(uk->mr, uk->bf16, uk->rows_only, dst, a, rs, cs, rows, kc, alpha, prs, pcs);
+}
+
+/* Rows [i0, i1) of op(A) (times alpha), slots [t0, t1) (t0 * step even), into the row-major slot matrix dst: slot
+ * (i, t) at dst[i*ld + t]. The same slots, bit for bit, as pack_a makes of those elements (a_slot, row_slots). */
+FN_VECTOR_CLONES static void a_slots_block(int fmt, float *restrict dst, int64_t ld, const float *restrict a,
+                                           int64_t rs, int64_t cs, int64_t K, int64_t i0, int64_t i1, int64_t t0,
+                                           int64_t t1, float alpha) {
+    const int step = fmt == FN_BF16_PAIRS ? 2 : 1;
+    const int64_t k0 = step * t0, kn = fn_min64(K, step * t1) - k0;
+    if (cs == 1) {
+        for (int64_t i = i0; i < i1; i++) row_slots(fmt, dst + i * ld + t0, a + i * rs + k0, kn, alpha);
+        return;
+    }
+    for (int64_t r = i0; r < i1; r += FN_MR_MAX) { /* rs == 1 */
+        const int64_t rows = fn_min64(FN_MR_MAX, i1 - r);
+        if (fmt == FN_BF16_PAIRS)
+            pack_a_rows_of_kmajor(dst + r * ld + t0, ld, a + r + k0 * cs, cs, rows, kn, alpha, FN_BF16_PAIRS, rows);
+        else
+            pack_a_rows_of_kmajor(dst + r * ld + t0, ld, a + r + k0 * cs, cs, rows, kn, alpha, FN_BF16_ROUNDED, rows);
+    }
 }
 
 /* An edge of rows of an A already in slots (fn_gemm_tile_slots), or a transposed one for a rows_only kernel: len
@@ -366,9 +391,14 @@ void fn_gemm_tile_slots(const fn_ukernel *uk, int64_t m0, int64_t m1, int64_t q0
     tile_loop(uk, m0, m1, q0, q1, N, K, 1.0f, a, lda, trans_a, 1, bp, beta, c, ldc);
 }
 
-int64_t fn_gemm_workspace(int64_t M, int64_t N, int64_t K, int n_threads) {
-    (void)M, (void)n_threads;
-    return fn_gemm_packed_b_size(K, N) + FN_WS_PAD;
+/* Slots per row of op(A) converted once (bfloat16 operands): ceil(K/2) pairs or K rounded floats. */
+static int64_t a_slot_len(const fn_ukernel *uk, int64_t K) { return uk->bf16 == FN_BF16_PAIRS ? (K + 1) / 2 : K; }
+
+int64_t fn_gemm_workspace(int64_t M, int64_t N, int64_t K, int isa, int n_threads) {
+    (void)n_threads;
+    const fn_ukernel *uk = fn_gemm_ukernel(isa);
+    const int64_t a_slots = uk->bf16 ? M * a_slot_len(uk, K) + FN_WS_PAD : 0;
+    return fn_gemm_packed_b_size(K, N) + FN_WS_PAD + a_slots;
 }
 
 /* How fn_gemm splits C among threads: row blocks of mt rows (a multiple of 24, or of mr where mr is larger) by
@@ -393,11 +423,37 @@ static gemm_tiling tiling(const fn_ukernel *uk, int64_t M, int64_t N, int n_thre
 }
 
 static void run_tile(const fn_ukernel *uk, const gemm_tiling *g, int64_t t, int64_t M, int64_t N, int64_t K,
-                     float alpha, const float *A, int64_t lda, int trans_a, const float *bp, float beta, float *C,
-                     int64_t ldc) {
+                     float alpha, const float *A, int64_t lda, int trans_a, int a_slots, const float *bp, float beta,
+                     float *C, int64_t ldc) {
     const int64_t mb = t / g->ntiles_n, nb = t % g->ntiles_n;
-    fn_gemm_tile(uk, mb * g->mt, fn_min64(M, (mb + 1) * g->mt), nb * g->nq, fn_min64(g->npanels, (nb + 1) * g->nq), N,
-                 K, alpha, A, lda, trans_a, bp, beta, C, ldc);
+    tile_loop(uk, mb * g->mt, fn_min64(M, (mb + 1) * g->mt), nb * g->nq, fn_min64(g->npanels, (nb + 1) * g->nq), N, K,
+              alpha, A, lda, trans_a, a_slots, bp, beta, C, ldc);
+}
+
+/* bfloat16 operands where several tiles share rows of op(A): op(A) is converted into slots once, by all threads,
+ * in blocks of FN_MR_MAX rows by FN_A_SLOT_BLOCK slots, instead of once per tile (the MLP's GEMMs on 16 threads
+ * have 16-25 tiles per row block: each row was converted 16 times). */
+#define FN_A_SLOT_BLOCK 64
+
+typedef struct {
+    float *slots;        /* op(A) as slots, row-major (NULL: each tile converts its own rows) */
+    int64_t len, nblk_t, nblocks;
+} gemm_a_once;
+
+static gemm_a_once a_once_plan(const fn_ukernel *uk, const gemm_tiling *g, int64_t M, int64_t K, float *slots) {
+    gemm_a_once o = {NULL, 0, 0, 0};
+    if (!uk->bf16 || g->ntiles_n < 2) return o;
+    o.slots = slots, o.len = a_slot_len(uk, K);
+    o.nblk_t = fn_ceil_div(o.len, FN_A_SLOT_BLOCK);
+    o.nblocks = fn_ceil_div(M, FN_MR_MAX) * o.nblk_t;
+    return o;
+}
+
+static void a_once_block(const fn_ukernel *uk, const gemm_a_once *o, int64_t blk, int64_t M, int64_t K, float alpha,
+                         const float *A, int64_t lda, int trans_a) {
+    const int64_t i0 = blk / o->nblk_t * FN_MR_MAX, t0 = blk % o->nblk_t * FN_A_SLOT_BLOCK;
+    a_slots_block(uk->bf16, o->slots, o->len, A, trans_a ? 1 : lda, trans_a ? lda : 1, K, i0, fn_min64(M, i0 + FN_MR_MAX),
+                  t0, fn_min64(o->len, t0 + FN_A_SLOT_BLOCK), alpha);
 }
 
 int fn_gemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
@@ -408,16 +464,23 @@ int fn_gemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alp
     const gemm_tiling g = tiling(uk, M, N, n_threads);
     const int direct_b = fn_gemm_b_is_packed(uk, trans_b, N, ldb);
     float *bp = direct_b ? (float *)B : fn_align64(ws);
+    const gemm_a_once o = a_once_plan(uk, &g, M, K, fn_align64(fn_align64(ws) + fn_gemm_packed_b_size(K, N)));
+    const int64_t npack = direct_b ? 0 : g.npanels;
 
     #pragma omp parallel num_threads(n_threads)
     {
-        if (!direct_b) {
+        if (npack + o.nblocks) { /* B's panels and A's slot blocks: one loop, one barrier */
             #pragma omp for schedule(static)
-            for (int64_t q = 0; q < g.npanels; q++) fn_gemm_pack_b(uk, bp, B, ldb, trans_b, K, N, q, q + 1);
+            for (int64_t q = 0; q < npack + o.nblocks; q++) {
+                if (q < npack) fn_gemm_pack_b(uk, bp, B, ldb, trans_b, K, N, q, q + 1);
+                else a_once_block(uk, &o, q - npack, M, K, alpha, A, lda, trans_a);
+            }
         }
         #pragma omp for schedule(static)
-        for (int64_t t = 0; t < g.mtiles * g.ntiles_n; t++)
-            run_tile(uk, &g, t, M, N, K, alpha, A, lda, trans_a, bp, beta, C, ldc);
+        for (int64_t t = 0; t < g.mtiles * g.ntiles_n; t++) {
+            if (o.slots) run_tile(uk, &g, t, M, N, K, 1.0f, o.slots, o.len, 0, 1, bp, beta, C, ldc);
+            else run_tile(uk, &g, t, M, N, K, alpha, A, lda, trans_a, 0, bp, beta, C, ldc);
+        }
     }
     return FN_OK;
 }
@@ -429,14 +492,29 @@ int fn_gemm_pack(float *bp, const float *B, int64_t ldb, int trans_b, int64_t K,
     return FN_OK;
 }
 
+int64_t fn_gemm_prepacked_workspace(int64_t M, int64_t K, int isa) {
+    const fn_ukernel *uk = fn_gemm_ukernel(isa);
+    return uk->bf16 ? M * a_slot_len(uk, K) + FN_WS_PAD : 0;
+}
+
 int fn_gemm_prepacked(int trans_a, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
-                      const float *bp, float beta, float *C, int64_t ldc, int isa, int n_threads) {
+                      const float *bp, float beta, float *C, int64_t ldc, int isa, float *ws, int n_threads) {
     if (M <= 0 || N <= 0) return FN_OK;
     const fn_ukernel *uk = fn_gemm_ukernel(isa);
     const gemm_tiling g = tiling(uk, M, N, n_threads);
-    #pragma omp parallel for schedule(static) num_threads(n_threads)
-    for (int64_t t = 0; t < g.mtiles * g.ntiles_n; t++)
-        run_tile(uk, &g, t, M, N, K, alpha, A, lda, trans_a, bp, beta, C, ldc);
+    const gemm_a_once o = a_once_plan(uk, &g, M, K, ws ? fn_align64(ws) : NULL);
+    #pragma omp parallel num_threads(n_threads)
+    {
+        if (o.slots) {
+            #pragma omp for schedule(static)
+            for (int64_t q = 0; q < o.nblocks; q++) a_once_block(uk, &o, q, M, K, alpha, A, lda, trans_a);
+        }
+        #pragma omp for schedule(static)
+        for (int64_t t = 0; t < g.mtiles * g.ntiles_n; t++) {
+            if (o.slots) run_tile(uk, &g, t, M, N, K, 1.0f, o.slots, o.len, 0, 1, bp, beta, C, ldc);
+            else run_tile(uk, &g, t, M, N, K, alpha, A, lda, trans_a, 0, bp, beta, C, ldc);
+        }
+    }
     return FN_OK;
 }
 

@@ -14,14 +14,16 @@
 int fn_gemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
             int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc, int isa, float *ws,
             int n_threads);
-int64_t fn_gemm_workspace(int64_t M, int64_t N, int64_t K, int n_threads);
+int64_t fn_gemm_workspace(int64_t M, int64_t N, int64_t K, int isa, int n_threads);
 
 /* For many products with the same B (inference: the weights of every batch): fn_gemm_pack packs op(B) (K x N)
  * into bp, fn_gemm_packed_b_size(K, N) floats, for one ISA path; fn_gemm_prepacked then multiplies without
  * packing again, with the same results as fn_gemm. A packing is only valid for the ISA path it was made for. */
 int fn_gemm_pack(float *bp, const float *B, int64_t ldb, int trans_b, int64_t K, int64_t N, int isa, int n_threads);
 int fn_gemm_prepacked(int trans_a, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
-                      const float *bp, float beta, float *C, int64_t ldc, int isa, int n_threads);
+                      const float *bp, float beta, float *C, int64_t ldc, int isa, float *ws, int n_threads);
+/* fn_gemm_prepacked's workspace (bfloat16 operands: op(A) converted once; else none). */
+int64_t fn_gemm_prepacked_workspace(int64_t M, int64_t K, int isa);
 
 /* Plain triple loop (float accumulation, fixed order): the slow, obviously correct reference. */
 int fn_gemm_naive(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha,

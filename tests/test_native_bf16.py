@@ -49,13 +49,15 @@ def lib(tmp_path_factory):
     so = ctypes.CDLL(out)
     so.fn_gemm.argtypes = [ctypes.c_int, ctypes.c_int, I64, I64, I64, ctypes.c_float, F32P, I64, F32P, I64,
                            ctypes.c_float, F32P, I64, ctypes.c_int, F32P, ctypes.c_int]
-    so.fn_gemm_workspace.argtypes = [I64, I64, I64, ctypes.c_int]
+    so.fn_gemm_workspace.argtypes = [I64, I64, I64, ctypes.c_int, ctypes.c_int]
     so.fn_gemm_workspace.restype = I64
     so.fn_gemm_packed_b_size.argtypes = [I64, I64]
     so.fn_gemm_packed_b_size.restype = I64
     so.fn_gemm_pack.argtypes = [F32P, F32P, I64, ctypes.c_int, I64, I64, ctypes.c_int, ctypes.c_int]
     so.fn_gemm_prepacked.argtypes = [ctypes.c_int, I64, I64, I64, ctypes.c_float, F32P, I64, F32P, ctypes.c_float,
-                                     F32P, I64, ctypes.c_int, ctypes.c_int]
+                                     F32P, I64, ctypes.c_int, F32P, ctypes.c_int]
+    so.fn_gemm_prepacked_workspace.argtypes = [I64, I64, ctypes.c_int]
+    so.fn_gemm_prepacked_workspace.restype = I64
     shape_p = ctypes.POINTER(Shape)
     so.fn_conv2d_workspace.argtypes = [shape_p, ctypes.c_int, ctypes.c_int]
     so.fn_conv2d_workspace.restype = I64
@@ -80,7 +82,7 @@ def gemm(lib, a, b, trans_a=0, trans_b=0, alpha=1.0, beta=0.0, c=None, isa=PORTA
     M, K = (a.shape[1], a.shape[0]) if trans_a else a.shape
     N = b.shape[0] if trans_b else b.shape[1]
     c = np.full((M, N), np.nan, np.float32) if c is None else c.copy()
-    ws = np.empty(lib.fn_gemm_workspace(M, N, K, n_threads), np.float32)
+    ws = np.empty(lib.fn_gemm_workspace(M, N, K, isa, n_threads), np.float32)
     status = lib.fn_gemm(trans_a, trans_b, M, N, K, alpha, a, a.shape[1], b, b.shape[1], beta, c, N, isa, ws,
                          n_threads)
     assert status == 0
@@ -191,7 +193,7 @@ def test_native_gemm_reads_nothing_past_its_operands(lib, rng, path, trans_a, tr
     a, b = rand(rng, M, K), rand(rng, K, N)
     A, B = strided(a.T if trans_a else a), strided(b.T if trans_b else b)
     c = np.full((M, N), np.nan, np.float32)
-    ws = np.empty(lib.fn_gemm_workspace(M, N, K, 2), np.float32)
+    ws = np.empty(lib.fn_gemm_workspace(M, N, K, path[1], 2), np.float32)
     assert lib.fn_gemm(trans_a, trans_b, M, N, K, 1.0, A, A.shape[1], B, B.shape[1], 0.0, c, N, path[1], ws, 2) == 0
     np.testing.assert_array_equal(c, model(path[0], a, b))
 
@@ -214,7 +216,8 @@ def test_native_gemm_is_bit_identical_across_thread_counts_and_prepacking(lib, r
     bp = np.zeros(lib.fn_gemm_packed_b_size(700, 75), np.float32)
     assert lib.fn_gemm_pack(bp, b, 75, 0, 700, 75, isa, 2) == 0
     c = np.full((130, 75), np.nan, np.float32)
-    assert lib.fn_gemm_prepacked(0, 130, 75, 700, 1.0, a, 700, bp, 0.0, c, 75, isa, 3) == 0
+    ws = np.empty(max(1, lib.fn_gemm_prepacked_workspace(130, 700, isa)), np.float32)
+    assert lib.fn_gemm_prepacked(0, 130, 75, 700, 1.0, a, 700, bp, 0.0, c, 75, isa, ws, 3) == 0
     np.testing.assert_array_equal(c, first)
 
 

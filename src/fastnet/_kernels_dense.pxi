@@ -27,7 +27,7 @@ def gemm(a, b, out=None, trans_a=False, trans_b=False, alpha=1.0, beta=0.0, n_th
     cdef float *pw = NULL
     cdef int st
     if not nv:
-        scratch = _scratch(workspace, fn_gemm_workspace(M, N, K, nt))
+        scratch = _scratch(workspace, fn_gemm_workspace(M, N, K, code, nt))
         pw = _mp(scratch)
     with nogil:
         if nv:
@@ -82,13 +82,12 @@ def dense_forward(x, w, b=None, out=None, activation="linear", packed=None, n_th
     cdef const float *pb = NULL if b is None else _cp(b)
     cdef float *py = _mp(out)
     cdef const float *pp = NULL if packed is None else _cp(packed.data)
-    cdef float *pw = NULL
-    if packed is None:
-        scratch = _scratch(workspace, fn_dense_workspace(N, I, O, nt))
-        pw = _mp(scratch)
+    scratch = _scratch(workspace, fn_dense_workspace(N, I, O, code, nt) if packed is None
+                       else fn_dense_forward_prepacked_workspace(N, I, code))
+    cdef float *pw = _mp(scratch)
     with nogil:
         if pp != NULL:
-            st = fn_dense_forward_prepacked(py, px, pp, pb, N, I, O, act, code, nt)
+            st = fn_dense_forward_prepacked(py, px, pp, pb, N, I, O, act, code, pw, nt)
         else:
             st = fn_dense_forward(py, px, pk, pb, N, I, O, act, code, pw, nt)
     _status(st, "dense_forward")
@@ -109,7 +108,7 @@ def dense_backward(dy, x, w, dx=None, dw=None, db=None, need_dx=True, n_threads=
     dw = _output(dw, "dw", (I, O), inputs + (dx,))
     db = _output(db, "db", (O,), inputs + (dx, dw))
     cdef int nt = _threads(n_threads), code = _path_code(isa, precision), st
-    scratch = _scratch(workspace, fn_dense_workspace(N, I, O, nt))
+    scratch = _scratch(workspace, fn_dense_workspace(N, I, O, code, nt))
     cdef float *pw = _mp(scratch)
     cdef float *pdx = _opt(dx)
     cdef float *pdw = _mp(dw)
