@@ -47,6 +47,7 @@ enum { FN_PATH_BF16 = 0x100 };
 #include "losses.h"
 #include "dropout.h"
 #include "optim.h"
+#include "batch.h"
 
 /* 1 when the library was built with OpenMP. */
 int fn_have_openmp(void);

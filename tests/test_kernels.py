@@ -327,6 +327,38 @@ def test_pointwise_loss_extremes():
     np.testing.assert_array_equal(_kernels.pointwise_loss_backward("absolute", x, x.copy(), 1.0), np.zeros((1, 3)))
 
 
+@pytest.mark.parametrize("shape, dtype", [((300, 784), np.float32), ((50,), np.float32), ((40, 3, 5, 2), np.uint8),
+                                          ((1000, 10), np.float64)])
+@pytest.mark.parametrize("n_threads", [1, 2, 7])
+def test_gather_rows_is_numpy_take(rng, shape, dtype, n_threads):
+    """A batch's rows (shuffled, repeated, the first and the last) copied exactly, on any thread count; a batch of
+    300 x 3136 bytes splits among threads, one of 50 floats does not."""
+    src = (rng.random(shape) * 200).astype(dtype)
+    for idx in (rng.permutation(shape[0])[:128], np.array([shape[0] - 1, 0, 0, 3], np.int64), np.array([2], np.int64)):
+        out = np.full((len(idx),) + shape[1:], 7, dtype)
+        assert _kernels.gather_rows(src, idx.astype(np.int64), out, n_threads=n_threads) is out
+        np.testing.assert_array_equal(out, np.take(src, idx, axis=0))
+    empty = np.empty((0,) + shape[1:], dtype)
+    assert _kernels.gather_rows(src, np.empty(0, np.int64), empty) is empty
+
+
+def test_gather_rows_checks_every_row_number_and_the_arrays(rng):
+    src, out = rand(rng, 10, 4), np.empty((3, 4), np.float32)
+    for bad in (10, -1):
+        with pytest.raises(IndexError, match=rf"idx\[1\] = {bad} is out of range for src with 10 rows"):
+            _kernels.gather_rows(src, np.array([0, bad, 2], np.int64), out)
+    with pytest.raises(TypeError, match="idx must be a C-contiguous 1-D int64 array"):
+        _kernels.gather_rows(src, np.array([0, 1, 2], np.int32), out)
+    with pytest.raises(ValueError, match=r"out has shape \(3, 4\), expected \(2, 4\)"):
+        _kernels.gather_rows(src, np.array([0, 1], np.int64), out)
+    with pytest.raises(TypeError, match="out has dtype float64, src float32"):
+        _kernels.gather_rows(src, np.array([0, 1, 2], np.int64), out.astype(np.float64))
+    with pytest.raises(ValueError, match="out must not overlap src or idx"):
+        _kernels.gather_rows(src, np.array([0, 1, 2], np.int64), src[4:7])
+    with pytest.raises(ValueError, match="src with shape .* must be C-contiguous"):
+        _kernels.gather_rows(np.ones((10, 8), np.float32)[:, ::2], np.array([0, 1, 2], np.int64), out)
+
+
 @pytest.mark.parametrize("n", [1, 7, 1000, 100_003])
 def test_dropout(rng, n):
     rate = 0.3

@@ -108,3 +108,4 @@ cdef extern from "fastnet.h" nogil:
                            float eps, int n_threads)
     int fn_adam_update(float *p, float *m, float *v, const float *g, int64_t n, float lr, float beta1,
                        float beta2, float eps, int64_t t, int n_threads)
+    int fn_gather_rows(void *dst, const void *src, const int64_t *idx, int64_t n, int64_t row_bytes, int n_threads)

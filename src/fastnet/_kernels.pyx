@@ -12,7 +12,8 @@ threadpoolctl's limits apply), the GEMM instruction-set path (set_isa) and the c
 does, and scratch memory from a caller-owned Workspace (else a temporary one).
 
 The kernels by op family: _kernels_dense.pxi (gemm, dense), _kernels_conv.pxi (conv2d, maxpool2d),
-_kernels_elementwise.pxi (activations, softmax, cross-entropy, dropout), _kernels_optim.pxi (optimizers).
+_kernels_elementwise.pxi (activations, softmax, cross-entropy, dropout, gathering a batch's rows),
+_kernels_optim.pxi (optimizers).
 """
 import math
 import os

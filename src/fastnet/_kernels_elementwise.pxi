@@ -309,3 +309,41 @@ def random_uniform(n, seed, stream, n_threads=None, first=0):
     return out
 
 
+
+
+# ---- batches ----
+
+def gather_rows(src, idx, out, n_threads=None):
+    """out[r] = src[idx[r]] for every r: numpy.take(src, idx, axis=0, out=out), rows copied by several threads
+    (fn_gather_rows says how many). src and out: C-contiguous arrays of one dtype; idx: int64 row numbers."""
+    for name, a in (("src", src), ("out", out)):
+        if not isinstance(a, np.ndarray):
+            raise TypeError(f"{name} must be a numpy.ndarray, got {type(a).__name__}")
+        if not a.flags.c_contiguous:
+            raise ValueError(f"{name} with shape {a.shape} must be C-contiguous (use np.ascontiguousarray)")
+    if src.ndim < 1:
+        raise ValueError("src must have at least one dimension (its rows)")
+    if out.dtype != src.dtype:
+        raise TypeError(f"out has dtype {out.dtype}, src {src.dtype}: they must match")
+    if not isinstance(idx, np.ndarray) or idx.dtype != np.int64 or idx.ndim != 1 or not idx.flags.c_contiguous:
+        raise TypeError("idx must be a C-contiguous 1-D int64 array of row numbers")
+    _expect(out, "out", (idx.shape[0],) + src.shape[1:])
+    if not out.flags.writeable:
+        raise ValueError("out is read-only")
+    if out.size and (_may_share(out, src) or _may_share(out, idx)):
+        raise ValueError("out must not overlap src or idx")
+    cdef int64_t n = idx.shape[0], rows = src.shape[0], r
+    if n == 0 or out.size == 0:
+        return out
+    cdef const int64_t *pi = <const int64_t *>_data(idx, False, 8)
+    for r in range(n):
+        if pi[r] < 0 or pi[r] >= rows:
+            raise IndexError(f"idx[{r}] = {pi[r]} is out of range for src with {rows} rows")
+    cdef int64_t row_bytes = out.nbytes // n
+    cdef int nt = _threads(n_threads), st
+    cdef void *pd = _data(out, True, out.itemsize)
+    cdef const void *ps = _data(src, False, src.itemsize)
+    with nogil:
+        st = fn_gather_rows(pd, ps, pi, n, row_bytes, nt)
+    _status(st, "gather_rows")
+    return out

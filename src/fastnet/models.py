@@ -371,10 +371,11 @@ class Sequential:
             for b in range(steps):
                 idx = order[b * bs:(b + 1) * bs]
                 lo, hi = distributed.share(len(idx)) if parallel else (0, len(idx))
-                xb = np.take(X, idx[lo:hi], axis=0, out=xbuf[:hi - lo])
-                yb = np.take(Y, idx[lo:hi], axis=0, out=ybuf[:hi - lo])
-                wb = None if W is None else np.take(W, idx[lo:hi], out=wbuf[:hi - lo])
-                tb = yb if T is Y else np.take(T, idx[lo:hi], axis=0, out=tbuf[:hi - lo])
+                rows_b = idx[lo:hi]
+                xb = _kernels.gather_rows(X, rows_b, xbuf[:hi - lo], n_threads=ctx.n_threads)
+                yb = _kernels.gather_rows(Y, rows_b, ybuf[:hi - lo], n_threads=ctx.n_threads)
+                wb = None if W is None else _kernels.gather_rows(W, rows_b, wbuf[:hi - lo], n_threads=ctx.n_threads)
+                tb = yb if T is Y else _kernels.gather_rows(T, rows_b, tbuf[:hi - lo], n_threads=ctx.n_threads)
                 for cb in cbs:
                     cb.on_batch_begin(b)
                 loss_sum, batch_sums = self._train_step(plan, ctx, xb, yb, wb, tb, reducer, len(idx), lo)
