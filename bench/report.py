@@ -118,6 +118,10 @@ def measure_profile(args):
                       for precision in ("float32", "bf16")} for network in ("cnn", "mlp")}
 
 
+def measure_overhead(args):
+    return run_json(script("call_overhead.py"))
+
+
 def measure_conv_paths(args):
     return run_json(script("conv_paths.py"))
 
@@ -140,7 +144,7 @@ SECTIONS = {"accuracy": measure_accuracy, "seeds": measure_seeds, "side_by_side"
             "threads": measure_threads, "profile": measure_profile, "conv_paths": measure_conv_paths,
             "memory": measure_memory, "kernels": measure_kernels, "mpi_accuracy": measure_mpi_accuracy, "mpi_seeds": measure_mpi_seeds,
             "distributed": measure_distributed, "bf16_seeds": measure_bf16_seeds,
-            "bf16_side_by_side": measure_bf16_side_by_side}
+            "bf16_side_by_side": measure_bf16_side_by_side, "overhead": measure_overhead}
 
 
 def meta():
@@ -278,6 +282,17 @@ def render_profile():
     return "\n\n".join(parts) + "\n\n" + provenance("profile", rec)
 
 
+def render_overhead():
+    rec = load("overhead")
+    if not rec:
+        return None
+    d = rec["data"]
+    probes = list(d["us"][d["threads"][0]])
+    rows = [[probe] + [f"{d['us'][t][probe]:.1f}" for t in d["threads"]] for probe in probes]
+    return (table(["probe (next to no work), us"] + [f"{t} thread{'s' * (t != '1')}" for t in d["threads"]], rows)
+            + "\n\n" + provenance("overhead", rec))
+
+
 def render_conv_paths():
     rec = load("conv_paths")
     if not rec:
@@ -397,7 +412,7 @@ def render_bf16():
 RENDER = {"results": render_results, "bf16": render_bf16, "side_by_side": render_side_by_side, "threads": render_threads,
           "profile": render_profile, "conv_paths": render_conv_paths, "memory": render_memory,
           "kernels": render_kernels, "mpi_accuracy": render_mpi_accuracy, "distributed": render_distributed,
-          "bf16_side_by_side": lambda: render_side_by_side("bf16_side_by_side")}
+          "bf16_side_by_side": lambda: render_side_by_side("bf16_side_by_side"), "overhead": render_overhead}
 
 
 def render_file(path):

@@ -41,3 +41,16 @@ def test_profile_steps_times_every_plan_step_under_both_policies(bench_module, n
 def test_conv_paths_times_three_passes(bench_module):
     ms = bench_module("conv_paths").passes_ms("generic", "im2col", batch=1, repeats=1)
     assert sorted(ms) == ["backward_data", "backward_filter", "forward"]
+
+
+def test_call_overhead_times_three_probes_per_thread_count(bench_module):
+    result = bench_module("call_overhead").measure([1, 2], calls=2, steps=2)
+    assert result["threads"] == ["1", "2"]
+    for probes in result["us"].values():
+        assert len(probes) == 3 and all(v > 0 for v in probes.values())
+    assert not fastnet._kernels.num_threads_is_set()  # left following OpenMP again
+    report = bench_module("report")
+    rec = {"data": result, "meta": {"commit": "c", "date": "d", "cpu": "cpu", "cpus": 2, "flags": [], "threads": 2,
+                                    "isa": "avx2", "fastnet": "0"}}
+    report.load = lambda name: rec
+    assert len([line for line in report.render_overhead().splitlines() if line.startswith("| ")]) == 1 + 3  # header and probes

@@ -1,0 +1,89 @@
+"""The fixed cost of a kernel call and of a training step, by thread count: what a step pays besides its work.
+
+    python bench/call_overhead.py                       # 1, 2, 4, ... all CPUs
+    python bench/call_overhead.py --threads 1 16 --json out.json
+
+Three probes whose work is next to nothing, so their time is the cost of getting there: the Python and Cython
+layers (argument checks, keyword parsing), the OpenMP parallel region (waking the threads, the barrier) and,
+for the step, the execution plan's Python between its kernels:
+  - dropout_backward on 16 floats: one checked call, one parallel region;
+  - dense_forward of a 128x16 batch by a 16x16 kernel: a GEMM call (packing, tiles) and its bias/ReLU pass;
+  - a training step of a 16-16-16-10 MLP with dropout (batch 128): the MLP's steps, fed almost no work.
+Medians of 7 rounds, each the mean over many calls.
+"""
+import argparse
+import json
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import numpy as np  # noqa: E402
+
+import common  # noqa: E402
+import fastnet  # noqa: E402
+from fastnet import _kernels  # noqa: E402
+from fastnet.layers import Dense, Dropout  # noqa: E402
+from fastnet.models import Sequential  # noqa: E402
+
+
+def per_call_us(fn, calls, rounds=7):
+    fn()
+    times = []
+    for _ in range(rounds):
+        t = time.perf_counter()
+        for _ in range(calls):
+            fn()
+        times.append((time.perf_counter() - t) / calls)
+    return 1e6 * common.median(times)
+
+
+def tiny_step_us(threads, steps):
+    fastnet.set_seed(0)
+    model = Sequential([Dense(16, activation="relu", input_shape=(16,)), Dropout(0.2), Dense(16, activation="relu"),
+                        Dropout(0.2), Dense(10, activation="softmax")])
+    model.compile(loss="categorical_crossentropy", optimizer="rmsprop", metrics=["accuracy"])
+    rng = np.random.default_rng(0)
+    x = rng.random((128 * steps, 16), dtype=np.float32)
+    y = np.eye(10, dtype=np.float32)[rng.integers(0, 10, 128 * steps)]
+    return per_call_us(lambda: model.fit(x, y, batch_size=128, epochs=1, verbose=0), 1) / steps
+
+
+def measure(threads, calls=2000, steps=100):
+    rng = np.random.default_rng(0)
+    d, keep = rng.random(16, dtype=np.float32), np.ones(16, np.uint8)
+    out = np.empty_like(d)
+    x, w, b = rng.random((128, 16), dtype=np.float32), rng.random((16, 16), dtype=np.float32), np.zeros(16, np.float32)
+    y, ws = np.empty((128, 16), np.float32), _kernels.Workspace()
+    result = {}
+    for nt in threads:
+        fastnet.set_num_threads(nt)
+        result[str(nt)] = {
+            "dropout_backward(16)": per_call_us(lambda: _kernels.dropout_backward(d, keep, 0.2, out=out, n_threads=nt),
+                                                calls),
+            "dense_forward(128x16 by 16x16)": per_call_us(
+                lambda: _kernels.dense_forward(x, w, b, out=y, activation="relu", n_threads=nt, workspace=ws), calls),
+            "training step, 16-16-16-10 MLP": tiny_step_us(nt, steps)}
+    fastnet.set_num_threads(None)
+    return {"threads": [str(t) for t in threads], "us": result}
+
+
+def main():
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    default = sorted({1, cpus} | {t for t in (2, 4, 8, 16, 32, 64) if t < cpus})
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--threads", type=int, nargs="+", default=default)
+    p.add_argument("--json", help="write the figures to this file")
+    args = p.parse_args()
+    result = measure(args.threads)
+    print(f"{common.cpu_name()}; {fastnet.info()}")
+    for nt, probes in result["us"].items():
+        print(f"{nt:>3} threads: " + ", ".join(f"{k} {v:.1f} us" for k, v in probes.items()))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
