@@ -1,25 +1,46 @@
 #include "fastnet.h"
 #include "internal.h"
 
+/* The backward runs its two GEMMs side by side (one parallel region), so each has a workspace of its own. */
 int64_t fn_dense_workspace(int64_t N, int64_t I, int64_t O, int isa, int n_threads) {
-    int64_t ws = fn_gemm_workspace(N, O, I, isa, n_threads);
-    ws = fn_max64(ws, fn_gemm_workspace(N, I, O, isa, n_threads));
-    return fn_max64(ws, fn_gemm_workspace(I, O, N, isa, n_threads));
+    const int64_t forward = fn_gemm_workspace(N, O, I, isa, n_threads);
+    return fn_max64(forward, fn_gemm_workspace(N, I, O, isa, n_threads) + fn_gemm_workspace(I, O, N, isa, n_threads));
+}
+
+/* Bias and activation on each tile as it is finished, in the GEMM's parallel region: the same values as a pass
+ * over y after it (a tile's C is final), without a second region and a second trip through y. */
+static void forward_job(const fn_gemm_job *j, const float *b, int act) {
+    const int64_t packs = fn_gemm_job_packs(j), tiles = fn_gemm_job_tiles(j);
+    if (packs) {
+        #pragma omp for schedule(static)
+        for (int64_t q = 0; q < packs; q++) fn_gemm_job_pack(j, q);
+    }
+    #pragma omp for schedule(static)
+    for (int64_t t = 0; t < tiles; t++) {
+        int64_t m0, m1, j0, j1;
+        fn_gemm_job_tile(j, t, &m0, &m1, &j0, &j1);
+        if (b || act != FN_ACT_LINEAR)
+            fn_bias_act_rows(j->C + m0 * j->ldc + j0, j->ldc, b ? b + j0 : NULL, m1 - m0, j1 - j0, act);
+    }
 }
 
 int fn_dense_forward(float *y, const float *x, const float *w, const float *b, int64_t N, int64_t I,
                      int64_t O, int act, int isa, float *ws, int n_threads) {
     if (act != FN_ACT_LINEAR && act != FN_ACT_RELU) return FN_EINVAL;
-    fn_gemm(0, 0, N, O, I, 1.0f, x, I, w, O, 0.0f, y, O, isa, ws, n_threads);
-    if (b || act != FN_ACT_LINEAR) fn_bias_act_forward(y, b, N, O, act, n_threads);
+    fn_gemm_job j;
+    fn_gemm_job_init(&j, 0, 0, N, O, I, 1.0f, x, I, w, O, 0.0f, y, O, isa, ws, n_threads);
+    #pragma omp parallel num_threads(n_threads)
+    forward_job(&j, b, act);
     return FN_OK;
 }
 
 int fn_dense_forward_prepacked(float *y, const float *x, const float *wp, const float *b, int64_t N, int64_t I,
                                int64_t O, int act, int isa, float *ws, int n_threads) {
     if (act != FN_ACT_LINEAR && act != FN_ACT_RELU) return FN_EINVAL;
-    fn_gemm_prepacked(0, N, O, I, 1.0f, x, I, wp, 0.0f, y, O, isa, ws, n_threads);
-    if (b || act != FN_ACT_LINEAR) fn_bias_act_forward(y, b, N, O, act, n_threads);
+    fn_gemm_job j;
+    fn_gemm_job_init_prepacked(&j, 0, N, O, I, 1.0f, x, I, wp, 0.0f, y, O, isa, ws, n_threads);
+    #pragma omp parallel num_threads(n_threads)
+    forward_job(&j, b, act);
     return FN_OK;
 }
 
@@ -27,23 +48,47 @@ int64_t fn_dense_forward_prepacked_workspace(int64_t N, int64_t I, int isa) {
     return fn_gemm_prepacked_workspace(N, I, isa);
 }
 
+/* Columns [j0, j1) of db: each summed over the rows in order. */
+static void bias_columns(float *db, const float *dy, int64_t R, int64_t C, int64_t j0, int64_t j1) {
+    for (int64_t j = j0; j < j1; j++) db[j] = 0.0f;
+    for (int64_t r = 0; r < R; r++)
+        for (int64_t j = j0; j < j1; j++) db[j] += dy[r * C + j];
+}
+
 int fn_bias_backward(float *db, const float *dy, int64_t R, int64_t C, int n_threads) {
     /* Columns are split in blocks of 16: each thread owns whole columns and sums rows in order. */
-    const int64_t nblocks = fn_ceil_div(C, 16);
     #pragma omp parallel for schedule(static) num_threads(n_threads)
-    for (int64_t blk = 0; blk < nblocks; blk++) {
-        const int64_t j0 = blk * 16, j1 = fn_min64(C, j0 + 16);
-        for (int64_t j = j0; j < j1; j++) db[j] = 0.0f;
-        for (int64_t r = 0; r < R; r++)
-            for (int64_t j = j0; j < j1; j++) db[j] += dy[r * C + j];
-    }
+    for (int64_t blk = 0; blk < fn_ceil_div(C, 16); blk++) bias_columns(db, dy, R, C, blk * 16, fn_min64(C, blk * 16 + 16));
     return FN_OK;
 }
 
+/* dx = dy w^T, dw = x^T dy and db in one parallel region: both GEMMs' packing, then both GEMMs' tiles and db's
+ * column blocks as one list of items (more items to share among many threads than either GEMM has alone). */
 int fn_dense_backward(float *dx, float *dw, float *db, const float *dy, const float *x, const float *w,
                       int64_t N, int64_t I, int64_t O, int isa, float *ws, int n_threads) {
-    if (dx) fn_gemm(0, 1, N, I, O, 1.0f, dy, O, w, O, 0.0f, dx, I, isa, ws, n_threads);
-    fn_gemm(1, 0, I, O, N, 1.0f, x, I, dy, O, 0.0f, dw, O, isa, ws, n_threads);
-    if (db) fn_bias_backward(db, dy, N, O, n_threads);
+    fn_gemm_job jx, jw;
+    fn_gemm_job_init(&jw, 1, 0, I, O, N, 1.0f, x, I, dy, O, 0.0f, dw, O, isa, ws, n_threads);
+    if (dx)
+        fn_gemm_job_init(&jx, 0, 1, N, I, O, 1.0f, dy, O, w, O, 0.0f, dx, I, isa,
+                         ws + fn_gemm_workspace(I, O, N, isa, n_threads), n_threads);
+    const int64_t px = dx ? fn_gemm_job_packs(&jx) : 0, pw = fn_gemm_job_packs(&jw);
+    const int64_t tx = dx ? fn_gemm_job_tiles(&jx) : 0, tw = fn_gemm_job_tiles(&jw), nb = db ? fn_ceil_div(O, 16) : 0;
+    #pragma omp parallel num_threads(n_threads)
+    {
+        if (px + pw) {
+            #pragma omp for schedule(static)
+            for (int64_t q = 0; q < px + pw; q++) {
+                if (q < px) fn_gemm_job_pack(&jx, q);
+                else fn_gemm_job_pack(&jw, q - px);
+            }
+        }
+        #pragma omp for schedule(static)
+        for (int64_t t = 0; t < tx + tw + nb; t++) {
+            int64_t m0, m1, j0, j1;
+            if (t < tx) fn_gemm_job_tile(&jx, t, &m0, &m1, &j0, &j1);
+            else if (t < tx + tw) fn_gemm_job_tile(&jw, t - tx, &m0, &m1, &j0, &j1);
+            else bias_columns(db, dy, N, O, (t - tx - tw) * 16, fn_min64(O, (t - tx - tw) * 16 + 16));
+        }
+    }
     return FN_OK;
 }

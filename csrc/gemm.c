@@ -401,33 +401,20 @@ int64_t fn_gemm_workspace(int64_t M, int64_t N, int64_t K, int isa, int n_thread
     return fn_gemm_packed_b_size(K, N) + FN_WS_PAD + a_slots;
 }
 
-/* How fn_gemm splits C among threads: row blocks of mt rows (a multiple of 24, or of mr where mr is larger) by
+/* How a GEMM splits C among threads: row blocks of mt rows (a multiple of 24, or of mr where mr is larger) by
  * groups of nq panels, at least 2 tiles per thread where the shape allows. Tiling only spreads work: every tile
  * computes its elements identically (see fn_ukernel_fn). */
-typedef struct {
-    int64_t mt, nq, mtiles, ntiles_n, npanels;
-} gemm_tiling;
-
-static gemm_tiling tiling(const fn_ukernel *uk, int64_t M, int64_t N, int n_threads) {
-    gemm_tiling t;
+static void tiling(fn_gemm_job *j, int64_t M, int64_t N, int n_threads) {
+    const fn_ukernel *uk = j->uk;
     const int64_t unit = uk->mr > 24 ? uk->mr : 24;
-    t.npanels = fn_ceil_div(N, uk->nr);
-    t.mt = fn_round_up(M, unit), t.nq = t.npanels;
-    while (fn_ceil_div(M, t.mt) * fn_ceil_div(t.npanels, t.nq) < 2 * (int64_t)n_threads) {
-        if (t.nq > 1 && (t.nq * uk->nr >= t.mt || t.mt <= unit)) t.nq = fn_ceil_div(t.nq, 2);
-        else if (t.mt > unit) t.mt = fn_round_up(t.mt / 2, unit);
+    j->npanels = fn_ceil_div(N, uk->nr);
+    j->mt = fn_round_up(M, unit), j->nq = j->npanels;
+    while (fn_ceil_div(M, j->mt) * fn_ceil_div(j->npanels, j->nq) < 2 * (int64_t)n_threads) {
+        if (j->nq > 1 && (j->nq * uk->nr >= j->mt || j->mt <= unit)) j->nq = fn_ceil_div(j->nq, 2);
+        else if (j->mt > unit) j->mt = fn_round_up(j->mt / 2, unit);
         else break;
     }
-    t.mtiles = fn_ceil_div(M, t.mt), t.ntiles_n = fn_ceil_div(t.npanels, t.nq);
-    return t;
-}
-
-static void run_tile(const fn_ukernel *uk, const gemm_tiling *g, int64_t t, int64_t M, int64_t N, int64_t K,
-                     float alpha, const float *A, int64_t lda, int trans_a, int a_slots, const float *bp, float beta,
-                     float *C, int64_t ldc) {
-    const int64_t mb = t / g->ntiles_n, nb = t % g->ntiles_n;
-    tile_loop(uk, mb * g->mt, fn_min64(M, (mb + 1) * g->mt), nb * g->nq, fn_min64(g->npanels, (nb + 1) * g->nq), N, K,
-              alpha, A, lda, trans_a, a_slots, bp, beta, C, ldc);
+    j->mtiles = fn_ceil_div(M, j->mt), j->ntiles_n = fn_ceil_div(j->npanels, j->nq);
 }
 
 /* bfloat16 operands where several tiles share rows of op(A): op(A) is converted into slots once, by all threads,
@@ -435,53 +422,80 @@ static void run_tile(const fn_ukernel *uk, const gemm_tiling *g, int64_t t, int6
  * have 16-25 tiles per row block: each row was converted 16 times). */
 #define FN_A_SLOT_BLOCK 64
 
-typedef struct {
-    float *slots;        /* op(A) as slots, row-major (NULL: each tile converts its own rows) */
-    int64_t len, nblk_t, nblocks;
-} gemm_a_once;
-
-static gemm_a_once a_once_plan(const fn_ukernel *uk, const gemm_tiling *g, int64_t M, int64_t K, float *slots) {
-    gemm_a_once o = {NULL, 0, 0, 0};
-    if (!uk->bf16 || g->ntiles_n < 2) return o;
-    o.slots = slots, o.len = a_slot_len(uk, K);
-    o.nblk_t = fn_ceil_div(o.len, FN_A_SLOT_BLOCK);
-    o.nblocks = fn_ceil_div(M, FN_MR_MAX) * o.nblk_t;
-    return o;
+static void plan_a_once(fn_gemm_job *j, float *slots) {
+    j->a_slots = NULL, j->a_len = j->a_nblk_t = j->a_blocks = 0;
+    if (!j->uk->bf16 || j->ntiles_n < 2 || !slots) return;
+    j->a_slots = slots, j->a_len = a_slot_len(j->uk, j->K);
+    j->a_nblk_t = fn_ceil_div(j->a_len, FN_A_SLOT_BLOCK);
+    j->a_blocks = fn_ceil_div(j->M, FN_MR_MAX) * j->a_nblk_t;
 }
 
-static void a_once_block(const fn_ukernel *uk, const gemm_a_once *o, int64_t blk, int64_t M, int64_t K, float alpha,
-                         const float *A, int64_t lda, int trans_a) {
-    const int64_t i0 = blk / o->nblk_t * FN_MR_MAX, t0 = blk % o->nblk_t * FN_A_SLOT_BLOCK;
-    a_slots_block(uk->bf16, o->slots, o->len, A, trans_a ? 1 : lda, trans_a ? lda : 1, K, i0, fn_min64(M, i0 + FN_MR_MAX),
-                  t0, fn_min64(o->len, t0 + FN_A_SLOT_BLOCK), alpha);
+static void job_init(fn_gemm_job *j, int trans_a, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                     int64_t lda, float beta, float *C, int64_t ldc, int isa, int n_threads) {
+    j->uk = fn_gemm_ukernel(isa);
+    j->trans_a = trans_a, j->M = M, j->N = N, j->K = K, j->alpha = alpha, j->A = A, j->lda = lda, j->beta = beta;
+    j->C = C, j->ldc = ldc;
+    j->B = NULL, j->bp = NULL, j->ldb = 0, j->trans_b = 0, j->b_packs = 0;
+    tiling(j, M, N, n_threads);
+}
+
+void fn_gemm_job_init(fn_gemm_job *j, int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                      const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc,
+                      int isa, float *ws, int n_threads) {
+    job_init(j, trans_a, M, N, K, alpha, A, lda, beta, C, ldc, isa, n_threads);
+    const int direct_b = fn_gemm_b_is_packed(j->uk, trans_b, N, ldb);
+    j->B = B, j->ldb = ldb, j->trans_b = trans_b;
+    j->bp = direct_b ? (float *)B : fn_align64(ws);
+    j->b_packs = direct_b ? 0 : j->npanels;
+    plan_a_once(j, fn_align64(fn_align64(ws) + fn_gemm_packed_b_size(K, N)));
+}
+
+int64_t fn_gemm_job_packs(const fn_gemm_job *j) { return j->M > 0 && j->N > 0 ? j->b_packs + j->a_blocks : 0; }
+
+void fn_gemm_job_pack(const fn_gemm_job *j, int64_t item) {
+    if (item < j->b_packs) {
+        fn_gemm_pack_b(j->uk, j->bp, j->B, j->ldb, j->trans_b, j->K, j->N, item, item + 1);
+        return;
+    }
+    const int64_t blk = item - j->b_packs, i0 = blk / j->a_nblk_t * FN_MR_MAX, t0 = blk % j->a_nblk_t * FN_A_SLOT_BLOCK;
+    a_slots_block(j->uk->bf16, j->a_slots, j->a_len, j->A, j->trans_a ? 1 : j->lda, j->trans_a ? j->lda : 1, j->K, i0,
+                  fn_min64(j->M, i0 + FN_MR_MAX), t0, fn_min64(j->a_len, t0 + FN_A_SLOT_BLOCK), j->alpha);
+}
+
+int64_t fn_gemm_job_tiles(const fn_gemm_job *j) { return j->M > 0 && j->N > 0 ? j->mtiles * j->ntiles_n : 0; }
+
+void fn_gemm_job_tile(const fn_gemm_job *j, int64_t t, int64_t *m0, int64_t *m1, int64_t *j0, int64_t *j1) {
+    const int64_t mb = t / j->ntiles_n, nb = t % j->ntiles_n;
+    const int64_t q0 = nb * j->nq, q1 = fn_min64(j->npanels, (nb + 1) * j->nq);
+    *m0 = mb * j->mt, *m1 = fn_min64(j->M, (mb + 1) * j->mt);
+    *j0 = q0 * j->uk->nr, *j1 = fn_min64(j->N, q1 * j->uk->nr);
+    if (j->a_slots)
+        tile_loop(j->uk, *m0, *m1, q0, q1, j->N, j->K, 1.0f, j->a_slots, j->a_len, 0, 1, j->bp, j->beta, j->C, j->ldc);
+    else
+        tile_loop(j->uk, *m0, *m1, q0, q1, j->N, j->K, j->alpha, j->A, j->lda, j->trans_a, 0, j->bp, j->beta, j->C,
+                  j->ldc);
+}
+
+/* A job's items in the calling parallel region: every pack item, a barrier, then every tile. */
+static void run_job(const fn_gemm_job *j) {
+    const int64_t packs = fn_gemm_job_packs(j), tiles = fn_gemm_job_tiles(j);
+    int64_t m0, m1, j0, j1;
+    if (packs) {
+        #pragma omp for schedule(static)
+        for (int64_t q = 0; q < packs; q++) fn_gemm_job_pack(j, q);
+    }
+    #pragma omp for schedule(static)
+    for (int64_t t = 0; t < tiles; t++) fn_gemm_job_tile(j, t, &m0, &m1, &j0, &j1);
 }
 
 int fn_gemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
             int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc, int isa, float *ws,
             int n_threads) {
     if (M <= 0 || N <= 0) return FN_OK;
-    const fn_ukernel *uk = fn_gemm_ukernel(isa);
-    const gemm_tiling g = tiling(uk, M, N, n_threads);
-    const int direct_b = fn_gemm_b_is_packed(uk, trans_b, N, ldb);
-    float *bp = direct_b ? (float *)B : fn_align64(ws);
-    const gemm_a_once o = a_once_plan(uk, &g, M, K, fn_align64(fn_align64(ws) + fn_gemm_packed_b_size(K, N)));
-    const int64_t npack = direct_b ? 0 : g.npanels;
-
+    fn_gemm_job j;
+    fn_gemm_job_init(&j, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, isa, ws, n_threads);
     #pragma omp parallel num_threads(n_threads)
-    {
-        if (npack + o.nblocks) { /* B's panels and A's slot blocks: one loop, one barrier */
-            #pragma omp for schedule(static)
-            for (int64_t q = 0; q < npack + o.nblocks; q++) {
-                if (q < npack) fn_gemm_pack_b(uk, bp, B, ldb, trans_b, K, N, q, q + 1);
-                else a_once_block(uk, &o, q - npack, M, K, alpha, A, lda, trans_a);
-            }
-        }
-        #pragma omp for schedule(static)
-        for (int64_t t = 0; t < g.mtiles * g.ntiles_n; t++) {
-            if (o.slots) run_tile(uk, &g, t, M, N, K, 1.0f, o.slots, o.len, 0, 1, bp, beta, C, ldc);
-            else run_tile(uk, &g, t, M, N, K, alpha, A, lda, trans_a, 0, bp, beta, C, ldc);
-        }
-    }
+    run_job(&j);
     return FN_OK;
 }
 
@@ -497,24 +511,21 @@ int64_t fn_gemm_prepacked_workspace(int64_t M, int64_t K, int isa) {
     return uk->bf16 ? M * a_slot_len(uk, K) + FN_WS_PAD : 0;
 }
 
+void fn_gemm_job_init_prepacked(fn_gemm_job *j, int trans_a, int64_t M, int64_t N, int64_t K, float alpha,
+                                const float *A, int64_t lda, const float *bp, float beta, float *C, int64_t ldc,
+                                int isa, float *ws, int n_threads) {
+    job_init(j, trans_a, M, N, K, alpha, A, lda, beta, C, ldc, isa, n_threads);
+    j->bp = bp;
+    plan_a_once(j, ws ? fn_align64(ws) : NULL);
+}
+
 int fn_gemm_prepacked(int trans_a, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
                       const float *bp, float beta, float *C, int64_t ldc, int isa, float *ws, int n_threads) {
     if (M <= 0 || N <= 0) return FN_OK;
-    const fn_ukernel *uk = fn_gemm_ukernel(isa);
-    const gemm_tiling g = tiling(uk, M, N, n_threads);
-    const gemm_a_once o = a_once_plan(uk, &g, M, K, ws ? fn_align64(ws) : NULL);
+    fn_gemm_job j;
+    fn_gemm_job_init_prepacked(&j, trans_a, M, N, K, alpha, A, lda, bp, beta, C, ldc, isa, ws, n_threads);
     #pragma omp parallel num_threads(n_threads)
-    {
-        if (o.slots) {
-            #pragma omp for schedule(static)
-            for (int64_t q = 0; q < o.nblocks; q++) a_once_block(uk, &o, q, M, K, alpha, A, lda, trans_a);
-        }
-        #pragma omp for schedule(static)
-        for (int64_t t = 0; t < g.mtiles * g.ntiles_n; t++) {
-            if (o.slots) run_tile(uk, &g, t, M, N, K, 1.0f, o.slots, o.len, 0, 1, bp, beta, C, ldc);
-            else run_tile(uk, &g, t, M, N, K, alpha, A, lda, trans_a, 0, bp, beta, C, ldc);
-        }
-    }
+    run_job(&j);
     return FN_OK;
 }
 

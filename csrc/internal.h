@@ -168,6 +168,34 @@ void fn_gemm_tile(const fn_ukernel *uk, int64_t m0, int64_t m1, int64_t q0, int6
                   int64_t K, float alpha, const float *a, int64_t lda, int trans_a, const float *bp,
                   float beta, float *c, int64_t ldc);
 
+/* A GEMM as items any thread of a parallel region runs, so a kernel runs several GEMMs (and its own work) in one
+ * region: fn_gemm_job_init plans C = alpha op(A) op(B) + beta C on ws (fn_gemm_workspace floats of its own);
+ * fn_gemm_job_init_prepacked on a B packed by fn_gemm_pack (ws: fn_gemm_prepacked_workspace floats, or NULL).
+ * Every pack item (B's panels, op(A)'s bfloat16 slot blocks) must finish before any tile item starts; a tile item
+ * computes rows [m0, m1) and columns [j0, j1) of C, final when it returns. fn_gemm is one job in one region. */
+typedef struct {
+    const fn_ukernel *uk;
+    int trans_a, trans_b;
+    int64_t M, N, K, lda, ldb, ldc;
+    float alpha, beta;
+    const float *A, *B;
+    float *bp, *C;
+    int64_t mt, nq, mtiles, ntiles_n, npanels; /* the tiling */
+    int64_t b_packs;                           /* B panels to pack (0: B is used as it is, or prepacked) */
+    float *a_slots;                            /* op(A) converted once, row-major (NULL: per tile) */
+    int64_t a_len, a_nblk_t, a_blocks;
+} fn_gemm_job;
+void fn_gemm_job_init(fn_gemm_job *j, int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                      const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc,
+                      int isa, float *ws, int n_threads);
+void fn_gemm_job_init_prepacked(fn_gemm_job *j, int trans_a, int64_t M, int64_t N, int64_t K, float alpha,
+                                const float *A, int64_t lda, const float *bp, float beta, float *C, int64_t ldc,
+                                int isa, float *ws, int n_threads);
+int64_t fn_gemm_job_packs(const fn_gemm_job *j);
+void fn_gemm_job_pack(const fn_gemm_job *j, int64_t item);
+int64_t fn_gemm_job_tiles(const fn_gemm_job *j);
+void fn_gemm_job_tile(const fn_gemm_job *j, int64_t t, int64_t *m0, int64_t *m1, int64_t *j0, int64_t *j1);
+
 /* Apply bias (may be NULL) and an activation to rows x cols of y (row stride ldy), in place. */
 void fn_bias_act_rows(float *y, int64_t ldy, const float *bias, int64_t rows, int64_t cols, int act);
 
