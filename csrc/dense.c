@@ -75,14 +75,17 @@ int fn_dense_backward(float *dx, float *dw, float *db, const float *dy, const fl
     const int64_t tx = dx ? fn_gemm_job_tiles(&jx) : 0, tw = fn_gemm_job_tiles(&jw), nb = db ? fn_ceil_div(O, 16) : 0;
     #pragma omp parallel num_threads(n_threads)
     {
-        if (px + pw) {
-            #pragma omp for schedule(static)
+        if (px + pw) { /* dx's panels (W transposed) cost more than dw's (dy): dynamic, as below */
+            #pragma omp for schedule(dynamic, 1)
             for (int64_t q = 0; q < px + pw; q++) {
                 if (q < px) fn_gemm_job_pack(&jx, q);
                 else fn_gemm_job_pack(&jw, q - px);
             }
         }
-        #pragma omp for schedule(static)
+        /* Items of unequal cost (two GEMMs' tiles, db's column sums): taken one at a time by whichever thread is
+         * free, since a static split of the list gave one thread the tiles and the other the sums. Which thread
+         * runs an item changes none of its bits. */
+        #pragma omp for schedule(dynamic, 1)
         for (int64_t t = 0; t < tx + tw + nb; t++) {
             int64_t m0, m1, j0, j1;
             if (t < tx) fn_gemm_job_tile(&jx, t, &m0, &m1, &j0, &j1);
