@@ -417,14 +417,18 @@ static void tiling(fn_gemm_job *j, int64_t M, int64_t N, int n_threads) {
     j->mtiles = fn_ceil_div(M, j->mt), j->ntiles_n = fn_ceil_div(j->npanels, j->nq);
 }
 
-/* bfloat16 operands where several tiles share rows of op(A): op(A) is converted into slots once, by all threads,
- * in blocks of FN_MR_MAX rows by FN_A_SLOT_BLOCK slots, instead of once per tile (the MLP's GEMMs on 16 threads
- * have 16-25 tiles per row block: each row was converted 16 times). */
+/* bfloat16 operands where several tiles share rows of op(A) and a tile meets few B panels (nq <= 2: many threads
+ * for the shape) or op(A) is transposed: op(A) is converted into slots once, by all threads, in blocks of
+ * FN_MR_MAX rows by FN_A_SLOT_BLOCK slots, and the tiles read them in place. Per tile, each micro-panel would be
+ * converted into L1 and meet the tile's nq panels: on the MLP's GEMMs at 16 threads (nq = 1, 16-25 tiles per row
+ * block) every row was converted 16-25 times. With many panels per tile (2 threads: nq = 8) the L1 panel wins: the
+ * portable path's forward ran 20-50 % slower reading the converted rows from the shared buffer. A transposed op(A)
+ * (dense dW's x^T) costs a transposition per conversion: once is cheaper there in every case measured. */
 #define FN_A_SLOT_BLOCK 64
 
 static void plan_a_once(fn_gemm_job *j, float *slots) {
     j->a_slots = NULL, j->a_len = j->a_nblk_t = j->a_blocks = 0;
-    if (!j->uk->bf16 || j->ntiles_n < 2 || !slots) return;
+    if (!j->uk->bf16 || j->ntiles_n < 2 || !slots || (!j->trans_a && j->nq > 2)) return;
     j->a_slots = slots, j->a_len = a_slot_len(j->uk, j->K);
     j->a_nblk_t = fn_ceil_div(j->a_len, FN_A_SLOT_BLOCK);
     j->a_blocks = fn_ceil_div(j->M, FN_MR_MAX) * j->a_nblk_t;
