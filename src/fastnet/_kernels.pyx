@@ -220,25 +220,25 @@ cdef _writable(a, name):
         raise ValueError(f"{name} is read-only")
 
 
-cdef bint _may_share(a, b) except -1:
-    """np.may_share_memory(a, b): whether the bounds of their data meet."""
+cdef int _overlap(a, b) except -1:
+    """0: the data of a and b do not meet (np.may_share_memory's answer: their bounds); 2: they are the very same
+    bytes; 1: they meet otherwise."""
     cdef char *alo
     cdef char *ahi
     cdef char *blo
     cdef char *bhi
     if _bounds(a, &alo, &ahi) and _bounds(b, &blo, &bhi):
-        return alo < bhi and blo < ahi
-    return np.may_share_memory(a, b)
+        if not (alo < bhi and blo < ahi):
+            return 0
+        return 2 if alo == blo and ahi == bhi else 1
+    if not np.may_share_memory(a, b):
+        return 0
+    same = a.__array_interface__["data"][0] == b.__array_interface__["data"][0] and a.nbytes == b.nbytes
+    return 2 if same else 1
 
 
-cdef bint _same_memory(a, b) except -1:
-    cdef char *alo
-    cdef char *ahi
-    cdef char *blo
-    cdef char *bhi
-    if _bounds(a, &alo, &ahi) and _bounds(b, &blo, &bhi):
-        return alo == blo and ahi == bhi
-    return a.__array_interface__["data"][0] == b.__array_interface__["data"][0] and a.nbytes == b.nbytes
+cdef inline bint _may_share(a, b) except -1:
+    return _overlap(a, b) != 0
 
 
 cdef _output(out, name, shape, inputs=(), dtype=np.float32, in_place=()):
@@ -251,11 +251,10 @@ cdef _output(out, name, shape, inputs=(), dtype=np.float32, in_place=()):
     _writable(out, name)
     cdef bint in_place_exactly = False
     for other in in_place:
-        if _may_share(out, other):
-            if not _same_memory(out, other):
-                raise ValueError(f"{name} partly overlaps an input: pass the input itself (in place) or a separate "
-                                 "array")
-            in_place_exactly = True
+        overlap = _overlap(out, other)
+        if overlap == 1:
+            raise ValueError(f"{name} partly overlaps an input: pass the input itself (in place) or a separate array")
+        in_place_exactly = in_place_exactly or overlap == 2
     if not in_place_exactly:
         for other in inputs:
             if other is not None and _may_share(out, other):
