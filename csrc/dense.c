@@ -7,30 +7,13 @@ int64_t fn_dense_workspace(int64_t N, int64_t I, int64_t O, int isa, int n_threa
     return fn_max64(forward, fn_gemm_workspace(N, I, O, isa, n_threads) + fn_gemm_workspace(I, O, N, isa, n_threads));
 }
 
-/* Bias and activation on each tile as it is finished, in the GEMM's parallel region: the same values as a pass
- * over y after it (a tile's C is final), without a second region and a second trip through y. */
-static void forward_job(const fn_gemm_job *j, const float *b, int act) {
-    const int64_t packs = fn_gemm_job_packs(j), tiles = fn_gemm_job_tiles(j);
-    if (packs) {
-        #pragma omp for schedule(static)
-        for (int64_t q = 0; q < packs; q++) fn_gemm_job_pack(j, q);
-    }
-    #pragma omp for schedule(static)
-    for (int64_t t = 0; t < tiles; t++) {
-        int64_t m0, m1, j0, j1;
-        fn_gemm_job_tile(j, t, &m0, &m1, &j0, &j1);
-        if (b || act != FN_ACT_LINEAR)
-            fn_bias_act_rows(j->C + m0 * j->ldc + j0, j->ldc, b ? b + j0 : NULL, m1 - m0, j1 - j0, act);
-    }
-}
-
 int fn_dense_forward(float *y, const float *x, const float *w, const float *b, int64_t N, int64_t I,
                      int64_t O, int act, int isa, float *ws, int n_threads) {
     if (act != FN_ACT_LINEAR && act != FN_ACT_RELU) return FN_EINVAL;
     fn_gemm_job j;
     fn_gemm_job_init(&j, 0, 0, N, O, I, 1.0f, x, I, w, O, 0.0f, y, O, isa, ws, n_threads);
     #pragma omp parallel num_threads(n_threads)
-    forward_job(&j, b, act);
+    fn_gemm_job_run(&j, b, act);
     return FN_OK;
 }
 
@@ -40,12 +23,8 @@ int fn_dense_forward_prepacked(float *y, const float *x, const float *wp, const 
     fn_gemm_job j;
     fn_gemm_job_init_prepacked(&j, 0, N, O, I, 1.0f, x, I, wp, 0.0f, y, O, isa, ws, n_threads);
     #pragma omp parallel num_threads(n_threads)
-    forward_job(&j, b, act);
+    fn_gemm_job_run(&j, b, act);
     return FN_OK;
-}
-
-int64_t fn_dense_forward_prepacked_workspace(int64_t N, int64_t I, int isa) {
-    return fn_gemm_prepacked_workspace(N, I, isa);
 }
 
 /* Columns [j0, j1) of db: each summed over the rows in order. */

@@ -16,7 +16,6 @@ int fn_dense_forward(float *y, const float *x, const float *w, const float *b, i
 /* The forward with w packed beforehand by fn_gemm_pack(wp, w, O, 0, I, O, isa, ...): many batches, one packing. */
 int fn_dense_forward_prepacked(float *y, const float *x, const float *wp, const float *b, int64_t N, int64_t I,
                                int64_t O, int act, int isa, float *ws, int n_threads);
-int64_t fn_dense_forward_prepacked_workspace(int64_t N, int64_t I, int isa);
 int fn_dense_backward(float *dx, float *dw, float *db, const float *dy, const float *x, const float *w,
                       int64_t N, int64_t I, int64_t O, int isa, float *ws, int n_threads);
 int64_t fn_dense_workspace(int64_t N, int64_t I, int64_t O, int isa, int n_threads);

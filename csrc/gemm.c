@@ -394,11 +394,14 @@ void fn_gemm_tile_slots(const fn_ukernel *uk, int64_t m0, int64_t m1, int64_t q0
 /* Slots per row of op(A) converted once (bfloat16 operands): ceil(K/2) pairs or K rounded floats. */
 static int64_t a_slot_len(const fn_ukernel *uk, int64_t K) { return uk->bf16 == FN_BF16_PAIRS ? (K + 1) / 2 : K; }
 
+int64_t fn_gemm_prepacked_workspace(int64_t M, int64_t K, int isa) {
+    const fn_ukernel *uk = fn_gemm_ukernel(isa);
+    return uk->bf16 ? M * a_slot_len(uk, K) + FN_WS_PAD : 0;
+}
+
 int64_t fn_gemm_workspace(int64_t M, int64_t N, int64_t K, int isa, int n_threads) {
     (void)n_threads;
-    const fn_ukernel *uk = fn_gemm_ukernel(isa);
-    const int64_t a_slots = uk->bf16 ? M * a_slot_len(uk, K) + FN_WS_PAD : 0;
-    return fn_gemm_packed_b_size(K, N) + FN_WS_PAD + a_slots;
+    return fn_gemm_packed_b_size(K, N) + FN_WS_PAD + fn_gemm_prepacked_workspace(M, K, isa);
 }
 
 /* How a GEMM splits C among threads: row blocks of mt rows (a multiple of 24, or of mr where mr is larger) by
@@ -480,16 +483,19 @@ void fn_gemm_job_tile(const fn_gemm_job *j, int64_t t, int64_t *m0, int64_t *m1,
                   j->ldc);
 }
 
-/* A job's items in the calling parallel region: every pack item, a barrier, then every tile. */
-static void run_job(const fn_gemm_job *j) {
+void fn_gemm_job_run(const fn_gemm_job *j, const float *bias, int act) {
     const int64_t packs = fn_gemm_job_packs(j), tiles = fn_gemm_job_tiles(j);
-    int64_t m0, m1, j0, j1;
     if (packs) {
         #pragma omp for schedule(static)
         for (int64_t q = 0; q < packs; q++) fn_gemm_job_pack(j, q);
     }
     #pragma omp for schedule(static)
-    for (int64_t t = 0; t < tiles; t++) fn_gemm_job_tile(j, t, &m0, &m1, &j0, &j1);
+    for (int64_t t = 0; t < tiles; t++) {
+        int64_t m0, m1, j0, j1;
+        fn_gemm_job_tile(j, t, &m0, &m1, &j0, &j1);
+        if (bias || act != FN_ACT_LINEAR) /* a tile's C is final: the values of a pass over C after the GEMM */
+            fn_bias_act_rows(j->C + m0 * j->ldc + j0, j->ldc, bias ? bias + j0 : NULL, m1 - m0, j1 - j0, act);
+    }
 }
 
 int fn_gemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
@@ -499,7 +505,7 @@ int fn_gemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alp
     fn_gemm_job j;
     fn_gemm_job_init(&j, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, isa, ws, n_threads);
     #pragma omp parallel num_threads(n_threads)
-    run_job(&j);
+    fn_gemm_job_run(&j, NULL, FN_ACT_LINEAR);
     return FN_OK;
 }
 
@@ -508,11 +514,6 @@ int fn_gemm_pack(float *bp, const float *B, int64_t ldb, int trans_b, int64_t K,
     #pragma omp parallel for schedule(static) num_threads(n_threads)
     for (int64_t q = 0; q < fn_ceil_div(N, uk->nr); q++) fn_gemm_pack_b(uk, bp, B, ldb, trans_b, K, N, q, q + 1);
     return FN_OK;
-}
-
-int64_t fn_gemm_prepacked_workspace(int64_t M, int64_t K, int isa) {
-    const fn_ukernel *uk = fn_gemm_ukernel(isa);
-    return uk->bf16 ? M * a_slot_len(uk, K) + FN_WS_PAD : 0;
 }
 
 void fn_gemm_job_init_prepacked(fn_gemm_job *j, int trans_a, int64_t M, int64_t N, int64_t K, float alpha,
@@ -529,7 +530,7 @@ int fn_gemm_prepacked(int trans_a, int64_t M, int64_t N, int64_t K, float alpha,
     fn_gemm_job j;
     fn_gemm_job_init_prepacked(&j, trans_a, M, N, K, alpha, A, lda, bp, beta, C, ldc, isa, ws, n_threads);
     #pragma omp parallel num_threads(n_threads)
-    run_job(&j);
+    fn_gemm_job_run(&j, NULL, FN_ACT_LINEAR);
     return FN_OK;
 }
 

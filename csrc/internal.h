@@ -195,6 +195,9 @@ int64_t fn_gemm_job_packs(const fn_gemm_job *j);
 void fn_gemm_job_pack(const fn_gemm_job *j, int64_t item);
 int64_t fn_gemm_job_tiles(const fn_gemm_job *j);
 void fn_gemm_job_tile(const fn_gemm_job *j, int64_t t, int64_t *m0, int64_t *m1, int64_t *j0, int64_t *j1);
+/* Every pack item, a barrier, then every tile, in the calling parallel region; bias (may be NULL) and act
+ * ('linear' or 'relu') applied to each tile as it is finished, in place of a pass over C after the GEMM. */
+void fn_gemm_job_run(const fn_gemm_job *j, const float *bias, int act);
 
 /* Apply bias (may be NULL) and an activation to rows x cols of y (row stride ldy), in place. */
 void fn_bias_act_rows(float *y, int64_t ldy, const float *bias, int64_t rows, int64_t cols, int act);

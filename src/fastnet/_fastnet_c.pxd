@@ -37,6 +37,7 @@ cdef extern from "fastnet.h" nogil:
                 int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc, int isa, float *ws,
                 int n_threads)
     int64_t fn_gemm_workspace(int64_t M, int64_t N, int64_t K, int isa, int n_threads)
+    int64_t fn_gemm_prepacked_workspace(int64_t M, int64_t K, int isa)
     int64_t fn_gemm_packed_b_size(int64_t K, int64_t N)
     int fn_gemm_pack(float *bp, const float *B, int64_t ldb, int trans_b, int64_t K, int64_t N, int isa,
                      int n_threads)
@@ -49,7 +50,6 @@ cdef extern from "fastnet.h" nogil:
                          int64_t O, int act, int isa, float *ws, int n_threads)
     int fn_dense_forward_prepacked(float *y, const float *x, const float *wp, const float *b, int64_t N,
                                    int64_t I, int64_t O, int act, int isa, float *ws, int n_threads)
-    int64_t fn_dense_forward_prepacked_workspace(int64_t N, int64_t I, int isa)
     int fn_dense_backward(float *dx, float *dw, float *db, const float *dy, const float *x, const float *w,
                           int64_t N, int64_t I, int64_t O, int isa, float *ws, int n_threads)
     int64_t fn_dense_workspace(int64_t N, int64_t I, int64_t O, int isa, int n_threads)

@@ -83,7 +83,7 @@ def dense_forward(x, w, b=None, out=None, activation="linear", packed=None, n_th
     cdef float *py = _mp(out)
     cdef const float *pp = NULL if packed is None else _cp(packed.data)
     scratch = _scratch(workspace, fn_dense_workspace(N, I, O, code, nt) if packed is None
-                       else fn_dense_forward_prepacked_workspace(N, I, code))
+                       else fn_gemm_prepacked_workspace(N, I, code))
     cdef float *pw = _mp(scratch)
     with nogil:
         if pp != NULL:
