@@ -39,7 +39,8 @@ FN_VECTOR_CLONES static void act_backward_block(float *dx, const float *dy, cons
 
 int fn_activation_forward(float *y, const float *x, int64_t n, int act, int n_threads) {
     if (!valid_act(act)) return FN_EINVAL;
-    FN_FOR_BLOCKS(n, i0, len, act_forward_block(y + i0, x + i0, len, act))
+    const int64_t cost = act == FN_ACT_SIGMOID || act == FN_ACT_TANH ? FN_COST_EXP : 1;
+    FN_FOR_BLOCKS_OF(n * cost, n, i0, len, act_forward_block(y + i0, x + i0, len, act))
     return FN_OK;
 }
 
@@ -50,7 +51,7 @@ int fn_activation_backward(float *dx, const float *dy, const float *y, int64_t n
 }
 
 int fn_softmax_forward(float *y, const float *x, int64_t N, int64_t C, int n_threads) {
-    #pragma omp parallel for schedule(static) num_threads(n_threads)
+    #pragma omp parallel for schedule(static) num_threads(FN_ELEMENT_THREADS(N * C * FN_COST_EXP))
     for (int64_t r = 0; r < N; r++) {
         const float *xr = x + r * C;
         float *yr = y + r * C;
@@ -63,7 +64,7 @@ int fn_softmax_forward(float *y, const float *x, int64_t N, int64_t C, int n_thr
 }
 
 int fn_softmax_backward(float *dx, const float *dy, const float *y, int64_t N, int64_t C, int n_threads) {
-    #pragma omp parallel for schedule(static) num_threads(n_threads)
+    #pragma omp parallel for schedule(static) num_threads(FN_ELEMENT_THREADS(N * C))
     for (int64_t r = 0; r < N; r++) {
         const float *dyr = dy + r * C, *yr = y + r * C;
         float dot = 0.0f;
@@ -75,7 +76,7 @@ int fn_softmax_backward(float *dx, const float *dy, const float *y, int64_t N, i
 
 int fn_bias_act_forward(float *y, const float *b, int64_t R, int64_t C, int act, int n_threads) {
     if (act != FN_ACT_LINEAR && act != FN_ACT_RELU) return FN_EINVAL;
-    #pragma omp parallel for schedule(static) num_threads(n_threads)
+    #pragma omp parallel for schedule(static) num_threads(FN_ELEMENT_THREADS(R * C))
     for (int64_t r = 0; r < R; r++) fn_bias_act_rows(y + r * C, C, b, 1, C, act);
     return FN_OK;
 }
@@ -89,7 +90,7 @@ FN_VECTOR_CLONES static int64_t count_nonfinite(const float *restrict x, int64_t
 int64_t fn_first_nonfinite(const float *x, int64_t n, int n_threads) {
     const int64_t nb = fn_ceil_div(n, FN_BLOCK);
     int64_t first = nb; /* the first block holding a bad value; nb: none */
-    #pragma omp parallel for schedule(static) num_threads(n_threads) reduction(min : first)
+    #pragma omp parallel for schedule(static) num_threads(FN_ELEMENT_THREADS(n)) reduction(min : first)
     for (int64_t b = 0; b < nb; b++) {
         const int64_t i0 = b * FN_BLOCK;
         if (count_nonfinite(x + i0, fn_min64(FN_BLOCK, n - i0)) && b < first) first = b;

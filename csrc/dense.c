@@ -10,9 +10,10 @@ int64_t fn_dense_workspace(int64_t N, int64_t I, int64_t O, int isa, int n_threa
 int fn_dense_forward(float *y, const float *x, const float *w, const float *b, int64_t N, int64_t I,
                      int64_t O, int act, int isa, float *ws, int n_threads) {
     if (act != FN_ACT_LINEAR && act != FN_ACT_RELU) return FN_EINVAL;
+    const int nt = fn_threads_for(N * I * O, FN_GRAIN_MACS, n_threads);
     fn_gemm_job j;
-    fn_gemm_job_init(&j, 0, 0, N, O, I, 1.0f, x, I, w, O, 0.0f, y, O, isa, ws, n_threads);
-    #pragma omp parallel num_threads(n_threads)
+    fn_gemm_job_init(&j, 0, 0, N, O, I, 1.0f, x, I, w, O, 0.0f, y, O, isa, ws, nt);
+    #pragma omp parallel num_threads(nt)
     fn_gemm_job_run(&j, b, act);
     return FN_OK;
 }
@@ -20,9 +21,10 @@ int fn_dense_forward(float *y, const float *x, const float *w, const float *b, i
 int fn_dense_forward_prepacked(float *y, const float *x, const float *wp, const float *b, int64_t N, int64_t I,
                                int64_t O, int act, int isa, float *ws, int n_threads) {
     if (act != FN_ACT_LINEAR && act != FN_ACT_RELU) return FN_EINVAL;
+    const int nt = fn_threads_for(N * I * O, FN_GRAIN_MACS, n_threads);
     fn_gemm_job j;
-    fn_gemm_job_init_prepacked(&j, 0, N, O, I, 1.0f, x, I, wp, 0.0f, y, O, isa, ws, n_threads);
-    #pragma omp parallel num_threads(n_threads)
+    fn_gemm_job_init_prepacked(&j, 0, N, O, I, 1.0f, x, I, wp, 0.0f, y, O, isa, ws, nt);
+    #pragma omp parallel num_threads(nt)
     fn_gemm_job_run(&j, b, act);
     return FN_OK;
 }
@@ -36,7 +38,7 @@ static void bias_columns(float *db, const float *dy, int64_t R, int64_t C, int64
 
 int fn_bias_backward(float *db, const float *dy, int64_t R, int64_t C, int n_threads) {
     /* Columns are split in blocks of 16: each thread owns whole columns and sums rows in order. */
-    #pragma omp parallel for schedule(static) num_threads(n_threads)
+    #pragma omp parallel for schedule(static) num_threads(FN_ELEMENT_THREADS(R * C))
     for (int64_t blk = 0; blk < fn_ceil_div(C, 16); blk++) bias_columns(db, dy, R, C, blk * 16, fn_min64(C, blk * 16 + 16));
     return FN_OK;
 }
@@ -45,14 +47,15 @@ int fn_bias_backward(float *db, const float *dy, int64_t R, int64_t C, int n_thr
  * column blocks as one list of items (more items to share among many threads than either GEMM has alone). */
 int fn_dense_backward(float *dx, float *dw, float *db, const float *dy, const float *x, const float *w,
                       int64_t N, int64_t I, int64_t O, int isa, float *ws, int n_threads) {
+    const int nt = fn_threads_for(N * I * O * (dx ? 2 : 1), FN_GRAIN_MACS, n_threads);
     fn_gemm_job jx, jw;
-    fn_gemm_job_init(&jw, 1, 0, I, O, N, 1.0f, x, I, dy, O, 0.0f, dw, O, isa, ws, n_threads);
+    fn_gemm_job_init(&jw, 1, 0, I, O, N, 1.0f, x, I, dy, O, 0.0f, dw, O, isa, ws, nt);
     if (dx)
         fn_gemm_job_init(&jx, 0, 1, N, I, O, 1.0f, dy, O, w, O, 0.0f, dx, I, isa,
-                         ws + fn_gemm_workspace(I, O, N, isa, n_threads), n_threads);
+                         ws + fn_gemm_workspace(I, O, N, isa, nt), nt);
     const int64_t px = dx ? fn_gemm_job_packs(&jx) : 0, pw = fn_gemm_job_packs(&jw);
     const int64_t tx = dx ? fn_gemm_job_tiles(&jx) : 0, tw = fn_gemm_job_tiles(&jw), nb = db ? fn_ceil_div(O, 16) : 0;
-    #pragma omp parallel num_threads(n_threads)
+    #pragma omp parallel num_threads(nt)
     {
         if (px + pw) { /* dx's panels (W transposed) cost more than dw's (dy): dynamic, as below */
             #pragma omp for schedule(dynamic, 1)

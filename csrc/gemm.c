@@ -502,16 +502,17 @@ int fn_gemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alp
             int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc, int isa, float *ws,
             int n_threads) {
     if (M <= 0 || N <= 0) return FN_OK;
+    const int nt = fn_threads_for(M * N * K, FN_GRAIN_MACS, n_threads);
     fn_gemm_job j;
-    fn_gemm_job_init(&j, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, isa, ws, n_threads);
-    #pragma omp parallel num_threads(n_threads)
+    fn_gemm_job_init(&j, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, isa, ws, nt);
+    #pragma omp parallel num_threads(nt)
     fn_gemm_job_run(&j, NULL, FN_ACT_LINEAR);
     return FN_OK;
 }
 
 int fn_gemm_pack(float *bp, const float *B, int64_t ldb, int trans_b, int64_t K, int64_t N, int isa, int n_threads) {
     const fn_ukernel *uk = fn_gemm_ukernel(isa);
-    #pragma omp parallel for schedule(static) num_threads(n_threads)
+    #pragma omp parallel for schedule(static) num_threads(FN_ELEMENT_THREADS(K * N))
     for (int64_t q = 0; q < fn_ceil_div(N, uk->nr); q++) fn_gemm_pack_b(uk, bp, B, ldb, trans_b, K, N, q, q + 1);
     return FN_OK;
 }
@@ -527,9 +528,10 @@ void fn_gemm_job_init_prepacked(fn_gemm_job *j, int trans_a, int64_t M, int64_t 
 int fn_gemm_prepacked(int trans_a, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
                       const float *bp, float beta, float *C, int64_t ldc, int isa, float *ws, int n_threads) {
     if (M <= 0 || N <= 0) return FN_OK;
+    const int nt = fn_threads_for(M * N * K, FN_GRAIN_MACS, n_threads);
     fn_gemm_job j;
-    fn_gemm_job_init_prepacked(&j, trans_a, M, N, K, alpha, A, lda, bp, beta, C, ldc, isa, ws, n_threads);
-    #pragma omp parallel num_threads(n_threads)
+    fn_gemm_job_init_prepacked(&j, trans_a, M, N, K, alpha, A, lda, bp, beta, C, ldc, isa, ws, nt);
+    #pragma omp parallel num_threads(nt)
     fn_gemm_job_run(&j, NULL, FN_ACT_LINEAR);
     return FN_OK;
 }

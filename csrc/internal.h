@@ -38,21 +38,45 @@ static inline unsigned fn_ftz_enter(void) { return 0; }
 static inline void fn_ftz_leave(unsigned old) { (void)old; }
 #endif
 
-/* Elementwise kernels split their n elements into blocks of this many, one block per loop iteration. */
-#define FN_BLOCK 8192
-#define FN_FOR_BLOCKS(n, i0, len, body)                                                             \
-    _Pragma("omp parallel for schedule(static) num_threads(n_threads)")                             \
-    for (int64_t blk_ = 0; blk_ < fn_ceil_div((n), FN_BLOCK); blk_++) {                             \
-        const int64_t i0 = blk_ * FN_BLOCK, len = fn_min64(FN_BLOCK, (n) - i0);                     \
-        const unsigned csr_ = fn_ftz_enter();                                                       \
-        body;                                                                                       \
-        fn_ftz_leave(csr_);                                                                         \
-    }
-
 static inline int64_t fn_min64(int64_t a, int64_t b) { return a < b ? a : b; }
 static inline int64_t fn_max64(int64_t a, int64_t b) { return a > b ? a : b; }
 static inline int64_t fn_ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 static inline int64_t fn_round_up(int64_t a, int64_t b) { return fn_ceil_div(a, b) * b; }
+
+/* How many of the caller's n_threads a parallel region takes: no more than its work keeps busy, a grain each.
+ * A region pays for every thread it wakes and meets at its barrier: about a microsecond on a bare many-core
+ * machine, far more on the virtual ones measured (on a 16-core Xeon VM, a 128 x 10 x 512 GEMM took 35 us at 16
+ * threads, a 128 x 10 dense forward 26 us). A grain is some 5-20 us of one core's work, so a region of less than
+ * that runs on the calling thread alone and wakes none. Results never depend on the thread count (DESIGN:
+ * reductions are fixed chunks in a fixed order), so this changes no bit.
+ * FN_GRAIN_ELEMENTS: elements of an elementwise or row kernel, each a pass of a few loads, stores and
+ * multiply-adds (0.2-0.7 ns per element on one core of the 2-core EPYC; PyTorch's parallel_for takes the same
+ * 32 K); an element that costs an exp, log or tanh counts as FN_COST_EXP elements (5-37 ns there).
+ * FN_GRAIN_MACS: multiply-adds of a GEMM (0.5 MFLOP). */
+#define FN_GRAIN_ELEMENTS ((int64_t)1 << 15)
+#define FN_COST_EXP 32
+#define FN_GRAIN_MACS ((int64_t)1 << 18)
+static inline int fn_threads_for(int64_t work, int64_t grain, int n_threads) {
+    return (int)fn_max64(1, fn_min64(n_threads, fn_ceil_div(work, grain)));
+}
+/* The threads of an elementwise or row kernel over `elements`, in a function with an n_threads argument. */
+#define FN_ELEMENT_THREADS(elements) fn_threads_for((elements), FN_GRAIN_ELEMENTS, n_threads)
+
+/* Elementwise kernels split their n elements into blocks of this many, one block per loop iteration, on the
+ * threads (the caller's n_threads at most) that `work` elements' worth of grains keeps busy. */
+#define FN_BLOCK 8192
+#define FN_FOR_BLOCKS_OF(work, n, i0, len, body)                                                    \
+    {                                                                                               \
+        const int nt_ = FN_ELEMENT_THREADS(work);                                                   \
+        _Pragma("omp parallel for schedule(static) num_threads(nt_)")                               \
+        for (int64_t blk_ = 0; blk_ < fn_ceil_div((n), FN_BLOCK); blk_++) {                         \
+            const int64_t i0 = blk_ * FN_BLOCK, len = fn_min64(FN_BLOCK, (n) - i0);                 \
+            const unsigned csr_ = fn_ftz_enter();                                                   \
+            body;                                                                                   \
+            fn_ftz_leave(csr_);                                                                     \
+        }                                                                                           \
+    }
+#define FN_FOR_BLOCKS(n, i0, len, body) FN_FOR_BLOCKS_OF(n, n, i0, len, body)
 
 /* Workspace carving: every slice is 64-byte aligned; FN_WS_PAD floats of slack per slice. */
 #define FN_WS_PAD 16

@@ -17,7 +17,8 @@ static inline float sigmoid(float z) {
 int fn_pointwise_loss_forward(int kind, float *loss, float *probs, const float *out, const float *targets,
                               const float *w, int64_t N, int64_t C, int n_threads) {
     if (kind < FN_LOSS_SQUARED || kind > FN_LOSS_SIGMOID_XENT) return FN_EINVAL;
-    #pragma omp parallel for schedule(static) num_threads(n_threads)
+    const int64_t cost = kind == FN_LOSS_SIGMOID_XENT ? FN_COST_EXP : 1;
+    #pragma omp parallel for schedule(static) num_threads(FN_ELEMENT_THREADS(N * C * cost))
     for (int64_t r = 0; r < N; r++) {
         const float *o = out + r * C, *t = targets + r * C;
         double sum = 0.0;
@@ -39,7 +40,7 @@ int fn_pointwise_loss_forward(int kind, float *loss, float *probs, const float *
 int fn_pointwise_loss_backward(int kind, float *dout, const float *out, const float *probs, const float *targets,
                                const float *w, int64_t N, int64_t C, float scale, int n_threads) {
     if (kind < FN_LOSS_SQUARED || kind > FN_LOSS_SIGMOID_XENT) return FN_EINVAL;
-    #pragma omp parallel for schedule(static) num_threads(n_threads)
+    #pragma omp parallel for schedule(static) num_threads(FN_ELEMENT_THREADS(N * C))
     for (int64_t r = 0; r < N; r++) {
         const float *o = out + r * C, *t = targets + r * C;
         float *d = dout + r * C;

@@ -5,7 +5,7 @@
 
 int fn_softmax_xent_forward(float *probs, float *loss, const float *logits, const float *targets, int64_t N,
                             int64_t C, int n_threads) {
-    #pragma omp parallel for schedule(static) num_threads(n_threads)
+    #pragma omp parallel for schedule(static) num_threads(FN_ELEMENT_THREADS(N * C * FN_COST_EXP))
     for (int64_t r = 0; r < N; r++) {
         const float *z = logits + r * C, *t = targets + r * C;
         float *p = probs + r * C;
@@ -27,7 +27,7 @@ int fn_softmax_xent_forward(float *probs, float *loss, const float *logits, cons
 
 int fn_softmax_xent_backward(float *dlogits, const float *probs, const float *targets, int64_t N, int64_t C,
                              float scale, int n_threads) {
-    #pragma omp parallel for schedule(static) num_threads(n_threads)
+    #pragma omp parallel for schedule(static) num_threads(FN_ELEMENT_THREADS(N * C))
     for (int64_t r = 0; r < N; r++) {
         const float *p = probs + r * C, *t = targets + r * C;
         float tsum = 0.0f;
