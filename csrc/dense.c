@@ -7,25 +7,33 @@ int64_t fn_dense_workspace(int64_t N, int64_t I, int64_t O, int isa, int n_threa
     return fn_max64(forward, fn_gemm_workspace(N, I, O, isa, n_threads) + fn_gemm_workspace(I, O, N, isa, n_threads));
 }
 
-int fn_dense_forward(float *y, const float *x, const float *w, const float *b, int64_t N, int64_t I,
-                     int64_t O, int act, int isa, float *ws, int n_threads) {
-    if (act != FN_ACT_LINEAR && act != FN_ACT_RELU) return FN_EINVAL;
+int fn_dense_forward_dropout(float *y, const float *x, const float *w, const float *b, int64_t N, int64_t I,
+                             int64_t O, int act, float rate, uint64_t seed, uint64_t stream, uint64_t first, int isa,
+                             float *ws, int n_threads) {
+    if ((act != FN_ACT_LINEAR && act != FN_ACT_RELU) || !(rate >= 0.0f && rate < 1.0f)) return FN_EINVAL;
     const int nt = fn_threads_for(N * I * O, FN_GRAIN_MACS, n_threads);
+    const fn_epilogue e = {b, act, rate, fn_dropout_key(seed, stream), first};
     fn_gemm_job j;
     fn_gemm_job_init(&j, 0, 0, N, O, I, 1.0f, x, I, w, O, 0.0f, y, O, isa, ws, nt);
     #pragma omp parallel num_threads(nt)
-    fn_gemm_job_run(&j, b, act);
+    fn_gemm_job_run(&j, &e);
     return FN_OK;
+}
+
+int fn_dense_forward(float *y, const float *x, const float *w, const float *b, int64_t N, int64_t I,
+                     int64_t O, int act, int isa, float *ws, int n_threads) {
+    return fn_dense_forward_dropout(y, x, w, b, N, I, O, act, 0.0f, 0, 0, 0, isa, ws, n_threads);
 }
 
 int fn_dense_forward_prepacked(float *y, const float *x, const float *wp, const float *b, int64_t N, int64_t I,
                                int64_t O, int act, int isa, float *ws, int n_threads) {
     if (act != FN_ACT_LINEAR && act != FN_ACT_RELU) return FN_EINVAL;
     const int nt = fn_threads_for(N * I * O, FN_GRAIN_MACS, n_threads);
+    const fn_epilogue e = {b, act, 0.0f, 0, 0};
     fn_gemm_job j;
     fn_gemm_job_init_prepacked(&j, 0, N, O, I, 1.0f, x, I, wp, 0.0f, y, O, isa, ws, nt);
     #pragma omp parallel num_threads(nt)
-    fn_gemm_job_run(&j, b, act);
+    fn_gemm_job_run(&j, &e);
     return FN_OK;
 }
 

@@ -79,3 +79,29 @@ int fn_dropout_backward(float *dx, const float *dy, const uint8_t *keep, int64_t
     FN_FOR_BLOCKS(n, i0, len, dropout_backward_block(dx + i0, dy + i0, keep + i0, len, scale))
     return FN_OK;
 }
+
+uint64_t fn_dropout_key(uint64_t seed, uint64_t stream) { return stream_key(seed, stream); }
+
+FN_VECTOR_CLONES void fn_dropout_rows(float *y, int64_t ldy, int64_t rows, int64_t cols, uint64_t i0, int64_t ld,
+                                      float rate, uint64_t key) {
+    const float scale = 1.0f / (1.0f - rate);
+    for (int64_t r = 0; r < rows; r++) {
+        float *yr = y + r * ldy;
+        const uint64_t ir = i0 + (uint64_t)(r * ld);
+        for (int64_t c = 0; c < cols; c++) yr[c] = kept(uniform_at(key, (uint32_t)(ir + c)) >= rate, yr[c] * scale);
+    }
+}
+
+/* y > 0 holds exactly where the ReLU passed x and the mask kept it: y = kept(keep, relu(x) * scale), and a positive
+ * float times scale >= 1 stays positive. So this is, bit for bit, fn_dropout_backward then the ReLU's backward. */
+FN_VECTOR_CLONES static void dropout_relu_backward_block(float *dx, const float *dy, const float *restrict y,
+                                                         int64_t n, float scale) {
+    for (int64_t i = 0; i < n; i++) dx[i] = kept(y[i] > 0.0f, dy[i] * scale); /* a select: AVX2 left a branch */
+}
+
+int fn_dropout_relu_backward(float *dx, const float *dy, const float *y, int64_t n, float rate, int n_threads) {
+    if (!(rate >= 0.0f && rate < 1.0f)) return FN_EINVAL;
+    const float scale = 1.0f / (1.0f - rate);
+    FN_FOR_BLOCKS(n, i0, len, dropout_relu_backward_block(dx + i0, dy + i0, y + i0, len, scale))
+    return FN_OK;
+}

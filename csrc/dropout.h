@@ -13,6 +13,10 @@
 int fn_dropout_forward(float *y, uint8_t *keep, const float *x, int64_t n, float rate, uint64_t seed,
                        uint64_t stream, uint64_t first, int n_threads);
 int fn_dropout_backward(float *dx, const float *dy, const uint8_t *keep, int64_t n, float rate, int n_threads);
+/* The backward of a ReLU then dropout at `rate` from their output y alone (no mask): dx = y > 0 ? dy / (1 - rate)
+ * : 0, bit for bit fn_dropout_backward then the ReLU's backward (the dense forward that fuses both leaves no mask).
+ * dx may alias dy. Tests: tests/test_kernels.py test_dense_forward_with_dropout*. */
+int fn_dropout_relu_backward(float *dx, const float *dy, const float *y, int64_t n, float rate, int n_threads);
 
 /* The uniform numbers behind the masks: u[i] = u(seed, stream, first + i), i in [0, n). */
 int fn_random_uniform(float *u, int64_t n, uint64_t seed, uint64_t stream, uint64_t first, int n_threads);

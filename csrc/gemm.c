@@ -483,7 +483,7 @@ void fn_gemm_job_tile(const fn_gemm_job *j, int64_t t, int64_t *m0, int64_t *m1,
                   j->ldc);
 }
 
-void fn_gemm_job_run(const fn_gemm_job *j, const float *bias, int act) {
+void fn_gemm_job_run(const fn_gemm_job *j, const fn_epilogue *e) {
     const int64_t packs = fn_gemm_job_packs(j), tiles = fn_gemm_job_tiles(j);
     if (packs) {
         #pragma omp for schedule(static)
@@ -493,8 +493,12 @@ void fn_gemm_job_run(const fn_gemm_job *j, const float *bias, int act) {
     for (int64_t t = 0; t < tiles; t++) {
         int64_t m0, m1, j0, j1;
         fn_gemm_job_tile(j, t, &m0, &m1, &j0, &j1);
-        if (bias || act != FN_ACT_LINEAR) /* a tile's C is final: the values of a pass over C after the GEMM */
-            fn_bias_act_rows(j->C + m0 * j->ldc + j0, j->ldc, bias ? bias + j0 : NULL, m1 - m0, j1 - j0, act);
+        if (!e) continue;
+        float *c = j->C + m0 * j->ldc + j0; /* a tile's C is final: the values of passes over C after the GEMM */
+        if (e->bias || e->act != FN_ACT_LINEAR)
+            fn_bias_act_rows(c, j->ldc, e->bias ? e->bias + j0 : NULL, m1 - m0, j1 - j0, e->act);
+        if (e->rate > 0.0f)
+            fn_dropout_rows(c, j->ldc, m1 - m0, j1 - j0, e->first + (uint64_t)(m0 * j->N + j0), j->N, e->rate, e->key);
     }
 }
 
@@ -506,7 +510,7 @@ int fn_gemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alp
     fn_gemm_job j;
     fn_gemm_job_init(&j, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, isa, ws, nt);
     #pragma omp parallel num_threads(nt)
-    fn_gemm_job_run(&j, NULL, FN_ACT_LINEAR);
+    fn_gemm_job_run(&j, NULL);
     return FN_OK;
 }
 
@@ -532,7 +536,7 @@ int fn_gemm_prepacked(int trans_a, int64_t M, int64_t N, int64_t K, float alpha,
     fn_gemm_job j;
     fn_gemm_job_init_prepacked(&j, trans_a, M, N, K, alpha, A, lda, bp, beta, C, ldc, isa, ws, nt);
     #pragma omp parallel num_threads(nt)
-    fn_gemm_job_run(&j, NULL, FN_ACT_LINEAR);
+    fn_gemm_job_run(&j, NULL);
     return FN_OK;
 }
 

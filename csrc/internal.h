@@ -219,9 +219,25 @@ int64_t fn_gemm_job_packs(const fn_gemm_job *j);
 void fn_gemm_job_pack(const fn_gemm_job *j, int64_t item);
 int64_t fn_gemm_job_tiles(const fn_gemm_job *j);
 void fn_gemm_job_tile(const fn_gemm_job *j, int64_t t, int64_t *m0, int64_t *m1, int64_t *j0, int64_t *j1);
-/* Every pack item, a barrier, then every tile, in the calling parallel region; bias (may be NULL) and act
- * ('linear' or 'relu') applied to each tile as it is finished, in place of a pass over C after the GEMM. */
-void fn_gemm_job_run(const fn_gemm_job *j, const float *bias, int act);
+/* What a dense forward applies to each finished tile of C, in place of passes over C after the GEMM: bias (may be
+ * NULL), then act ('linear' or 'relu'), then inverted dropout at rate (0: none) with the mask stream key, C's
+ * element (r, c) being element first + r * N + c of the stream, as fn_dropout_forward over C would draw it. */
+typedef struct {
+    const float *bias;
+    int act;
+    float rate;
+    uint64_t key, first;
+} fn_epilogue;
+/* Every pack item, a barrier, then every tile, in the calling parallel region; e (may be NULL) applied to each tile
+ * as it is finished. */
+void fn_gemm_job_run(const fn_gemm_job *j, const fn_epilogue *e);
+
+/* Dropout's mask stream (dropout.c): fn_dropout_key(seed, stream) is the key fn_dropout_forward draws with;
+ * fn_dropout_rows applies inverted dropout at rate to rows x cols of y in place (row stride ldy), element (r, c)
+ * drawn as element i0 + r * ld + c of the stream: the values of fn_dropout_forward, without the mask. */
+uint64_t fn_dropout_key(uint64_t seed, uint64_t stream);
+void fn_dropout_rows(float *y, int64_t ldy, int64_t rows, int64_t cols, uint64_t i0, int64_t ld, float rate,
+                     uint64_t key);
 
 /* Apply bias (may be NULL) and an activation to rows x cols of y (row stride ldy), in place. */
 void fn_bias_act_rows(float *y, int64_t ldy, const float *bias, int64_t rows, int64_t cols, int act);

@@ -211,6 +211,7 @@ def test_without_a_launcher_fastnet_never_imports_mpi4py():
 
 
 def test_fastnet_distributed_0_keeps_launched_processes_independent(tmp_path):
-    code = "import sys, fastnet; print('ranks', fastnet.distributed.size(), 'mpi4py' in sys.modules)"
+    # one write per line: two processes share the output pipe, and print's pieces could interleave
+    code = "import sys, fastnet; sys.stdout.write(f'ranks {fastnet.distributed.size()} {\"mpi4py\" in sys.modules}\\n')"
     status, output, _ = launch(2, [sys.executable, "-c", code], FASTNET_DISTRIBUTED="0")
     assert status == 0 and output.count("ranks 1 False") == 2, output

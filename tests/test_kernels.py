@@ -413,6 +413,44 @@ def test_dropout_from_a_later_stream_position_is_that_slice_of_the_whole_mask(rn
     assert (keep != keep_whole[:3000]).mean() > 0.3  # not the mask from position 0
 
 
+@pytest.mark.parametrize("N,I,O,first", [(1, 3, 1, 0), (128, 784, 512, 0), (37, 70, 513, 2**32 + 5),
+                                         (128, 512, 10, 7)])
+@pytest.mark.parametrize("act", ["relu", "linear"])
+@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
+def test_dense_forward_with_dropout_is_the_forward_then_dropout_bit_for_bit(rng, N, I, O, first, act, precision):
+    """Each tile of y, dropped out as the kernel makes it, draws the mask dropout_forward draws over all of y (its
+    own elements of the stream, from a later position too); dropout_relu_backward, from that output alone, is
+    dropout_backward then the ReLU's backward, infs and NaNs in dy included. On 1 and 3 threads: tiles split rows
+    and columns."""
+    x, w, b, dy = rand(rng, N, I), rand(rng, I, O, scale=0.1), rand(rng, O), rand(rng, N, O)
+    dy.flat[::13], dy.flat[5::17] = np.inf, np.nan
+    kw = dict(activation=act, precision=precision)
+    for nt in (1, 3):
+        y = _kernels.dense_forward(x, w, b, n_threads=nt, **kw)
+        expected, keep = _kernels.dropout_forward(y, 0.3, 9, 17, first=first)
+        fused = _kernels.dense_forward(x, w, b, n_threads=nt, dropout=(0.3, 9, 17, first), **kw)
+        np.testing.assert_array_equal(fused, expected)
+        np.testing.assert_array_equal(_kernels.dense_forward(x, w, b, n_threads=nt, dropout=(0.0, 9, 17, first), **kw),
+                                      y)
+        if act == "relu":
+            through = _kernels.activation_backward(_kernels.dropout_backward(dy, keep, 0.3), y, "relu")
+            np.testing.assert_array_equal(_kernels.dropout_relu_backward(dy, fused, 0.3, n_threads=nt), through)
+    if N * O > 1000:
+        assert abs(keep.mean() - 0.7) < 0.05
+
+
+def test_dense_forward_with_dropout_refuses_what_does_not_fit(rng):
+    x, w = rand(rng, 4, 6), rand(rng, 6, 3)
+    with pytest.raises(ValueError, match="dropout is for training and packed weights for inference"):
+        _kernels.dense_forward(x, w, packed=_kernels.PackedWeights(w), dropout=(0.5, 1, 2, 0))
+    with pytest.raises(TypeError, match="dropout must be a tuple \\(rate, seed, stream, first\\)"):
+        _kernels.dense_forward(x, w, dropout=0.5)
+    with pytest.raises(ValueError, match="dropout rate must be in \\[0, 1\\)"):
+        _kernels.dense_forward(x, w, dropout=(1.0, 1, 2, 0))
+    with pytest.raises(ValueError, match="y has shape"):
+        _kernels.dropout_relu_backward(rand(rng, 4, 3), rand(rng, 3, 4), 0.5)
+
+
 def test_random_uniform_statistics():
     u = _kernels.random_uniform(200_000, seed=3, stream=9)
     assert u.min() >= 0.0 and u.max() < 1.0

@@ -272,6 +272,36 @@ def test_conv_relu_pool_in_one_kernel_trains_bit_for_bit_like_the_layers(data_fo
     np.testing.assert_array_equal(*predictions)
 
 
+@pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16"])
+def test_dense_relu_dropout_in_one_kernel_trains_bit_for_bit_like_the_layers(policy):
+    """A Dense + ReLU (its own or a layer's) + Dropout is one step whose kernel drops out the output as it makes
+    it; trained like the layers one by one (their masks, their gradients), to the last bit, in both precisions.
+    A Dropout(0.0) fuses too (nothing dropped), a Dropout after a linear Dense does not."""
+    rng = np.random.default_rng(1)
+    x, y = rng.random((70, 30)).astype(np.float32), to_categorical(rng.integers(0, 4, 70), 4)
+    weights, predictions = [], []
+    fastnet.mixed_precision.set_global_policy(policy)
+    try:
+        for fused in (True, False):
+            fastnet.set_seed(5)
+            m = Sequential([Dense(40, activation="relu", input_shape=(30,)), Dropout(0.3), Dense(33), Activation("relu"),
+                            Dropout(0.0), Dense(20), Dropout(0.5), Dense(4, activation="softmax")])
+            m.compile(loss="categorical_crossentropy", optimizer="rmsprop")
+            assert [(s.op, s.dropout) for s in m.plan().steps] == [
+                ("dense", True), ("dense", True), ("dense", False), ("dropout", False), ("dense", False)]
+            if not fused:  # every layer on its own
+                m._plan = Plan(m.layers, by_loss="softmax", conv_algo=m.plan().conv_algo, fuse=False)
+                assert not any(s.dropout for s in m.plan().steps)
+            m.fit(x, y, batch_size=16, epochs=2, verbose=0)
+            weights.append(m.get_weights())
+            predictions.append(m.predict(x))
+    finally:
+        fastnet.mixed_precision.set_global_policy("float32")
+    for a, b in zip(*weights):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(*predictions)
+
+
 def test_conv_pool_fusion_only_where_it_fits():
     m = two_conv_net("channels_last", False)
     assert [s.op for s in m.plan().steps][:3] == ["conv2d", "conv2d_maxpool", "dropout"]

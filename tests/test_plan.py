@@ -26,9 +26,11 @@ def test_article_networks_compile_to_their_fused_steps():
         "conv2d_maxpool(conv2d_1 + activation_1 + max_pooling2d) [masks its input gradient by "
         "the previous ReLU]",
         "dropout(dropout)", "flatten(flatten)",
-        "dense(dense + activation_2) [activation=relu, applies its ReLU's backward]",
-        "dropout(dropout_1)", "dense(dense_1) [activation=linear]", "identity(activation_3)"]
-    assert ops(networks.mlp()) == ["dense", "dropout", "dense", "dropout", "dense", "identity"]
+        "dense(dense + activation_2 + dropout_1) [activation=relu, applies its ReLU's backward, drops out while "
+        "training]",
+        "dense(dense_1) [activation=linear]", "identity(activation_3)"]
+    assert ops(networks.mlp()) == ["dense", "dense", "dense", "identity"]
+    assert [s.dropout for s in networks.mlp().plan().steps] == [True, True, False, False]
 
 
 def test_add_after_compile_computes_the_layers_math():

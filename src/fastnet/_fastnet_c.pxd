@@ -48,6 +48,9 @@ cdef extern from "fastnet.h" nogil:
 
     int fn_dense_forward(float *y, const float *x, const float *w, const float *b, int64_t N, int64_t I,
                          int64_t O, int act, int isa, float *ws, int n_threads)
+    int fn_dense_forward_dropout(float *y, const float *x, const float *w, const float *b, int64_t N, int64_t I,
+                                 int64_t O, int act, float rate, uint64_t seed, uint64_t stream, uint64_t first,
+                                 int isa, float *ws, int n_threads)
     int fn_dense_forward_prepacked(float *y, const float *x, const float *wp, const float *b, int64_t N,
                                    int64_t I, int64_t O, int act, int isa, float *ws, int n_threads)
     int fn_dense_backward(float *dx, float *dw, float *db, const float *dy, const float *x, const float *w,
@@ -97,6 +100,7 @@ cdef extern from "fastnet.h" nogil:
                            uint64_t stream, uint64_t first, int n_threads)
     int fn_dropout_backward(float *dx, const float *dy, const uint8_t *keep, int64_t n, float rate,
                             int n_threads)
+    int fn_dropout_relu_backward(float *dx, const float *dy, const float *y, int64_t n, float rate, int n_threads)
     int fn_random_uniform(float *u, int64_t n, uint64_t seed, uint64_t stream, uint64_t first,
                           int n_threads)
 

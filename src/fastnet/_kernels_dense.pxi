@@ -58,8 +58,10 @@ class PackedWeights:
 
 
 def dense_forward(x, w, b=None, out=None, activation="linear", packed=None, n_threads=None, isa=None, precision=None,
-                  workspace=None):
-    """out[N, O] = act(x[N, I] @ w[I, O] + b[O]); packed: PackedWeights(w), to skip packing w again."""
+                  workspace=None, dropout=None):
+    """out[N, O] = act(x[N, I] @ w[I, O] + b[O]); packed: PackedWeights(w), to skip packing w again;
+    dropout: (rate, seed, stream, first), to apply dropout_forward(out, rate, seed, stream, out=out, first=first)
+    to each block of out as it is made (training; no mask is kept: dropout_relu_backward needs none)."""
     _array(x, "x", 2)
     _array(w, "w", 2)
     cdef int64_t N = x.shape[0], I = x.shape[1], O = w.shape[1]
@@ -71,6 +73,16 @@ def dense_forward(x, w, b=None, out=None, activation="linear", packed=None, n_th
     cdef int act = _fused_activation(activation, "dense_forward"), nt = _threads(n_threads), code = _path_code(isa, precision), st
     if packed is not None and not isinstance(packed, PackedWeights):
         raise TypeError(f"packed must be a PackedWeights, got {type(packed).__name__}")
+    cdef float rate = 0.0
+    cdef uint64_t seed = 0, stream = 0, first = 0
+    if dropout is not None:
+        if packed is not None:
+            raise ValueError("dense: dropout is for training and packed weights for inference: pass one of them")
+        if not isinstance(dropout, tuple) or len(dropout) != 4:
+            raise TypeError(f"dropout must be a tuple (rate, seed, stream, first), got {dropout!r}")
+        rate = _rate(dropout[0])
+        seed, stream = _key(dropout[1], dropout[2])
+        first = _int(dropout[3], "first", 0, 2**62)
     if packed is not None and (packed.shape != (I, O) or packed.isa != _ISA_NAMES[code & ~FN_PATH_BF16]
                                or packed.precision != _precision_name(code)):
         raise ValueError(f"dense: packed weights of shape {packed.shape} for ISA {packed.isa!r} "
@@ -89,7 +101,7 @@ def dense_forward(x, w, b=None, out=None, activation="linear", packed=None, n_th
         if pp != NULL:
             st = fn_dense_forward_prepacked(py, px, pp, pb, N, I, O, act, code, pw, nt)
         else:
-            st = fn_dense_forward(py, px, pk, pb, N, I, O, act, code, pw, nt)
+            st = fn_dense_forward_dropout(py, px, pk, pb, N, I, O, act, rate, seed, stream, first, code, pw, nt)
     _status(st, "dense_forward")
     return out
 

@@ -294,6 +294,25 @@ def dropout_backward(dy, keep, rate, out=None, n_threads=None):
     return out
 
 
+def dropout_relu_backward(dy, y, rate, out=None, n_threads=None):
+    """dL/dx of y = dropout(relu(x)) at rate from its output y alone: dy / (1 - rate) where y > 0, else 0
+    (dense_forward with dropout keeps no mask)."""
+    _array(dy, "dy")
+    _array(y, "y")
+    _expect(y, "y", dy.shape)
+    cdef float r = _rate(rate)
+    out = _output(out, "dx", dy.shape, (dy, y), np.float32, (dy,))
+    cdef int nt = _threads(n_threads), st
+    cdef const float *pdy = _cp(dy)
+    cdef const float *py = _cp(y)
+    cdef float *pdx = _mp(out)
+    cdef int64_t n = dy.size
+    with nogil:
+        st = fn_dropout_relu_backward(pdx, pdy, py, n, r, nt)
+    _status(st, "dropout_relu_backward")
+    return out
+
+
 def random_uniform(n, seed, stream, n_threads=None, first=0):
     """n floats in [0, 1) (n >= 1): element i is a pure function of (seed, stream, first + i)."""
     n = _int(n, "n", 1, 2**62)

@@ -4,7 +4,9 @@ A plan is an immutable tuple of steps. Each step is one kernel call (or a view) 
 and says what it fuses:
 
     dense / conv2d    Dense or Conv2D, with the ReLU of an Activation('relu') after it (or its own) applied by
-                      the kernel; other activations (sigmoid, tanh, softmax) run after it.
+                      the kernel; other activations (sigmoid, tanh, softmax) run after it. A Dense + ReLU also
+                      covers a Dropout right after it: while training, the kernel drops out each block of its
+                      output as it is made, and the backward reads the mask off that output (no mask is kept).
     conv2d_maxpool    Conv2D + ReLU + MaxPooling2D(2x2, stride 2) in one kernel that never stores the
                       convolution (Winograd shapes with an even output).
     maxpool2d, activation, dropout, flatten
@@ -93,6 +95,7 @@ class Step:
     precision: str = "float32"   # a dense/conv step's product operands: 'float32' or 'bfloat16' (mixed_bfloat16)
     relu_backward: bool = False  # the backward applies the ReLU's backward itself (no later step does)
     masks_relu_input: bool = False  # the backward also applies the ReLU backward of the step before
+    dropout: bool = False        # a dense step's last layer is a Dropout after its ReLU, applied by the kernel
 
     @property
     def layer(self):
@@ -105,6 +108,7 @@ class Step:
         extra += [f"then {self.post_activation}"] if self.post_activation else []
         extra += ["applies its ReLU's backward"] if self.relu_backward else []
         extra += ["masks its input gradient by the previous ReLU"] if self.masks_relu_input else []
+        extra += ["drops out while training"] if self.dropout else []
         return f"{self.op}({names})" + (f" [{', '.join(extra)}]" if extra else "")
 
 
@@ -143,8 +147,10 @@ def compile_steps(layers, by_loss, conv_algo, fuse=True):
                 i += len(covered) + 1
                 continue
             op = "dense" if isinstance(layer, Dense) else "conv2d"
+            dropout = fuse and op == "dense" and act == "relu" and isinstance(nxt, Dropout)
+            covered += [nxt] if dropout else []
             steps.append(Step(op, tuple(covered), "relu" if act == "relu" else "linear", post, precision,
-                              relu_backward=act == "relu"))
+                              relu_backward=act == "relu", dropout=dropout))
             i += len(covered)
         elif isinstance(layer, Activation):
             idle = layer.activation == "linear" or (final and layer.activation == by_loss)
@@ -259,7 +265,8 @@ class Plan:
         if op in ("dense", "conv2d"):
             y = self._buf(i, "y", layer.out_shape, n)
             if op == "dense":
-                layer.forward(ctx, x, y, step.activation, packed=ctx.packed[i] if ctx.packed else None)
+                drop = step.layers[-1].mask_key(ctx, y.shape[1]) if step.dropout and training else None
+                layer.forward(ctx, x, y, step.activation, packed=ctx.packed[i] if ctx.packed else None, dropout=drop)
             else:
                 layer.forward(ctx, x, y, step.activation)
             if step.post_activation:
@@ -310,7 +317,9 @@ class Plan:
         if op in ("dense", "conv2d"):
             x, y = saved
             dz = dy
-            if step.relu_backward:
+            if step.relu_backward and step.dropout:
+                dz = step.layers[-1].backward_through_relu(ctx, dy, y, self._buf(i, "dz", layer.out_shape, n))
+            elif step.relu_backward:
                 dz = activation_backward(ctx, "relu", dy, y, self._buf(i, "dz", layer.out_shape, n))
             elif step.post_activation:
                 dz = activation_backward(ctx, step.post_activation, dy, y, self._buf(i, "dz", layer.out_shape, n))

@@ -47,11 +47,12 @@ class Dense(Layer):
                 "use_bias": self.use_bias, "kernel_initializer": self.kernel_initializer,
                 "bias_initializer": self.bias_initializer}
 
-    def forward(self, ctx, x, y, activation="linear", packed=None):
+    def forward(self, ctx, x, y, activation="linear", packed=None, dropout=None):
         """y = activation(x @ kernel + bias) for the activation the kernel fuses ('linear' or 'relu');
-        packed: the kernel packed once for many batches (inference)."""
+        packed: the kernel packed once for many batches (inference); dropout: a Dropout's mask_key, to drop out
+        y as the kernel makes it (training)."""
         _kernels.dense_forward(x, self.params[0], self.params[1] if self.use_bias else None, out=y,
-                               activation=activation, packed=packed, **ctx.gemm)
+                               activation=activation, packed=packed, dropout=dropout, **ctx.gemm)
         return y
 
     def backward(self, ctx, dz, x, dx=None):
@@ -98,15 +99,23 @@ class Dropout(Layer):
     def get_config(self):
         return {**super().get_config(), "rate": self.rate, "seed": self.seed}
 
+    def mask_key(self, ctx, features):
+        """(rate, seed, stream, first): what draws this training step's mask over rows of `features` elements."""
+        seed = ctx.seed if self.seed is None else self.seed
+        return self.rate, seed, ctx.dropout_stream(self.index), ctx.row0 * features
+
     def forward(self, ctx, x, y, keep):
         """Training only (at inference the layer is the identity): y and the kept-element mask keep."""
-        seed = ctx.seed if self.seed is None else self.seed
-        _kernels.dropout_forward(x, self.rate, seed, ctx.dropout_stream(self.index), out=y, keep=keep,
-                                 n_threads=ctx.n_threads, first=ctx.row0 * (x.size // x.shape[0]))
+        rate, seed, stream, first = self.mask_key(ctx, x.size // x.shape[0])
+        _kernels.dropout_forward(x, rate, seed, stream, out=y, keep=keep, n_threads=ctx.n_threads, first=first)
         return y
 
     def backward(self, ctx, dy, keep, dx):
         return _kernels.dropout_backward(dy, keep, self.rate, out=dx, n_threads=ctx.n_threads)
+
+    def backward_through_relu(self, ctx, dy, y, dx):
+        """dL/d(the ReLU's input) from this layer's output y, when a dense kernel applied the ReLU and the mask."""
+        return _kernels.dropout_relu_backward(dy, y, self.rate, out=dx, n_threads=ctx.n_threads)
 
 
 class Flatten(Layer):
