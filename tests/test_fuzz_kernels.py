@@ -477,16 +477,19 @@ def test_fuzz_dropout(data):
     seed, stream = c.pick([0, 1, 2**64 - 1]), c.pick([0, 3, 2**63])
     c.common()
     bad_scalars = {"rate": [1.0, -0.1, math.nan, "x"], "seed": [-1, 2**64, 1.0]}
-    if c.draw(st.booleans(), label="backward"):
+    direction = c.pick(["forward", "backward", "backward through the ReLU"])
+    if direction != "forward":  # the mask given, or read off the output of a ReLU then dropout (y > 0)
         keep = (c.rng.random(shape) >= rate).astype(np.uint8)
-        dy = c.array(shape)
-        c.args.update(dy=dy.copy(), keep=keep, rate=rate)
+        dy, y = c.array(shape), c.array(shape) * keep
+        c.args.update(dy=dy.copy(), rate=rate, **({"keep": keep} if direction == "backward" else {"y": y}))
         c.output("out", shape)
         if c.draw(st.booleans(), label="in place"):
             c.args["out"] = c.args["dy"]
-        c.spoil(arrays=("dy", "keep"), outputs=("out",), scalars={"rate": bad_scalars["rate"]},
-                in_place=(("out", "dy"),))
-        c.run(_kernels.dropout_backward, lambda dx: close(dx, ref.dropout_backward(dy, keep, rate), "dropout_backward"))
+        c.spoil(arrays=("dy", "keep" if direction == "backward" else "y"), outputs=("out",),
+                scalars={"rate": bad_scalars["rate"]}, in_place=(("out", "dy"),))
+        kernel, mask = ((_kernels.dropout_backward, keep) if direction == "backward"
+                        else (_kernels.dropout_relu_backward, (y > 0).astype(np.uint8)))
+        c.run(kernel, lambda dx: close(dx, ref.dropout_backward(dy, mask, rate), direction))
         return
     x = c.array(shape)
     c.args.update(x=x.copy(), rate=rate, seed=seed, stream=stream)
