@@ -7,34 +7,37 @@ int64_t fn_dense_workspace(int64_t N, int64_t I, int64_t O, int isa, int n_threa
     return fn_max64(forward, fn_gemm_workspace(N, I, O, isa, n_threads) + fn_gemm_workspace(I, O, N, isa, n_threads));
 }
 
+/* y = act(x w + b), then dropout per e, on w or on wp (w packed by fn_gemm_pack): one GEMM job, the epilogue on
+ * each finished tile. */
+static int dense_forward(float *y, const float *x, const float *w, const float *wp, int64_t N, int64_t I, int64_t O,
+                         const fn_epilogue *e, int isa, float *ws, int n_threads) {
+    if ((e->act != FN_ACT_LINEAR && e->act != FN_ACT_RELU) || !(e->rate >= 0.0f && e->rate < 1.0f)) return FN_EINVAL;
+    const int nt = fn_threads_for(N * I * O, FN_GRAIN_MACS, n_threads);
+    fn_gemm_job j;
+    if (wp) fn_gemm_job_init_prepacked(&j, 0, N, O, I, 1.0f, x, I, wp, 0.0f, y, O, isa, ws, nt);
+    else fn_gemm_job_init(&j, 0, 0, N, O, I, 1.0f, x, I, w, O, 0.0f, y, O, isa, ws, nt);
+    #pragma omp parallel num_threads(nt)
+    fn_gemm_job_run(&j, e);
+    return FN_OK;
+}
+
 int fn_dense_forward_dropout(float *y, const float *x, const float *w, const float *b, int64_t N, int64_t I,
                              int64_t O, int act, float rate, uint64_t seed, uint64_t stream, uint64_t first, int isa,
                              float *ws, int n_threads) {
-    if ((act != FN_ACT_LINEAR && act != FN_ACT_RELU) || !(rate >= 0.0f && rate < 1.0f)) return FN_EINVAL;
-    const int nt = fn_threads_for(N * I * O, FN_GRAIN_MACS, n_threads);
     const fn_epilogue e = {b, act, rate, fn_dropout_key(seed, stream), first};
-    fn_gemm_job j;
-    fn_gemm_job_init(&j, 0, 0, N, O, I, 1.0f, x, I, w, O, 0.0f, y, O, isa, ws, nt);
-    #pragma omp parallel num_threads(nt)
-    fn_gemm_job_run(&j, &e);
-    return FN_OK;
+    return dense_forward(y, x, w, NULL, N, I, O, &e, isa, ws, n_threads);
 }
 
 int fn_dense_forward(float *y, const float *x, const float *w, const float *b, int64_t N, int64_t I,
                      int64_t O, int act, int isa, float *ws, int n_threads) {
-    return fn_dense_forward_dropout(y, x, w, b, N, I, O, act, 0.0f, 0, 0, 0, isa, ws, n_threads);
+    const fn_epilogue e = {b, act, 0.0f, 0, 0};
+    return dense_forward(y, x, w, NULL, N, I, O, &e, isa, ws, n_threads);
 }
 
 int fn_dense_forward_prepacked(float *y, const float *x, const float *wp, const float *b, int64_t N, int64_t I,
                                int64_t O, int act, int isa, float *ws, int n_threads) {
-    if (act != FN_ACT_LINEAR && act != FN_ACT_RELU) return FN_EINVAL;
-    const int nt = fn_threads_for(N * I * O, FN_GRAIN_MACS, n_threads);
     const fn_epilogue e = {b, act, 0.0f, 0, 0};
-    fn_gemm_job j;
-    fn_gemm_job_init_prepacked(&j, 0, N, O, I, 1.0f, x, I, wp, 0.0f, y, O, isa, ws, nt);
-    #pragma omp parallel num_threads(nt)
-    fn_gemm_job_run(&j, &e);
-    return FN_OK;
+    return dense_forward(y, x, NULL, wp, N, I, O, &e, isa, ws, n_threads);
 }
 
 /* Columns [j0, j1) of db: each summed over the rows in order. */
