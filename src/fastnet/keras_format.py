@@ -25,13 +25,13 @@ import zipfile
 
 import numpy as np
 
-from fastnet import _version, layers, mixed_precision, optimizers
+from fastnet import _untrusted, _version, layers, mixed_precision, optimizers
 from fastnet._io import atomic_write
 
 KERAS_VERSION = "3.0.0"  # the Keras format version written (metadata.json); fastnet's own version beside it
 
 
-class KerasFileError(ValueError):
+class KerasFileError(_untrusted.ModelFileError):
     """A Keras file fastnet cannot read, or a model it cannot write as one (the message names the reason)."""
 
 
@@ -107,41 +107,75 @@ def write_weights(model, f):
             group.create_dataset(str(i + 2), data=s)
 
 
-def read_weights(model, f, where):
-    """Keras-layout weights from an open h5py File into the model (checked whole before anything changes); the
-    optimizer's state too when the model is compiled and the file holds state of the same optimizer's shape."""
-    new = []
+def _weight_datasets(model, h5):
+    """The datasets holding each layer's weights, in get_weights order, their shapes checked (nothing read)."""
+    found = []
     for layer, path in zip(model.layers, layer_paths(model)):
-        if not layer.params:
+        specs = layer.weight_specs()
+        if not specs:
             continue
-        group = f.get(f"{path}/vars")
-        if group is None:
-            raise KerasFileError(f"{where}: no weights for {layer.name} ({keras_class(layer)}) at {path}: the file "
-                                 f"holds {sorted(f.get('layers', {}).keys())}; is it the same architecture?")
-        if len(group) != len(layer.params):
-            raise KerasFileError(f"{where}: {path} holds {len(group)} arrays, {layer.name} has {len(layer.params)}")
-        for i, (mine, wname) in enumerate(zip(layer.params, layer.weight_names)):
-            w = np.asarray(group[str(i)])
-            if w.shape != mine.shape:
-                raise KerasFileError(f"{where}: {path}/vars/{i} has shape {w.shape}, {layer.name}/{wname} has "
-                                     f"{mine.shape}")
-            new.append(w)
-    try:
-        model.set_weights(new)
-    except (TypeError, ValueError) as e:
-        raise KerasFileError(f"{where}: {e}") from None
-    group = f.get("optimizer/vars")
-    if model._compiled and group is not None:
-        slots = _slot_order(model)
-        stored = [np.asarray(group[str(i)]) for i in range(len(group))]
-        if len(stored) == len(slots) + 2 and all(s.shape == v.shape for s, v in zip(stored[2:], slots)):
-            for view, s in zip(slots, stored[2:]):
-                np.copyto(view, s)
-            model.optimizer.iterations = int(stored[0])
-        elif len(stored) > 2:
-            warnings.warn(f"{where}: the file's optimizer state ({len(stored) - 2} arrays) does not fit "
+        names = h5.groups.get(f"{path}/vars")
+        if names is None:
+            raise h5.error(f"no weights for {layer.name} ({keras_class(layer)}) at {path}: the file holds "
+                           f"{sorted(h5.groups.get('layers', []))}; is it the same architecture?")
+        if len(names) != len(specs):
+            raise h5.error(f"{path} holds {len(names)} arrays, {layer.name} has {len(specs)}")
+        for i, (wname, shape, *_) in enumerate(specs):
+            dataset = h5.datasets.get(f"{path}/vars/{i}")
+            if dataset is None:
+                raise h5.error(f"{path}/vars holds {sorted(names)}; Keras numbers a layer's weights 0, 1, ... "
+                               f"({layer.name}/{wname} is {i})")
+            if dataset.shape != tuple(shape):
+                raise h5.error(f"{path}/vars/{i} has shape {dataset.shape}, {layer.name}/{wname} has {tuple(shape)}")
+            found.append(dataset)
+    return found
+
+
+def _read_optimizer_state(model, h5):
+    """(iterations, slot arrays) from the file when its optimizer state fits the model's compiled optimizer;
+    None when the model is not compiled or the file holds no state, or (with a warning) when it does not fit."""
+    names = h5.groups.get("optimizer/vars")
+    if not model._compiled or names is None:
+        return None
+    stored = [h5.datasets.get(f"optimizer/vars/{i}") for i in range(len(names))]
+    if None in stored:
+        raise h5.error(f"optimizer/vars holds {sorted(names)}; Keras numbers them 0, 1, ...")
+    slots = _slot_order(model)
+    if len(stored) != len(slots) + 2 or stored[0].shape not in ((), (1,)) or \
+            any(s.shape != v.shape for s, v in zip(stored[2:], slots)):
+        if len(stored) > 2:
+            warnings.warn(f"{h5.source.name}: the file's optimizer state ({len(stored) - 2} arrays) does not fit "
                           f"{model.optimizer} ({len(slots)}); the optimizer starts afresh", RuntimeWarning,
-                          stacklevel=3)
+                          stacklevel=4)
+        return None
+    iterations = np.asarray(h5.read(stored[0]), dtype=np.float64).reshape(-1)[0]
+    if not (np.isfinite(iterations) and iterations == int(iterations) and 0 <= iterations < 2**63):
+        raise h5.error(f"optimizer/vars/0, the optimizer's iteration count, is {iterations}")
+    return int(iterations), [_untrusted.check_finite(h5, h5.read(d), d.path) for d in stored[2:]]
+
+
+def _set_optimizer_state(model, state):
+    if state is not None:
+        for view, s in zip(_slot_order(model), state[1]):
+            np.copyto(view, s, casting="unsafe")
+        model.optimizer.iterations = state[0]
+
+
+def _set_weights(model, h5, weights, restored):
+    try:
+        (model._set_restored_weights if restored else model.set_weights)(weights)
+    except (TypeError, ValueError) as e:
+        raise h5.error(str(e)) from None
+
+
+def read_weights(model, h5):
+    """Keras-layout weights from a walked HDF5 file (fastnet._untrusted.HDF5) into the model, and the optimizer's
+    state when the model is compiled and the file holds state of that optimizer's shape. Every shape is checked
+    before anything is read; the model changes only once everything has been read."""
+    weights = [h5.read(d) for d in _weight_datasets(model, h5)]
+    state = _read_optimizer_state(model, h5)
+    _set_weights(model, h5, weights, restored=False)
+    _set_optimizer_state(model, state)
 
 
 def save_weights(model, path):
@@ -155,14 +189,12 @@ def save_weights(model, path):
 
 
 def load_weights(model, path):
-    h5py = _h5py()
-    try:
-        with h5py.File(os.fspath(path), "r") as f:
-            read_weights(model, f, str(path))
-    except OSError as e:
-        if isinstance(e, FileNotFoundError) or not os.path.exists(path):
-            raise FileNotFoundError(f"load_weights: no such file {path}") from None
-        raise KerasFileError(f"{path}: not a readable HDF5 weights file ({e})") from None
+    _h5py()
+    source = _untrusted.Source(path, KerasFileError)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"load_weights: no such file {path}")
+    with _untrusted.HDF5.open(source, path) as h5:
+        read_weights(model, h5)
 
 
 # ---------------------------------------------------------------- model configs, fastnet -> Keras
@@ -274,121 +306,130 @@ _TAKEN = {
 }
 
 
-def _dtype_name(dtype):
-    if isinstance(dtype, dict):
-        dtype = dtype.get("config", {}).get("name")
-    return dtype
+def _dtype_name(source, dtype, where):
+    if isinstance(dtype, dict):  # a DTypePolicy: {'class_name': 'DTypePolicy', 'config': {'name': ...}}
+        dtype = source.field(source.field(dtype, "config", "object", f"{where}: dtype"), "name", "string",
+                             f"{where}: dtype")
+    return source.expect(dtype, ("string", "null"), f"{where}: dtype")
 
 
-def _read_initializer(value, where):
+def _read_initializer(source, value, where):
     if isinstance(value, dict):
-        value = value.get("class_name")
+        value = source.field(value, "class_name", "string", where)
     names = {v: k for k, v in INITIALIZERS.items()}
-    if value in names:
+    if isinstance(value, str) and value in names:
         return names[value]
-    if value in INITIALIZERS:
+    if isinstance(value, str) and value in INITIALIZERS:
         return value
-    raise KerasFileError(f"{where}: initializer {value!r}; fastnet has {', '.join(INITIALIZERS)}")
+    raise source.error(f"{where}: initializer {value!r:.60}; fastnet has {', '.join(INITIALIZERS)}")
 
 
-def keras_layer(spec, where, input_shape=None):
-    """A fastnet layer from one entry of a Keras Sequential config (input_shape: the model's, for the first)."""
-    cls = ALIASES.get(spec.get("class_name"), spec.get("class_name"))
-    config = dict(spec.get("config") or {})
+def keras_layer(source, spec, i, input_shape=None):
+    """A fastnet layer from entry i of a Keras Sequential config (input_shape: the model's, for the first)."""
+    cls = source.field(spec, "class_name", "string", f"layer {i}")
+    cls = ALIASES.get(cls, cls)
+    config = dict(source.field(spec, "config", "object", f"layer {i}", {}))
     if cls not in KERAS_CLASSES:
-        raise KerasFileError(f"{where}: layer {config.get('name')!r} is a Keras {cls}; fastnet reads "
-                             f"{', '.join(KERAS_CLASSES)} (and InputLayer)")
-    where = f"{where}: layer {config.get('name')!r} ({cls})"
-    dtype = _dtype_name(config.get("dtype"))
+        raise source.error(f"layer {config.get('name')!r:.60} is a Keras {cls:.60}; fastnet reads "
+                           f"{', '.join(KERAS_CLASSES)} (and InputLayer)")
+    where = f"layer {config.get('name')!r:.60} ({cls})"
+    dtype = _dtype_name(source, config.get("dtype"), where)
     if dtype not in (None, *mixed_precision.POLICIES):
-        raise KerasFileError(f"{where}: dtype policy {dtype!r}; fastnet has {', '.join(mixed_precision.POLICIES)}")
+        raise source.error(f"{where}: dtype policy {dtype!r}; fastnet has {', '.join(mixed_precision.POLICIES)}")
     if config.get("trainable") is False:
-        raise KerasFileError(f"{where}: trainable=False; fastnet trains every layer")
+        raise source.error(f"{where}: trainable=False; fastnet trains every layer")
     for key, value in config.items():
         if key not in _TAKEN[cls] and key not in _IGNORED and value not in _NOTHING:
-            raise KerasFileError(f"{where}: {key}={value!r} is a Keras setting fastnet does not have")
+            raise source.error(f"{where}: {key}={value!r:.60} is a Keras setting fastnet does not have")
     kwargs = {k: v for k, v in config.items() if k in _TAKEN[cls]}
     kwargs["dtype"] = dtype or "float32"  # the file's policy, never the global one in force while loading
     if input_shape is not None:
         kwargs["input_shape"] = tuple(input_shape)
     for key in ("kernel_initializer", "bias_initializer"):
         if key in kwargs:
-            kwargs[key] = _read_initializer(kwargs[key], where)
+            kwargs[key] = _read_initializer(source, kwargs[key], f"{where}: {key}")
     try:
         return KERAS_CLASSES[cls](**kwargs)
-    except (TypeError, ValueError) as e:
-        raise KerasFileError(f"{where}: {e}") from None
+    except (TypeError, ValueError, OverflowError) as e:
+        raise source.error(f"{where}: {e}") from None
 
 
-def _input_shape(config):
+def _input_shape(source, config, entries):
     """The model's input shape (no batch axis) from an InputLayer entry, a first layer's batch_input_shape, or
     the build config."""
-    for spec in config.get("layers", []):
-        c = spec.get("config") or {}
+    for i, spec in enumerate(entries):
+        c = source.field(spec, "config", "object", f"layer {i}", {})
         shape = c.get("batch_shape") or c.get("batch_input_shape")
         if shape:
-            return tuple(shape[1:])
-    shape = config.get("build_input_shape")
+            return tuple(source.expect(shape, "list", f"layer {i}: batch_shape")[1:])
+    shape = source.field(config, "build_input_shape", ("list", "null"), "the model's config", None)
     return tuple(shape[1:]) if shape else None
 
 
-def keras_optimizer(spec, where):
+def keras_optimizer(source, spec, where):
     """An optimizer from a Keras compile_config entry: a name, or {'class_name', 'config'}."""
     if isinstance(spec, str) and spec.lower() in optimizers.ALL:
         return optimizers.get(spec)
     cls = OPTIMIZERS.get(spec.get("class_name")) if isinstance(spec, dict) else None
     if cls is None:
-        raise KerasFileError(f"{where}: optimizer {spec!r}; fastnet has {', '.join(OPTIMIZERS)}")
-    config = dict(spec.get("config") or {})
+        raise source.error(f"{where}: optimizer {spec!r:.80}; fastnet has {', '.join(OPTIMIZERS)}")
+    config = dict(source.field(spec, "config", ("object", "null"), where, None) or {})
     hyper = {k: config.pop(k) for k in list(config) if k in cls.defaults}
     lr = config.pop("learning_rate", None)
     if isinstance(lr, dict):
-        raise KerasFileError(f"{where}: a learning-rate schedule ({lr.get('class_name')}); fastnet takes a number")
+        raise source.error(f"{where}: a learning-rate schedule ({lr.get('class_name')!r:.60}); fastnet takes a number")
     unused = {"name", "jit_compile", "is_legacy_optimizer", "ema_momentum", "ema_overwrite_frequency"}
     for key, value in config.items():
         if key not in unused and value not in _NOTHING:
-            raise KerasFileError(f"{where}: optimizer setting {key}={value!r} that fastnet does not have")
-    return cls(learning_rate=lr, **hyper)
+            raise source.error(f"{where}: optimizer setting {key}={value!r:.60} that fastnet does not have")
+    try:
+        return cls(learning_rate=lr, **hyper)
+    except (TypeError, ValueError, OverflowError) as e:
+        raise source.error(f"{where}: {e}") from None
+
+
+def _compile(source, model, compile_config):
+    where = "compile_config"
+    loss = compile_config.get("loss")
+    if not isinstance(loss, str):
+        raise source.error(f"{where}: loss {loss!r:.60}; fastnet reads losses given by name")
+    try:
+        model.compile(loss=loss, optimizer=keras_optimizer(source, compile_config.get("optimizer"), where),
+                      metrics=compile_config.get("metrics"))
+    except (TypeError, ValueError, OverflowError) as e:
+        raise source.error(f"{where}: {e}") from None
 
 
 def load_keras(path, compile=True):
-    """A fastnet Sequential from a Keras 3 .keras archive."""
-    from fastnet.models import Sequential
-
-    h5py = _h5py()
-    where = str(path)
-    try:
-        with zipfile.ZipFile(os.fspath(path)) as z:
-            names = set(z.namelist())
-            if not {"config.json", "model.weights.h5"} <= names:
-                raise KerasFileError(f"{where}: not a Keras 3 archive (it holds {sorted(names)}; config.json and "
-                                     "model.weights.h5 expected)")
-            spec = json.loads(z.read("config.json"))
-            weights = z.read("model.weights.h5")
-    except (zipfile.BadZipFile, EOFError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise KerasFileError(f"{where}: truncated, corrupted or not a .keras archive ({type(e).__name__}: {e})") \
-            from None
-    if not isinstance(spec, dict) or spec.get("class_name") != "Sequential":
-        raise KerasFileError(f"{where}: the model is a Keras {spec.get('class_name') if isinstance(spec, dict) else spec!r}; "
-                             "fastnet reads Sequential models")
-    config = spec.get("config") or {}
-    model = Sequential(name=config.get("name"))
-    specs = [s for s in config.get("layers", []) if s.get("class_name") != "InputLayer"]
-    shape = _input_shape(config)
-    if shape is None:
-        raise KerasFileError(f"{where}: the model's input shape is not in the file (an unbuilt model)")
-    for i, layer_spec in enumerate(specs):
-        model.add(keras_layer(layer_spec, where, input_shape=shape if i == 0 else None))
-    compile_config = spec.get("compile_config")
-    if compile and compile_config:
-        loss, metrics = compile_config.get("loss"), compile_config.get("metrics")
-        if not isinstance(loss, str):
-            raise KerasFileError(f"{where}: loss {loss!r}; fastnet reads losses given by name")
-        try:
-            model.compile(loss=loss, optimizer=keras_optimizer(compile_config.get("optimizer"), where),
-                          metrics=metrics)
-        except (TypeError, ValueError) as e:
-            raise KerasFileError(f"{where}: {e}") from None
-    with h5py.File(io.BytesIO(weights), "r") as f:
-        read_weights(model, f, where)
+    """A fastnet Sequential from a Keras 3 .keras archive, read as untrusted input (fastnet._untrusted)."""
+    _h5py()
+    source = _untrusted.Source(path, KerasFileError)
+    with _untrusted.Archive(source, path, "a .keras archive") as archive:
+        if not {"config.json", "model.weights.h5"} <= set(archive.members):
+            raise source.error(f"not a Keras 3 archive (it holds {sorted(archive.members)[:20]}; config.json and "
+                               "model.weights.h5 expected)")
+        spec = source.json(archive.read("config.json", _untrusted.MAX_JSON_BYTES), "config.json")
+        if not isinstance(spec, dict) or spec.get("class_name") != "Sequential":
+            kind = spec.get("class_name") if isinstance(spec, dict) else spec
+            raise source.error(f"the model is a Keras {kind!r:.60}; fastnet reads Sequential models")
+        config = source.field(spec, "config", "object", "config.json")
+        entries = [source.expect(s, "object", f"layer {i}")
+                   for i, s in enumerate(source.field(config, "layers", "list", "the model's config"))]
+        shape = _input_shape(source, config, entries)
+        if shape is None:
+            raise source.error("the model's input shape is not in the file (an unbuilt model)")
+        entries = [(i, s) for i, s in enumerate(entries) if s.get("class_name") != "InputLayer"]
+        layers_ = [keras_layer(source, s, i, input_shape=shape if n == 0 else None) for n, (i, s) in enumerate(entries)]
+        model = _untrusted.restore(source, source.field(config, "name", "string", "the model's config", None),
+                                   layers_)
+        shapes = [shape for layer in model.layers for _, shape, *_ in layer.weight_specs()]
+        size = archive.members["model.weights.h5"].file_size
+        _untrusted.check_weights_fit(source, shapes, size, "its model.weights.h5")
+        compile_config = source.field(spec, "compile_config", ("object", "null"), "config.json", None)
+        weights = io.BytesIO(archive.read("model.weights.h5", size))
+    with _untrusted.HDF5(source, weights, "model.weights.h5", size) as h5:
+        _set_weights(model, h5, [h5.read(d) for d in _weight_datasets(model, h5)], restored=True)
+        if compile and compile_config:
+            _compile(source, model, compile_config)
+            _set_optimizer_state(model, _read_optimizer_state(model, h5))
     return model

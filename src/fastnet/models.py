@@ -59,6 +59,26 @@ class Sequential:
 
     # ---------------------------------------------------------------- building
     def add(self, layer):
+        self._add(layer, init=True)
+
+    @classmethod
+    def _restore(cls, name, layers):
+        """A model of these layers with their shapes built and no weights yet: a loader reads the shapes from
+        layer.weight_specs(), checks what its file claims against them, then hands the arrays to
+        _set_restored_weights."""
+        model = cls(name=name)
+        for layer in layers:
+            model._add(layer, init=False)
+        return model
+
+    def _set_restored_weights(self, weights):
+        """Allocate the weights of a _restore'd model and set them (set_weights's checks apply)."""
+        for layer in self.layers:
+            layer.init_weights(None)
+        self.set_weights(weights)
+
+    def _add(self, layer, init):
+        """add(); init False: the layer's weights are not allocated (_restore)."""
         if isinstance(layer, InputLayer):
             if self.layers or self._input is not None:
                 raise ValueError("Sequential: Input / InputLayer must be the model's first element, and come once; "
@@ -91,7 +111,8 @@ class Sequential:
                 raise ValueError(f"{layer.name}: input_shape={layer.input_shape_arg} but the previous layer outputs "
                                  f"{public_shape(in_shape, in_fmt)}")
         layer.build(in_shape, in_fmt)
-        layer.init_weights(_seed.generator(self.seed, self.model_id, 0, layer.index))
+        if init:
+            layer.init_weights(_seed.generator(self.seed, self.model_id, 0, layer.index))
         self.layers.append(layer)
         self._names.add(layer.name)
         self._compiled = False  # the loss may no longer take over the last softmax, and new weights need slots

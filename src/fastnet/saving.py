@@ -1,7 +1,8 @@
 """Saving and loading models: by the file's extension, Keras 3's .keras archive (fastnet.keras_format) or
 fastnet's own .npz; weights alone as Keras 3's .weights.h5.
 
-fastnet's own format: one .npz archive (a zip of .npy files), read with allow_pickle=False.
+fastnet's own format: one .npz archive (a zip of .npy files), each member read by fastnet._untrusted (its .npy
+header checked against what the model needs before its data is read; never a pickle):
 
     fastnet_model.json  0-d unicode array: {"format": "fastnet-model", "version": 1, "model": get_config(),
                         "compile": {"loss", "metrics", "optimizer": {"class_name", "config"}} | null,
@@ -10,26 +11,20 @@ fastnet's own format: one .npz archive (a zip of .npy files), read with allow_pi
     weight_NNN          the model's weights in get_weights() order (Keras layouts)
     optimizer_NNN       the optimizer's slots over the flat parameter arena (when saved with it)
 
-Files are written to a temporary file beside the target and renamed into place: a crash never leaves a
-half-written model.
+Files are written to a partial file beside the target and renamed into place (fastnet._io): a crash never
+leaves a half-written model.
 """
 import json
 import os
-import zipfile
+import re
 
 import numpy as np
 
-from fastnet import _check, layers, optimizers
+from fastnet import _check, _untrusted, layers, optimizers
 from fastnet._io import atomic_write
-from fastnet.models import Sequential
+from fastnet._untrusted import ModelFileError
 
 FORMAT, VERSION = "fastnet-model", 1
-
-
-class ModelFileError(ValueError):
-    """A file that is not a valid fastnet model (truncated, corrupted, foreign or incompatible)."""
-
-
 MODEL_EXTENSIONS = (".keras", ".npz")
 WEIGHTS_EXTENSION = ".weights.h5"
 
@@ -87,32 +82,110 @@ def _save_npz(model, path, include_optimizer):
     atomic_write(path, lambda f: np.savez(f, **arrays))
 
 
-def _read(path):
+NPZ_JSON = "fastnet_model.json.npy"
+_NPZ_ARRAY = re.compile(r"(weight|optimizer)_(\d{3,})\.npy")
+
+
+def _npz_members(archive):
+    """The archive's weight and optimizer entries by kind, in order; any other member is refused by name."""
+    found = {"weight": {}, "optimizer": {}}
+    for name in archive.members:
+        match = _NPZ_ARRAY.fullmatch(name)
+        if name != NPZ_JSON and (match is None or name != f"{match[1]}_{int(match[2]):03d}.npy"):
+            raise archive.source.error(f"unknown member {name!r}; a fastnet model holds {NPZ_JSON}, weight_NNN.npy "
+                                       "and optimizer_NNN.npy")
+        if match:
+            found[match[1]][int(match[2])] = name
+    return [[kind[i] for i in sorted(kind)] for kind in found.values()]
+
+
+def _npz_arrays(archive, names, shapes, what):
+    """The arrays of these members, each header checked against its expected shape before any is read."""
+    if len(names) != len(shapes) or any(name != f"{what}_{i:03d}.npy" for i, name in enumerate(names)):
+        raise archive.source.error(f"the file holds {len(names)} {what} arrays, the model described in it needs "
+                                   f"{len(shapes)}")
+    entries = [archive.npy(name) for name in names]
+    for entry, shape in zip(entries, shapes):
+        if entry.dtype.kind not in _untrusted.REAL_KINDS or entry.shape != tuple(shape):
+            raise archive.source.error(f"{entry.name} is {entry.dtype} {entry.shape}; the model needs float32 "
+                                       f"{tuple(shape)}")
+    return [archive.array(entry) for entry in entries]
+
+
+def _npz_layer(source, spec, i):
+    """A layer from one entry of the file's layer list, by fastnet's own class names only."""
+    not_layers = ("Layer", "LegacyAPIWarning", "Input", "InputLayer")  # never in a saved model's layer list
+    what = f"layer {i}"
+    name = source.field(spec, "class_name", "string", what)
+    if name not in layers.__all__ or name in not_layers:
+        raise source.error(f"{what}: unknown layer class {name!r}")
+    config = dict(source.field(spec, "config", "object", what))
+    config.setdefault("dtype", "float32")  # files from before policies; never the global policy
+    if "batch_input_shape" in config:
+        config["batch_input_shape"] = tuple(source.expect(config["batch_input_shape"], "list",
+                                                          f"{what}: batch_input_shape"))
     try:
-        f = np.load(os.fspath(path), allow_pickle=False)
-        if not isinstance(f, np.lib.npyio.NpzFile):
-            raise ModelFileError(f"{path}: a single .npy array, not a fastnet model archive")
-        with f:
-            if "fastnet_model.json" not in f.files:
-                raise ModelFileError(f"{path}: not a fastnet model (no fastnet_model.json entry)")
-            meta = json.loads(str(f["fastnet_model.json"][()]))
-            arrays = {k: f[k] for k in f.files if k != "fastnet_model.json"}
-    except FileNotFoundError:
-        raise
-    except ModelFileError:
-        raise
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError, UnicodeDecodeError) as e:
-        raise ModelFileError(f"{path}: truncated, corrupted or not a fastnet model file ({type(e).__name__}: {e})") \
-            from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise ModelFileError(f"{path}: not a fastnet model (format {meta.get('format') if isinstance(meta, dict) else None!r})")
-    if meta.get("version") != VERSION:
-        raise ModelFileError(f"{path}: fastnet model format version {meta.get('version')}, this fastnet reads {VERSION}")
-    return meta, arrays
+        return getattr(layers, name).from_config(config)
+    except (TypeError, ValueError, OverflowError) as e:
+        raise source.error(f"{what} ({name}): {e}") from None
+
+
+def _load_npz(path, compile):
+    source = _untrusted.Source(path, ModelFileError)
+    with open(path, "rb") as f:
+        if f.read(6) == b"\x93NUMPY":
+            raise source.error("a single .npy array, not a fastnet model archive")
+    with _untrusted.Archive(source, path, "a fastnet model file") as archive:
+        if NPZ_JSON not in archive.members:
+            raise source.error("not a fastnet model (no fastnet_model.json entry)")
+        weight_names, slot_names = _npz_members(archive)
+        entry = archive.npy(NPZ_JSON)
+        if entry.dtype.kind != "U" or entry.shape != () or entry.nbytes > 4 * _untrusted.MAX_JSON_BYTES:
+            raise source.error(f"fastnet_model.json is {entry.dtype} {entry.shape}; a JSON text was expected")
+        meta = source.json(archive.text(entry), "fastnet_model.json")
+        source.expect(meta, "object", "fastnet_model.json")
+        if meta.get("format") != FORMAT:
+            raise source.error(f"not a fastnet model (format {meta.get('format')!r:.60})")
+        if meta.get("version") != VERSION:
+            raise source.error(f"fastnet model format version {meta.get('version')!r:.60}, this fastnet reads "
+                               f"{VERSION}")
+        config = source.field(meta, "model", "object", "fastnet_model.json")
+        layer_specs = source.field(config, "layers", "list", "model")
+        model = _untrusted.restore(source, source.field(config, "name", "string", "model"),
+                                   [_npz_layer(source, spec, i) for i, spec in enumerate(layer_specs)])
+        shapes = [shape for layer in model.layers for _, shape, *_ in layer.weight_specs()]
+        _untrusted.check_weights_fit(source, shapes, archive.size, "the file")
+        weights = _npz_arrays(archive, weight_names, shapes, "weight")
+        try:
+            model._set_restored_weights(weights)
+        except (TypeError, ValueError) as e:
+            raise source.error(str(e)) from None
+
+        state = source.field(meta, "state", "object", "fastnet_model.json")
+        compiled = source.field(meta, "compile", ("object", "null"), "fastnet_model.json")
+        if compile and compiled:
+            loss = source.field(compiled, "loss", "string", "compile")
+            metrics = source.field(compiled, "metrics", ("list", "null"), "compile")
+            optimizer = source.field(compiled, "optimizer", "object", "compile")
+            try:
+                model.compile(loss=loss, optimizer=optimizers.get(optimizer), metrics=metrics)
+            except (TypeError, ValueError, OverflowError) as e:
+                raise source.error(f"compile: {e}") from None
+            if slot_names:
+                slots = _npz_arrays(archive, slot_names, [s.shape for s in model.optimizer.slots], "optimizer")
+                for name, mine, saved in zip(slot_names, model.optimizer.slots, slots):
+                    np.copyto(mine, _untrusted.check_finite(source, saved, name), casting="unsafe")
+                model.optimizer.iterations = source.count(state, "iterations", "state")
+    model.step = source.count(state, "step", "state", 0)
+    model.epochs_trained = source.count(state, "epochs_trained", "state", 0)
+    model.seed = source.count(state, "seed", "state", model.seed)
+    model.model_id = source.count(state, "model_id", "state", model.model_id)
+    return model
 
 
 def load_model(path, compile=True):
-    """A model from a .keras or .npz file (by the extension)."""
+    """A model from a .keras or .npz file (by the extension). Files are untrusted input (fastnet._untrusted):
+    nothing in them is executed, nothing outside them is read, and every size they claim is checked first."""
     path = _check.path(path, "path", "load_model")
     if _extension(path, "load_model", MODEL_EXTENSIONS) == ".keras":
         from fastnet import keras_format
@@ -120,47 +193,4 @@ def load_model(path, compile=True):
         if not os.path.exists(path):
             raise FileNotFoundError(f"load_model: no such file {os.fspath(path)}")
         return keras_format.load_keras(path, compile)
-    meta, arrays = _read(path)
-    not_layers = ("Layer", "LegacyAPIWarning", "Input", "InputLayer")  # never in a saved model's layer list
-    classes = {name: getattr(layers, name) for name in layers.__all__ if name not in not_layers}
-    try:
-        config = meta["model"]
-        model = Sequential(name=config["name"])
-        for spec in config["layers"]:
-            if spec["class_name"] not in classes:
-                raise ModelFileError(f"{path}: unknown layer class {spec['class_name']!r}")
-            layer_config = dict(spec["config"])
-            layer_config.setdefault("dtype", "float32")  # files from before policies; never the global policy
-            if "batch_input_shape" in layer_config:
-                layer_config["batch_input_shape"] = tuple(layer_config["batch_input_shape"])
-            model.add(classes[spec["class_name"]].from_config(layer_config))
-    except ModelFileError:
-        raise
-    except (KeyError, TypeError, ValueError) as e:
-        raise ModelFileError(f"{path}: invalid model configuration ({type(e).__name__}: {e})") from None
-
-    weights = [arrays.get(f"weight_{i:03d}") for i in range(len(model.weights))]
-    extra = [k for k in arrays if k.startswith("weight_") and int(k[7:]) >= len(weights)]
-    if any(w is None for w in weights) or extra:
-        raise ModelFileError(f"{path}: the file holds {sum(k.startswith('weight_') for k in arrays)} weight arrays, "
-                             f"the model described in it needs {len(weights)}")
-    try:
-        model.set_weights(weights)
-    except ValueError as e:
-        raise ModelFileError(f"{path}: {e}") from None
-
-    if compile and meta.get("compile"):
-        c = meta["compile"]
-        model.compile(loss=c["loss"], optimizer=optimizers.get(c["optimizer"]), metrics=c["metrics"])
-        slots = [arrays[k] for k in sorted(arrays) if k.startswith("optimizer_")]
-        if slots:
-            if len(slots) != len(model.optimizer.slots) or any(s.shape != m.shape for s, m in zip(slots, model.optimizer.slots)):
-                raise ModelFileError(f"{path}: optimizer state does not match the model's {model.optimizer}")
-            for mine, saved in zip(model.optimizer.slots, slots):
-                np.copyto(mine, saved)
-            model.optimizer.iterations = int(meta["state"]["iterations"])
-    state = meta["state"]
-    model.step = int(state.get("step", 0))
-    model.epochs_trained = int(state.get("epochs_trained", 0))
-    model.seed, model.model_id = int(state.get("seed", model.seed)), int(state.get("model_id", model.model_id))
-    return model
+    return _load_npz(path, compile)

@@ -159,6 +159,8 @@ class Layer:
         return []
 
     def init_weights(self, rng):
+        """The weights weight_specs() declares, drawn by their initializers from rng; rng None: allocated but not
+        set (a model read from a file, whose loader checked every shape first and sets them next)."""
         specs = self.weight_specs()
         nbytes = sum(4 * int(np.prod(shape, dtype=object)) for _, shape, _, _, _ in specs)
         memory = _memory_bytes()
@@ -166,7 +168,8 @@ class Layer:
             raise MemoryError(f"{self._where()}: its weights {[tuple(s[1]) for s in specs]} need "
                               f"{nbytes / 2**30:.1f} GiB, more than this machine's {memory / 2**30:.1f} GiB")
         self.weight_names = [s[0] for s in specs]
-        self.params = [initial_value(init, shape, fi, fo, rng) for _, shape, init, fi, fo in specs]
+        self.params = [np.empty(shape, np.float32) if rng is None else initial_value(init, shape, fi, fo, rng)
+                       for _, shape, init, fi, fo in specs]
         self.grads = []
 
     @property
