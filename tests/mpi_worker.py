@@ -153,7 +153,7 @@ def fault(out, kind):
         # rank 1's share. fit's global loss is inf on every rank, so every rank raises (rank 0 reports)
     elif kind == "failed_save":
         blocker = os.path.join(out, "not_a_folder")
-        open(blocker, "w").close()  # a checkpoint inside a file: rank 0's save fails after epoch 1
+        open(blocker, "w").close()  # a checkpoint inside a file: rank 0 fails as training begins
         cbs = [callbacks.ModelCheckpoint(os.path.join(blocker, "ckpt.npz"))]
     elif kind == "killed":
         class Die(callbacks.Callback):

@@ -152,7 +152,7 @@ FAULTS = {
     "bad_data": r"ValueError: fit: x contains NaN",
     "other_data": r"ValueError: fit: under fastnet.distributed every rank passes the same",
     "nan_loss": r"FloatingPointError: fit: the loss became",
-    "failed_save": r"(NotADirectoryError|FileExistsError|OSError)",
+    "failed_save": r"NotADirectoryError: \[Errno 20\] ModelCheckpoint: cannot write",
     "interrupted": r"(?m)^KeyboardInterrupt$",
     "uncaught": r"RuntimeError: rank 1 fails before fit",
     "stuck_abort": r"RuntimeError: rank 0 fails and its MPI_Abort hangs",  # the watchdog ends it

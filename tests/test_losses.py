@@ -120,3 +120,20 @@ def test_class_weight_of_a_single_sigmoid_output(rng):
     by_class = m.train_on_batch(x, y, class_weight={0: 0.5, 1: 3.0})
     by_sample = m.train_on_batch(x, y, sample_weight=np.where(y == 1, 3.0, 0.5))
     assert by_class == by_sample and by_class != m.train_on_batch(x, y)
+
+
+@pytest.mark.parametrize("name, keys", [("acc", {"acc"}), ("accuracy", {"accuracy", "acc"}),
+                                        ("categorical_accuracy", {"categorical_accuracy"}), ("mae", {"mae"})])
+def test_metrics_keep_the_name_they_were_given(rng, capsys, name, keys):
+    """Keras 3 logs a metric under the name compile got ('acc' stays 'acc'); 'accuracy' also under 'acc', the
+    Keras 2.0 key, in History only: evaluate and the progress line show each value once, by its name."""
+    x = rng.standard_normal((40, 3)).astype(np.float32)
+    y = np.eye(3, dtype=np.float32)[rng.integers(0, 3, 40)]
+    m = Sequential([Dense(3, activation="softmax", input_shape=(3,))])
+    m.compile(loss="categorical_crossentropy", optimizer="adam", metrics=[name])
+    h = m.fit(x, y, epochs=2, batch_size=16, validation_data=(x, y), verbose=2)
+    assert set(h.history) == {"loss", "val_loss"} | keys | {"val_" + k for k in keys}
+    assert set(m.evaluate(x, y, return_dict=True)) == {"loss", name}
+    last = capsys.readouterr().out.splitlines()[-1]
+    assert f" - {name}: " in last and f" - val_{name}: " in last
+    assert last.count(" - ") == 5, last  # timing, loss, the metric, val_loss, val_ the metric

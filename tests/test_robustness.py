@@ -131,3 +131,55 @@ def test_memory_stays_flat_over_many_models_and_fits():
     gc.collect()
     grown = _rss_mb() - before
     assert grown < 8, f"memory grew by {grown:.1f} MB over 60 models"
+
+
+class Stop(Callback):
+    """Ends fit at its first batch, to see what the other callbacks did when training began."""
+
+    def on_batch_begin(self, batch, logs=None):
+        raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("make", [lambda p: CSVLogger(p / "blocker" / "log.csv"),
+                                  lambda p: ModelCheckpoint(str(p / "blocker" / "ckpt-{epoch}.keras")),
+                                  lambda p: ModelCheckpoint(str(p / "blocker" / "{epoch}" / "m.npz"))])
+def test_a_target_that_cannot_be_written_fails_when_training_begins(tmp_path, make):
+    (tmp_path / "blocker").write_text("a file, not a folder")
+    m = mlp()
+    with pytest.raises(NotADirectoryError, match=r"cannot write .*blocker.*: .*blocker is a file, not a folder"):
+        m.fit(*data(), batch_size=32, epochs=2, verbose=0, callbacks=[make(tmp_path)])
+    assert m.step == 0, "a batch was trained before the callback's target was checked"
+
+
+def test_callback_folders_are_made_and_the_log_opened_when_training_begins(tmp_path):
+    (tmp_path / "log.csv").write_text("epoch,loss\n0,1.0\n")
+    with pytest.raises(KeyboardInterrupt):
+        mlp().fit(*data(), verbose=0, callbacks=[CSVLogger(tmp_path / "log.csv"),
+                                                 ModelCheckpoint(str(tmp_path / "runs" / "a" / "ckpt-{epoch}.npz")),
+                                                 Stop()])
+    assert (tmp_path / "runs" / "a").is_dir()
+    assert (tmp_path / "log.csv").read_text() == ""  # opened as Keras opens it: 'w' unless append=True
+
+
+@pytest.mark.parametrize("name, message", [
+    ("weights.{epoch:02d}.hdf5", r"Keras 2's .h5/.hdf5 model files are not supported\), e.g. 'weights.\{epoch:02d\}"
+                                 r".keras'"),
+    ("model.h5", r"fastnet saves checkpoints as .keras \(Keras 3's format\) or .npz"),
+    ("ckpt", r"fastnet saves checkpoints as .keras")])
+def test_a_checkpoint_name_fastnet_cannot_write_is_refused_when_made(name, message):
+    with pytest.raises(ValueError, match=message):
+        ModelCheckpoint(name)
+    with pytest.raises(ValueError, match=r"with save_weights_only=True the file name must end in .weights.h5"):
+        ModelCheckpoint("w.{epoch}.keras", save_weights_only=True)
+
+
+def test_checkpoint_of_weights_only(tmp_path):
+    pytest.importorskip("h5py")
+    x, y = data()
+    m = mlp()
+    m.fit(x, y, epochs=2, verbose=0, callbacks=[ModelCheckpoint(str(tmp_path / "w{epoch}.weights.h5"),
+                                                                save_weights_only=True)])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["w1.weights.h5", "w2.weights.h5"]
+    other = mlp()
+    other.load_weights(tmp_path / "w2.weights.h5")
+    assert np.array_equal(other.predict(x), m.predict(x))

@@ -1,8 +1,9 @@
 """Callbacks: the Keras hooks into fit(), the History it returns, and its progress output."""
+import os
 import sys
 import time
 
-from fastnet import _check, distributed
+from fastnet import _check, _io, distributed, metrics
 
 
 class Callback:
@@ -62,9 +63,9 @@ def _fmt_step(seconds):
     return f"{seconds * 1e3:.0f}ms/step" if seconds >= 1e-3 else f"{seconds * 1e6:.0f}us/step"
 
 
-def _fmt_logs(logs):
-    """Every log in order but the Keras 2.0 aliases acc and val_acc (of accuracy, shown already)."""
-    return "".join(f" - {k}: {v:.4f}" for k, v in logs.items() if k not in ("acc", "val_acc"))
+def _fmt_logs(logs, hidden=()):
+    """Every log in order but the hidden ones (aliases of a value shown already)."""
+    return "".join(f" - {k}: {v:.4f}" for k, v in logs.items() if k not in hidden)
 
 
 class ProgressLogger(Callback):
@@ -80,6 +81,9 @@ class ProgressLogger(Callback):
     def _write(self, text):
         self.stream.write(text)
         self.stream.flush()
+
+    def on_train_begin(self, logs=None):
+        self.hidden = metrics.aliases(getattr(self.model, "_metrics", []))
 
     def on_epoch_begin(self, epoch, logs=None):
         self.t0 = self.last = time.perf_counter()
@@ -99,17 +103,17 @@ class ProgressLogger(Callback):
         bar = "=" * max(filled - 1, 0) + (">" if filled < width else "=") + "." * (width - filled)
         eta = (now - self.t0) / done * (steps - done)
         digits = len(str(steps))
-        self._write(f"\r{done:{digits}d}/{steps} [{bar}] - ETA: {_fmt_time(eta)}{_fmt_logs(logs)}")
+        self._write(f"\r{done:{digits}d}/{steps} [{bar}] - ETA: {_fmt_time(eta)}{_fmt_logs(logs, self.hidden)}")
 
     def on_epoch_end(self, epoch, logs=None):
         elapsed = time.perf_counter() - self.t0
         steps = self.params["steps"]
         timing = f"{_fmt_time(elapsed)} {_fmt_step(elapsed / max(steps, 1))}"
         if self.verbose == 1:
-            line = f"{steps}/{steps} [{'=' * 30}] - {timing}{_fmt_logs(logs)}"
+            line = f"{steps}/{steps} [{'=' * 30}] - {timing}{_fmt_logs(logs, self.hidden)}"
             self._write(("\r" if self.live else "") + line + "\n")
         else:
-            self._write(f"{steps}/{steps} - {timing}{_fmt_logs(logs)}\n")
+            self._write(f"{steps}/{steps} - {timing}{_fmt_logs(logs, self.hidden)}\n")
 
 
 def _improved(mode, current, best, min_delta):
@@ -166,13 +170,30 @@ class ModelCheckpoint(Callback):
     """Save the model (atomically: a crash never leaves a half-written file) after every epoch, or only when
     `monitor` improves. filepath may hold Keras-style fields: 'ckpt-{epoch:02d}-{val_loss:.3f}.npz'."""
 
-    def __init__(self, filepath, monitor="val_loss", verbose=0, save_best_only=False, mode="auto"):
+    def __init__(self, filepath, monitor="val_loss", verbose=0, save_best_only=False, mode="auto",
+                 save_weights_only=False):
         super().__init__()
         self.filepath = _check.path(filepath, "filepath", "ModelCheckpoint")
         self.monitor, self.verbose = monitor, verbose
         self.save_best_only = _check.boolean(save_best_only, "save_best_only", "ModelCheckpoint")
+        self.save_weights_only = _check.boolean(save_weights_only, "save_weights_only", "ModelCheckpoint")
         self.mode = _mode(mode, monitor, "ModelCheckpoint")
         self.best = float("inf") if self.mode == "min" else -float("inf")
+        if self.save_weights_only and not self.filepath.endswith(".weights.h5"):
+            raise ValueError(f"ModelCheckpoint: {self.filepath!r}: with save_weights_only=True the file name must "
+                             "end in .weights.h5 (Keras 3's weights format)")
+        if not self.save_weights_only and not self.filepath.endswith((".keras", ".npz")):
+            legacy = " (Keras 2's .h5/.hdf5 model files are not supported)" if \
+                self.filepath.endswith((".h5", ".hdf5")) else ""
+            raise ValueError(f"ModelCheckpoint: {self.filepath!r}: fastnet saves checkpoints as .keras (Keras 3's "
+                             f"format) or .npz (fastnet's own, exact resume){legacy}, e.g. "
+                             "'weights.{epoch:02d}.keras'; weights alone: save_weights_only=True and .weights.h5")
+
+    def on_train_begin(self, logs=None):
+        """The checkpoints' folder is made, and checked to be writable, before the first epoch trains."""
+        if distributed.is_primary():
+            fixed = self.filepath.split("{", 1)[0]  # the part of the path no epoch's values change
+            _io.check_writable(self.filepath, "ModelCheckpoint", os.path.abspath(os.path.dirname(fixed) or "."))
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
@@ -188,9 +209,9 @@ class ModelCheckpoint(Callback):
             if not _improved(self.mode, logs[self.monitor], self.best, 0.0):
                 return
             self.best = logs[self.monitor]
-        self.model.save(path)
+        (self.model.save_weights if self.save_weights_only else self.model.save)(path)
         if self.verbose and distributed.is_primary():
-            print(f"Epoch {epoch + 1}: saved model to {path}")
+            print(f"Epoch {epoch + 1}: saved {'weights' if self.save_weights_only else 'model'} to {path}")
 
 
 class CSVLogger(Callback):
@@ -205,17 +226,22 @@ class CSVLogger(Callback):
         self.separator, self.append = separator, _check.boolean(append, "append", "CSVLogger")
 
     def on_train_begin(self, logs=None):
-        import os
-
+        """The log is opened as Keras opens it, before the first epoch: made empty, or kept with append=True; a
+        path that cannot be written fails here."""
         self.lines = []
         if self.append and os.path.exists(self.filename):
             with open(self.filename) as f:
                 self.lines = f.read().splitlines()
         self.keys = None
+        if distributed.is_primary():
+            _io.check_writable(self.filename, "CSVLogger")
+            self._write()
+
+    def _write(self):
+        text = "".join(line + "\n" for line in self.lines)
+        _io.atomic_write(self.filename, lambda f: f.write(text.encode()))
 
     def on_epoch_end(self, epoch, logs=None):
-        from fastnet._io import atomic_write
-
         logs = logs or {}
         if self.keys is None:
             self.keys = sorted(logs)
@@ -223,8 +249,7 @@ class CSVLogger(Callback):
             if not self.lines:
                 self.lines.append(header)
         self.lines.append(self.separator.join([str(epoch)] + [f"{logs.get(k, float('nan')):.6g}" for k in self.keys]))
-        text = "\n".join(self.lines) + "\n"
-        atomic_write(self.filename, lambda f: f.write(text.encode()))
+        self._write()
 
 
 class TerminateOnNaN(Callback):

@@ -22,8 +22,9 @@ class Metric:
 
     def __init__(self, name, kind):
         self.name, self.kind = name, kind
-        # 'accuracy' also logs under 'acc': the Keras 2.0 key the article's plots read
-        self.keys = ("accuracy", "acc") if name in ("accuracy", "acc") else (name,)
+        # logged under its name as given (Keras 3); 'accuracy' also under 'acc', the Keras 2.0 key that
+        # article-era plotting code reads (an alias: the progress line and evaluate leave it out)
+        self.keys = (name, "acc") if name == "accuracy" else (name,)
 
     def batch_sum(self, out, probs, truth):
         """The metric summed over a batch: out the model's last layer output (logits when the loss takes the
@@ -53,3 +54,8 @@ def get(names, outputs, where="compile"):
         keys.update(metric.keys)
         found.append(metric)
     return found
+
+
+def aliases(metrics):
+    """The log keys that repeat another metric's value under an older name ('acc', 'val_acc')."""
+    return {prefix + key for m in metrics for key in m.keys[1:] for prefix in ("", "val_")}
