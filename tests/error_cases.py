@@ -22,6 +22,7 @@ import numpy as np
 import fastnet
 import fastnet.keras_format  # noqa: F401  (fastnet.keras_format in the cases)
 import fastnet.viz  # noqa: F401  (fastnet.viz in the cases)
+import model_files
 from fastnet import _kernels, backend, callbacks, optimizers
 from fastnet.datasets import mnist
 from fastnet.layers import Activation, Conv2D, Dense, Dropout, Flatten, MaxPooling2D
@@ -84,6 +85,14 @@ def _edit_layer(index, **changes):
     return edit
 
 
+def edit_file(source, target, keras=None, h5=None):
+    """target: the model file source with an edit of its HDF5 (model_files.edit_h5) applied."""
+    with open(source, "rb") as f:
+        blob = f.read()
+    with open(target, "wb") as f:
+        f.write(model_files.edit_keras_weights(blob, keras) if keras else model_files.edit_h5(blob, h5))
+
+
 def NAMESPACE(tmp):
     mlp, cnn = _models()
     rng = np.random.default_rng(0)
@@ -94,7 +103,7 @@ def NAMESPACE(tmp):
             "mlp": mlp, "cnn": cnn, "x": rng.random((4, 784), dtype=np.float32),
             "images": rng.random((4, 28, 28, 1), dtype=np.float32), "y": np.eye(10, dtype=np.float32)[labels],
             "labels": labels, "tmp": tmp, "write_mnist": write_mnist, "_idx": _idx, "os": os, "gzip": gzip,
-            "keras_file": keras_file, "_edit_layer": _edit_layer}
+            "keras_file": keras_file, "_edit_layer": _edit_layer, "mf": model_files, "edit_file": edit_file}
 
 
 CASES = [
@@ -190,6 +199,16 @@ CASES = [
          r"fit: callbacks must be a list of fastnet.callbacks.Callback, got EarlyStopping"),
     Case("EarlyStopping on a value fit does not log", "mlp.fit(x, y, verbose=0, callbacks=[callbacks.EarlyStopping()])",
          ValueError, r"EarlyStopping monitors 'val_loss', which fit does not report"),
+    Case("a log inside a file, found when training begins",
+         "mlp.fit(x, y, verbose=0, callbacks=[callbacks.CSVLogger(tmp + '/blocker/log.csv')])", NotADirectoryError,
+         r"CSVLogger: cannot write .*/blocker/log.csv: .*/blocker is a file, not a folder",
+         setup="open(tmp + '/blocker', 'w').close()"),
+    Case("a checkpoint in Keras 2's .hdf5", "callbacks.ModelCheckpoint('weights.{epoch:02d}.hdf5')", ValueError,
+         r"ModelCheckpoint: 'weights.\{epoch:02d\}.hdf5': fastnet saves checkpoints as .keras \(Keras 3's format\) "
+         r"or .npz \(fastnet's own, exact resume\) \(Keras 2's .h5/.hdf5 model files are not supported\)"),
+    Case("a weights-only checkpoint without .weights.h5",
+         "callbacks.ModelCheckpoint('w.{epoch}.keras', save_weights_only=True)", ValueError,
+         r"ModelCheckpoint: 'w.\{epoch\}.keras': with save_weights_only=True the file name must end in .weights.h5"),
     Case("a checkpoint name with a value fit does not log",
          "mlp.fit(x, y, verbose=0, callbacks=[callbacks.ModelCheckpoint(tmp + '/ckpt-{val_loss:.2f}.npz')])",
          ValueError, r"ModelCheckpoint: filepath '.*ckpt-\{val_loss:.2f\}.npz' cannot be filled in"),
@@ -266,6 +285,68 @@ CASES = [
          fastnet.keras_format.KerasFileError,
          r"w.weights.h5: layers/dense/vars/0 has shape \(784, 16\), dense/kernel has \(784, 32\)",
          setup="mlp.save_weights(tmp + '/w.weights.h5')"),
+    # ---- model files from strangers (fastnet._untrusted; tests/test_untrusted_files.py has many more) ----
+    Case("a .keras whose kernel is stored in another file", "fastnet.load_model(tmp + '/x.keras')",
+         fastnet.keras_format.KerasFileError,
+         r"x.keras: model.weights.h5: layers/dense/vars/0 is a dataset stored in other files \(external storage\); "
+         r"a model file may hold only groups and datasets stored in itself",
+         setup="mlp.save(tmp + '/m.keras'); edit_file(tmp + '/m.keras', tmp + '/x.keras', "
+               "keras=mf.external_storage('layers/dense/vars/0', tmp + '/secret'))"),
+    Case("a weights file with an external link", "mlp.load_weights(tmp + '/l.weights.h5')",
+         fastnet.keras_format.KerasFileError, r"l.weights.h5: layers/dense/vars/0 is an external link",
+         setup="mlp.save_weights(tmp + '/w.weights.h5'); edit_file(tmp + '/w.weights.h5', tmp + '/l.weights.h5', "
+               "h5=mf.link('layers/dense/vars/0', 'external', 'other.h5:/data'))"),
+    Case("a kernel that claims 64 TiB", "fastnet.load_model(tmp + '/bomb.keras')", fastnet.keras_format.KerasFileError,
+         r"bomb.keras: model.weights.h5: layers/dense/vars/0 declares float32 \(4194304, 4194304\) "
+         r"\(70,368,744,177,664 bytes\) that are not stored in the file",
+         setup="mlp.save(tmp + '/m.keras'); edit_file(tmp + '/m.keras', tmp + '/bomb.keras', "
+               "keras=mf.replace_dataset('layers/dense/vars/0', shape=(4194304, 4194304)))"),
+    Case("an architecture larger than its file", "fastnet.load_model(tmp + '/big.npz')",
+         fastnet.saving.ModelFileError,
+         r"big.npz: the model described in it has [\d,]+ weights but the file is [\d,]+ bytes, too small "
+         r"to hold them",
+         setup="mlp.save(tmp + '/m.npz'); meta = mf.npz_meta(open(tmp + '/m.npz', 'rb').read()); "
+               "meta['model']['layers'][0]['config'].update(units=2**31 - 1, batch_input_shape=[None, 1000]); "
+               "open(tmp + '/big.npz', 'wb').write(mf.npz_with_meta(open(tmp + '/m.npz', 'rb').read(), meta))"),
+    Case("an .npy header that claims 2**40 floats", "fastnet.load_model(tmp + '/h.npz')", fastnet.saving.ModelFileError,
+         r"h.npz: member 'weight_000.npy': its header declares <f4 \(1099511627776,\) \(4,398,046,511,104 bytes\) "
+         r"but it holds 16 bytes of data",
+         setup="mlp.save(tmp + '/m.npz'); open(tmp + '/h.npz', 'wb').write(mf.replace_member(open(tmp + '/m.npz', "
+               "'rb').read(), 'weight_000.npy', mf.npy_with_header(\"{'descr': '<f4', 'fortran_order': False, "
+               "'shape': (1099511627776,)}\", bytes(16))))"),
+    Case("a config nested 100,000 levels deep", "fastnet.load_model(tmp + '/deep.keras')",
+         fastnet.keras_format.KerasFileError, r"deep.keras: config.json is nested 100000 levels deep; fastnet reads at "
+                                              r"most 64",
+         setup="mlp.save(tmp + '/m.keras'); open(tmp + '/deep.keras', 'wb').write(mf.keras_with_config(open(tmp + "
+               "'/m.keras', 'rb').read(), '[' * 100000 + ']' * 100000))"),
+    Case("a layer entry that is not an object", "fastnet.load_model(tmp + '/s.keras')",
+         fastnet.keras_format.KerasFileError, r"s.keras: layer 1 must be an object, got the string \"Dense\"",
+         setup="keras_file(mlp, tmp + '/s.keras', lambda c: c['config']['layers'].__setitem__(1, 'Dense'))"),
+    Case("weights named as variables, not numbered", "fastnet.load_model(tmp + '/n.keras')",
+         fastnet.keras_format.KerasFileError,
+         r"n.keras: model.weights.h5: layers/dense/vars holds \['1', 'kernel'\]; Keras numbers a layer's weights 0, "
+         r"1, ... \(dense/kernel is 0\)",
+         setup="mlp.save(tmp + '/m.keras'); edit_file(tmp + '/m.keras', tmp + '/n.keras', "
+               "keras=lambda f: f.move('layers/dense/vars/0', 'layers/dense/vars/kernel'))"),
+    Case("an unknown member in an .npz model", "fastnet.load_model(tmp + '/u.npz')", fastnet.saving.ModelFileError,
+         r"u.npz: unknown member 'weight_abc.npy'; a fastnet model holds fastnet_model.json.npy, weight_NNN.npy and "
+         r"optimizer_NNN.npy",
+         setup="mlp.save(tmp + '/m.npz'); blob = open(tmp + '/m.npz', 'rb').read(); open(tmp + '/u.npz', 'wb')"
+               ".write(mf.zip_bytes(mf.members(blob) + [('weight_abc.npy', mf.npy(np.ones(3)))]))"),
+    Case("an .npz model without its state", "fastnet.load_model(tmp + '/st.npz')", fastnet.saving.ModelFileError,
+         r"st.npz: fastnet_model.json has no 'state'",
+         setup="mlp.save(tmp + '/m.npz'); blob = open(tmp + '/m.npz', 'rb').read(); meta = mf.npz_meta(blob); "
+               "del meta['state']; open(tmp + '/st.npz', 'wb').write(mf.npz_with_meta(blob, meta))"),
+    Case("a NaN optimizer iteration count", "fastnet.load_model(tmp + '/nan.keras')",
+         fastnet.keras_format.KerasFileError,
+         r"nan.keras: model.weights.h5: optimizer/vars/0, the optimizer's iteration count, is nan",
+         setup="mlp.save(tmp + '/m.keras'); edit_file(tmp + '/m.keras', tmp + '/nan.keras', keras=mf.replace_dataset("
+               "'optimizer/vars/0', shape=(), dtype='f8', data=float('nan')))"),
+    Case("a .keras whose weights are not HDF5", "fastnet.load_model(tmp + '/c.keras')",
+         fastnet.keras_format.KerasFileError,
+         r"c.keras: model.weights.h5 is not a readable HDF5 file \(OSError: .*file signature not found",
+         setup="mlp.save(tmp + '/m.keras'); open(tmp + '/c.keras', 'wb').write(mf.replace_member(open(tmp + "
+               "'/m.keras', 'rb').read(), 'model.weights.h5', b'garbage' * 9999))"),
     Case("Keras 3's Flatten order fastnet does not do", "Sequential([Conv2D(2, (3, 3), input_shape=(8, 8, 1)), "
          "Flatten(data_format='channels_first')])", ValueError,
          r"flatten \(Flatten\): data_format='channels_first' after channels_last layers would flatten \(W, C, H\)"),
