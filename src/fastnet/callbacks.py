@@ -1,9 +1,10 @@
-"""Callbacks: the Keras hooks into fit(), the History it returns, and its progress output."""
+"""Callbacks: the Keras hooks into fit() (and its callbacks and verbose arguments), the History it returns, and its
+progress output."""
 import os
 import sys
 import time
 
-from fastnet import _check, _io, distributed, metrics
+from fastnet import _check, _io, distributed, metrics, saving
 
 
 class Callback:
@@ -23,6 +24,25 @@ class Callback:
     def on_epoch_end(self, epoch, logs=None): ...
     def on_batch_begin(self, batch, logs=None): ...
     def on_batch_end(self, batch, logs=None): ...
+
+
+def check_verbose(verbose, where):
+    """0 (silent), 1 (a progress bar) or 2 (a line per epoch); Keras's 'auto' is 1."""
+    if isinstance(verbose, str) and verbose == "auto":
+        return 1
+    return _check.integer(verbose, "verbose", 0, 2, where)
+
+
+def check_callbacks(callbacks):
+    """fit's callbacks argument: None or a list of Callback instances."""
+    if callbacks is None:
+        return []
+    if isinstance(callbacks, Callback) or not isinstance(callbacks, (list, tuple)):
+        raise TypeError(f"fit: callbacks must be a list of fastnet.callbacks.Callback, got {type(callbacks).__name__}")
+    for cb in callbacks:
+        if not isinstance(cb, Callback):
+            raise TypeError(f"fit: callbacks must be fastnet.callbacks.Callback instances, got {type(cb).__name__}")
+    return list(callbacks)
 
 
 class History(Callback):
@@ -179,10 +199,10 @@ class ModelCheckpoint(Callback):
         self.save_weights_only = _check.boolean(save_weights_only, "save_weights_only", "ModelCheckpoint")
         self.mode = _mode(mode, monitor, "ModelCheckpoint")
         self.best = float("inf") if self.mode == "min" else -float("inf")
-        if self.save_weights_only and not self.filepath.endswith(".weights.h5"):
+        if self.save_weights_only and not self.filepath.endswith(saving.WEIGHTS_EXTENSION):
             raise ValueError(f"ModelCheckpoint: {self.filepath!r}: with save_weights_only=True the file name must "
                              "end in .weights.h5 (Keras 3's weights format)")
-        if not self.save_weights_only and not self.filepath.endswith((".keras", ".npz")):
+        if not self.save_weights_only and not self.filepath.endswith(saving.MODEL_EXTENSIONS):
             legacy = " (Keras 2's .h5/.hdf5 model files are not supported)" if \
                 self.filepath.endswith((".h5", ".hdf5")) else ""
             raise ValueError(f"ModelCheckpoint: {self.filepath!r}: fastnet saves checkpoints as .keras (Keras 3's "

@@ -13,7 +13,7 @@ import numpy as np
 
 from fastnet import _check, _kernels, _model_inputs, _seed, distributed, losses, optimizers
 from fastnet import metrics as metrics_module
-from fastnet.callbacks import Callback, History, ProgressLogger, TerminateOnNaN
+from fastnet.callbacks import History, ProgressLogger, TerminateOnNaN, check_callbacks, check_verbose
 from fastnet.layers.base import Layer, internal_shape, legacy, public_shape
 from fastnet.layers.input_layer import InputLayer
 from fastnet.plan import Plan, StepContext, final_activation
@@ -331,10 +331,10 @@ class Sequential:
         self._require_compiled("fit")
         epochs = _check.integer(epochs, "epochs", 0, where="fit")
         initial_epoch = _check.integer(initial_epoch, "initial_epoch", 0, epochs, "fit")
-        verbose = _check_verbose(verbose, "fit")
+        verbose = check_verbose(verbose, "fit")
         shuffle = _check.boolean(shuffle, "shuffle", "fit")
         validation_split = _check.real(validation_split, "validation_split", 0.0, 1.0, hi_open=True, where="fit")
-        callbacks = _check_callbacks(callbacks)
+        callbacks = check_callbacks(callbacks)
         X = _model_inputs.prepare_x(self, x, "fit")
         Y, W, T = _model_inputs.targets(self, y, X.shape[0], sample_weight, class_weight, "fit")
         if validation_data is None and validation_split:
@@ -436,7 +436,7 @@ class Sequential:
         """[loss, *metrics] (the loss alone without metrics), with dropout off; return_dict: {'loss': ...,
         'accuracy': ...} (Keras). sample_weight weighs the loss as in fit."""
         self._require_compiled("evaluate")
-        verbose = _check_verbose(verbose, "evaluate")
+        verbose = check_verbose(verbose, "evaluate")
         as_dict = _check.boolean(return_dict, "return_dict", "evaluate")
         X = _model_inputs.prepare_x(self, x, "evaluate")
         Y, W, T = _model_inputs.targets(self, y, X.shape[0], sample_weight, None, "evaluate")
@@ -457,7 +457,7 @@ class Sequential:
     def predict(self, x, batch_size=None, verbose=0):
         """The model's outputs (probabilities after a softmax or sigmoid), with dropout off. Data-parallel: each rank
         computes its share of the rows, and every rank returns all of them."""
-        _check_verbose(verbose, "predict")
+        check_verbose(verbose, "predict")
         X = _model_inputs.prepare_x(self, x, "predict")
         bs = self._rank_batch(self._batch_size(batch_size, "predict"), (X,), "predict")
         last = self.layers[-1]
@@ -573,24 +573,6 @@ class Sequential:
         from fastnet import saving
 
         saving.load_weights(self, _check.path(filepath, "filepath", "load_weights"))
-
-
-def _check_verbose(verbose, where):
-    """0 (silent), 1 (a progress bar) or 2 (a line per epoch); Keras's 'auto' is 1."""
-    if isinstance(verbose, str) and verbose == "auto":
-        return 1
-    return _check.integer(verbose, "verbose", 0, 2, where)
-
-
-def _check_callbacks(callbacks):
-    if callbacks is None:
-        return []
-    if isinstance(callbacks, Callback) or not isinstance(callbacks, (list, tuple)):
-        raise TypeError(f"fit: callbacks must be a list of fastnet.callbacks.Callback, got {type(callbacks).__name__}")
-    for cb in callbacks:
-        if not isinstance(cb, Callback):
-            raise TypeError(f"fit: callbacks must be fastnet.callbacks.Callback instances, got {type(cb).__name__}")
-    return list(callbacks)
 
 
 def __getattr__(name):
