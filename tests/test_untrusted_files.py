@@ -306,11 +306,15 @@ class _Marker:
 
 
 def test_a_pickle_in_a_model_file_is_never_unpickled(files, tmp_path):
+    """An object array of dense/kernel's shape whose bytes fill the member exactly as its header claims: only the
+    dtype tells it from a weight."""
     marker = tmp_path / "unpickled"
-    payload = pickle.dumps(np.array([_Marker(str(marker))], dtype=object))
-    array = mf.npy_with_header("{'descr': '|O', 'fortran_order': False, 'shape': (1,), }", payload)
+    payload = pickle.dumps(np.full((20, 16), _Marker(str(marker)), dtype=object))
+    assert len(payload) <= 20 * 16 * 8
+    array = mf.npy_with_header("{'descr': '|O', 'fortran_order': False, 'shape': (20, 16), }",
+                               payload.ljust(20 * 16 * 8, b"\0"))
     with open(files["mlp", ".npz"], "rb") as f:
-        path = write(tmp_path / "pickle.npz", mf.replace_member(f.read(), "weight_001.npy", array))
+        path = write(tmp_path / "pickle.npz", mf.replace_member(f.read(), "weight_000.npy", array))
     with pytest.raises(ModelFileError):
         load_model(path)
     assert not marker.exists()
