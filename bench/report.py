@@ -122,6 +122,10 @@ def measure_overhead(args):
     return run_json(script("call_overhead.py"))
 
 
+def measure_gemm(args):
+    return run_json(script("gemm_vs_blas.py") + ["--isa", os.environ.get("FASTNET_ISA", "avx2")])
+
+
 def measure_conv_paths(args):
     return run_json(script("conv_paths.py"))
 
@@ -144,7 +148,11 @@ SECTIONS = {"accuracy": measure_accuracy, "seeds": measure_seeds, "side_by_side"
             "threads": measure_threads, "profile": measure_profile, "conv_paths": measure_conv_paths,
             "memory": measure_memory, "kernels": measure_kernels, "mpi_accuracy": measure_mpi_accuracy, "mpi_seeds": measure_mpi_seeds,
             "distributed": measure_distributed, "bf16_seeds": measure_bf16_seeds,
-            "bf16_side_by_side": measure_bf16_side_by_side, "overhead": measure_overhead}
+            "bf16_side_by_side": measure_bf16_side_by_side, "overhead": measure_overhead, "gemm": measure_gemm}
+# Settings that pick which kernels the engines run (fastnet's, OpenBLAS's, PyTorch's and oneDNN's, MKL's): a run
+# under them says so in its tables. With the first two at avx2 / Haswell, an AVX-512 CPU runs both GEMMs' AVX2 code.
+KERNEL_SETTINGS = ("FASTNET_ISA", "OPENBLAS_CORETYPE", "ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA",
+                   "MKL_ENABLE_INSTRUCTIONS")
 
 
 def meta():
@@ -167,7 +175,8 @@ def meta():
             "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "cpu": common.cpu_name(), "cpus": len(os.sched_getaffinity(0)),
             "flags": sorted(flags & {"avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16"}),
-            "threads": fastnet.get_num_threads(), "isa": fastnet._kernels.get_isa(), "fastnet": fastnet.__version__}
+            "threads": fastnet.get_num_threads(), "isa": fastnet._kernels.get_isa(), "fastnet": fastnet.__version__,
+            "settings": {k: os.environ[k] for k in KERNEL_SETTINGS if os.environ.get(k)}}
 
 
 # ---- rendering ----
@@ -182,8 +191,10 @@ def load(section):
 
 def provenance(section, record):
     m = record["meta"]
-    return (f"*Written by `python bench/report.py {section}` on {m['date']}: {m['cpu']} ({', '.join(m['flags'])}), "
-            f"{m['threads']} threads, GEMM path {m['isa']}, commit {m['commit']}.*")
+    settings = " ".join(f"{k}={v}" for k, v in m.get("settings", {}).items())
+    return (f"*Written by `{settings + ' ' if settings else ''}python bench/report.py {section}` on {m['date']}: "
+            f"{m['cpu']} ({', '.join(m['flags'])}), {m['threads']} threads, GEMM path {m['isa']}, "
+            f"commit {m['commit']}.*")
 
 
 def table(header, rows):
@@ -291,6 +302,27 @@ def render_overhead():
     rows = [[probe] + [f"{d['us'][t][probe]:.1f}" for t in d["threads"]] for probe in probes]
     return (table(["probe (next to no work), us"] + [f"{t} thread{'s' * (t != '1')}" for t in d["threads"]], rows)
             + "\n\n" + provenance("overhead", rec))
+
+
+def render_gemm():
+    rec = load("gemm")
+    if not rec:
+        return None
+    d = rec["data"]
+    counts = list(d["threads"])
+    rows = []
+    for name in d["shapes"]:
+        rows.append([name] + [f"{d['threads'][t][name]['numpy']:.0f} / {d['threads'][t][name]['fastnet']:.0f} "
+                              f"(**{d['threads'][t][name]['ratio']:.2f}x**)" for t in counts])
+    first, big = counts[0], next(iter(d["shapes"]))
+    scaling = "; ".join(f"numpy {d['threads'][t][big]['numpy'] / d['threads'][first][big]['numpy']:.2f}x and fastnet "
+                        f"{d['threads'][t][big]['fastnet'] / d['threads'][first][big]['fastnet']:.2f}x at {t} threads"
+                        for t in counts[1:])
+    return (table(["product", *[f"{t} thread{'s' * (t != '1')}: numpy / fastnet GFLOP/s (fastnet / numpy)"
+                                for t in counts]], rows)
+            + f"\n\n{big} against {first} thread{'s' * (first != '1')}: {scaling}. fastnet path `{d['isa']}`; numpy's "
+            f"BLAS: {d['blas']}. Each engine in its own process, taking turns, {d['rounds']} rounds; medians, and the "
+            f"median of the rounds' ratios.\n\n" + provenance("gemm", rec))
 
 
 def render_conv_paths():
@@ -412,7 +444,8 @@ def render_bf16():
 RENDER = {"results": render_results, "bf16": render_bf16, "side_by_side": render_side_by_side, "threads": render_threads,
           "profile": render_profile, "conv_paths": render_conv_paths, "memory": render_memory,
           "kernels": render_kernels, "mpi_accuracy": render_mpi_accuracy, "distributed": render_distributed,
-          "bf16_side_by_side": lambda: render_side_by_side("bf16_side_by_side"), "overhead": render_overhead}
+          "bf16_side_by_side": lambda: render_side_by_side("bf16_side_by_side"), "overhead": render_overhead,
+          "gemm": render_gemm}
 
 
 def render_file(path):

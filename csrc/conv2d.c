@@ -195,6 +195,10 @@ int fn_conv2d_forward_maxpool(float *y, int32_t *argmax, const float *x, const f
     return FN_OK;
 }
 
+FN_VECTOR_CLONES static void add_rows(float *restrict acc, const float *restrict x, int64_t n) {
+    for (int64_t i = 0; i < n; i++) acc[i] += x[i];
+}
+
 FN_VECTOR_CLONES static void relu_mask(float *restrict dx, const float *restrict x, int64_t n) {
     for (int64_t i = 0; i < n; i++) dx[i] = x[i] > 0.0f ? dx[i] : 0.0f;
 }
@@ -263,7 +267,8 @@ int fn_conv2d_backward_data(float *dx, const float *dy, const float *w, const fl
                             int algo, int isa, float *ws, int n_threads) {
     const fn_ukernel *uk = fn_gemm_ukernel(isa);
     if (fn_conv2d_resolve_algo(s, algo) == FN_CONV_WINOGRAD) {
-        fn_conv2d_winograd_backward_data(dx, dy, w, relu_x, s, uk, ws, n_threads);
+        const fn_conv2d_grad g = {dy, NULL, NULL};
+        fn_conv2d_winograd_backward(dx, NULL, NULL, &g, NULL, w, relu_x, s, uk, ws, n_threads);
         return FN_OK;
     }
     if (fn_conv2d_taps_data_fit(uk, s)) { /* AMX, 32 channels each way */
@@ -311,15 +316,28 @@ int fn_conv2d_backward_data(float *dx, const float *dy, const float *w, const fl
     return FN_OK;
 }
 
-/* dw (K x OC) and db (may be NULL) as the chunks' partials summed in order; each thread owns a range of elements. */
+/* dw (K x OC) and db (may be NULL) as the chunks' partials summed in order. */
 void fn_conv2d_sum_chunks(float *dw, float *db, const float *partials, const fn_conv2d_shape *s, int n_threads) {
-    const int64_t KOC = kcols(s) * s->OC, nch = filter_chunks(s), psize = partial_size(s);
-    #pragma omp parallel for schedule(static) num_threads(n_threads)
-    for (int64_t e = 0; e < KOC + s->OC; e++) {
-        float sum = 0.0f;
-        for (int64_t c = 0; c < nch; c++) sum += partials[c * psize + e];
-        if (e < KOC) dw[e] = sum;
-        else if (db) db[e - KOC] = sum;
+    fn_sum_partials(dw, kcols(s) * s->OC, db, s->OC, partials, filter_chunks(s), partial_size(s), n_threads);
+}
+
+#define FN_SUM_BLOCK 512 /* elements a thread sums across all partials at a time: a vector loop per partial */
+
+void fn_sum_partials(float *w, int64_t nw, float *b, int64_t nb, const float *partials, int64_t nch, int64_t psize,
+                     int n_threads) {
+    /* Blocks of elements, each summed partial by partial (the order of every element's sum: partial 0, 1, ...).
+     * Element by element across the partials, the loop was a strided scalar one: 3 % of a Winograd backward. */
+    const int64_t n = nw + nb, blocks = fn_ceil_div(n, FN_SUM_BLOCK);
+    #pragma omp parallel for schedule(static) num_threads(FN_ELEMENT_THREADS(n * nch))
+    for (int64_t blk = 0; blk < blocks; blk++) {
+        const int64_t i0 = blk * FN_SUM_BLOCK, len = fn_min64(FN_SUM_BLOCK, n - i0);
+        float acc[FN_SUM_BLOCK];
+        memcpy(acc, partials + i0, sizeof(float) * len);
+        for (int64_t ch = 1; ch < nch; ch++) add_rows(acc, partials + ch * psize + i0, len);
+        for (int64_t i = 0; i < len; i++) {
+            if (i0 + i < nw) w[i0 + i] = acc[i];
+            else if (b) b[i0 + i - nw] = acc[i];
+        }
     }
 }
 
@@ -327,7 +345,8 @@ int fn_conv2d_backward_filter(float *dw, float *db, const float *dy, const float
                               int algo, int isa, float *ws, int n_threads) {
     const fn_ukernel *uk = fn_gemm_ukernel(isa);
     if (fn_conv2d_resolve_algo(s, algo) == FN_CONV_WINOGRAD) {
-        fn_conv2d_winograd_backward_filter(dw, db, dy, x, s, uk, ws, n_threads);
+        const fn_conv2d_grad g = {dy, NULL, NULL};
+        fn_conv2d_winograd_backward(NULL, dw, db, &g, x, NULL, NULL, s, uk, ws, n_threads);
         return FN_OK;
     }
     if (fn_conv2d_taps_filter_fit(uk, s)) { /* AMX, 32 channels */
@@ -375,4 +394,30 @@ int fn_conv2d_backward_filter(float *dw, float *db, const float *dy, const float
     }
     fn_conv2d_sum_chunks(dw, db, partials, s, n_threads);
     return FN_OK;
+}
+
+int64_t fn_conv2d_backward_workspace(const fn_conv2d_shape *s, int pooled, int algo, int n_threads) {
+    const int64_t conv = fn_conv2d_workspace(s, algo, n_threads);
+    if (!pooled || fn_conv2d_resolve_algo(s, algo) == FN_CONV_WINOGRAD) return conv;
+    return conv + s->N * s->OH * s->OW * s->OC + FN_WS_PAD;
+}
+
+int fn_conv2d_backward(float *dx, float *dw, float *db, const float *dy, const int32_t *argmax, const float *pooled,
+                       const float *x, const float *w, const float *relu_x, const fn_conv2d_shape *s, int algo,
+                       int isa, float *ws, int n_threads) {
+    if (fn_conv2d_resolve_algo(s, algo) == FN_CONV_WINOGRAD) {
+        const fn_conv2d_grad g = {dy, argmax, pooled};
+        fn_conv2d_winograd_backward(dx, dw, db, &g, x, w, relu_x, s, fn_gemm_ukernel(isa), ws, n_threads);
+        return FN_OK;
+    }
+    const float *dz = dy;
+    if (argmax) { /* the pool's backward into the workspace, past what the convolution's kernels use */
+        float *buf = fn_align64(ws + fn_conv2d_workspace(s, algo, n_threads));
+        fn_maxpool2d_backward(buf, dy, argmax, pooled, s->N, s->OH, s->OW, s->OC, 2, 2, 2, 2, 0, 0, s->OH / 2,
+                              s->OW / 2, n_threads);
+        dz = buf;
+    }
+    int st = fn_conv2d_backward_filter(dw, db, dz, x, s, algo, isa, ws, n_threads);
+    if (st == FN_OK && dx) st = fn_conv2d_backward_data(dx, dz, w, relu_x, s, algo, isa, ws, n_threads);
+    return st;
 }

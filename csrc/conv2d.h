@@ -39,6 +39,18 @@ int fn_conv2d_backward_data(float *dx, const float *dy, const float *w, const fl
 int fn_conv2d_backward_filter(float *dw, float *db, const float *dy, const float *x, const fn_conv2d_shape *s,
                               int algo, int isa, float *ws, int n_threads);
 
+/* The whole backward in one call: dw, and db (may be NULL), as fn_conv2d_backward_filter gives them, and dx (may be
+ * NULL: no input gradient, as for a network's first layer) as fn_conv2d_backward_data does, masked by relu_x (may
+ * be NULL). dy is dL/d(conv + bias) [N, OH, OW, OC]; or, with argmax not NULL, the gradient of
+ * fn_conv2d_forward_maxpool's output: dy [N, OH/2, OW/2, OC], with the forward's argmax and pooled output (the
+ * ReLU's backward passes where pooled > 0). Winograd computes both gradients from one transform of dy on the
+ * forward's tiles, and reads the pooled gradient in place; im2col runs the two kernels above (after the pool's
+ * backward into the workspace). Workspace: fn_conv2d_backward_workspace floats. */
+int fn_conv2d_backward(float *dx, float *dw, float *db, const float *dy, const int32_t *argmax, const float *pooled,
+                       const float *x, const float *w, const float *relu_x, const fn_conv2d_shape *s, int algo,
+                       int isa, float *ws, int n_threads);
+int64_t fn_conv2d_backward_workspace(const fn_conv2d_shape *s, int pooled, int algo, int n_threads);
+
 /* Floats of workspace that any of the three conv kernels needs for this shape with algo (sized for the
  * algorithm it resolves to, not both). */
 int64_t fn_conv2d_workspace(const fn_conv2d_shape *s, int algo, int n_threads);

@@ -46,6 +46,10 @@ static inline int64_t forward_tile_rows(const fn_conv2d_shape *s, int pooled, in
 
 /* dw (K x OC) and db (may be NULL) as the filter chunks' partials summed in order (conv2d.c). */
 void fn_conv2d_sum_chunks(float *dw, float *db, const float *partials, const fn_conv2d_shape *s, int n_threads);
+/* w[0:nw] and b[0:nb] (b may be NULL) = the sum of nch partials (psize floats apart, each w's values then b's), in
+ * the partials' order: bit-identical for any n_threads. */
+void fn_sum_partials(float *w, int64_t nw, float *b, int64_t nb, const float *partials, int64_t nch, int64_t psize,
+                     int n_threads);
 
 /* The tap path (conv2d_taps.c): on a micro-kernel with taps (AMX), a stride-1 convolution of 32-channel images read
  * straight from the image, without im2col, bit for bit im2col's products in the forward. */

@@ -6,8 +6,11 @@
  *   y = A^T [(G g G^T) . (B^T d B)] A          (. is the elementwise product)
  * Summed over input channels, each of the 36 elementwise positions xi becomes one GEMM:
  *   M[xi] (tiles x OC) = V[xi] (tiles x C) . U[xi] (C x OC)
- * The filter gradient is the adjoint: dU[xi] (C x OC) = V[xi]^T . (A dy A^T)[xi], then dw = G^T dU G.
- * The backward-data pass is the forward engine run on dy with the kernel flipped and transposed.
+ * The backward is the adjoint of the same map, on the forward's tiles: with E[xi] = (A dy A^T)[xi] (tiles x OC),
+ *   dU[xi] (C x OC) = V[xi]^T . E[xi], then dw = G^T dU G              (the filter gradient)
+ *   dV[xi] (tiles x C) = E[xi] . U[xi]^T, then each tile's patch of dx += B dV B^T   (the data gradient)
+ * so both gradients share one transform of dy (and of x), and the data gradient takes the forward's tiles (36 per
+ * 24x24 output) rather than a forward pass over dy padded by 2 (49 per 26x26 input: the old engine's way).
  *
  *   B^T = | 4  0 -5  0  1  0 |   G = |  1/4    0     0  |   A^T = | 1  1  1  1  1  0 |
  *         | 0 -4 -4  1  1  0 |       | -1/6 -1/6  -1/6 |         | 0  1 -1  2 -2  0 |
@@ -24,17 +27,18 @@
 
 #include "fastnet.h"
 #include "internal.h"
+#include "conv2d_tiles.h"
 
 #define WM 4  /* outputs per tile side */
 #define WA 6  /* input patch side: WM + 3 - 1 */
 #define WX 36 /* elementwise positions: WA * WA */
 
-/* Tiles per block. A forward-shaped block (a multiple of every micro-kernel's MR: 8, 6, 4) keeps its
- * transformed inputs and products (36 x 24 x C floats each) in L2 between the transforms and the GEMMs; a
- * filter-gradient block is the depth of its GEMMs (72: the tiles of two 24x24 outputs, one block per chunk of the
- * CNN's batch). Both were picked by timing 16-96 on the CNN's second layer. */
+/* Tiles per block (a multiple of every micro-kernel's MR: 8, 6, 4). A forward block keeps its transformed inputs and
+ * products (36 x 24 x C floats each) in L2 between the transforms and the GEMMs, picked by timing 16-96 on the CNN's
+ * second layer. A backward block is the depth of its filter products and the rows of its data products: 24, timed
+ * 12-72 on the AVX2 path (72, the old filter-gradient-only choice, ran about 7 % slower in the joint backward). */
 #define FN_WINO_TILES 24
-#define FN_WINO_GRAD_TILES 72
+#define FN_WINO_GRAD_TILES 24
 
 /* The per-tile code is inlined into each ISA clone of the block helpers (GCC inlines across target
  * attributes only when told to). */
@@ -64,11 +68,6 @@ static wino_pass forward_pass(const fn_conv2d_shape *s) {
     return (wino_pass){s->N, s->H, s->W, s->C, s->OH, s->OW, s->OC, s->PT, s->PL};
 }
 
-/* dx = conv(dy padded by 2 - PT, 2 - PL; w flipped): the same engine with the channel roles swapped. */
-static wino_pass backward_data_pass(const fn_conv2d_shape *s) {
-    return (wino_pass){s->N, s->OH, s->OW, s->OC, s->H, s->W, s->C, 2 - s->PT, 2 - s->PL};
-}
-
 /* ---- the 1-D transforms, on 6 (or 4) values a stride apart ---- */
 
 /* t = B^T d */
@@ -80,6 +79,16 @@ FN_TILE_FN void bt6(float *t, const float *d) {
     t[3] = d42 + 2.0f * d31;
     t[4] = d42 - 2.0f * d31;
     t[5] = 4.0f * d[1] - 5.0f * d[3] + d[5];
+}
+
+/* o = B d, the adjoint of bt6: o[a] = sum over i of B^T[i][a] d[i] */
+FN_TILE_FN void b6(float *o, const float *d) {
+    o[0] = 4.0f * d[0];
+    o[1] = 4.0f * (d[2] - d[1] + d[5]) + 2.0f * (d[4] - d[3]);
+    o[2] = -5.0f * d[0] - 4.0f * (d[1] + d[2]) - (d[3] + d[4]);
+    o[3] = (d[1] - d[2]) + 2.0f * (d[3] - d[4]) - 5.0f * d[5];
+    o[4] = d[0] + d[1] + d[2] + d[3] + d[4];
+    o[5] = d[5];
 }
 
 /* o = A^T m */
@@ -130,11 +139,10 @@ FN_TILE_FN void input_tile(float *restrict v, const float *const *r, int64_t C) 
 }
 
 /* The 4x4 outputs of one tile from its products m[xi * OC + o]: A^T m A plus the bias (never NULL: zeros when
- * there is none), then ReLU (relu), or the ReLU mask of a fused backward (masked: an output is kept where its
- * mask value is > 0). Output row a starts at y[a], its pixel b at y[a] + b * OC; the mask rows k[a] likewise.
- * relu and masked are constants at every call, so each variant is a straight vector loop. */
-FN_TILE_FN void output_tile(float *const *y, const float *const *k, const float *restrict m, const float *restrict bias,
-                            const int relu, const int masked, int64_t OC) {
+ * there is none), then ReLU (relu: a constant at every call, so each variant is a straight vector loop). Output
+ * row a starts at y[a], its pixel b at y[a] + b * OC. */
+FN_TILE_FN void output_tile(float *const *y, const float *restrict m, const float *restrict bias, const int relu,
+                            int64_t OC) {
     FN_IVDEP
     for (int64_t o = 0; o < OC; o++) {
         float s[WM][WA]; /* A^T m: column j of m transformed into column j of s */
@@ -155,7 +163,6 @@ FN_TILE_FN void output_tile(float *const *y, const float *const *k, const float 
             for (int j = 0; j < WM; j++) {
                 float v = out[j] + bias[o];
                 if (relu) v = v > 0.0f ? v : 0.0f;
-                if (masked) v = k[i][j * OC + o] > 0.0f ? v : 0.0f;
                 y[i][j * OC + o] = v;
             }
         }
@@ -188,29 +195,66 @@ FN_TILE_FN void output_grad_tile(float *restrict e, int64_t es, float *restrict 
     }
 }
 
-/* u[xi][ci][co] = (G g G^T)[xi] for the kernel w [3, 3, C, OC]. flip = 0: ci = c, co = oc (forward).
- * flip = 1: ci = oc, co = c, kernel rotated by 180 degrees (the backward-data pass). */
-static void filter_transform(float *restrict u, const float *restrict w, int64_t C, int64_t OC, int flip) {
-    static const float G[WA][3] = {{1.0f / 4, 0, 0},
-                                   {-1.0f / 6, -1.0f / 6, -1.0f / 6},
-                                   {-1.0f / 6, 1.0f / 6, -1.0f / 6},
-                                   {1.0f / 24, 1.0f / 12, 1.0f / 6},
-                                   {1.0f / 24, -1.0f / 12, 1.0f / 6},
-                                   {0, 0, 1}};
-    const int64_t CI = flip ? OC : C, CO = flip ? C : OC;
-    for (int64_t ci = 0; ci < CI; ci++)
-        for (int64_t co = 0; co < CO; co++) {
-            float g[3][3], t[WA][3];
-            for (int kh = 0; kh < 3; kh++)
-                for (int kw = 0; kw < 3; kw++)
-                    g[kh][kw] = flip ? w[((2 - kh) * 3 + (2 - kw)) * C * OC + co * OC + ci]
-                                     : w[(kh * 3 + kw) * C * OC + ci * OC + co];
-            for (int i = 0; i < WA; i++) /* G g */
-                for (int j = 0; j < 3; j++) t[i][j] = G[i][0] * g[0][j] + G[i][1] * g[1][j] + G[i][2] * g[2][j];
-            for (int i = 0; i < WA; i++) /* (G g) G^T */
-                for (int j = 0; j < WA; j++)
-                    u[(WA * i + j) * CI * CO + ci * CO + co] = t[i][0] * G[j][0] + t[i][1] * G[j][1] + t[i][2] * G[j][2];
+/* The gradient of one tile's 6x6 input patch, B dV B^T, from dv[xi * ds + c] into p[(WA * a + b) * C + c]. */
+FN_TILE_FN void patch_grad_tile(float *restrict p, const float *restrict dv, int64_t ds, int64_t C) {
+    FN_IVDEP
+    for (int64_t c = 0; c < C; c++) {
+        float t[WA][WA]; /* dV B^T: each row of dV transformed */
+        FN_UNROLL
+        for (int i = 0; i < WA; i++) {
+            float row[WA];
+            FN_UNROLL
+            for (int j = 0; j < WA; j++) row[j] = dv[(WA * i + j) * ds + c];
+            b6(t[i], row);
         }
+        FN_UNROLL
+        for (int b = 0; b < WA; b++) { /* B (dV B^T): each column */
+            float col[WA], out[WA];
+            FN_UNROLL
+            for (int i = 0; i < WA; i++) col[i] = t[i][b];
+            b6(out, col);
+            FN_UNROLL
+            for (int a = 0; a < WA; a++) p[(WA * a + b) * C + c] = out[a];
+        }
+    }
+}
+
+/* e = G g (6 from 3) */
+FN_TILE_FN void g3(float *e, const float *g) {
+    const float s02 = g[0] + g[2];
+    e[0] = 0.25f * g[0];
+    e[1] = -(s02 + g[1]) * (1.0f / 6);
+    e[2] = (g[1] - s02) * (1.0f / 6);
+    e[3] = g[0] * (1.0f / 24) + g[1] * (1.0f / 12) + g[2] * (1.0f / 6);
+    e[4] = g[0] * (1.0f / 24) - g[1] * (1.0f / 12) + g[2] * (1.0f / 6);
+    e[5] = g[2];
+}
+
+/* u[xi][c][oc] = (G g G^T)[xi] for input channel c of the kernel w [3, 3, C, OC], a vector loop over oc. Run by all
+ * threads, one input channel each at a time: done by one thread ahead of the parallel region, with the constants
+ * of G in a table, it was a scalar loop that held the other threads waiting (2 % of a backward on one thread). */
+FN_VECTOR_CLONES static void filter_transform(float *restrict u, const float *restrict w, int64_t c, int64_t C,
+                                              int64_t OC) {
+    FN_IVDEP
+    for (int64_t co = 0; co < OC; co++) {
+        float t[WA][3]; /* G g: column kw of g transformed into column kw of t */
+        FN_UNROLL
+        for (int kw = 0; kw < 3; kw++) {
+            float col[3], out[WA];
+            FN_UNROLL
+            for (int kh = 0; kh < 3; kh++) col[kh] = w[(kh * 3 + kw) * C * OC + c * OC + co];
+            g3(out, col);
+            FN_UNROLL
+            for (int i = 0; i < WA; i++) t[i][kw] = out[i];
+        }
+        FN_UNROLL
+        for (int i = 0; i < WA; i++) { /* (G g) G^T */
+            float out[WA];
+            g3(out, t[i]);
+            FN_UNROLL
+            for (int j = 0; j < WA; j++) u[(WA * i + j) * C * OC + c * OC + co] = out[j];
+        }
+    }
 }
 
 /* o = G^T d (3 from 6) */
@@ -302,45 +346,30 @@ FN_VECTOR_CLONES static void input_block(float *v, float *patch, const float *x,
     else input_block_c(v, patch, x, p, t0, tb, p->C);
 }
 
-FN_TILE_FN void output_block_c(float *y, const float *mask, const float *m, const float *bias, int relu,
-                               float *sink, const wino_pass *p, int64_t t0, int64_t tb, int64_t OC) {
+FN_TILE_FN void output_block_c(float *y, const float *m, const float *bias, int relu, float *sink, const wino_pass *p,
+                               int64_t t0, int64_t tb, int64_t OC) {
     for (int64_t t = 0; t < tb; t++) {
         const tile_pos q = tile_at(p, t0 + t);
         const float *mt = m + t * WX * OC;
-        if (tile_is_full(p, q)) {
-            float *yr[WM];
-            const float *kr[WM];
-            for (int a = 0; a < WM; a++) {
-                yr[a] = y + pixel_offset(p, q, a, 0);
-                kr[a] = mask ? mask + pixel_offset(p, q, a, 0) : yr[a];
-            }
-            if (mask) output_tile(yr, kr, mt, bias, 0, 1, OC);
-            else if (relu) output_tile(yr, kr, mt, bias, 1, 0, OC);
-            else output_tile(yr, kr, mt, bias, 0, 0, OC);
-            continue;
-        }
-        /* A tile cut off by the edge: all 16 outputs into the sink, then the ones that exist. */
-        float *sr[WM];
-        const float *kr[WM];
-        for (int a = 0; a < WM; a++) sr[a] = sink + WM * a * OC, kr[a] = sr[a];
-        if (relu) output_tile(sr, kr, mt, bias, 1, 0, OC);
-        else output_tile(sr, kr, mt, bias, 0, 0, OC);
+        const int full = tile_is_full(p, q);
+        float *yr[WM]; /* a tile cut off by the edge: all 16 outputs into the sink, then the ones that exist */
+        for (int a = 0; a < WM; a++) yr[a] = full ? y + pixel_offset(p, q, a, 0) : sink + WM * a * OC;
+        if (relu) output_tile(yr, mt, bias, 1, OC);
+        else output_tile(yr, mt, bias, 0, OC);
+        if (full) continue;
         for (int a = 0; a < WM; a++)
-            for (int b = 0; b < WM; b++) {
-                if (q.oh + a >= p->OH || q.ow + b >= p->OW) continue;
-                const int64_t off = pixel_offset(p, q, a, b);
-                const float *src = sink + (WM * a + b) * OC;
-                for (int64_t o = 0; o < OC; o++) y[off + o] = !mask || mask[off + o] > 0.0f ? src[o] : 0.0f;
-            }
+            for (int b = 0; b < WM; b++)
+                if (q.oh + a < p->OH && q.ow + b < p->OW)
+                    memcpy(y + pixel_offset(p, q, a, b), sink + (WM * a + b) * OC, sizeof(float) * OC);
     }
 }
 
-/* Outputs of tiles [t0, t0 + tb) from their products m[t][xi][OC], with output_tile's epilogue (mask NULL:
- * none). sink: 16 * OC floats of scratch. */
-FN_VECTOR_CLONES static void output_block(float *y, const float *mask, const float *m, const float *bias, int relu,
-                                          float *sink, const wino_pass *p, int64_t t0, int64_t tb) {
-    if (p->OC == 32) output_block_c(y, mask, m, bias, relu, sink, p, t0, tb, 32);
-    else output_block_c(y, mask, m, bias, relu, sink, p, t0, tb, p->OC);
+/* Outputs of tiles [t0, t0 + tb) from their products m[t][xi][OC], with output_tile's epilogue. sink: 16 * OC
+ * floats of scratch. */
+FN_VECTOR_CLONES static void output_block(float *y, const float *m, const float *bias, int relu, float *sink,
+                                          const wino_pass *p, int64_t t0, int64_t tb) {
+    if (p->OC == 32) output_block_c(y, m, bias, relu, sink, p, t0, tb, 32);
+    else output_block_c(y, m, bias, relu, sink, p, t0, tb, p->OC);
 }
 
 FN_TILE_FN void output_pooled_block_c(float *y, int32_t *arg, const float *m, const float *bias, float *sink,
@@ -349,9 +378,8 @@ FN_TILE_FN void output_pooled_block_c(float *y, int32_t *arg, const float *m, co
     for (int64_t t = 0; t < tb; t++) {
         const tile_pos q = tile_at(p, t0 + t);
         float *sr[WM];
-        const float *kr[WM];
-        for (int a = 0; a < WM; a++) sr[a] = sink + WM * a * OC, kr[a] = sr[a];
-        output_tile(sr, kr, m + t * WX * OC, bias, 1, 0, OC);
+        for (int a = 0; a < WM; a++) sr[a] = sink + WM * a * OC;
+        output_tile(sr, m + t * WX * OC, bias, 1, OC);
         /* The tile's 2x2 windows, each as fn_maxpool2d_forward picks it: the maximum, and the offset inside
          * image n of the first output (row-major) that holds it. */
         for (int wa = 0; wa < WM / 2; wa++)
@@ -385,33 +413,91 @@ FN_VECTOR_CLONES static void output_pooled_block(float *y, int32_t *arg, const f
     else output_pooled_block_c(y, arg, m, bias, sink, p, t0, tb, p->OC);
 }
 
-FN_TILE_FN void output_grad_block_c(float *e, float *db, float *patch, const float *dy, const wino_pass *p,
+/* Tile q's 4x4 output gradients from a pooled source (fn_conv2d_grad): zero but at each 2x2 window's argmax,
+ * which gets the window's gradient where the pool's output is positive (the ReLU before the pool passes it). Each
+ * of a window's four outputs compares the argmax with its own offset: a vector loop over channels, no scatter. */
+FN_TILE_FN void pooled_grad_patch(float *restrict patch, const fn_conv2d_grad *g, const wino_pass *p, tile_pos q,
+                                  int64_t OC) {
+    const int64_t PH = p->OH / 2, PW = p->OW / 2;
+    const int32_t oc = (int32_t)OC, row = (int32_t)(p->OW * OC);
+    for (int wa = 0; wa < WM / 2; wa++)
+        for (int wb = 0; wb < WM / 2; wb++) {
+            const int64_t ph = q.oh / 2 + wa, pw = q.ow / 2 + wb;
+            float *restrict p00 = patch + (WM * 2 * wa + 2 * wb) * OC, *restrict p01 = p00 + OC;
+            float *restrict p10 = p00 + WM * OC, *restrict p11 = p10 + OC;
+            if (ph >= PH || pw >= PW) { /* outputs no window pooled (an odd last row or column) */
+                memset(p00, 0, sizeof(float) * 2 * OC), memset(p10, 0, sizeof(float) * 2 * OC);
+                continue;
+            }
+            const int64_t at = ((q.n * PH + ph) * PW + pw) * OC;
+            const float *restrict d = g->dy + at, *restrict y = g->pooled + at;
+            const int32_t *restrict arg = g->argmax + at;
+            const int32_t first = (int32_t)(2 * ph) * row + (int32_t)(2 * pw) * oc;
+            FN_IVDEP
+            for (int32_t o = 0; o < oc; o++) {
+                const float v = y[o] > 0.0f ? d[o] : 0.0f;
+                const int32_t k = arg[o] - first - o;
+                p00[o] = k == 0 ? v : 0.0f, p01[o] = k == oc ? v : 0.0f;
+                p10[o] = k == row ? v : 0.0f, p11[o] = k == row + oc ? v : 0.0f;
+            }
+        }
+}
+
+FN_TILE_FN void output_grad_block_c(float *e, float *db, float *patch, const fn_conv2d_grad *g, const wino_pass *p,
                                     int64_t t0, int64_t tb, int64_t OC) {
     for (int64_t t = 0; t < tb; t++) {
         const tile_pos q = tile_at(p, t0 + t);
-        const float *g[WM];
-        if (tile_is_full(p, q)) {
-            for (int a = 0; a < WM; a++) g[a] = dy + pixel_offset(p, q, a, 0);
+        const float *rows[WM];
+        for (int a = 0; a < WM; a++) rows[a] = patch + WM * a * OC;
+        if (g->argmax) {
+            pooled_grad_patch(patch, g, p, q, OC);
+        } else if (tile_is_full(p, q)) {
+            for (int a = 0; a < WM; a++) rows[a] = g->dy + pixel_offset(p, q, a, 0);
         } else { /* zeros for the outputs past the edge */
-            for (int a = 0; a < WM; a++) {
-                g[a] = patch + WM * a * OC;
+            for (int a = 0; a < WM; a++)
                 for (int b = 0; b < WM; b++) {
                     float *dst = patch + (WM * a + b) * OC;
-                    if (q.oh + a < p->OH && q.ow + b < p->OW) memcpy(dst, dy + pixel_offset(p, q, a, b), sizeof(float) * OC);
-                    else memset(dst, 0, sizeof(float) * OC);
+                    if (q.oh + a < p->OH && q.ow + b < p->OW)
+                        memcpy(dst, g->dy + pixel_offset(p, q, a, b), sizeof(float) * OC);
+                    else
+                        memset(dst, 0, sizeof(float) * OC);
                 }
-            }
         }
-        output_grad_tile(e + t * OC, FN_WINO_GRAD_TILES * OC, db, g, OC);
+        output_grad_tile(e + t * OC, FN_WINO_GRAD_TILES * OC, db, rows, OC);
     }
 }
 
 /* Transformed output gradients of tiles [t0, t0 + tb) into e[xi][t][OC], their sum added to db[OC]; patch:
  * 16 * OC floats of scratch. */
-FN_VECTOR_CLONES static void output_grad_block(float *e, float *db, float *patch, const float *dy,
+FN_VECTOR_CLONES static void output_grad_block(float *e, float *db, float *patch, const fn_conv2d_grad *g,
                                                const wino_pass *p, int64_t t0, int64_t tb) {
-    if (p->OC == 32) output_grad_block_c(e, db, patch, dy, p, t0, tb, 32);
-    else output_grad_block_c(e, db, patch, dy, p, t0, tb, p->OC);
+    if (p->OC == 32) output_grad_block_c(e, db, patch, g, p, t0, tb, 32);
+    else output_grad_block_c(e, db, patch, g, p, t0, tb, p->OC);
+}
+
+FN_TILE_FN void patch_grad_block_c(float *dx, float *patch, const float *dv, const wino_pass *p, int64_t t0,
+                                   int64_t tb, int64_t C) {
+    for (int64_t t = 0; t < tb; t++) {
+        const tile_pos q = tile_at(p, t0 + t);
+        patch_grad_tile(patch, dv + t * WX * C, C, C);
+        const int64_t ih0 = q.oh - p->PT, iw0 = q.ow - p->PL;
+        for (int a = 0; a < WA; a++) {
+            const int64_t ih = ih0 + a;
+            if (ih < 0 || ih >= p->H) continue; /* the padding's gradient goes nowhere */
+            const int64_t b0 = iw0 < 0 ? -iw0 : 0, b1 = iw0 + WA > p->W ? p->W - iw0 : WA;
+            float *restrict d = dx + ((q.n * p->H + ih) * p->W + iw0) * C;
+            const float *restrict src = patch + WA * a * C;
+            FN_IVDEP
+            for (int64_t k = b0 * C; k < b1 * C; k++) d[k] += src[k];
+        }
+    }
+}
+
+/* dx += the input-patch gradients of tiles [t0, t0 + tb) from their dV, dv[t][xi][C]; patch: 36 * C floats. */
+FN_VECTOR_CLONES static void patch_grad_block(float *dx, float *patch, const float *dv, const wino_pass *p,
+                                              int64_t t0, int64_t tb) {
+    if (p->C == 32) patch_grad_block_c(dx, patch, dv, p, t0, tb, 32);
+    else patch_grad_block_c(dx, patch, dv, p, t0, tb, p->C);
 }
 
 /* ---- the products ---- */
@@ -450,8 +536,9 @@ static int64_t pass_size(const wino_pass *p, int n_threads) {
     return slot(WX * p->C * p->OC) + WX * packed_filter_size(p->C, p->OC) + n_threads * pass_thread_size(p);
 }
 
-/* Chunks of images whose filter gradients are summed separately, then in order: a function of N alone. Each
- * chunk's dU is transformed back to a 3x3 gradient before it is stored, so a partial is 9 * C * OC + OC. */
+/* Chunks of images whose gradients one thread computes: dx of its images, and a partial filter gradient (summed
+ * with the others in order). A function of N alone. Each chunk's dU is transformed back to a 3x3 gradient before
+ * it is stored, so a partial is 9 * C * OC + OC. */
 static int64_t grad_partial_size(const fn_conv2d_shape *s) { return slot(9 * s->C * s->OC + s->OC); }
 static int64_t grad_chunks(const fn_conv2d_shape *s) { return fn_filter_chunks(s->N, grad_partial_size(s)); }
 /* Threads that take part in the chunks, each with its own scratch (36 * C * OC floats of dU among it). */
@@ -461,28 +548,33 @@ int fn_conv2d_winograd_fits(const fn_conv2d_shape *s) {
     return s->KH == 3 && s->KW == 3 && s->SH == 1 && s->SW == 1 && s->PT <= 2 && s->PL <= 2;
 }
 
+/* Per thread: a block's V (then dV), E and E packed, a patch, the 4x4 output gradients of a tile, dU. */
 static int64_t grad_thread_size(const fn_conv2d_shape *s) {
     return slot(WX * FN_WINO_GRAD_TILES * s->C) + slot(WX * FN_WINO_GRAD_TILES * s->OC) +
            slot(fn_gemm_packed_b_size(FN_WINO_GRAD_TILES, s->OC)) + slot(WX * s->C) + slot(WM * WM * s->OC) +
            slot(WX * s->C * s->OC);
 }
 
-int64_t fn_conv2d_winograd_workspace(const fn_conv2d_shape *s, int n_threads) {
-    const wino_pass f = forward_pass(s), b = backward_data_pass(s);
-    const int64_t grad = grad_chunks(s) * grad_partial_size(s) + grad_threads(s, n_threads) * grad_thread_size(s);
-    return fn_max64(fn_max64(pass_size(&f, n_threads), pass_size(&b, n_threads)), grad) + 2 * FN_WS_PAD;
+/* Shared by the backward's threads: the partials and U^T packed (for dV); U itself, needed only until it is packed,
+ * lies in the threads' scratch, which is used only after that (a thread's dU alone is as large). */
+static int64_t grad_size(const fn_conv2d_shape *s, int n_threads) {
+    return grad_chunks(s) * grad_partial_size(s) + WX * packed_filter_size(s->OC, s->C) +
+           grad_threads(s, n_threads) * grad_thread_size(s);
 }
 
-/* ---- the forward-shaped engine (forward and backward data) ---- */
+int64_t fn_conv2d_winograd_workspace(const fn_conv2d_shape *s, int n_threads) {
+    const wino_pass f = forward_pass(s);
+    return fn_max64(pass_size(&f, n_threads), grad_size(s, n_threads)) + 2 * FN_WS_PAD;
+}
 
-/* y = the pass's output (with bias and act, or masked by mask), or, with argmax, its ReLU'd 2x2 max-pool. */
-static void run_pass(float *y, int32_t *argmax, const float *x, const float *w, int flip, const float *bias,
-                     int act, const float *mask, const wino_pass *p, const fn_ukernel *uk, float *ws,
-                     int n_threads) {
+/* ---- the forward ---- */
+
+/* y = the convolution (with bias and act), or, with argmax, its ReLU'd 2x2 max-pool. */
+static void run_pass(float *y, int32_t *argmax, const float *x, const float *w, const float *bias, int act,
+                     const wino_pass *p, const fn_ukernel *uk, float *ws, int n_threads) {
     const int64_t C = p->C, OC = p->OC, npanels = fn_ceil_div(OC, uk->nr), psize = packed_filter_size(C, OC);
     const int64_t ntiles = p->N * tiles_per_image(p), nblocks = fn_ceil_div(ntiles, FN_WINO_TILES);
     float *u = fn_align64(ws), *up = u + slot(WX * C * OC), *slots = up + WX * psize;
-    filter_transform(u, w, flip ? OC : C, flip ? C : OC, flip);
 
     #pragma omp parallel num_threads(n_threads)
     {
@@ -490,6 +582,8 @@ static void run_pass(float *y, int32_t *argmax, const float *x, const float *w, 
         float *m = v + slot(WX * FN_WINO_TILES * C), *patch = m + slot(WX * FN_WINO_TILES * OC);
         float *zeros = patch + slot(WX * C), *sink = zeros + slot(OC);
         memset(zeros, 0, sizeof(float) * OC);
+        #pragma omp for schedule(static)
+        for (int64_t c = 0; c < C; c++) filter_transform(u, w, c, C, OC);
         #pragma omp for schedule(static)
         for (int64_t xi = 0; xi < WX; xi++) fn_gemm_pack_b(uk, up + xi * psize, u + xi * C * OC, OC, 0, C, OC, 0, npanels);
         #pragma omp for schedule(static)
@@ -501,7 +595,7 @@ static void run_pass(float *y, int32_t *argmax, const float *x, const float *w, 
             for (int64_t xi = 0; xi < WX; xi++)
                 block_product(uk, tb, OC, C, v + xi * C, WX * C, 0, up + xi * psize, 0, m + xi * OC, WX * OC);
             if (argmax) output_pooled_block(y, argmax, m, bias ? bias : zeros, sink, p, t0, tb);
-            else output_block(y, mask, m, bias ? bias : zeros, act == FN_ACT_RELU, sink, p, t0, tb);
+            else output_block(y, m, bias ? bias : zeros, act == FN_ACT_RELU, sink, p, t0, tb);
             fn_ftz_leave(csr);
         }
     }
@@ -510,30 +604,30 @@ static void run_pass(float *y, int32_t *argmax, const float *x, const float *w, 
 void fn_conv2d_winograd_forward(float *y, const float *x, const float *w, const float *b, const fn_conv2d_shape *s,
                                 int act, const fn_ukernel *uk, float *ws, int n_threads) {
     const wino_pass p = forward_pass(s);
-    run_pass(y, NULL, x, w, 0, b, act, NULL, &p, uk, ws, n_threads);
+    run_pass(y, NULL, x, w, b, act, &p, uk, ws, n_threads);
 }
 
 void fn_conv2d_winograd_forward_maxpool(float *y, int32_t *argmax, const float *x, const float *w, const float *b,
                                         const fn_conv2d_shape *s, const fn_ukernel *uk, float *ws, int n_threads) {
     const wino_pass p = forward_pass(s);
-    run_pass(y, argmax, x, w, 0, b, FN_ACT_RELU, NULL, &p, uk, ws, n_threads);
+    run_pass(y, argmax, x, w, b, FN_ACT_RELU, &p, uk, ws, n_threads);
 }
 
-void fn_conv2d_winograd_backward_data(float *dx, const float *dy, const float *w, const float *relu_x,
-                                      const fn_conv2d_shape *s, const fn_ukernel *uk, float *ws, int n_threads) {
-    const wino_pass p = backward_data_pass(s);
-    run_pass(dx, NULL, dy, w, 1, NULL, FN_ACT_LINEAR, relu_x, &p, uk, ws, n_threads);
+/* ---- the backward ---- */
+
+FN_VECTOR_CLONES static void relu_mask_rows(float *restrict dx, const float *restrict x, int64_t n) {
+    for (int64_t i = 0; i < n; i++) dx[i] = x[i] > 0.0f ? dx[i] : 0.0f;
 }
 
-/* ---- filter gradient ---- */
-
-void fn_conv2d_winograd_backward_filter(float *dw, float *db, const float *dy, const float *x,
-                                        const fn_conv2d_shape *s, const fn_ukernel *uk, float *ws, int n_threads) {
+void fn_conv2d_winograd_backward(float *dx, float *dw, float *db, const fn_conv2d_grad *g, const float *x,
+                                 const float *w, const float *relu_x, const fn_conv2d_shape *s, const fn_ukernel *uk,
+                                 float *ws, int n_threads) {
     const wino_pass p = forward_pass(s);
     const int64_t C = s->C, OC = s->OC, COC = C * OC, npanels = fn_ceil_div(OC, uk->nr);
     const int64_t tpi = tiles_per_image(&p), nch = grad_chunks(s), psize = grad_partial_size(s);
+    const int64_t usize = packed_filter_size(OC, C), image = s->H * s->W * C;
     const int direct_b = fn_gemm_b_is_packed(uk, 0, OC, OC);
-    float *partials = fn_align64(ws), *slots = partials + nch * psize;
+    float *partials = fn_align64(ws), *ut = partials + nch * psize, *slots = ut + WX * usize, *u = slots;
 
     #pragma omp parallel num_threads(grad_threads(s, n_threads))
     {
@@ -541,36 +635,44 @@ void fn_conv2d_winograd_backward_filter(float *dw, float *db, const float *dy, c
         float *e = v + slot(WX * FN_WINO_GRAD_TILES * C), *ep = e + slot(WX * FN_WINO_GRAD_TILES * OC);
         float *patch = ep + slot(fn_gemm_packed_b_size(FN_WINO_GRAD_TILES, OC)), *gpatch = patch + slot(WX * C);
         float *du = gpatch + slot(WM * WM * OC);
+        if (dx) { /* U[xi]^T (OC x C) packed as the B of dV's products */
+            #pragma omp for schedule(static)
+            for (int64_t c = 0; c < C; c++) filter_transform(u, w, c, C, OC);
+            #pragma omp for schedule(static)
+            for (int64_t xi = 0; xi < WX; xi++)
+                fn_gemm_pack_b(uk, ut + xi * usize, u + xi * COC, OC, 1, OC, C, 0, fn_ceil_div(C, uk->nr));
+        }
         #pragma omp for schedule(static)
         for (int64_t ch = 0; ch < nch; ch++) {
             float *pw = partials + ch * psize, *pb = pw + 9 * COC;
             const int64_t n0 = ch * s->N / nch, n1 = (ch + 1) * s->N / nch, t1 = n1 * tpi;
             const unsigned csr = fn_ftz_enter();
             memset(pb, 0, sizeof(float) * OC);
+            if (dx) memset(dx + n0 * image, 0, sizeof(float) * (n1 - n0) * image); /* the chunk's images: all ours */
             for (int64_t t0 = n0 * tpi; t0 < t1; t0 += FN_WINO_GRAD_TILES) {
                 const int64_t tb = fn_min64(FN_WINO_GRAD_TILES, t1 - t0);
-                input_block(v, patch, x, &p, t0, tb);
-                output_grad_block(e, pb, gpatch, dy, &p, t0, tb);
-                /* dU[xi] += V[xi]^T E[xi]: V[xi]^T is read in place (column t of it is 36 * C floats on) */
+                if (dw) input_block(v, patch, x, &p, t0, tb);
+                output_grad_block(e, pb, gpatch, g, &p, t0, tb);
                 for (int64_t xi = 0; xi < WX; xi++) {
-                    const float *bq = e + xi * FN_WINO_GRAD_TILES * OC;
-                    if (!direct_b) {
-                        fn_gemm_pack_b(uk, ep, bq, OC, 0, tb, OC, 0, npanels);
-                        bq = ep;
+                    const float *ex = e + xi * FN_WINO_GRAD_TILES * OC;
+                    if (dw) { /* dU[xi] += V[xi]^T E[xi]: V[xi]^T read in place (column t is 36 * C floats on) */
+                        const float *bq = ex;
+                        if (!direct_b) {
+                            fn_gemm_pack_b(uk, ep, ex, OC, 0, tb, OC, 0, npanels);
+                            bq = ep;
+                        }
+                        block_product(uk, C, OC, tb, v + xi * C, WX * C, 1, bq, t0 > n0 * tpi, du + xi * COC, OC);
                     }
-                    block_product(uk, C, OC, tb, v + xi * C, WX * C, 1, bq, t0 > n0 * tpi, du + xi * COC, OC);
+                    if (dx) /* dV[xi] = E[xi] U[xi]^T, over V[xi] (read above for the last time) */
+                        block_product(uk, tb, C, OC, ex, OC, 0, ut + xi * usize, 0, v + xi * C, WX * C);
                 }
+                if (dx) patch_grad_block(dx, patch, v, &p, t0, tb);
             }
-            filter_grad_transform(pw, du, COC); /* the chunk's gradient, 3x3 again */
+            if (dw) filter_grad_transform(pw, du, COC); /* the chunk's gradient, 3x3 again */
+            if (dx && relu_x) /* the ReLU's backward, while the chunk's dx is in cache */
+                relu_mask_rows(dx + n0 * image, relu_x + n0 * image, (n1 - n0) * image);
             fn_ftz_leave(csr);
         }
     }
-    /* Fixed-order sum of the chunks; each thread owns a range of elements. */
-    #pragma omp parallel for schedule(static) num_threads(n_threads)
-    for (int64_t i = 0; i < 9 * COC + OC; i++) {
-        float sum = partials[i];
-        for (int64_t ch = 1; ch < nch; ch++) sum += partials[ch * psize + i];
-        if (i < 9 * COC) dw[i] = sum;
-        else if (db) db[i - 9 * COC] = sum;
-    }
+    if (dw) fn_sum_partials(dw, 9 * COC, db, OC, partials, nch, psize, n_threads);
 }

@@ -6,6 +6,7 @@
  * tiles share its rows, else by each tile into an L1 panel. Tiles split C by rows and by panels, so 128-row
  * matrices still give every thread work. */
 #include <string.h>
+#include <unistd.h>
 
 #include "fastnet.h"
 #include "internal.h"
@@ -305,6 +306,20 @@ FN_VECTOR_CLONES void fn_gemm_slots_interleave(float *dst, const float *lo, cons
     for (int64_t i = 0; i < n; i++) dst[i] = fn_bf16_pair(lo[i], hi ? hi[i] : 0.0f);
 }
 
+/* Rows of A per L2 block (a multiple of mr): half of this CPU's L2 (per core, read once) for mc x kc floats. */
+static int64_t l2_bytes;
+int64_t fn_gemm_mc(int mr, int64_t kc) {
+    if (!l2_bytes) {
+        long v = -1;
+#ifdef _SC_LEVEL2_CACHE_SIZE
+        v = sysconf(_SC_LEVEL2_CACHE_SIZE);
+#endif
+        __atomic_store_n(&l2_bytes, v > 0 ? (int64_t)v : (int64_t)512 << 10, __ATOMIC_RELAXED);
+    }
+    const int64_t rows = __atomic_load_n(&l2_bytes, __ATOMIC_RELAXED) / 2 / ((int64_t)sizeof(float) * fn_max64(kc, 1));
+    return fn_max64(mr, rows / mr * mr);
+}
+
 /* One micro-tile: C[0:ib, 0:jn] (=|+=) A-panel . B-panel, through tmp where the tile is cut by an edge. */
 static inline void micro_tile(const fn_ukernel *uk, int64_t kcb, const float *ap, int64_t prs, int64_t pcs,
                               const float *bq, float *cp, int64_t ldc, int64_t ib, int64_t jn, int accumulate,
@@ -361,18 +376,26 @@ static void tile_loop(const fn_ukernel *uk, int64_t m0, int64_t m1, int64_t q0, 
             }
             continue;
         }
-        for (int64_t q = q0; q < q1; q++) {
-            const float *bq = bp + pc * npad + q * kcb * nr;
-            const int64_t jn = fn_min64(nr, N - q * nr);
-            for (int64_t i = m0; i < m1; i += mr) {
-                const int64_t ib = fn_min64(mr, m1 - i);
-                const float *ap = a + i * rs + pc * cs;
-                int64_t prs = rs, pcs = cs;
-                if (ib < mr || alpha != 1.0f) {
-                    fn_gemm_pack_a(uk, panel, ap, rs, cs, ib, kcb, alpha, &prs, &pcs);
-                    ap = panel;
+        /* Rows in blocks of mc whose A (mc x kc, read in place) stays in L2 while every B panel of the tile meets
+         * it; each B panel (kc x nr) stays in L1 while it meets the block's rows. Unblocked, a 2048-row tile
+         * streamed all of A from L3 for every panel. Blocking only reorders the tiles: every element's sum is the
+         * same. */
+        const int64_t mc = fn_gemm_mc(mr, kcb);
+        for (int64_t ic = m0; ic < m1; ic += mc) {
+            const int64_t ie = fn_min64(m1, ic + mc);
+            for (int64_t q = q0; q < q1; q++) {
+                const float *bq = bp + pc * npad + q * kcb * nr;
+                const int64_t jn = fn_min64(nr, N - q * nr);
+                for (int64_t i = ic; i < ie; i += mr) {
+                    const int64_t ib = fn_min64(mr, ie - i);
+                    const float *ap = a + i * rs + pc * cs;
+                    int64_t prs = rs, pcs = cs;
+                    if (ib < mr || alpha != 1.0f) {
+                        fn_gemm_pack_a(uk, panel, ap, rs, cs, ib, kcb, alpha, &prs, &pcs);
+                        ap = panel;
+                    }
+                    micro_tile(uk, kcb, ap, prs, pcs, bq, c + i * ldc + q * nr, ldc, ib, jn, accumulate, tmp);
                 }
-                micro_tile(uk, kcb, ap, prs, pcs, bq, c + i * ldc + q * nr, ldc, ib, jn, accumulate, tmp);
             }
         }
     }

@@ -20,6 +20,9 @@
 __attribute__((target("avx2,fma"))) static void ukernel_avx2_6x16(
     int64_t kc, const float *restrict a, int64_t rs_a, int64_t cs_a, const float *restrict b, float *restrict c,
     int64_t ldc, int accumulate) {
+    /* C's 6 x 16 tile (two lines a row, unaligned) into L1 while the K loop runs: its loads at the end missed to L2
+     * or L3 on every K block after the first (2048^3, one thread: 0.94x OpenBLAS without, 0.97x with) */
+    for (int i = 0; i < 6; i++) _mm_prefetch((const char *)(c + i * ldc), _MM_HINT_T0), _mm_prefetch((const char *)(c + i * ldc + 15), _MM_HINT_T0);
     __m256 c0a = _mm256_setzero_ps(), c0b = c0a, c1a = c0a, c1b = c0a, c2a = c0a, c2b = c0a, c3a = c0a,
            c3b = c0a, c4a = c0a, c4b = c0a, c5a = c0a, c5b = c0a;
     if (cs_a == 1) {

@@ -163,6 +163,8 @@ int fn_amx_permitted(void);                    /* 1 once Linux has granted this 
 
 /* The K-block length used for a product of depth K (a function of K alone). */
 int64_t fn_gemm_kc(int64_t K);
+/* Rows of op(A) per cache block of a float32 tile (a multiple of mr, from this CPU's L2: only the order of work). */
+int64_t fn_gemm_mc(int mr, int64_t kc);
 /* 1 when op(B) is already laid out as its own packing (one NR-wide panel, untransposed): use B as bp. */
 int fn_gemm_b_is_packed(const fn_ukernel *uk, int trans_b, int64_t N, int64_t ldb);
 
@@ -261,9 +263,17 @@ void fn_conv2d_winograd_forward(float *y, const float *x, const float *w, const 
                                 int act, const fn_ukernel *uk, float *ws, int n_threads);
 void fn_conv2d_winograd_forward_maxpool(float *y, int32_t *argmax, const float *x, const float *w, const float *b,
                                         const fn_conv2d_shape *s, const fn_ukernel *uk, float *ws, int n_threads);
-void fn_conv2d_winograd_backward_data(float *dx, const float *dy, const float *w, const float *relu_x,
-                                      const fn_conv2d_shape *s, const fn_ukernel *uk, float *ws, int n_threads);
-void fn_conv2d_winograd_backward_filter(float *dw, float *db, const float *dy, const float *x,
-                                        const fn_conv2d_shape *s, const fn_ukernel *uk, float *ws, int n_threads);
+/* dL/d(conv + bias) as a backward reads it: dy [N, OH, OW, OC] itself (argmax NULL), or the gradient of
+ * fn_conv2d_forward_maxpool's output, dy [N, OH/2, OW/2, OC], routed to its argmax where its output pooled > 0. */
+typedef struct {
+    const float *dy;
+    const int32_t *argmax;
+    const float *pooled;
+} fn_conv2d_grad;
+/* fn_conv2d_backward on Winograd's tiles: dx (may be NULL; masked by relu_x, may be NULL) and dw, db (dw NULL:
+ * neither; db may be NULL) in one pass over dy, x may be NULL without dw, w without dx. */
+void fn_conv2d_winograd_backward(float *dx, float *dw, float *db, const fn_conv2d_grad *g, const float *x,
+                                 const float *w, const float *relu_x, const fn_conv2d_shape *s, const fn_ukernel *uk,
+                                 float *ws, int n_threads);
 
 #endif

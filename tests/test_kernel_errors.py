@@ -151,3 +151,28 @@ def test_thread_counts_checked_and_clamped_the_same_way_in_every_kernel():
         assert _kernels.get_num_threads() == _kernels.MAX_THREADS
     finally:
         _kernels.set_num_threads(None)
+
+
+def _isa_under(value):
+    import os
+    import subprocess
+    import sys
+    env = dict(os.environ, FASTNET_ISA=value)
+    code = "from fastnet import _kernels; print(_kernels.get_isa())"
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+
+
+def test_fastnet_isa_sets_the_path_every_call_takes():
+    """FASTNET_ISA (as ONEDNN_MAX_CPU_ISA): the bench scripts' worker processes measure one path through it."""
+    assert _isa_under("generic").stdout.strip() == "generic"
+    assert _isa_under("best").stdout.strip() == _kernels.get_isa()
+
+
+@pytest.mark.parametrize("value,message", [("avx3", "unknown ISA 'avx3'"),
+                                           ("amx_bf16", "this CPU does not support 'amx_bf16'")])
+def test_fastnet_isa_names_the_variable_when_it_cannot_be_met(value, message):
+    if value in _kernels.supported_isas():
+        pytest.skip(f"this CPU supports {value}")
+    result = _isa_under(value)
+    assert result.returncode != 0
+    assert f"FASTNET_ISA={value!r}: {message}" in result.stderr

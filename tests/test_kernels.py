@@ -177,6 +177,71 @@ def test_conv2d_forward_maxpool_is_bit_identical_to_the_two_kernels(isa, conv_al
     np.testing.assert_array_equal(arg, arg2)
 
 
+@pytest.mark.parametrize("case", MAXPOOL_CASES + [(1, 30, 30, 16, 8, 3, 1, "valid"),  # 28 outputs: whole tiles
+                                                  (2, 12, 14, 5, 32, 3, 1, "same")],  # 12x14: a tile of two windows
+                         ids=str)
+def test_conv2d_backward_in_one_call(isa, conv_algo, case):
+    """conv2d_backward (the CNN's step: the pool's, the ReLU's and the convolution's backward, and the previous
+    ReLU's mask, in one call) against the float64 reference of each, with a pooled dy and a plain one, with and
+    without dx; Winograd takes both gradients from one transform of dy on the forward's tiles."""
+    N, H, W, C, OC, k, stride, padding = case
+    rng = np.random.default_rng(zlib.crc32(repr(case).encode()))
+    x, w, b = rand(rng, N, H, W, C), rand(rng, k, k, C, OC, scale=0.3), rand(rng, OC)
+    strides = (stride, stride)
+    fits = _kernels.conv2d_forward_maxpool_fits(x.shape, w.shape, strides, padding)
+    assert fits or conv_algo == "winograd" and (k, stride) != (3, 1)
+    conv = ref.conv2d_forward(x, w, b, strides, padding, "relu")
+    dz = rand(rng, *conv.shape)
+    if fits:  # the pooled form: dz from the pool's gradient, as the unfused step computes it
+        y, arg = _kernels.conv2d_forward_maxpool(x, w, b, strides, padding)
+        dyp = rand(rng, *y.shape)
+        dz = ref.activation_backward(ref.maxpool2d_backward(dyp, arg, conv.shape), conv, "relu")
+    rdx, rdw, rdb = ref._conv2d_backward(dz, x, w, strides, padding)
+    rdx = ref.activation_backward(rdx, np.maximum(x, 0), "relu")
+    plain = _kernels.conv2d_backward(dz.astype(np.float32), x, w, strides, padding, db=np.empty(OC, np.float32),
+                                     dx=True, relu_input=x)
+    for got, want, what in zip(plain, (rdw, rdb, rdx), ("dw", "db", "dx")):
+        close(got, want, f"conv2d_backward {what}")
+    dw, db, dx = _kernels.conv2d_backward(dz.astype(np.float32), x, w, strides, padding)  # dx=False: none
+    assert db is None and dx is None
+    np.testing.assert_array_equal(dw, plain[0])
+    if fits:
+        pooled = _kernels.conv2d_backward(dyp, x, w, strides, padding, db=np.empty(OC, np.float32), dx=True,
+                                          relu_input=x, argmax=arg, pooled=y)
+        for got, want, what in zip(pooled, (rdw, rdb, rdx), ("dw", "db", "dx")):
+            close(got, want, f"conv2d_backward from the pool's gradient: {what}")
+
+
+def test_conv2d_backward_gives_every_thread_count_the_same_bits(conv_algo):
+    rng = np.random.default_rng(5)
+    x, w, b = rand(rng, 7, 26, 26, 32), rand(rng, 3, 3, 32, 32, scale=0.3), rand(rng, 32)
+    y, arg = _kernels.conv2d_forward_maxpool(x, w, b)
+    dy = rand(rng, *y.shape)
+    runs = [_kernels.conv2d_backward(dy, x, w, db=np.empty(32, np.float32), dx=True, relu_input=x, argmax=arg,
+                                     pooled=y, n_threads=t) for t in (1, 2, 3, 8)]
+    for other in runs[1:]:
+        for a, b in zip(runs[0], other):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_conv2d_backward_refuses_what_does_not_fit(rng):
+    x, w = rand(rng, 2, 10, 10, 4), rand(rng, 3, 3, 4, 6)
+    y, arg = _kernels.conv2d_forward_maxpool(x, w)
+    dy = rand(rng, *y.shape)
+    with pytest.raises(ValueError, match="needs both argmax and pooled"):
+        _kernels.conv2d_backward(dy, x, w, argmax=arg)
+    with pytest.raises(ValueError, match=r"dy has shape \(2, 4, 4, 6\), expected \(2, 8, 8, 6\)"):
+        _kernels.conv2d_backward(dy, x, w)
+    with pytest.raises(ValueError, match="conv2d_forward_maxpool runs"):
+        _kernels.conv2d_backward(rand(rng, 2, 4, 4, 6), rand(rng, 2, 11, 11, 4), w, argmax=arg, pooled=y)
+    with pytest.raises(ValueError, match="relu_input has shape"):
+        _kernels.conv2d_backward(dy, x, w, argmax=arg, pooled=y, relu_input=x[:1])
+    bad = arg.copy()
+    bad[0, 0, 0, 0] = 10**6
+    with pytest.raises(ValueError, match="argmax holds offsets outside"):
+        _kernels.conv2d_backward(dy, x, w, argmax=bad, pooled=y, conv_algo="im2col")
+
+
 def test_conv2d_forward_maxpool_refuses_shapes_it_cannot_pool(rng):
     x, w = rand(rng, 1, 7, 8, 16), rand(rng, 3, 3, 16, 16)  # 5x6 outputs: odd rows
     assert not _kernels.conv2d_forward_maxpool_fits(x.shape, w.shape)

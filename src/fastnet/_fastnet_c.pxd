@@ -70,6 +70,10 @@ cdef extern from "fastnet.h" nogil:
                                 const fn_conv2d_shape *s, int algo, int isa, float *ws, int n_threads)
     int fn_conv2d_backward_filter(float *dw, float *db, const float *dy, const float *x,
                                   const fn_conv2d_shape *s, int algo, int isa, float *ws, int n_threads)
+    int fn_conv2d_backward(float *dx, float *dw, float *db, const float *dy, const int32_t *argmax,
+                           const float *pooled, const float *x, const float *w, const float *relu_x,
+                           const fn_conv2d_shape *s, int algo, int isa, float *ws, int n_threads)
+    int64_t fn_conv2d_backward_workspace(const fn_conv2d_shape *s, int pooled, int algo, int n_threads)
     int64_t fn_conv2d_workspace(const fn_conv2d_shape *s, int algo, int n_threads)
 
     int fn_maxpool2d_forward(float *y, int32_t *argmax, const float *x, int64_t N, int64_t H, int64_t W,

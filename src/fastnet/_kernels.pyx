@@ -39,7 +39,7 @@ _ALGO_NAMES = {code: name for name, code in CONV_ALGOS.items()}
 MAX_THREADS = 1024  # larger requests are clamped: no kernel gains from more, and each thread costs scratch
 
 cdef int _num_threads = 0  # 0: not set; each call then uses OpenMP's current maximum
-_isa = fn_gemm_cpu_max_isa()
+_isa = fn_gemm_cpu_max_isa()  # FASTNET_ISA may lower it: see the end of this file
 _conv_algo = FN_CONV_AUTO
 
 
@@ -70,6 +70,19 @@ def set_isa(isa):
     'best'."""
     global _isa
     _isa = fn_gemm_cpu_max_isa() if isa == "best" else _isa_code(isa)
+
+
+def _isa_from_environment():
+    """FASTNET_ISA (as oneDNN's ONEDNN_MAX_CPU_ISA and OpenBLAS's OPENBLAS_CORETYPE): the path every call takes
+    unless set_isa says otherwise, so a whole run, its worker processes included, measures one path: an AVX2
+    machine's kernels on an AVX-512 CPU, say. Unset, empty or 'best': the best this CPU supports."""
+    value = os.environ.get("FASTNET_ISA", "")
+    if value in ("", "best"):
+        return
+    try:
+        set_isa(value)
+    except (ValueError, RuntimeError) as e:
+        raise RuntimeError(f"FASTNET_ISA={value!r}: {e}") from None
 
 
 def get_isa():
@@ -366,3 +379,6 @@ include "_kernels_dense.pxi"
 include "_kernels_conv.pxi"
 include "_kernels_elementwise.pxi"
 include "_kernels_optim.pxi"
+
+
+_isa_from_environment()

@@ -193,6 +193,66 @@ def conv2d_backward_filter(dy, x, kernel_size, strides=(1, 1), padding="valid", 
     return dw, db
 
 
+def conv2d_backward(dy, x, w, strides=(1, 1), padding="valid", dw=None, db=None, dx=False, relu_input=None,
+                    argmax=None, pooled=None, n_threads=None, isa=None, precision=None, conv_algo=None,
+                    workspace=None):
+    """The whole backward in one call: (dw, db, dx) as conv2d_backward_filter and conv2d_backward_data give them.
+
+    dy is dL/d(conv + bias) [N, OH, OW, OC]; or, with argmax and pooled (conv2d_forward_maxpool's), the gradient of
+    that call's output [N, OH/2, OW/2, OC], whose ReLU passes it where pooled > 0. dx: an output array, True (one
+    is made) or False (no input gradient: db and dx come back None where not asked for). relu_input as in
+    conv2d_backward_data. Winograd shares one transform of dy between both gradients."""
+    _array(dy, "dy", 4)
+    _array(x, "x", 4)
+    _array(w, "w", 4)
+    cdef fn_conv2d_shape s = _conv_shape(x.shape, w.shape, strides, padding)
+    cdef int code = _path_code(isa, precision), algo = _conv_code(conv_algo, precision)
+    cdef bint pooled_dy = argmax is not None or pooled is not None
+    if pooled_dy:
+        if argmax is None or pooled is None:
+            raise ValueError("conv2d_backward: a pooled dy needs both argmax and pooled")
+        if not conv2d_forward_maxpool_fits(x.shape, w.shape, strides, padding, conv_algo, precision):
+            raise ValueError(f"conv2d_backward: a pooled dy needs a convolution conv2d_forward_maxpool runs; its "
+                             f"output {(s.OH, s.OW)} does not fit")
+        _expect(dy, "dy", (s.N, s.OH // 2, s.OW // 2, s.OC))
+        _array(argmax, "argmax", 4, np.int32)
+        _expect(argmax, "argmax", dy.shape)
+        _array(pooled, "pooled", 4)
+        _expect(pooled, "pooled", dy.shape)
+        # Winograd reads each window's argmax as one of the window's four outputs, whatever it holds; im2col
+        # writes the gradient at it, so there it must lie inside the image.
+        if fn_conv2d_resolve_algo(&s, algo) != FN_CONV_WINOGRAD and argmax.size and (
+                argmax.min() < 0 or argmax.max() >= s.OH * s.OW * s.OC):
+            raise ValueError("conv2d_backward: argmax holds offsets outside the convolution's output image")
+    else:
+        _expect(dy, "dy", (s.N, s.OH, s.OW, s.OC))
+    if relu_input is not None:
+        _array(relu_input, "relu_input", 4)
+        _expect(relu_input, "relu_input", x.shape)
+    dw = _output(dw, "dw", w.shape, (dy, x, w))
+    if db is not None:
+        db = _output(db, "db", (s.OC,), (dy, x, w, dw))
+    want_dx = dx is not False and dx is not None
+    if want_dx:
+        dx = _output(None if dx is True else dx, "dx", x.shape, (dy, x, w, dw, db, relu_input, argmax, pooled))
+    cdef int nt = _threads(n_threads), st
+    scratch = _scratch(workspace, fn_conv2d_backward_workspace(&s, pooled_dy, algo, nt))
+    cdef float *pws = _mp(scratch)
+    cdef const float *pdy = _cp(dy)
+    cdef const float *px = _cp(x)
+    cdef const float *pk = _cp(w)
+    cdef float *pdw = _mp(dw)
+    cdef float *pdb = NULL if db is None else _mp(db)
+    cdef float *pdx = _mp(dx) if want_dx else NULL
+    cdef const float *prelu = NULL if relu_input is None else _cp(relu_input)
+    cdef const int32_t *pam = NULL if argmax is None else <const int32_t *>_data(argmax, False, 4)
+    cdef const float *ppool = NULL if pooled is None else _cp(pooled)
+    with nogil:
+        st = fn_conv2d_backward(pdx, pdw, pdb, pdy, pam, ppool, px, pk, prelu, &s, algo, code, pws, nt)
+    _status(st, "conv2d_backward")
+    return dw, db, dx if want_dx else None
+
+
 # ---- max pooling ----
 
 def maxpool2d_forward(x, pool_size=(2, 2), strides=None, padding="valid", out=None, argmax=None,

@@ -329,10 +329,8 @@ class Plan:
             return layer.backward(ctx, dz, x, dx, relu_input=step.masks_relu_input)
         if op == "conv2d_maxpool":
             x, y, argmax = saved
-            pool = step.layers[-1]
-            dz = pool.backward(ctx, dy, argmax, self._buf(i, "dz", layer.out_shape, n), relu_output=y)
             dx = self._buf(i, "dx", layer.in_shape, n) if need_dx else None
-            return layer.backward(ctx, dz, x, dx, relu_input=step.masks_relu_input)
+            return layer.backward(ctx, dy, x, dx, relu_input=step.masks_relu_input, pooled=(argmax, y))
         if not need_dx:
             return None
         if op == "maxpool2d":

@@ -73,15 +73,15 @@ class Conv2D(SpatialLayer):
                                         argmax=argmax, **ctx.conv)
         return y
 
-    def backward(self, ctx, dz, x, dx=None, relu_input=False):
+    def backward(self, ctx, dz, x, dx=None, relu_input=False, pooled=None):
         """Weight gradients into self.grads from dz = dL/d(conv + bias); dx = dL/dx when dx is given, zeroed
-        where x is not positive when relu_input (x came out of a ReLU whose backward this applies)."""
-        _kernels.conv2d_backward_filter(dz, x, self.kernel_size, self.strides, self.padding, dw=self.grads[0],
-                                        db=self.grads[1] if self.use_bias else None, **ctx.conv)
-        if dx is None:
-            return None
-        return _kernels.conv2d_backward_data(dz, self.params[0], x.shape, self.strides, self.padding, out=dx,
-                                             relu_input=x if relu_input else None, **ctx.conv)
+        where x is not positive when relu_input (x came out of a ReLU whose backward this applies). pooled: the
+        (argmax, y) of forward_maxpool, dz then being dL/dy (the pool's and the ReLU's backward, fused)."""
+        argmax, y = pooled if pooled is not None else (None, None)
+        _kernels.conv2d_backward(dz, x, self.params[0], self.strides, self.padding, dw=self.grads[0],
+                                 db=self.grads[1] if self.use_bias else None, dx=False if dx is None else dx,
+                                 relu_input=x if relu_input else None, argmax=argmax, pooled=y, **ctx.conv)
+        return dx
 
 
 class Convolution2D(Conv2D):
