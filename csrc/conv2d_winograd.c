@@ -169,17 +169,20 @@ FN_TILE_FN void output_tile(float *const *y, const float *restrict m, const floa
     }
 }
 
-/* (A g A^T)[xi] for one tile's 4x4 output gradients into e[xi * es + o], and their sum added to db; row a of
- * g starts at g[a], its pixel b at g[a] + b * OC. */
-FN_TILE_FN void output_grad_tile(float *restrict e, int64_t es, float *restrict db, const float *const *g, int64_t OC) {
+/* (A g A^T)[xi] for n channels of one tile's 4x4 output gradients into e[xi * es + o], zeros for o in [n, width),
+ * and their sum added to db; row a of g starts at g[a], its pixel b at g[a] + b * stride. */
+FN_TILE_FN void output_grad_tile(float *restrict e, int64_t es, float *restrict db, const float *const *g, int64_t n,
+                                 int64_t width, int64_t stride) {
+    for (int64_t o = n; o < width; o++)
+        for (int xi = 0; xi < WX; xi++) e[xi * es + o] = 0.0f;
     FN_IVDEP
-    for (int64_t o = 0; o < OC; o++) {
+    for (int64_t o = 0; o < n; o++) {
         float t[WA][WM], sum = 0.0f; /* A g: column b of g transformed into column b of t */
         FN_UNROLL
         for (int b = 0; b < WM; b++) {
             float col[WM], out[WA];
             FN_UNROLL
-            for (int a = 0; a < WM; a++) col[a] = g[a][b * OC + o], sum += col[a];
+            for (int a = 0; a < WM; a++) col[a] = g[a][b * stride + o], sum += col[a];
             a4(out, col);
             FN_UNROLL
             for (int a = 0; a < WA; a++) t[a][b] = out[a];
@@ -444,7 +447,8 @@ FN_TILE_FN void pooled_grad_patch(float *restrict patch, const fn_conv2d_grad *g
 }
 
 FN_TILE_FN void output_grad_block_c(float *e, float *db, float *patch, const fn_conv2d_grad *g, const wino_pass *p,
-                                    int64_t t0, int64_t tb, int64_t OC) {
+                                    int64_t t0, int64_t tb, int64_t OC, int64_t nr) {
+    const int64_t panels = fn_ceil_div(OC, nr);
     for (int64_t t = 0; t < tb; t++) {
         const tile_pos q = tile_at(p, t0 + t);
         const float *rows[WM];
@@ -463,20 +467,27 @@ FN_TILE_FN void output_grad_block_c(float *e, float *db, float *patch, const fn_
                         memset(dst, 0, sizeof(float) * OC);
                 }
         }
-        output_grad_tile(e + t * OC, FN_WINO_GRAD_TILES * OC, db, rows, OC);
+        for (int64_t q = 0; q < panels; q++) {
+            const float *qrows[WM];
+            for (int a = 0; a < WM; a++) qrows[a] = rows[a] + q * nr;
+            output_grad_tile(e + (q * tb + t) * nr, tb * panels * nr, db + q * nr, qrows, fn_min64(nr, OC - q * nr), nr,
+                             OC);
+        }
     }
 }
 
-/* Transformed output gradients of tiles [t0, t0 + tb) into e[xi][t][OC], their sum added to db[OC]; patch:
- * 16 * OC floats of scratch. */
+/* Transformed output gradients of tiles [t0, t0 + tb) into e[xi][q][t][nr] (E[xi]'s panels of nr channels, zero
+ * past OC: packed as the micro-kernel's B of depth tb, so the filter products read it in place), their sum added to
+ * db[OC]; patch: 16 * OC floats of scratch. */
 FN_VECTOR_CLONES static void output_grad_block(float *e, float *db, float *patch, const fn_conv2d_grad *g,
-                                               const wino_pass *p, int64_t t0, int64_t tb) {
-    if (p->OC == 32) output_grad_block_c(e, db, patch, g, p, t0, tb, 32);
-    else output_grad_block_c(e, db, patch, g, p, t0, tb, p->OC);
+                                               const wino_pass *p, int64_t t0, int64_t tb, int64_t nr) {
+    if (p->OC == 32 && nr == 16) output_grad_block_c(e, db, patch, g, p, t0, tb, 32, 16);
+    else if (p->OC == 32 && nr == 32) output_grad_block_c(e, db, patch, g, p, t0, tb, 32, 32);
+    else output_grad_block_c(e, db, patch, g, p, t0, tb, p->OC, nr);
 }
 
-FN_TILE_FN void patch_grad_block_c(float *dx, float *patch, const float *dv, const wino_pass *p, int64_t t0,
-                                   int64_t tb, int64_t C) {
+FN_TILE_FN void patch_grad_block_c(float *dx, const float *relu_x, float *patch, const float *dv, const wino_pass *p,
+                                   int64_t t0, int64_t tb, int64_t C) {
     for (int64_t t = 0; t < tb; t++) {
         const tile_pos q = tile_at(p, t0 + t);
         patch_grad_tile(patch, dv + t * WX * C, C, C);
@@ -485,38 +496,57 @@ FN_TILE_FN void patch_grad_block_c(float *dx, float *patch, const float *dv, con
             const int64_t ih = ih0 + a;
             if (ih < 0 || ih >= p->H) continue; /* the padding's gradient goes nowhere */
             const int64_t b0 = iw0 < 0 ? -iw0 : 0, b1 = iw0 + WA > p->W ? p->W - iw0 : WA;
-            float *restrict d = dx + ((q.n * p->H + ih) * p->W + iw0) * C;
+            const int64_t at = ((q.n * p->H + ih) * p->W + iw0) * C;
+            float *restrict d = dx + at;
             const float *restrict src = patch + WA * a * C;
-            FN_IVDEP
-            for (int64_t k = b0 * C; k < b1 * C; k++) d[k] += src[k];
+            if (relu_x) { /* each contribution masked: the masked sum, without a pass over dx after it */
+                const float *restrict r = relu_x + at;
+                FN_IVDEP
+                for (int64_t k = b0 * C; k < b1 * C; k++) d[k] += r[k] > 0.0f ? src[k] : 0.0f;
+            } else {
+                FN_IVDEP
+                for (int64_t k = b0 * C; k < b1 * C; k++) d[k] += src[k];
+            }
         }
     }
 }
 
-/* dx += the input-patch gradients of tiles [t0, t0 + tb) from their dV, dv[t][xi][C]; patch: 36 * C floats. */
-FN_VECTOR_CLONES static void patch_grad_block(float *dx, float *patch, const float *dv, const wino_pass *p,
-                                              int64_t t0, int64_t tb) {
-    if (p->C == 32) patch_grad_block_c(dx, patch, dv, p, t0, tb, 32);
-    else patch_grad_block_c(dx, patch, dv, p, t0, tb, p->C);
+/* dx += the input-patch gradients of tiles [t0, t0 + tb) from their dV, dv[t][xi][C], zero where relu_x (may be
+ * NULL) is not positive; patch: 36 * C floats. */
+FN_VECTOR_CLONES static void patch_grad_block(float *dx, const float *relu_x, float *patch, const float *dv,
+                                              const wino_pass *p, int64_t t0, int64_t tb) {
+    if (p->C == 32) patch_grad_block_c(dx, relu_x, patch, dv, p, t0, tb, 32);
+    else patch_grad_block_c(dx, relu_x, patch, dv, p, t0, tb, p->C);
 }
 
 /* ---- the products ---- */
 
 /* c[0:rows, 0:N] = (or += with accumulate) op(a) . bp, bp packed for depth K. Whole micro-tiles and one K
  * block go straight to the micro-kernel (the 36 products of a block are small: fn_gemm_tile's set-up would
- * show); other shapes take fn_gemm_tile, which computes every element the same way. */
+ * show); other shapes take fn_gemm_tile, which computes every element the same way. over_read: the mr - rows % mr
+ * rows of op(a) past its last may be read (they lie in the caller's buffer), so a last partial micro-tile runs on
+ * them in place into tmp (mr x nr floats), its extra rows dropped; it was packed first (the filter products' 32
+ * rows are 5 micro-tiles of 6 and 2 rows: 5 % of the CNN's backward went to packing and set-up). */
 static void block_product(const fn_ukernel *uk, int64_t rows, int64_t N, int64_t K, const float *a, int64_t lda,
-                          int trans_a, const float *bp, int accumulate, float *c, int64_t ldc) {
+                          int trans_a, const float *bp, int accumulate, float *c, int64_t ldc, int over_read,
+                          float *tmp) {
     const int mr = uk->mr, nr = uk->nr;
-    if (rows % mr || N % nr || K > FN_KC_MAX || uk->bf16) { /* fn_gemm_tile rounds A's bfloat16 panels */
+    if ((rows % mr && !over_read) || N % nr || K > FN_KC_MAX || uk->bf16) { /* fn_gemm_tile rounds A's bfloat16 panels */
         fn_gemm_tile(uk, 0, rows, 0, fn_ceil_div(N, nr), N, K, 1.0f, a, lda, trans_a, bp, accumulate ? 1.0f : 0.0f,
                      c, ldc);
         return;
     }
-    const int64_t rs = trans_a ? 1 : lda, cs = trans_a ? lda : 1;
-    for (int64_t q = 0; q < N / nr; q++)
-        for (int64_t i = 0; i < rows; i += mr)
+    const int64_t rs = trans_a ? 1 : lda, cs = trans_a ? lda : 1, full = rows - rows % mr;
+    for (int64_t q = 0; q < N / nr; q++) {
+        for (int64_t i = 0; i < full; i += mr)
             uk->kernel(K, a + i * rs, rs, cs, bp + q * K * nr, c + i * ldc + q * nr, ldc, accumulate);
+        if (full == rows) continue;
+        uk->kernel(K, a + full * rs, rs, cs, bp + q * K * nr, tmp, nr, 0);
+        for (int64_t r = 0; r < rows - full; r++) {
+            float *restrict cr = c + (full + r) * ldc + q * nr;
+            for (int j = 0; j < nr; j++) cr[j] = accumulate ? cr[j] + tmp[r * nr + j] : tmp[r * nr + j];
+        }
+    }
 }
 
 /* ---- workspace ---- */
@@ -548,17 +578,24 @@ int fn_conv2d_winograd_fits(const fn_conv2d_shape *s) {
     return s->KH == 3 && s->KW == 3 && s->SH == 1 && s->SW == 1 && s->PT <= 2 && s->PL <= 2;
 }
 
-/* Per thread: a block's V (then dV), E and E packed, a patch, the 4x4 output gradients of a tile, dU. */
+/* Per thread: a block's V (then dV), E (its channels padded to a whole panel) and E packed (bfloat16 operands), a
+ * patch, the 4x4 output gradients of a tile, dU. */
 static int64_t grad_thread_size(const fn_conv2d_shape *s) {
-    return slot(WX * FN_WINO_GRAD_TILES * s->C) + slot(WX * FN_WINO_GRAD_TILES * s->OC) +
+    return slot(WX * FN_WINO_GRAD_TILES * s->C) + slot(WX * FN_WINO_GRAD_TILES * fn_round_up(s->OC, FN_NR_MAX)) +
            slot(fn_gemm_packed_b_size(FN_WINO_GRAD_TILES, s->OC)) + slot(WX * s->C) + slot(WM * WM * s->OC) +
            slot(WX * s->C * s->OC);
+}
+
+/* U[xi]^T packed for dV's products: one packing per panel of E's channels (a K block of the product each), the
+ * panels at least 16 channels wide. */
+static int64_t packed_ut_size(const fn_conv2d_shape *s) {
+    return packed_filter_size(s->OC, s->C) + fn_ceil_div(s->OC, 16) * 64;
 }
 
 /* Shared by the backward's threads: the partials and U^T packed (for dV); U itself, needed only until it is packed,
  * lies in the threads' scratch, which is used only after that (a thread's dU alone is as large). */
 static int64_t grad_size(const fn_conv2d_shape *s, int n_threads) {
-    return grad_chunks(s) * grad_partial_size(s) + WX * packed_filter_size(s->OC, s->C) +
+    return grad_chunks(s) * grad_partial_size(s) + WX * packed_ut_size(s) +
            grad_threads(s, n_threads) * grad_thread_size(s);
 }
 
@@ -593,7 +630,7 @@ static void run_pass(float *y, int32_t *argmax, const float *x, const float *w, 
             input_block(v, patch, x, p, t0, tb);
             /* M[xi] = V[xi] U[xi]: rows of V[xi] and M[xi] are 36 * C and 36 * OC apart */
             for (int64_t xi = 0; xi < WX; xi++)
-                block_product(uk, tb, OC, C, v + xi * C, WX * C, 0, up + xi * psize, 0, m + xi * OC, WX * OC);
+                block_product(uk, tb, OC, C, v + xi * C, WX * C, 0, up + xi * psize, 0, m + xi * OC, WX * OC, 0, NULL);
             if (argmax) output_pooled_block(y, argmax, m, bias ? bias : zeros, sink, p, t0, tb);
             else output_block(y, m, bias ? bias : zeros, act == FN_ACT_RELU, sink, p, t0, tb);
             fn_ftz_leave(csr);
@@ -615,32 +652,35 @@ void fn_conv2d_winograd_forward_maxpool(float *y, int32_t *argmax, const float *
 
 /* ---- the backward ---- */
 
-FN_VECTOR_CLONES static void relu_mask_rows(float *restrict dx, const float *restrict x, int64_t n) {
-    for (int64_t i = 0; i < n; i++) dx[i] = x[i] > 0.0f ? dx[i] : 0.0f;
-}
-
 void fn_conv2d_winograd_backward(float *dx, float *dw, float *db, const fn_conv2d_grad *g, const float *x,
                                  const float *w, const float *relu_x, const fn_conv2d_shape *s, const fn_ukernel *uk,
                                  float *ws, int n_threads) {
     const wino_pass p = forward_pass(s);
-    const int64_t C = s->C, OC = s->OC, COC = C * OC, npanels = fn_ceil_div(OC, uk->nr);
+    const int64_t C = s->C, OC = s->OC, COC = C * OC;
+    /* E's panels: nr channels, so E is the filter products' packed B as it is written; bfloat16 operands take it
+     * whole (one panel, row-major) and pack it. Each panel is one K block of dV's products, U^T packed per panel. */
+    const int64_t ew = uk->bf16 ? OC : uk->nr, epanels = fn_ceil_div(OC, ew), epad = epanels * ew;
     const int64_t tpi = tiles_per_image(&p), nch = grad_chunks(s), psize = grad_partial_size(s);
-    const int64_t usize = packed_filter_size(OC, C), image = s->H * s->W * C;
-    const int direct_b = fn_gemm_b_is_packed(uk, 0, OC, OC);
+    const int64_t usize = packed_ut_size(s), upanel = slot(fn_gemm_packed_b_size(ew, C)), image = s->H * s->W * C;
     float *partials = fn_align64(ws), *ut = partials + nch * psize, *slots = ut + WX * usize, *u = slots;
 
     #pragma omp parallel num_threads(grad_threads(s, n_threads))
     {
         float *v = slots + fn_thread_id() * grad_thread_size(s);
-        float *e = v + slot(WX * FN_WINO_GRAD_TILES * C), *ep = e + slot(WX * FN_WINO_GRAD_TILES * OC);
+        float *e = v + slot(WX * FN_WINO_GRAD_TILES * C);
+        float *ep = e + slot(WX * FN_WINO_GRAD_TILES * fn_round_up(OC, FN_NR_MAX));
         float *patch = ep + slot(fn_gemm_packed_b_size(FN_WINO_GRAD_TILES, OC)), *gpatch = patch + slot(WX * C);
         float *du = gpatch + slot(WM * WM * OC);
+        float tmp[FN_MR_MAX * FN_NR_MAX] __attribute__((aligned(64)));
         if (dx) { /* U[xi]^T (OC x C) packed as the B of dV's products */
             #pragma omp for schedule(static)
             for (int64_t c = 0; c < C; c++) filter_transform(u, w, c, C, OC);
             #pragma omp for schedule(static)
-            for (int64_t xi = 0; xi < WX; xi++)
-                fn_gemm_pack_b(uk, ut + xi * usize, u + xi * COC, OC, 1, OC, C, 0, fn_ceil_div(C, uk->nr));
+            for (int64_t i = 0; i < WX * epanels; i++) { /* panel q of E: rows q * ew .. of U^T (columns of U) */
+                const int64_t xi = i / epanels, q = i % epanels;
+                fn_gemm_pack_b(uk, ut + xi * usize + q * upanel, u + xi * COC + q * ew, OC, 1,
+                               fn_min64(ew, OC - q * ew), C, 0, fn_ceil_div(C, uk->nr));
+            }
         }
         #pragma omp for schedule(static)
         for (int64_t ch = 0; ch < nch; ch++) {
@@ -652,25 +692,28 @@ void fn_conv2d_winograd_backward(float *dx, float *dw, float *db, const fn_conv2
             for (int64_t t0 = n0 * tpi; t0 < t1; t0 += FN_WINO_GRAD_TILES) {
                 const int64_t tb = fn_min64(FN_WINO_GRAD_TILES, t1 - t0);
                 if (dw) input_block(v, patch, x, &p, t0, tb);
-                output_grad_block(e, pb, gpatch, g, &p, t0, tb);
+                output_grad_block(e, pb, gpatch, g, &p, t0, tb, ew);
                 for (int64_t xi = 0; xi < WX; xi++) {
-                    const float *ex = e + xi * FN_WINO_GRAD_TILES * OC;
+                    const float *ex = e + xi * tb * epad;
                     if (dw) { /* dU[xi] += V[xi]^T E[xi]: V[xi]^T read in place (column t is 36 * C floats on) */
                         const float *bq = ex;
-                        if (!direct_b) {
-                            fn_gemm_pack_b(uk, ep, ex, OC, 0, tb, OC, 0, npanels);
+                        if (uk->bf16) {
+                            fn_gemm_pack_b(uk, ep, ex, OC, 0, tb, OC, 0, fn_ceil_div(OC, uk->nr));
                             bq = ep;
                         }
-                        block_product(uk, C, OC, tb, v + xi * C, WX * C, 1, bq, t0 > n0 * tpi, du + xi * COC, OC);
+                        /* rows past C of V[xi]^T: channels of V[xi + 1], or, after the last position of the block's
+                         * last tile, the buffer's padding (mr - 1 < FN_WS_PAD floats) */
+                        block_product(uk, C, OC, tb, v + xi * C, WX * C, 1, bq, t0 > n0 * tpi, du + xi * COC, OC, 1,
+                                      tmp);
                     }
-                    if (dx) /* dV[xi] = E[xi] U[xi]^T, over V[xi] (read above for the last time) */
-                        block_product(uk, tb, C, OC, ex, OC, 0, ut + xi * usize, 0, v + xi * C, WX * C);
+                    for (int64_t q = 0; dx && q < epanels; q++) /* dV[xi] = E[xi] U[xi]^T, panel by panel, over V[xi]
+                                                                 * (read above for the last time) */
+                        block_product(uk, tb, C, fn_min64(ew, OC - q * ew), ex + q * tb * ew, ew, 0,
+                                      ut + xi * usize + q * upanel, q > 0, v + xi * C, WX * C, 0, NULL);
                 }
-                if (dx) patch_grad_block(dx, patch, v, &p, t0, tb);
+                if (dx) patch_grad_block(dx, relu_x, patch, v, &p, t0, tb);
             }
             if (dw) filter_grad_transform(pw, du, COC); /* the chunk's gradient, 3x3 again */
-            if (dx && relu_x) /* the ReLU's backward, while the chunk's dx is in cache */
-                relu_mask_rows(dx + n0 * image, relu_x + n0 * image, (n1 - n0) * image);
             fn_ftz_leave(csr);
         }
     }

@@ -35,7 +35,7 @@ MUTATIONS = {
                                "Winograd data gradient: a wrong coefficient in the patch transform B dV B^T"),
     "winograd_dx_not_zeroed": ("csrc/conv2d_winograd.c", "if (dx) memset(dx + n0 * image,", "if (0) memset(dx + n0 * image,",
                                "Winograd data gradient: the patches are added onto whatever dx held"),
-    "winograd_dx_relu_mask": ("csrc/conv2d_winograd.c", "if (dx && relu_x) /*", "if (0) /*",
+    "winograd_dx_relu_mask": ("csrc/conv2d_winograd.c", "d[k] += r[k] > 0.0f ? src[k] : 0.0f;", "d[k] += src[k];",
                               "Winograd data gradient: the previous ReLU's mask is not applied"),
     "winograd_pool_window": ("csrc/conv2d_winograd.c", "p10[o] = k == row ? v : 0.0f, p11[o] = k == row + oc ? v : 0.0f;",
                              "p11[o] = k == row ? v : 0.0f, p10[o] = k == row + oc ? v : 0.0f;",
