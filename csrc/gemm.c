@@ -124,9 +124,12 @@ void fn_gemm_pack_b(const fn_ukernel *uk, float *restrict bp, const float *restr
             if (!trans_b) {
                 for (int64_t k = 0; k < kcb; k++) memcpy(dst + k * nr, b + (pc + k) * ldb + j0, sizeof(float) * jn);
             } else {
+                /* whole 8 x 8 blocks in registers where the kernel has a transposer, the rest element by element */
+                const int64_t k8 = uk->pack_bt && uk->bf16 == FN_BF16_NONE && jn == nr ? kcb / 8 * 8 : 0;
+                if (k8) uk->pack_bt(dst, b + j0 * ldb + pc, ldb, k8, nr);
                 for (int64_t j = 0; j < jn; j++) {
                     const float *src = b + (j0 + j) * ldb + pc;
-                    for (int64_t k = 0; k < kcb; k++) dst[k * nr + j] = src[k];
+                    for (int64_t k = k8; k < kcb; k++) dst[k * nr + j] = src[k];
                 }
             }
             if (uk->bf16 == FN_BF16_ROUNDED) fn_round_bf16_array(dst, kcb * nr);

@@ -111,7 +111,12 @@ typedef struct {
      * B_t the 16 pair rows at b + t * 16 * 32 (conv2d.c, direct_rows). */
     void (*taps)(float *restrict acc, const float *restrict a, const int64_t *restrict off, int ntaps,
                  const float *restrict b);
+    /* NULL, or a float32 panel of a transposed B in 8 x 8 register transposes: dst[k * nr + j] = b[j * ldb + k]
+     * for j < nr and k < kc, kc a multiple of 8 (fn_gemm_pack_b does the rest). */
+    void (*pack_bt)(float *restrict dst, const float *restrict b, int64_t ldb, int64_t kc, int nr);
 } fn_ukernel;
+/* The AVX2 one (gemm_avx2.c), for the AVX2 and AVX-512 float32 kernels; built where they are. */
+void fn_gemm_pack_bt_avx2(float *restrict dst, const float *restrict b, int64_t ldb, int64_t kc, int nr);
 static inline void fn_ukernel_enter(const fn_ukernel *uk) {
     if (uk->enter) uk->enter();
 }
