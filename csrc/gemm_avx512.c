@@ -1,8 +1,24 @@
-/* AVX-512 micro-kernel: 8 rows x 32 columns, 16 zmm accumulators, A broadcast in place. */
+/* AVX-512 micro-kernel: 8 rows x 32 columns, 16 zmm accumulators, A broadcast in place.
+ *
+ * tests/test_emulated_avx512.py also builds this file against SIMDe (FN_EMULATE_AVX512: its portable AVX-512, on
+ * AVX2 + FMA), so the kernel is tested, bit for bit against the AVX2 kernel (the same FMAs in the same order), on
+ * CPUs without AVX-512. */
 #include "internal.h"
 
-#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+#if defined(FN_EMULATE_AVX512)
+#define SIMDE_ENABLE_NATIVE_ALIASES
+#include <simde/x86/avx512.h>
+#define FN_TARGET_AVX512
+#define FN_HAVE_AVX512 1
+#define FN_PACK_BT NULL /* SIMDe runs anywhere; the AVX2 transposer may not be built */
+#elif defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
 #include <immintrin.h>
+#define FN_TARGET_AVX512 __attribute__((target("avx512f")))
+#define FN_HAVE_AVX512 1
+#define FN_PACK_BT fn_gemm_pack_bt_avx2
+#endif
+
+#ifdef FN_HAVE_AVX512
 #include "gemm_avx512_8x32.h"
 
 /* One k step: two B vectors, then each row's A element broadcast into two FMAs. A(i) is row i's element. */
@@ -21,7 +37,7 @@
         b += 32;                                                                                     \
     }
 
-__attribute__((target("avx512f"))) static void ukernel_avx512_8x32(
+FN_TARGET_AVX512 static void ukernel_avx512_8x32(
     int64_t kc, const float *restrict a, int64_t rs_a, int64_t cs_a, const float *restrict b, float *restrict c,
     int64_t ldc, int accumulate) {
     FN_UKERNEL_8X32(kc)
@@ -29,7 +45,7 @@ __attribute__((target("avx512f"))) static void ukernel_avx512_8x32(
 #undef FN_STEP
 
 static const fn_ukernel ukernels[2] = {
-    {8, 32, ukernel_avx512_8x32, "avx512", FN_BF16_NONE, 0, NULL, NULL, NULL, fn_gemm_pack_bt_avx2},
+    {8, 32, ukernel_avx512_8x32, "avx512", FN_BF16_NONE, 0, NULL, NULL, NULL, FN_PACK_BT},
     {8, 32, ukernel_avx512_8x32, "avx512+bf16", FN_BF16_ROUNDED, 0, NULL, NULL, NULL}};
 const fn_ukernel *fn_ukernel_avx512(int bf16) { return &ukernels[bf16 != 0]; }
 #else

@@ -28,6 +28,8 @@ MUTATIONS = {
                        "im2col filter gradient: the bias gradient is zero"),
     "conv_relu_mask": ("csrc/conv2d.c", "if (relu_x) relu_mask(dxn, relu_x + n * image, image);", "",
                        "im2col data gradient: the previous ReLU's mask is not applied"),
+    "avx512_kernel_column": ("csrc/gemm_avx512.c", "c7b = _mm512_fmadd_ps(ai, b1, c7b);", "c7b = _mm512_fmadd_ps(ai, b0, c7b);",
+                             "AVX-512 GEMM kernel: the last row's second 16 columns take the first 16's B"),
     "gemm_pack_bt": ("csrc/gemm_avx2.c", "_mm256_storeu_ps(d + 5 * nr, _mm256_permute2f128_ps(s1, s5, 0x31));",
                      "_mm256_storeu_ps(d + 5 * nr, _mm256_permute2f128_ps(s2, s6, 0x31));",
                      "GEMM: the register transpose that packs a transposed B puts a wrong row in the panel"),
