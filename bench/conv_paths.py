@@ -1,4 +1,4 @@
-"""The CNN's second convolution on every ISA path and both algorithms: its three passes, timed.
+"""The CNN's second convolution on every ISA path and both algorithms: its forward and its backward, timed.
 
     python bench/conv_paths.py                   # batch 32, median of 5 per pass
     python bench/conv_paths.py --batch 128 --json out.json
@@ -27,9 +27,11 @@ def passes_ms(isa, algo, batch, repeats):
     dy = rng.standard_normal((batch, 24, 24, 32), dtype=np.float32)
     ws = _kernels.Workspace()
     kw = {"isa": isa, "conv_algo": algo, "workspace": ws}
+    dw, db, dx = np.empty_like(w), np.empty_like(b), np.empty_like(x)
+    # the two calls a training step makes: the forward, and the whole backward (dw, db, and dx with the previous
+    # ReLU's mask) in one call
     calls = {"forward": lambda: _kernels.conv2d_forward(x, w, b, activation="relu", **kw),
-             "backward_data": lambda: _kernels.conv2d_backward_data(dy, w, x.shape, relu_input=x, **kw),
-             "backward_filter": lambda: _kernels.conv2d_backward_filter(dy, x, (3, 3), **kw)}
+             "backward": lambda: _kernels.conv2d_backward(dy, x, w, dw=dw, db=db, dx=dx, relu_input=x, **kw)}
     return {name: 1000 * common.median(common.timings(call, repeats)) for name, call in calls.items()}
 
 

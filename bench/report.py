@@ -329,12 +329,14 @@ def render_conv_paths():
     rec = load("conv_paths")
     if not rec:
         return None
-    rows = [[path.replace("/", " / ")] + [f"{v:.3f}" for v in ms.values()] + [f"**{sum(ms.values()):.3f}**"]
+    rows = [[path.replace("/", " / ")] + [f"{v:.3f}" for v in ms.values()] + [f"**{sum(ms.values()):.3f}**"] +
+            ([f"{ms['backward'] / ms['forward']:.2f}"] if "backward" in ms else [])
             for path, ms in rec["data"]["ms"].items()]
     first = next(iter(rec["data"]["ms"].values()))
-    return (table(["ISA / algorithm"] + [f"{k} ms" for k in first] + ["total ms"], rows) +
-            f"\n\nconv2 (26x26x32 → 24x24x32, 3x3), batch {rec['data']['batch']}, median of 5 per pass.\n\n" +
-            provenance("conv_paths", rec))
+    return (table(["ISA / algorithm"] + [f"{k} ms" for k in first] + ["total ms"] +
+                  (["backward / forward"] if "backward" in first else []), rows) +
+            f"\n\nconv2 (26x26x32 → 24x24x32, 3x3), batch {rec['data']['batch']}, median of 5 per pass; the backward "
+            "is one call: dw, db, and dx with the previous ReLU's mask.\n\n" + provenance("conv_paths", rec))
 
 
 def render_memory():

@@ -380,6 +380,16 @@ CASES = [
     Case("kernel: an optimizer slot that is the parameter",
          "p = np.ones(4, np.float32); _kernels.rmsprop_update(p, p, np.ones(4, np.float32), 0.1, 0.9, 1e-7)",
          ValueError, r"param and slot 0 must not overlap"),
+    Case("kernel: a convolution's backward given the pool's argmax without its output",
+         "x, w = np.ones((2, 10, 10, 4), np.float32), np.ones((3, 3, 4, 6), np.float32)\n"
+         "y, argmax = _kernels.conv2d_forward_maxpool(x, w)\n"
+         "_kernels.conv2d_backward(np.ones_like(y), x, w, argmax=argmax)",
+         ValueError, r"conv2d_backward: a pooled dy needs both argmax and pooled"),
+    Case("kernel: a pooled gradient whose shape is the convolution's",
+         "x, w = np.ones((2, 10, 10, 4), np.float32), np.ones((3, 3, 4, 6), np.float32)\n"
+         "y, argmax = _kernels.conv2d_forward_maxpool(x, w)\n"
+         "_kernels.conv2d_backward(np.ones((2, 8, 8, 6), np.float32), x, w, argmax=argmax, pooled=y)",
+         ValueError, r"dy has shape \(2, 8, 8, 6\), expected \(2, 4, 4, 6\)"),
 ]
 
 

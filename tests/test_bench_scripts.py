@@ -38,9 +38,28 @@ def test_profile_steps_times_every_plan_step_under_both_policies(bench_module, n
     assert len(rows) == len(result["float32"]["ms"]) + 1 and not any("| - |" in row for row in rows)
 
 
-def test_conv_paths_times_three_passes(bench_module):
+def test_conv_paths_times_the_forward_and_the_backward(bench_module):
     ms = bench_module("conv_paths").passes_ms("generic", "im2col", batch=1, repeats=1)
-    assert sorted(ms) == ["backward_data", "backward_filter", "forward"]
+    assert sorted(ms) == ["backward", "forward"]
+
+
+def test_gemm_vs_blas_measures_both_engines_and_renders_its_table(bench_module, monkeypatch):
+    gemm_vs_blas = bench_module("gemm_vs_blas")
+    monkeypatch.setattr(gemm_vs_blas, "SECONDS", 0.0)
+    gflops = {e: gemm_vs_blas.measure(e, "MLP dense 3 forward, 128x512 . 512x10", 1) for e in ("numpy", "fastnet")}
+    assert all(v > 0 for v in gflops.values())
+    names = list(gemm_vs_blas.SHAPES)[:2]
+    row = {"numpy": 100.0, "fastnet": 96.0, "ratio": 0.96, "rounds": {}}
+    data = {"isa": "avx2", "blas": "openblas", "rounds": 3, "shapes": {n: gemm_vs_blas.SHAPES[n] for n in names},
+            "threads": {"1": {n: row for n in names}, "2": {n: {**row, "fastnet": 190.0} for n in names}}}
+    report = bench_module("report")
+    report.load = lambda name: {"data": data, "meta": {"commit": "c", "date": "d", "cpu": "cpu", "cpus": 2,
+                                                       "flags": [], "threads": 2, "isa": "avx2", "fastnet": "0",
+                                                       "settings": {"FASTNET_ISA": "avx2"}}}
+    text = report.render_gemm()
+    assert len([line for line in text.splitlines() if line.startswith("| ")]) == 1 + len(names)
+    assert "100 / 96 (**0.96x**)" in text and "fastnet 1.98x at 2 threads" in text
+    assert "`FASTNET_ISA=avx2 python bench/report.py gemm`" in text
 
 
 def test_call_overhead_times_three_probes_per_thread_count(bench_module):
