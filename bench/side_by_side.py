@@ -43,6 +43,8 @@ def serve(framework, network, threads, batch_size, precision="float32"):
     (x, y), (xt, yt) = common.mnist(network)
     if framework == "fastnet":
         fastnet.set_num_threads(threads)
+        if os.environ.get("FASTNET_ISA", "best") != fastnet._kernels.get_isa() and os.environ.get("FASTNET_ISA"):
+            fastnet._kernels.set_isa(os.environ["FASTNET_ISA"])  # a --baseline build older than FASTNET_ISA
         fastnet.set_seed(0)
         if bf16:
             fastnet.mixed_precision.set_global_policy("mixed_bfloat16")

@@ -7,10 +7,14 @@
 #include "internal.h"
 #include "conv2d_tiles.h"
 
-/* Below 16 channels the 36 GEMMs of a Winograd block are too thin to beat im2col (the first layer, C = 1). */
+/* Below 16 channels the 36 GEMMs of a Winograd block are too thin to beat im2col; a kernel of few taps (the first
+ * layer, C = 1) runs direct (conv2d_direct.c). */
 int fn_conv2d_resolve_algo(const fn_conv2d_shape *s, int algo) {
-    if (!fn_conv2d_winograd_fits(s) || algo == FN_CONV_IM2COL) return FN_CONV_IM2COL;
-    return algo == FN_CONV_WINOGRAD || (s->C >= 16 && s->OC >= 16) ? FN_CONV_WINOGRAD : FN_CONV_IM2COL;
+    if (algo == FN_CONV_IM2COL) return FN_CONV_IM2COL;
+    if (fn_conv2d_winograd_fits(s) && (algo == FN_CONV_WINOGRAD || (algo == FN_CONV_AUTO && s->C >= 16 && s->OC >= 16)))
+        return FN_CONV_WINOGRAD;
+    return (algo == FN_CONV_AUTO || algo == FN_CONV_DIRECT) && fn_conv2d_direct_fits(s) ? FN_CONV_DIRECT
+                                                                                      : FN_CONV_IM2COL;
 }
 
 /* How im2col hands A to the GEMM: the micro-kernel's slots (fn_gemm_slots) straight from im2col on a bfloat16
@@ -171,8 +175,11 @@ int fn_conv2d_forward(float *y, const float *x, const float *w, const float *b, 
                       int act, int algo, int isa, float *ws, int n_threads) {
     if (act != FN_ACT_LINEAR && act != FN_ACT_RELU) return FN_EINVAL;
     const fn_ukernel *uk = fn_gemm_ukernel(isa);
-    if (fn_conv2d_resolve_algo(s, algo) == FN_CONV_WINOGRAD)
+    const int resolved = fn_conv2d_resolve_algo(s, algo);
+    if (resolved == FN_CONV_WINOGRAD)
         fn_conv2d_winograd_forward(y, x, w, b, s, act, uk, ws, n_threads);
+    else if (resolved == FN_CONV_DIRECT && fn_conv2d_direct_runs(uk, s))
+        fn_conv2d_direct_forward(y, x, w, b, s, act, n_threads);
     else
         im2col_forward(y, NULL, x, w, b, s, act, uk, ws, n_threads);
     return FN_OK;
@@ -351,6 +358,10 @@ int fn_conv2d_backward_filter(float *dw, float *db, const float *dy, const float
     }
     if (fn_conv2d_taps_filter_fit(uk, s)) { /* AMX, 32 channels */
         fn_conv2d_taps_backward_filter(dw, db, dy, x, s, uk, ws, n_threads);
+        return FN_OK;
+    }
+    if (fn_conv2d_resolve_algo(s, algo) == FN_CONV_DIRECT && fn_conv2d_direct_runs(uk, s)) {
+        fn_conv2d_direct_backward_filter(dw, db, dy, x, s, ws, n_threads);
         return FN_OK;
     }
     const int64_t K = kcols(s), P = s->OH * s->OW, OC = s->OC, npanels = fn_ceil_div(OC, uk->nr);

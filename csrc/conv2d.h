@@ -11,13 +11,16 @@ typedef struct {
 } fn_conv2d_shape;
 
 /* Algorithm of the conv kernels, an argument of each: FN_CONV_AUTO picks Winograd F(4x4, 3x3) for 3x3 stride-1
- * kernels with at least 16 input and output channels and im2col + GEMM elsewhere; FN_CONV_WINOGRAD uses
- * Winograd for every 3x3 stride-1 kernel (padding at most 2); FN_CONV_IM2COL never does.
- * fn_conv2d_resolve_algo gives the one a call with `algo` runs for this shape: FN_CONV_IM2COL or
- * FN_CONV_WINOGRAD. Every kernel below takes algo and the GEMM path isa (fn_gemm).
+ * kernels with at least 16 input and output channels, direct convolution for kernels of at most 32 taps
+ * (KH * KW * C) with a multiple of 8 output channels (up to 256), and im2col + GEMM elsewhere; FN_CONV_WINOGRAD uses
+ * Winograd for every 3x3 stride-1 kernel (padding at most 2), FN_CONV_DIRECT the direct kernels wherever the shape
+ * allows; FN_CONV_IM2COL always im2col. fn_conv2d_resolve_algo gives the one a call with `algo` runs for this
+ * shape: FN_CONV_IM2COL, FN_CONV_WINOGRAD or FN_CONV_DIRECT (whose forward and filter gradient run direct beside the
+ * float32 FMA paths, AVX2 and AVX-512, and as im2col elsewhere, with the same results; its data gradient and its
+ * pooled forward are im2col's). Every kernel below takes algo and the GEMM path isa (fn_gemm).
  * Reference: tests/reference.py conv2d_forward, conv2d_backward_data, conv2d_backward_filter; tests:
  * tests/test_kernels.py test_conv2d_*, tests/test_determinism.py. */
-enum { FN_CONV_AUTO = 0, FN_CONV_IM2COL = 1, FN_CONV_WINOGRAD = 2 };
+enum { FN_CONV_AUTO = 0, FN_CONV_IM2COL = 1, FN_CONV_WINOGRAD = 2, FN_CONV_DIRECT = 3 };
 int fn_conv2d_resolve_algo(const fn_conv2d_shape *s, int algo);
 
 /* y = act(conv(x, w) + b), act in {FN_ACT_LINEAR, FN_ACT_RELU}, bias and activation fused. */

@@ -84,7 +84,7 @@ __attribute__((target("avx2"))) void fn_gemm_pack_bt_avx2(float *restrict dst, c
 }
 
 static const fn_ukernel ukernels[2] = {{6, 16, ukernel_avx2_6x16, "avx2", FN_BF16_NONE, 0, NULL, NULL, NULL,
-                                        fn_gemm_pack_bt_avx2},
+                                        fn_gemm_pack_bt_avx2, 1},
                                        {6, 16, ukernel_avx2_6x16, "avx2+bf16", FN_BF16_ROUNDED, 0, NULL, NULL,
                                         NULL}};
 const fn_ukernel *fn_ukernel_avx2(int bf16) { return &ukernels[bf16 != 0]; }

@@ -45,7 +45,7 @@ FN_TARGET_AVX512 static void ukernel_avx512_8x32(
 #undef FN_STEP
 
 static const fn_ukernel ukernels[2] = {
-    {8, 32, ukernel_avx512_8x32, "avx512", FN_BF16_NONE, 0, NULL, NULL, NULL, FN_PACK_BT},
+    {8, 32, ukernel_avx512_8x32, "avx512", FN_BF16_NONE, 0, NULL, NULL, NULL, FN_PACK_BT, 1},
     {8, 32, ukernel_avx512_8x32, "avx512+bf16", FN_BF16_ROUNDED, 0, NULL, NULL, NULL}};
 const fn_ukernel *fn_ukernel_avx512(int bf16) { return &ukernels[bf16 != 0]; }
 #else

@@ -114,6 +114,7 @@ typedef struct {
     /* NULL, or a float32 panel of a transposed B in 8 x 8 register transposes: dst[k * nr + j] = b[j * ldb + k]
      * for j < nr and k < kc, kc a multiple of 8 (fn_gemm_pack_b does the rest). */
     void (*pack_bt)(float *restrict dst, const float *restrict b, int64_t ldb, int64_t kc, int nr);
+    int fma; /* 1: its float32 products are FMAs summed from zero in K order (what the direct convolutions match) */
 } fn_ukernel;
 /* The AVX2 one (gemm_avx2.c), for the AVX2 and AVX-512 float32 kernels; built where they are. */
 void fn_gemm_pack_bt_avx2(float *restrict dst, const float *restrict b, int64_t ldb, int64_t kc, int nr);
@@ -259,6 +260,17 @@ static inline int64_t fn_filter_chunks(int64_t N, int64_t partial_floats) {
     const int64_t by_memory = fn_max64(1, FN_FILTER_PARTIALS_MAX / partial_floats);
     return fn_max64(1, fn_min64(fn_min64(N, FN_FILTER_CHUNKS_MAX), by_memory));
 }
+
+/* Direct convolutions of few taps (conv2d_direct.c): KH * KW * C <= 32, OC a multiple of 8 up to 256.
+ * fn_conv2d_direct_fits: the shape (what FN_CONV_DIRECT and 'auto' take); fn_conv2d_direct_runs: and the GEMM path
+ * (float32 FMAs), else im2col runs. Same contracts as fn_conv2d_forward and fn_conv2d_backward_filter; the filter
+ * gradient's workspace is the im2col one's partials. */
+int fn_conv2d_direct_fits(const fn_conv2d_shape *s);
+int fn_conv2d_direct_runs(const fn_ukernel *uk, const fn_conv2d_shape *s);
+void fn_conv2d_direct_forward(float *y, const float *x, const float *w, const float *b, const fn_conv2d_shape *s,
+                              int act, int n_threads);
+void fn_conv2d_direct_backward_filter(float *dw, float *db, const float *dy, const float *x,
+                                      const fn_conv2d_shape *s, float *ws, int n_threads);
 
 /* Winograd F(4x4, 3x3) convolutions (conv2d_winograd.c): 3x3 kernels, stride 1, padding at most 2. Same
  * contracts as the fn_conv2d_* kernels, which call them. */

@@ -36,9 +36,9 @@ def isa(request):
     _kernels.set_isa("best")
 
 
-@pytest.fixture(params=["im2col", "winograd"])
+@pytest.fixture(params=["im2col", "winograd", "direct"])
 def conv_algo(request):
-    """Runs a test once per convolution algorithm (im2col + GEMM, Winograd F(4x4, 3x3))."""
+    """Runs a test once per convolution algorithm (im2col + GEMM, Winograd F(4x4, 3x3), direct)."""
     _kernels.set_conv_algo(request.param)
     yield request.param
     _kernels.set_conv_algo("auto")

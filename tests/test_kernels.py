@@ -242,6 +242,42 @@ def test_conv2d_backward_refuses_what_does_not_fit(rng):
         _kernels.conv2d_backward(dy, x, w, argmax=bad, pooled=y, conv_algo="im2col")
 
 
+# (N, H, W, C, OC, KH, KW, strides, padding): kernels of few taps (KH * KW * C <= 32), which 'auto' runs direct. The
+# 3x3 one-channel stride-1 kernel reads padded rows; the others gather their taps.
+DIRECT_CASES = [(2, 28, 28, 1, 32, 3, 3, (1, 1), "valid"),  # the CNN's first layer
+                (1, 7, 9, 1, 16, 3, 3, (1, 1), "same"),     # padding on every side, an odd row of pixels
+                (3, 9, 8, 1, 24, 3, 3, (2, 1), "same"),     # a row stride: still padded rows
+                (2, 8, 7, 3, 40, 3, 3, (1, 1), "same"),     # 27 taps, 40 channels (16 + 16 + 8)
+                (1, 6, 6, 2, 8, 2, 2, (1, 2), "valid"),     # a column stride: gathered
+                (1, 5, 5, 32, 8, 1, 1, (1, 1), "valid"),    # 32 taps, all channels
+                (1, 70, 3, 1, 8, 3, 1, (1, 1), "same")]     # an output row longer than a run of 64 pixels
+
+
+@pytest.mark.parametrize("case", DIRECT_CASES, ids=str)
+def test_direct_convolution(isa, case):
+    """The direct kernels (where the GEMM path is float32 FMAs; im2col elsewhere) against the float64 reference,
+    and bit for bit against im2col's forward: the same FMAs in the same order."""
+    N, H, W, C, OC, KH, KW, strides, padding = case
+    rng = np.random.default_rng(zlib.crc32(repr(case).encode()))
+    x, w, b = rand(rng, N, H, W, C), rand(rng, KH, KW, C, OC, scale=0.3), rand(rng, OC)
+    assert _kernels.conv2d_workspace_floats(x.shape, w.shape, strides, padding) > 0
+    for act in ("linear", "relu"):
+        y = _kernels.conv2d_forward(x, w, b, strides, padding, activation=act, conv_algo="direct")
+        close(y, ref.conv2d_forward(x, w, b, strides, padding, act), f"direct forward {act}")
+        if isa != "generic":
+            np.testing.assert_array_equal(y, _kernels.conv2d_forward(x, w, b, strides, padding, activation=act,
+                                                                     conv_algo="im2col"))
+    dy = rand(rng, *y.shape)
+    rdw, rdb = ref.conv2d_backward_filter(dy, x, (KH, KW), strides, padding)
+    dw, db = _kernels.conv2d_backward_filter(dy, x, (KH, KW), strides, padding, conv_algo="direct")
+    close(dw, rdw, "direct dw")
+    close(db, rdb, "direct db")
+    runs = [_kernels.conv2d_backward_filter(dy, x, (KH, KW), strides, padding, conv_algo="direct", n_threads=t)
+            for t in (1, 3)]
+    np.testing.assert_array_equal(runs[0][0], runs[1][0])
+    np.testing.assert_array_equal(runs[0][1], runs[1][1])
+
+
 def test_conv2d_forward_maxpool_refuses_shapes_it_cannot_pool(rng):
     x, w = rand(rng, 1, 7, 8, 16), rand(rng, 3, 3, 16, 16)  # 5x6 outputs: odd rows
     assert not _kernels.conv2d_forward_maxpool_fits(x.shape, w.shape)

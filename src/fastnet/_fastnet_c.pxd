@@ -26,6 +26,7 @@ cdef extern from "fastnet.h" nogil:
         FN_CONV_AUTO
         FN_CONV_IM2COL
         FN_CONV_WINOGRAD
+        FN_CONV_DIRECT
         FN_LOSS_SQUARED
         FN_LOSS_ABSOLUTE
         FN_LOSS_SIGMOID_XENT

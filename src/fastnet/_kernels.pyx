@@ -33,7 +33,7 @@ ACTIVATIONS = {"linear": FN_ACT_LINEAR, "relu": FN_ACT_RELU, "sigmoid": FN_ACT_S
 # "avx512" then forces the portable bf16 path.
 ISAS = {"generic": FN_ISA_GENERIC, "avx2": FN_ISA_AVX2, "avx512": FN_ISA_AVX512, "avx512_bf16": FN_ISA_AVX512_BF16,
         "amx_bf16": FN_ISA_AMX_BF16}
-CONV_ALGOS = {"auto": FN_CONV_AUTO, "im2col": FN_CONV_IM2COL, "winograd": FN_CONV_WINOGRAD}
+CONV_ALGOS = {"auto": FN_CONV_AUTO, "im2col": FN_CONV_IM2COL, "winograd": FN_CONV_WINOGRAD, "direct": FN_CONV_DIRECT}
 _ISA_NAMES = {code: name for name, code in ISAS.items()}
 _ALGO_NAMES = {code: name for name, code in CONV_ALGOS.items()}
 MAX_THREADS = 1024  # larger requests are clamped: no kernel gains from more, and each thread costs scratch
@@ -95,8 +95,9 @@ def supported_isas():
 
 def set_conv_algo(algo):
     """Convolution algorithm of every later call: 'auto' (Winograd F(4x4, 3x3) for 3x3 stride-1 kernels with
-    >= 16 input and output channels, im2col + GEMM elsewhere), 'winograd' (every 3x3 stride-1 kernel) or
-    'im2col'."""
+    >= 16 input and output channels, direct for kernels of at most 32 taps (KH * KW * C) and output channels a
+    multiple of 8, im2col + GEMM elsewhere), 'winograd' (every 3x3 stride-1 kernel), 'direct' (every kernel of few
+    taps; it runs beside the AVX2 and AVX-512 float32 GEMM paths, im2col elsewhere) or 'im2col'."""
     global _conv_algo
     _conv_algo = _algo_code(algo)
 
