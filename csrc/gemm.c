@@ -309,6 +309,8 @@ FN_VECTOR_CLONES void fn_gemm_slots_interleave(float *dst, const float *lo, cons
     for (int64_t i = 0; i < n; i++) dst[i] = fn_bf16_pair(lo[i], hi ? hi[i] : 0.0f);
 }
 
+#define FN_SHALLOW_K 32 /* K blocks this shallow pack a row-major A (uk->pack_ak) */
+
 /* Rows of A per L2 block (a multiple of mr): half of this CPU's L2 (per core, read once) for mc x kc floats. */
 static int64_t l2_bytes;
 int64_t fn_gemm_mc(int mr, int64_t kc) {
@@ -375,6 +377,21 @@ static void tile_loop(const fn_ukernel *uk, int64_t m0, int64_t m1, int64_t q0, 
                 }
                 for (int64_t q = q0; q < q1; q++)
                     micro_tile(uk, kcb, ap, prs, pcs, bp + pc * npad + q * kcb * nr, c + i * ldc + q * nr, ldc, ib,
+                               fn_min64(nr, N - q * nr), accumulate, tmp);
+            }
+            continue;
+        }
+        if (uk->pack_ak && cs == 1 && alpha == 1.0f && kcb <= FN_SHALLOW_K) {
+            /* A shallow product (the MLP's last layer's dx: depth 10): each micro-panel of a row-major A made
+             * k-major once and run against every B panel of the tile (uk->pack_ak says what it buys); edge rows
+             * take pack_a's row panel. */
+            for (int64_t i = m0; i < m1; i += mr) {
+                const int64_t ib = fn_min64(mr, m1 - i);
+                int64_t prs = 1, pcs = mr;
+                if (ib == mr) uk->pack_ak(panel, a + i * rs + pc, rs, kcb);
+                else fn_gemm_pack_a(uk, panel, a + i * rs + pc, rs, cs, ib, kcb, alpha, &prs, &pcs);
+                for (int64_t q = q0; q < q1; q++)
+                    micro_tile(uk, kcb, panel, prs, pcs, bp + pc * npad + q * kcb * nr, c + i * ldc + q * nr, ldc, ib,
                                fn_min64(nr, N - q * nr), accumulate, tmp);
             }
             continue;
@@ -498,7 +515,10 @@ void fn_gemm_job_pack(const fn_gemm_job *j, int64_t item) {
 int64_t fn_gemm_job_tiles(const fn_gemm_job *j) { return j->M > 0 && j->N > 0 ? j->mtiles * j->ntiles_n : 0; }
 
 void fn_gemm_job_tile(const fn_gemm_job *j, int64_t t, int64_t *m0, int64_t *m1, int64_t *j0, int64_t *j1) {
-    const int64_t mb = t / j->ntiles_n, nb = t % j->ntiles_n;
+    /* Tiles in column-major order, so the static schedule hands a thread whole columns of tiles: on 2 threads a
+     * 128-row product cut into row blocks of 72 and 56 gave one thread 72 of every 128 rows (128 x 128 x 4608, AVX2:
+     * 1.33x one thread's speed). A thread's tiles then also share their B panels, which it packed itself. */
+    const int64_t nb = t / j->mtiles, mb = t % j->mtiles;
     const int64_t q0 = nb * j->nq, q1 = fn_min64(j->npanels, (nb + 1) * j->nq);
     *m0 = mb * j->mt, *m1 = fn_min64(j->M, (mb + 1) * j->mt);
     *j0 = q0 * j->uk->nr, *j1 = fn_min64(j->N, q1 * j->uk->nr);

@@ -83,8 +83,42 @@ __attribute__((target("avx2"))) void fn_gemm_pack_bt_avx2(float *restrict dst, c
         }
 }
 
+/* 6 rows of a row-major A as a k-major panel, 8 values of k at a time: the 6 x 8 block (two zero rows added)
+ * transposed in registers, each column stored as 8 floats whose last 2 the next column's store overwrites. For
+ * shallow products only (tile_loop): read in place, six rows of a few values each ran the kernel at 58 GFLOP/s on
+ * 128 x 512 x 10 (one thread), packed at 90. */
+__attribute__((target("avx2"))) static void pack_ak(float *restrict dst, const float *restrict a, int64_t lda,
+                                                     int64_t kc) {
+    int64_t k0 = 0;
+    const __m256 z = _mm256_setzero_ps();
+    for (; k0 + 8 <= kc; k0 += 8) {
+        const float *src = a + k0;
+        const __m256 r0 = _mm256_loadu_ps(src), r1 = _mm256_loadu_ps(src + lda), r2 = _mm256_loadu_ps(src + 2 * lda),
+                     r3 = _mm256_loadu_ps(src + 3 * lda), r4 = _mm256_loadu_ps(src + 4 * lda),
+                     r5 = _mm256_loadu_ps(src + 5 * lda);
+        const __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1),
+                     t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3),
+                     t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
+        const __m256 s0 = _mm256_shuffle_ps(t0, t2, 0x44), s1 = _mm256_shuffle_ps(t0, t2, 0xEE),
+                     s2 = _mm256_shuffle_ps(t1, t3, 0x44), s3 = _mm256_shuffle_ps(t1, t3, 0xEE),
+                     s4 = _mm256_shuffle_ps(t4, z, 0x44), s5 = _mm256_shuffle_ps(t4, z, 0xEE),
+                     s6 = _mm256_shuffle_ps(t5, z, 0x44), s7 = _mm256_shuffle_ps(t5, z, 0xEE);
+        float *d = dst + k0 * 6; /* in increasing order: each store's lanes 6 and 7 are the next one's 0 and 1 */
+        _mm256_storeu_ps(d, _mm256_permute2f128_ps(s0, s4, 0x20));
+        _mm256_storeu_ps(d + 6, _mm256_permute2f128_ps(s1, s5, 0x20));
+        _mm256_storeu_ps(d + 12, _mm256_permute2f128_ps(s2, s6, 0x20));
+        _mm256_storeu_ps(d + 18, _mm256_permute2f128_ps(s3, s7, 0x20));
+        _mm256_storeu_ps(d + 24, _mm256_permute2f128_ps(s0, s4, 0x31));
+        _mm256_storeu_ps(d + 30, _mm256_permute2f128_ps(s1, s5, 0x31));
+        _mm256_storeu_ps(d + 36, _mm256_permute2f128_ps(s2, s6, 0x31));
+        _mm256_storeu_ps(d + 42, _mm256_permute2f128_ps(s3, s7, 0x31));
+    }
+    for (; k0 < kc; k0++)
+        for (int i = 0; i < 6; i++) dst[k0 * 6 + i] = a[i * lda + k0];
+}
+
 static const fn_ukernel ukernels[2] = {{6, 16, ukernel_avx2_6x16, "avx2", FN_BF16_NONE, 0, NULL, NULL, NULL,
-                                        fn_gemm_pack_bt_avx2, 1},
+                                        fn_gemm_pack_bt_avx2, 1, pack_ak},
                                        {6, 16, ukernel_avx2_6x16, "avx2+bf16", FN_BF16_ROUNDED, 0, NULL, NULL,
                                         NULL}};
 const fn_ukernel *fn_ukernel_avx2(int bf16) { return &ukernels[bf16 != 0]; }

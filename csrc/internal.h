@@ -115,6 +115,9 @@ typedef struct {
      * for j < nr and k < kc, kc a multiple of 8 (fn_gemm_pack_b does the rest). */
     void (*pack_bt)(float *restrict dst, const float *restrict b, int64_t ldb, int64_t kc, int nr);
     int fma; /* 1: its float32 products are FMAs summed from zero in K order (what the direct convolutions match) */
+    /* NULL, or mr whole rows of a row-major A as a k-major panel: dst[t * mr + i] = a[i * lda + t] for t < kc, the
+     * kernel then reading it with rs_a = 1, cs_a = mr; dst has room for 8 floats past mr * kc. */
+    void (*pack_ak)(float *restrict dst, const float *restrict a, int64_t lda, int64_t kc);
 } fn_ukernel;
 /* The AVX2 one (gemm_avx2.c), for the AVX2 and AVX-512 float32 kernels; built where they are. */
 void fn_gemm_pack_bt_avx2(float *restrict dst, const float *restrict b, int64_t ldb, int64_t kc, int nr);

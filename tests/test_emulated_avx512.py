@@ -100,7 +100,7 @@ def gemm(lib, a, b, trans_a=0, trans_b=0, alpha=1.0, beta=0.0, c=None, isa=FN_IS
 
 
 GEMM_SHAPES = [(1, 1, 1), (1, 5, 3), (7, 13, 5), (9, 33, 2), (17, 33, 300), (8, 32, 512), (3, 70, 1031),
-               (128, 512, 784), (130, 10, 512)]
+               (128, 512, 784), (130, 10, 512), (128, 512, 10), (13, 37, 19)]
 
 
 @pytest.mark.parametrize("M,N,K", GEMM_SHAPES)

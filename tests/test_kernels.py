@@ -15,7 +15,8 @@ def close(actual, expected, name, rel=2e-5):
     return assert_close(actual, expected, rtol=rel, atol=rel * scale, name=name)
 
 
-GEMM_SHAPES = [(1, 1, 1), (1, 10, 784), (7, 13, 5), (17, 33, 300), (128, 512, 784), (9, 31, 257)]
+GEMM_SHAPES = [(1, 1, 1), (1, 10, 784), (7, 13, 5), (17, 33, 300), (128, 512, 784), (9, 31, 257),
+               (128, 512, 10), (13, 37, 19)]  # shallow: the MLP's last dx, and an edge of rows and a tail of K
 
 
 @pytest.mark.parametrize("M,N,Kd", GEMM_SHAPES)
