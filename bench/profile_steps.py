@@ -3,6 +3,7 @@
     python bench/profile_steps.py cnn            # median ms per plan step over 20 batches of 128
     python bench/profile_steps.py mlp --json out.json
     python bench/profile_steps.py cnn --precision bf16   # under Keras's mixed_bfloat16 policy
+    python bench/profile_steps.py cnn --threads 1        # on one thread (default: fastnet's count)
 
 The plan's steps are the kernel calls a training step makes (fastnet.plan); the loss and the optimizer update
 are timed as two more rows. Timing each call separately adds a little overhead: the total is a bit above an
@@ -73,8 +74,11 @@ def main():
     p.add_argument("network", choices=["mlp", "cnn"])
     p.add_argument("--batches", type=int, default=20)
     p.add_argument("--precision", choices=["float32", "bf16"], default="float32")
+    p.add_argument("--threads", type=int, help="threads every kernel uses (default: fastnet.get_num_threads())")
     p.add_argument("--json", help="write the figures to this file")
     args = p.parse_args()
+    if args.threads:
+        fastnet.set_num_threads(args.threads)
     result = profile(args.network, args.batches, precision=args.precision)
     print(f"{common.cpu_name()}; {fastnet.info()}")
     for k, v in result["ms"].items():

@@ -114,8 +114,13 @@ def measure_threads(args):
 
 
 def measure_profile(args):
-    return {network: {precision: run_json(script("profile_steps.py") + [network, "--precision", precision])
-                      for precision in ("float32", "bf16")} for network in ("cnn", "mlp")}
+    """Both policies at the run's threads, and float32 on one thread: where a second core is lost, step by step."""
+    out = {}
+    for network in ("cnn", "mlp"):
+        out[network] = {precision: run_json(script("profile_steps.py") + [network, "--precision", precision])
+                        for precision in ("float32", "bf16")}
+        out[network]["float32_1"] = run_json(script("profile_steps.py") + [network, "--threads", "1"])
+    return out
 
 
 def measure_overhead(args):
@@ -285,11 +290,16 @@ def render_profile():
                    for k, v in bf16["ms"].items()}
         keys = list(f32["ms"]) + [k for k in bf16_ms if k not in f32["ms"]]
         cell = lambda d, k: f"{d[k]:.3f}" if k in d else "-"  # noqa: E731
-        rows = [[k, cell(f32["ms"], k), cell(bf16_ms, k)] for k in keys]
-        rows.append(["total", f"**{f32['total_ms']:.2f}**", f"**{bf16['total_ms']:.2f}**"])
+        one = by_precision.get("float32_1")  # float32 on one thread (older records have none)
+        speedup = lambda k: f"{one['ms'][k] / f32['ms'][k]:.2f}x" if f32["ms"].get(k) else "-"  # noqa: E731
+        rows = [[k, cell(f32["ms"], k), cell(bf16_ms, k)] + ([cell(one["ms"], k), speedup(k)] if one else [])
+                for k in keys]
+        rows.append(["total", f"**{f32['total_ms']:.2f}**", f"**{bf16['total_ms']:.2f}**"] +
+                    ([f"**{one['total_ms']:.2f}**", f"**{one['total_ms'] / f32['total_ms']:.2f}x**"] if one else []))
+        header = ["plan step", f"float32 ms ({f32['threads']} threads)", "mixed_bfloat16 ms"] + (
+            ["float32 ms, 1 thread", f"1 → {f32['threads']} threads"] if one else [])
         parts.append(f"{net.upper()}, per batch of {f32['batch_size']} (median of {f32['batches']}; mixed_bfloat16 with "
-                     f"{bf16['bf16_path']} bfloat16 products):\n\n" +
-                     table(["plan step", "float32 ms", "mixed_bfloat16 ms"], rows))
+                     f"{bf16['bf16_path']} bfloat16 products):\n\n" + table(header, rows))
     return "\n\n".join(parts) + "\n\n" + provenance("profile", rec)
 
 

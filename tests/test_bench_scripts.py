@@ -34,8 +34,11 @@ def test_profile_steps_times_every_plan_step_under_both_policies(bench_module, n
     rec = {"data": {network: result}, "meta": {"commit": "c", "date": "d", "cpu": "cpu", "cpus": 2, "flags": [],
                                               "threads": 2, "isa": "avx2", "fastnet": "0"}}
     report.load = lambda name: rec
-    rows = [line for line in report.render_profile().splitlines() if line.startswith("| ") and " ms |" not in line]
+    rows = [line for line in report.render_profile().splitlines() if line.startswith("| ") and " ms" not in line]
     assert len(rows) == len(result["float32"]["ms"]) + 1 and not any("| - |" in row for row in rows)
+    rec["data"][network]["float32_1"] = result["float32"]  # with the one-thread run: two more columns
+    text = report.render_profile()
+    assert "float32 ms, 1 thread" in text and "**1.00x**" in text
 
 
 def test_conv_paths_times_the_forward_and_the_backward(bench_module):
