@@ -410,6 +410,18 @@ static void tile_loop(const fn_ukernel *uk, int64_t m0, int64_t m1, int64_t q0, 
                     const int64_t ib = fn_min64(mr, ie - i);
                     const float *ap = a + i * rs + pc * cs;
                     int64_t prs = rs, pcs = cs;
+                    if (ib < mr && uk->edge && alpha == 1.0f) { /* an edge of rows, read in place */
+                        float *cp = c + i * ldc + q * nr;
+                        if (jn == nr) {
+                            uk->edge((int)ib, kcb, ap, rs, cs, bq, cp, ldc, accumulate);
+                        } else {
+                            uk->edge((int)ib, kcb, ap, rs, cs, bq, tmp, nr, 0);
+                            for (int64_t r = 0; r < ib; r++)
+                                for (int64_t j = 0; j < jn; j++)
+                                    cp[r * ldc + j] = accumulate ? cp[r * ldc + j] + tmp[r * nr + j] : tmp[r * nr + j];
+                        }
+                        continue;
+                    }
                     if (ib < mr || alpha != 1.0f) {
                         fn_gemm_pack_a(uk, panel, ap, rs, cs, ib, kcb, alpha, &prs, &pcs);
                         ap = panel;

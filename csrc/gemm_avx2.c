@@ -117,8 +117,43 @@ __attribute__((target("avx2"))) static void pack_ak(float *restrict dst, const f
         for (int i = 0; i < 6; i++) dst[k0 * 6 + i] = a[i * lda + k0];
 }
 
+/* R < 6 rows x 16 columns, A read in place: what the 6x16 kernel gives those rows, without packing them into a
+ * zero-padded panel and computing 6. A 128-row product is 21 micro-panels and 2 rows: the full kernel on the
+ * padded panel spent 6 rows' work (and a pack of A per B panel) on those 2, 3 % of the product. Inlined with R
+ * constant, so the accumulators are registers. */
+__attribute__((target("avx2,fma"))) static inline __attribute__((always_inline)) void edge_rows(
+    const int R, int64_t kc, const float *restrict a, int64_t rs_a, int64_t cs_a, const float *restrict b,
+    float *restrict c, int64_t ldc, int accumulate) {
+    __m256 lo[5], hi[5];
+    for (int i = 0; i < R; i++) lo[i] = _mm256_setzero_ps(), hi[i] = lo[i];
+    for (int64_t k = 0; k < kc; k++, b += 16) {
+        const __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
+        for (int i = 0; i < R; i++) {
+            const __m256 ai = _mm256_broadcast_ss(a + i * rs_a + k * cs_a);
+            lo[i] = _mm256_fmadd_ps(ai, b0, lo[i]), hi[i] = _mm256_fmadd_ps(ai, b1, hi[i]);
+        }
+    }
+    for (int i = 0; i < R; i++) {
+        float *ci = c + i * ldc;
+        if (accumulate) lo[i] = _mm256_add_ps(_mm256_loadu_ps(ci), lo[i]), hi[i] = _mm256_add_ps(_mm256_loadu_ps(ci + 8), hi[i]);
+        _mm256_storeu_ps(ci, lo[i]), _mm256_storeu_ps(ci + 8, hi[i]);
+    }
+}
+
+__attribute__((target("avx2,fma"))) static void ukernel_avx2_edge(int rows, int64_t kc, const float *restrict a,
+                                                                  int64_t rs_a, int64_t cs_a, const float *restrict b,
+                                                                  float *restrict c, int64_t ldc, int accumulate) {
+    switch (rows) {
+    case 1: edge_rows(1, kc, a, rs_a, cs_a, b, c, ldc, accumulate); break;
+    case 2: edge_rows(2, kc, a, rs_a, cs_a, b, c, ldc, accumulate); break;
+    case 3: edge_rows(3, kc, a, rs_a, cs_a, b, c, ldc, accumulate); break;
+    case 4: edge_rows(4, kc, a, rs_a, cs_a, b, c, ldc, accumulate); break;
+    default: edge_rows(5, kc, a, rs_a, cs_a, b, c, ldc, accumulate); break;
+    }
+}
+
 static const fn_ukernel ukernels[2] = {{6, 16, ukernel_avx2_6x16, "avx2", FN_BF16_NONE, 0, NULL, NULL, NULL,
-                                        fn_gemm_pack_bt_avx2, 1, pack_ak},
+                                        fn_gemm_pack_bt_avx2, 1, pack_ak, ukernel_avx2_edge},
                                        {6, 16, ukernel_avx2_6x16, "avx2+bf16", FN_BF16_ROUNDED, 0, NULL, NULL,
                                         NULL}};
 const fn_ukernel *fn_ukernel_avx2(int bf16) { return &ukernels[bf16 != 0]; }

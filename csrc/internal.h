@@ -118,6 +118,10 @@ typedef struct {
     /* NULL, or mr whole rows of a row-major A as a k-major panel: dst[t * mr + i] = a[i * lda + t] for t < kc, the
      * kernel then reading it with rs_a = 1, cs_a = mr; dst has room for 8 floats past mr * kc. */
     void (*pack_ak)(float *restrict dst, const float *restrict a, int64_t lda, int64_t kc);
+    /* NULL, or the float32 kernel for rows < mr rows of A read in place (as kernel reads mr): the same FMAs in the
+     * same order for each element, so an edge of rows gives what the full kernel on a zero-padded panel gives. */
+    void (*edge)(int rows, int64_t kc, const float *restrict a, int64_t rs_a, int64_t cs_a, const float *restrict b,
+                 float *restrict c, int64_t ldc, int accumulate);
 } fn_ukernel;
 /* The AVX2 one (gemm_avx2.c), for the AVX2 and AVX-512 float32 kernels; built where they are. */
 void fn_gemm_pack_bt_avx2(float *restrict dst, const float *restrict b, int64_t ldb, int64_t kc, int nr);
