@@ -51,68 +51,49 @@ __attribute__((target("avx2,fma"))) static void ukernel_avx2_6x16(
 }
 #undef FN_STEP
 
-/* 8 columns of k from 8 rows of B (8 x 8 floats) transposed in registers: down a whole K block one element at a
- * time, every store of the scalar loop went to another line of the panel (128 x 512 x 512 products with a
- * transposed B spent 11 % of their time packing; 0.91x OpenBLAS at one thread). */
+/* rows (6 or 8) rows of 8 floats, ld apart, transposed in registers (rows past `rows` zero): column c stored as 8
+ * floats at d + c * stride, in increasing c, so with stride 6 each store's lanes 6 and 7 are the next one's 0 and 1
+ * (the last store's two extra floats land past the block: the caller has room). */
+__attribute__((target("avx2"))) static inline __attribute__((always_inline)) void transpose8(
+    float *d, int64_t stride, const float *src, int64_t ld, const int rows) {
+    const __m256 z = _mm256_setzero_ps();
+    const __m256 r0 = _mm256_loadu_ps(src), r1 = _mm256_loadu_ps(src + ld), r2 = _mm256_loadu_ps(src + 2 * ld),
+                 r3 = _mm256_loadu_ps(src + 3 * ld), r4 = _mm256_loadu_ps(src + 4 * ld),
+                 r5 = _mm256_loadu_ps(src + 5 * ld), r6 = rows > 6 ? _mm256_loadu_ps(src + 6 * ld) : z,
+                 r7 = rows > 7 ? _mm256_loadu_ps(src + 7 * ld) : z;
+    const __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1), t2 = _mm256_unpacklo_ps(r2, r3),
+                 t3 = _mm256_unpackhi_ps(r2, r3), t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5),
+                 t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+    const __m256 s0 = _mm256_shuffle_ps(t0, t2, 0x44), s1 = _mm256_shuffle_ps(t0, t2, 0xEE),
+                 s2 = _mm256_shuffle_ps(t1, t3, 0x44), s3 = _mm256_shuffle_ps(t1, t3, 0xEE),
+                 s4 = _mm256_shuffle_ps(t4, t6, 0x44), s5 = _mm256_shuffle_ps(t4, t6, 0xEE),
+                 s6 = _mm256_shuffle_ps(t5, t7, 0x44), s7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+    _mm256_storeu_ps(d, _mm256_permute2f128_ps(s0, s4, 0x20));
+    _mm256_storeu_ps(d + stride, _mm256_permute2f128_ps(s1, s5, 0x20));
+    _mm256_storeu_ps(d + 2 * stride, _mm256_permute2f128_ps(s2, s6, 0x20));
+    _mm256_storeu_ps(d + 3 * stride, _mm256_permute2f128_ps(s3, s7, 0x20));
+    _mm256_storeu_ps(d + 4 * stride, _mm256_permute2f128_ps(s0, s4, 0x31));
+    _mm256_storeu_ps(d + 5 * stride, _mm256_permute2f128_ps(s1, s5, 0x31));
+    _mm256_storeu_ps(d + 6 * stride, _mm256_permute2f128_ps(s2, s6, 0x31));
+    _mm256_storeu_ps(d + 7 * stride, _mm256_permute2f128_ps(s3, s7, 0x31));
+}
+
+/* A transposed B's panel, 8 x 8 blocks at a time: down a whole K block one element at a time, every store of the
+ * scalar loop went to another line of the panel (128 x 512 x 512 products with a transposed B spent 11 % of their
+ * time packing; 0.91x OpenBLAS at one thread). */
 __attribute__((target("avx2"))) void fn_gemm_pack_bt_avx2(float *restrict dst, const float *restrict b, int64_t ldb,
                                                            int64_t kc, int nr) {
     for (int64_t k0 = 0; k0 < kc; k0 += 8)
-        for (int j0 = 0; j0 < nr; j0 += 8) {
-            const float *src = b + j0 * ldb + k0;
-            const __m256 r0 = _mm256_loadu_ps(src), r1 = _mm256_loadu_ps(src + ldb),
-                         r2 = _mm256_loadu_ps(src + 2 * ldb), r3 = _mm256_loadu_ps(src + 3 * ldb),
-                         r4 = _mm256_loadu_ps(src + 4 * ldb), r5 = _mm256_loadu_ps(src + 5 * ldb),
-                         r6 = _mm256_loadu_ps(src + 6 * ldb), r7 = _mm256_loadu_ps(src + 7 * ldb);
-            const __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1),
-                         t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3),
-                         t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5),
-                         t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
-            const __m256 s0 = _mm256_shuffle_ps(t0, t2, 0x44), s1 = _mm256_shuffle_ps(t0, t2, 0xEE),
-                         s2 = _mm256_shuffle_ps(t1, t3, 0x44), s3 = _mm256_shuffle_ps(t1, t3, 0xEE),
-                         s4 = _mm256_shuffle_ps(t4, t6, 0x44), s5 = _mm256_shuffle_ps(t4, t6, 0xEE),
-                         s6 = _mm256_shuffle_ps(t5, t7, 0x44), s7 = _mm256_shuffle_ps(t5, t7, 0xEE);
-            float *d = dst + k0 * nr + j0;
-            _mm256_storeu_ps(d, _mm256_permute2f128_ps(s0, s4, 0x20));
-            _mm256_storeu_ps(d + nr, _mm256_permute2f128_ps(s1, s5, 0x20));
-            _mm256_storeu_ps(d + 2 * nr, _mm256_permute2f128_ps(s2, s6, 0x20));
-            _mm256_storeu_ps(d + 3 * nr, _mm256_permute2f128_ps(s3, s7, 0x20));
-            _mm256_storeu_ps(d + 4 * nr, _mm256_permute2f128_ps(s0, s4, 0x31));
-            _mm256_storeu_ps(d + 5 * nr, _mm256_permute2f128_ps(s1, s5, 0x31));
-            _mm256_storeu_ps(d + 6 * nr, _mm256_permute2f128_ps(s2, s6, 0x31));
-            _mm256_storeu_ps(d + 7 * nr, _mm256_permute2f128_ps(s3, s7, 0x31));
-        }
+        for (int j0 = 0; j0 < nr; j0 += 8) transpose8(dst + k0 * nr + j0, nr, b + j0 * ldb + k0, ldb, 8);
 }
 
-/* 6 rows of a row-major A as a k-major panel, 8 values of k at a time: the 6 x 8 block (two zero rows added)
- * transposed in registers, each column stored as 8 floats whose last 2 the next column's store overwrites. For
- * shallow products only (tile_loop): read in place, six rows of a few values each ran the kernel at 58 GFLOP/s on
- * 128 x 512 x 10 (one thread), packed at 90. */
+/* 6 rows of a row-major A as a k-major panel, 8 values of k at a time. For shallow products only (tile_loop): read
+ * in place, six rows of a few values each ran the kernel at 58 GFLOP/s on 128 x 512 x 10 (one thread), packed at
+ * 90. */
 __attribute__((target("avx2"))) static void pack_ak(float *restrict dst, const float *restrict a, int64_t lda,
                                                      int64_t kc) {
     int64_t k0 = 0;
-    const __m256 z = _mm256_setzero_ps();
-    for (; k0 + 8 <= kc; k0 += 8) {
-        const float *src = a + k0;
-        const __m256 r0 = _mm256_loadu_ps(src), r1 = _mm256_loadu_ps(src + lda), r2 = _mm256_loadu_ps(src + 2 * lda),
-                     r3 = _mm256_loadu_ps(src + 3 * lda), r4 = _mm256_loadu_ps(src + 4 * lda),
-                     r5 = _mm256_loadu_ps(src + 5 * lda);
-        const __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1),
-                     t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3),
-                     t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
-        const __m256 s0 = _mm256_shuffle_ps(t0, t2, 0x44), s1 = _mm256_shuffle_ps(t0, t2, 0xEE),
-                     s2 = _mm256_shuffle_ps(t1, t3, 0x44), s3 = _mm256_shuffle_ps(t1, t3, 0xEE),
-                     s4 = _mm256_shuffle_ps(t4, z, 0x44), s5 = _mm256_shuffle_ps(t4, z, 0xEE),
-                     s6 = _mm256_shuffle_ps(t5, z, 0x44), s7 = _mm256_shuffle_ps(t5, z, 0xEE);
-        float *d = dst + k0 * 6; /* in increasing order: each store's lanes 6 and 7 are the next one's 0 and 1 */
-        _mm256_storeu_ps(d, _mm256_permute2f128_ps(s0, s4, 0x20));
-        _mm256_storeu_ps(d + 6, _mm256_permute2f128_ps(s1, s5, 0x20));
-        _mm256_storeu_ps(d + 12, _mm256_permute2f128_ps(s2, s6, 0x20));
-        _mm256_storeu_ps(d + 18, _mm256_permute2f128_ps(s3, s7, 0x20));
-        _mm256_storeu_ps(d + 24, _mm256_permute2f128_ps(s0, s4, 0x31));
-        _mm256_storeu_ps(d + 30, _mm256_permute2f128_ps(s1, s5, 0x31));
-        _mm256_storeu_ps(d + 36, _mm256_permute2f128_ps(s2, s6, 0x31));
-        _mm256_storeu_ps(d + 42, _mm256_permute2f128_ps(s3, s7, 0x31));
-    }
+    for (; k0 + 8 <= kc; k0 += 8) transpose8(dst + k0 * 6, 6, a + k0, lda, 6);
     for (; k0 < kc; k0++)
         for (int i = 0; i < 6; i++) dst[k0 * 6 + i] = a[i * lda + k0];
 }

@@ -10,24 +10,17 @@ and the last test here holds the emulation to it, bit for bit.
 """
 import ctypes
 import os
-import shutil
-import subprocess
 
 import numpy as np
 import pytest
 
 import reference as ref
+import kernel_library
 from helpers import assert_close, rand
+from kernel_library import Shape
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FN_ISA_GENERIC, FN_ISA_AVX2, FN_ISA_AVX512 = 0, 1, 2
 IM2COL, WINOGRAD = 1, 2
-F32P = np.ctypeslib.ndpointer(np.float32, flags="C_CONTIGUOUS")
-I64 = ctypes.c_int64
-
-
-class Shape(ctypes.Structure):
-    _fields_ = [(name, I64) for name in ("N", "H", "W", "C", "OC", "KH", "KW", "SH", "SW", "PT", "PL", "OH", "OW")]
 
 
 def close(actual, expected, name, rel=2e-5):
@@ -57,36 +50,17 @@ def _cpu_has(*flags):
 def lib(tmp_path_factory):
     """The C kernels with the AVX-512 micro-kernel on SIMDe. CI installs libsimde-dev, and FASTNET_REQUIRE_SIMDE=1
     there turns a missing SIMDe into a failure instead of a skip."""
-    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
     include = _simde()
-    missing = ("a C compiler" if cc is None else "SIMDe (apt-get install libsimde-dev)" if include is None else
-               "fastnet's source tree (csrc/)" if not os.path.isdir(os.path.join(ROOT, "csrc")) else
+    missing = ("a C compiler" if kernel_library.compiler() is None else
+               "SIMDe (apt-get install libsimde-dev)" if include is None else
+               "fastnet's source tree (csrc/)" if not kernel_library.have_sources() else
                "a CPU with AVX2 and FMA (what the emulation runs on)" if not _cpu_has("avx2", "fma") else None)
     if missing:
         if os.environ.get("FASTNET_REQUIRE_SIMDE") == "1":
             pytest.fail(f"the emulated AVX-512 tests need {missing}")
         pytest.skip(f"needs {missing}")
-    out = str(tmp_path_factory.mktemp("emu512") / "libfastnet_emu512.so")
-    sources = sorted(os.path.join(ROOT, "csrc", f) for f in os.listdir(os.path.join(ROOT, "csrc")) if f.endswith(".c"))
-    subprocess.run([cc, "-O2", "-std=gnu11", "-Wno-psabi", "-fopenmp", "-shared", "-fPIC", "-mavx2", "-mfma",
-                    "-DFN_EMULATE_AVX512", "-I", include, "-I", os.path.join(ROOT, "csrc"),
-                    *os.environ.get("FASTNET_EMU_CFLAGS", "").split(), *sources, "-o", out, "-lm"],
-                   check=True, capture_output=True)
-    so = ctypes.CDLL(out)
-    so.fn_gemm.argtypes = [ctypes.c_int, ctypes.c_int, I64, I64, I64, ctypes.c_float, F32P, I64, F32P, I64,
-                           ctypes.c_float, F32P, I64, ctypes.c_int, F32P, ctypes.c_int]
-    so.fn_gemm_workspace.argtypes = [I64, I64, I64, ctypes.c_int, ctypes.c_int]
-    so.fn_gemm_workspace.restype = I64
-    shape_p = ctypes.POINTER(Shape)
-    so.fn_conv2d_workspace.argtypes = [shape_p, ctypes.c_int, ctypes.c_int]
-    so.fn_conv2d_workspace.restype = I64
-    so.fn_conv2d_backward_workspace.argtypes = [shape_p, ctypes.c_int, ctypes.c_int, ctypes.c_int]
-    so.fn_conv2d_backward_workspace.restype = I64
-    so.fn_conv2d_forward.argtypes = [F32P, F32P, F32P, ctypes.c_void_p, shape_p, ctypes.c_int, ctypes.c_int,
-                                     ctypes.c_int, F32P, ctypes.c_int]
-    so.fn_conv2d_backward.argtypes = [F32P, F32P, F32P, F32P, ctypes.c_void_p, ctypes.c_void_p, F32P, F32P,
-                                      ctypes.c_void_p, shape_p, ctypes.c_int, ctypes.c_int, F32P, ctypes.c_int]
-    return so
+    return kernel_library.build(tmp_path_factory.mktemp("emu512") / "libfastnet_emu512.so",
+                                ["-mavx2", "-mfma", "-DFN_EMULATE_AVX512"], include=[include])
 
 
 def gemm(lib, a, b, trans_a=0, trans_b=0, alpha=1.0, beta=0.0, c=None, isa=FN_ISA_AVX512, n_threads=2):

@@ -9,67 +9,29 @@ pseudocode), and call it through ctypes. That proves the new code itself (the pa
 odd-K padding, the edges, the AMX kernel's tail configuration, every caller of the micro-kernels) on this CPU, down
 to the bit: the GEMM is compared with a numpy model of the exact order in which each instruction rounds.
 """
-import ctypes
 import os
-import shutil
-import subprocess
 
 import numpy as np
 import pytest
 
+import kernel_library
 import reference as ref
 from helpers import bf16_close, gemm_terms, rand, winograd_abs_bound
+from kernel_library import Shape
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FN_ISA_AVX2, FN_ISA_AVX512_BF16, FN_ISA_AMX_BF16, FN_PATH_BF16 = 1, 3, 4, 0x100
 PORTABLE = FN_ISA_AVX2 | FN_PATH_BF16
 NATIVE_PATHS = {"avx512_bf16": FN_ISA_AVX512_BF16 | FN_PATH_BF16, "amx_bf16": FN_ISA_AMX_BF16 | FN_PATH_BF16}
 IM2COL, WINOGRAD = 1, 2
-F32P = np.ctypeslib.ndpointer(np.float32, flags="C_CONTIGUOUS")
-I64 = ctypes.c_int64
-
-
-class Shape(ctypes.Structure):
-    _fields_ = [(name, I64) for name in ("N", "H", "W", "C", "OC", "KH", "KW", "SH", "SW", "PT", "PL", "OH", "OW")]
 
 
 @pytest.fixture(scope="module")
 def lib(tmp_path_factory):
-    """The C kernels built with the emulated native micro-kernels (needs a C compiler and the source tree).
-    FASTNET_EMU_CFLAGS adds flags: .ci/sanitize builds it with AddressSanitizer + UBSan."""
-    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
-    if cc is None or not os.path.isdir(os.path.join(ROOT, "csrc")):
+    """The C kernels built with the emulated native micro-kernels (needs a C compiler and the source tree)."""
+    if kernel_library.compiler() is None or not kernel_library.have_sources():
         pytest.skip("needs a C compiler and fastnet's source tree (csrc/)")
-    out = str(tmp_path_factory.mktemp("emu") / "libfastnet_emu.so")
-    sources = sorted(os.path.join(ROOT, "csrc", f) for f in os.listdir(os.path.join(ROOT, "csrc")) if f.endswith(".c"))
-    subprocess.run([cc, "-O2", "-std=gnu11", "-Wno-psabi", "-fopenmp", "-shared", "-fPIC", "-DFN_EMULATE_AVX512BF16",
-                    "-I", os.path.join(ROOT, "csrc"), "-I", os.path.join(ROOT, "tests"), *os.environ.get("FASTNET_EMU_CFLAGS", "").split(), *sources, "-o", out,
-                    "-lm"],
-                   check=True, capture_output=True)
-    so = ctypes.CDLL(out)
-    so.fn_gemm.argtypes = [ctypes.c_int, ctypes.c_int, I64, I64, I64, ctypes.c_float, F32P, I64, F32P, I64,
-                           ctypes.c_float, F32P, I64, ctypes.c_int, F32P, ctypes.c_int]
-    so.fn_gemm_workspace.argtypes = [I64, I64, I64, ctypes.c_int, ctypes.c_int]
-    so.fn_gemm_workspace.restype = I64
-    so.fn_gemm_packed_b_size.argtypes = [I64, I64]
-    so.fn_gemm_packed_b_size.restype = I64
-    so.fn_gemm_pack.argtypes = [F32P, F32P, I64, ctypes.c_int, I64, I64, ctypes.c_int, ctypes.c_int]
-    so.fn_gemm_prepacked.argtypes = [ctypes.c_int, I64, I64, I64, ctypes.c_float, F32P, I64, F32P, ctypes.c_float,
-                                     F32P, I64, ctypes.c_int, F32P, ctypes.c_int]
-    so.fn_gemm_prepacked_workspace.argtypes = [I64, I64, ctypes.c_int]
-    so.fn_gemm_prepacked_workspace.restype = I64
-    shape_p = ctypes.POINTER(Shape)
-    so.fn_conv2d_workspace.argtypes = [shape_p, ctypes.c_int, ctypes.c_int]
-    so.fn_conv2d_workspace.restype = I64
-    so.fn_conv2d_forward.argtypes = [F32P, F32P, F32P, ctypes.c_void_p, shape_p, ctypes.c_int, ctypes.c_int,
-                                     ctypes.c_int, F32P, ctypes.c_int]
-    so.fn_conv2d_backward_data.argtypes = [F32P, F32P, F32P, ctypes.c_void_p, shape_p, ctypes.c_int, ctypes.c_int,
-                                           F32P, ctypes.c_int]
-    so.fn_conv2d_backward_filter.argtypes = [F32P, ctypes.c_void_p, F32P, F32P, shape_p, ctypes.c_int,
-                                             ctypes.c_int, F32P, ctypes.c_int]
-    so.fn_conv2d_forward_maxpool.argtypes = [F32P, ctypes.c_void_p, F32P, F32P, ctypes.c_void_p, shape_p,
-                                             ctypes.c_int, ctypes.c_int, F32P, ctypes.c_int]
-    return so
+    return kernel_library.build(tmp_path_factory.mktemp("emu") / "libfastnet_emu.so", ["-DFN_EMULATE_AVX512BF16"],
+                                include=[os.path.join(kernel_library.ROOT, "tests")])
 
 
 @pytest.fixture(params=list(NATIVE_PATHS))
