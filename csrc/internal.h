@@ -190,6 +190,14 @@ void fn_gemm_pack_b(const fn_ukernel *uk, float *restrict bp, const float *restr
  * FN_PANEL_FLOATS floats; the kernel then reads it with rs_a = *prs, cs_a = *pcs (in slots). */
 void fn_gemm_pack_a(const fn_ukernel *uk, float *restrict dst, const float *restrict a, int64_t rs, int64_t cs,
                     int64_t rows, int64_t kc, float alpha, int64_t *prs, int64_t *pcs);
+/* Rows [i0, i1) of op(A) (element (i, k) at a[i*rs + k*cs], times alpha), slots [t0, t1), into the row-major slot
+ * matrix dst (slot (i, t) at dst[i*ld + t]) of format fmt: a GEMM job's op(A) converted once (gemm_pack.c). */
+void fn_gemm_a_slots_block(int fmt, float *restrict dst, int64_t ld, const float *restrict a, int64_t rs, int64_t cs,
+                           int64_t K, int64_t i0, int64_t i1, int64_t t0, int64_t t1, float alpha);
+/* An edge of rows (< mr) of an A already in slots, len slots each, copied bit for bit into dst with zero rows below,
+ * laid out as fn_gemm_pack_a lays it out; the kernel then reads it with rs_a = *prs, cs_a = *pcs. */
+void fn_gemm_copy_slot_rows(int mr, int rows_only, float *restrict dst, const float *restrict a, int64_t rs,
+                            int64_t cs, int64_t rows, int64_t len, int64_t *prs, int64_t *pcs);
 
 /* op(A) converted ahead of the GEMM into the micro-kernel's slots (fmt = uk->bf16), for callers that make A
  * anyway (im2col) and so save the per-panel conversion: fn_gemm_slots writes n consecutive elements of k as
