@@ -112,7 +112,8 @@ __attribute__((target("avx2,fma"))) static inline __attribute__((always_inline))
         }
     }
     finish8(ya + o, a0, b ? b + o : NULL, relu), finish8(yb + o, b0, b ? b + o : NULL, relu);
-    if (width == 16) finish8(ya + o + 8, a1, b ? b + o + 8 : NULL, relu), finish8(yb + o + 8, b1, b ? b + o + 8 : NULL, relu);
+    if (width == 16)
+        finish8(ya + o + 8, a1, b ? b + o + 8 : NULL, relu), finish8(yb + o + 8, b1, b ? b + o + 8 : NULL, relu);
 }
 
 /* np pixels of an output row; pixel p's taps at xs + p * step (gathered: step K, rl 0; padded rows: step 1, rl

@@ -116,7 +116,8 @@ __attribute__((target("avx2,fma"))) static inline __attribute__((always_inline))
     }
     for (int i = 0; i < R; i++) {
         float *ci = c + i * ldc;
-        if (accumulate) lo[i] = _mm256_add_ps(_mm256_loadu_ps(ci), lo[i]), hi[i] = _mm256_add_ps(_mm256_loadu_ps(ci + 8), hi[i]);
+        if (accumulate)
+            lo[i] = _mm256_add_ps(_mm256_loadu_ps(ci), lo[i]), hi[i] = _mm256_add_ps(_mm256_loadu_ps(ci + 8), hi[i]);
         _mm256_storeu_ps(ci, lo[i]), _mm256_storeu_ps(ci + 8, hi[i]);
     }
 }
