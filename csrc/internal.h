@@ -287,8 +287,8 @@ void fn_conv2d_direct_forward(float *y, const float *x, const float *w, const fl
 void fn_conv2d_direct_backward_filter(float *dw, float *db, const float *dy, const float *x,
                                       const fn_conv2d_shape *s, float *ws, int n_threads);
 
-/* Winograd F(4x4, 3x3) convolutions (conv2d_winograd.c, conv2d_winograd_backward.c): 3x3 kernels, stride 1, padding at most 2. Same
- * contracts as the fn_conv2d_* kernels, which call them. */
+/* Winograd F(4x4, 3x3) convolutions (conv2d_winograd.c, conv2d_winograd_backward.c): 3x3 kernels, stride 1,
+ * padding at most 2. Same contracts as the fn_conv2d_* kernels, which call them. */
 int fn_conv2d_winograd_fits(const fn_conv2d_shape *s);
 int64_t fn_conv2d_winograd_workspace(const fn_conv2d_shape *s, int n_threads);
 void fn_conv2d_winograd_forward(float *y, const float *x, const float *w, const float *b, const fn_conv2d_shape *s,
