@@ -1,10 +1,11 @@
 /* GEMM: the one engine under every dense and convolution kernel.
  *
  * op(B) is packed once into K-blocks of NR-wide panels shared by all threads (or used as it is when it is
- * already one such panel); the float32 micro-kernels read op(A) in place, row-major or transposed, with
- * broadcasts, so A is never copied. bfloat16 operands are converted: op(A) once per GEMM by all threads where
- * tiles share its rows, else by each tile into an L1 panel. Tiles split C by rows and by panels, so 128-row
- * matrices still give every thread work. */
+ * already one such panel; the packing is gemm_pack.c's); the float32 micro-kernels read op(A) in place, row-major
+ * or transposed, with broadcasts (an edge of rows too, where the kernel has an edge kernel), so A is copied only
+ * for a shallow product (K <= 32, packed k-major) or an alpha. bfloat16 operands are converted: op(A) once per GEMM
+ * by all threads where tiles share its rows, else by each tile into an L1 panel. Tiles split C by rows and by
+ * panels, so 128-row matrices still give every thread work, and are handed out column by column. */
 #include <string.h>
 #include <unistd.h>
 
