@@ -36,37 +36,38 @@ def profile(network, batches=20, batch_size=128, precision="float32"):
     shape = (784,) if network == "mlp" else (28, 28, 1)
     x = rng.random((batch_size,) + shape, dtype=np.float32)
     y = np.eye(10, dtype=np.float32)[rng.integers(0, 10, batch_size)]
-    plan, ctx = model._begin_call(batch_size)
+    plan = model._begin_call(batch_size, training=True)
+    program = plan.program
     rows = {f"{s.describe()} forward": [] for s in plan.steps}
     rows.update({f"{s.describe()} backward": [] for s in plan.steps})
     rows.update({"loss forward + backward": [], f"{type(model.optimizer).__name__} update": []})
     for b in range(batches + 2):  # two warm-up batches
         times = {}
-        step_ctx = ctx.at_step(b)
         h = x
-        for i, s in enumerate(plan.steps):
+        for i, s in enumerate(plan.steps):  # the program's ops one at a time
             t = time.perf_counter()
-            h = plan._forward(i, s, step_ctx, h, batch_size, True)
+            h = program.forward(h, True, model.model_id, b, lo=i, hi=i + 1)
             times[f"{s.describe()} forward"] = time.perf_counter() - t
         t = time.perf_counter()
         probs, loss, dout = plan.loss_arrays(batch_size, 10)
-        model._loss.forward(h, y, None, probs, loss, n_threads=ctx.n_threads)
-        grad = model._loss.backward(h, probs, y, None, dout, n_threads=ctx.n_threads)
+        model._loss.forward(h, y, None, probs, loss, n_threads=program.n_threads)
+        grad = model._loss.backward(h, probs, y, None, dout, n_threads=program.n_threads)
         times["loss forward + backward"] = time.perf_counter() - t
         for i in range(len(plan.steps) - 1, -1, -1):
             s = plan.steps[i]
             t = time.perf_counter()
-            grad = plan._backward(i, s, step_ctx, grad, batch_size, need_dx=i > 0)
+            grad = program.backward(grad, lo=i, hi=i + 1)
             times[f"{s.describe()} backward"] = time.perf_counter() - t
         t = time.perf_counter()
-        model.optimizer.apply(model._params, model._grads, n_threads=ctx.n_threads)
+        model.optimizer.apply(model._params, model._grads, n_threads=program.n_threads)
         times[f"{type(model.optimizer).__name__} update"] = time.perf_counter() - t
         if b >= 2:
             for k, v in times.items():
                 rows[k].append(v)
     ms = {k: 1000 * common.median(v) for k, v in rows.items()}
-    return {"network": network, "batch_size": batch_size, "batches": batches, "threads": ctx.n_threads,
-            "isa": ctx.isa, "precision": precision, "bf16_path": fastnet.mixed_precision.bf16_path(), "ms": ms, "total_ms": sum(ms.values())}
+    return {"network": network, "batch_size": batch_size, "batches": batches, "threads": program.n_threads,
+            "isa": program.isa, "precision": precision, "bf16_path": fastnet.mixed_precision.bf16_path(), "ms": ms,
+            "total_ms": sum(ms.values())}
 
 
 def main():

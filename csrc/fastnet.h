@@ -48,6 +48,7 @@ enum { FN_PATH_BF16 = 0x100 };
 #include "dropout.h"
 #include "optim.h"
 #include "batch.h"
+#include "program.h"
 
 /* 1 when the library was built with OpenMP. */
 int fn_have_openmp(void);

@@ -92,9 +92,29 @@ static inline void micro_tile(const fn_ukernel *uk, int64_t kcb, const float *ap
 }
 
 /* fn_gemm_tile and fn_gemm_tile_slots: with a_slots, op(A) is already in the micro-kernel's slots (alpha is 1). */
+/* B read in place (b_rows, ldb), not from packed panels: a product of fewer than mr rows (uk->rows says why),
+ * columns in chunks whose sums stay in L1. */
+#define FN_ROWS_CHUNK 512
+static void b_rows_tile(const fn_ukernel *uk, int64_t m0, int64_t m1, int64_t j0, int64_t j1, int64_t K,
+                        const float *a, int64_t rs, int64_t cs, const float *b, int64_t ldb, float beta, float *c,
+                        int64_t ldc) {
+    float acc[FN_ROWS_MAX * FN_ROWS_CHUNK] __attribute__((aligned(64)));
+    const int64_t kc = fn_gemm_kc(K), ib = m1 - m0;
+    for (int64_t pc = 0; pc < K; pc += kc) {
+        const int64_t kcb = fn_min64(kc, K - pc);
+        const int accumulate = pc > 0 || beta != 0.0f;
+        for (int64_t j = j0; j < j1; j += FN_ROWS_CHUNK) {
+            const int64_t n = fn_min64(FN_ROWS_CHUNK, j1 - j);
+            for (int64_t t = 0; t < ib * n; t++) acc[t] = 0.0f;
+            uk->rows((int)ib, kcb, a + m0 * rs + pc * cs, rs, cs, b + pc * ldb + j, ldb, n, acc);
+            from_tmp(c + m0 * ldc + j, ldc, acc, (int)n, ib, n, accumulate);
+        }
+    }
+}
+
 static void tile_loop(const fn_ukernel *uk, int64_t m0, int64_t m1, int64_t q0, int64_t q1, int64_t N, int64_t K,
                       float alpha, const float *a, int64_t lda, int trans_a, int a_slots, const float *bp, float beta,
-                      float *c, int64_t ldc) {
+                      float *c, int64_t ldc, const float *b_rows, int64_t ldb) {
     const int mr = uk->mr, nr = uk->nr, step = uk->bf16 == FN_BF16_PAIRS ? 2 : 1;
     const int64_t npad = fn_round_up(N, nr), kc = fn_gemm_kc(K);
     const int64_t rs = trans_a ? 1 : lda, cs = trans_a ? lda : 1;
@@ -107,6 +127,11 @@ static void tile_loop(const fn_ukernel *uk, int64_t m0, int64_t m1, int64_t q0, 
     float tmp[FN_MR_MAX * FN_NR_MAX] __attribute__((aligned(64)));
     float panel[FN_PANEL_FLOATS] __attribute__((aligned(64)));
     const unsigned csr = fn_ftz_enter();
+    if (b_rows) {
+        b_rows_tile(uk, m0, m1, j_begin, j_end, K, a, rs, cs, b_rows, ldb, beta, c, ldc);
+        fn_ftz_leave(csr);
+        return;
+    }
     fn_ukernel_enter(uk);
     for (int64_t pc = 0; pc < K; pc += kc) {
         const int64_t kcb = fn_min64(kc, K - pc);
@@ -188,12 +213,12 @@ static void tile_loop(const fn_ukernel *uk, int64_t m0, int64_t m1, int64_t q0, 
 void fn_gemm_tile(const fn_ukernel *uk, int64_t m0, int64_t m1, int64_t q0, int64_t q1, int64_t N,
                   int64_t K, float alpha, const float *a, int64_t lda, int trans_a, const float *bp,
                   float beta, float *c, int64_t ldc) {
-    tile_loop(uk, m0, m1, q0, q1, N, K, alpha, a, lda, trans_a, 0, bp, beta, c, ldc);
+    tile_loop(uk, m0, m1, q0, q1, N, K, alpha, a, lda, trans_a, 0, bp, beta, c, ldc, NULL, 0);
 }
 
 void fn_gemm_tile_slots(const fn_ukernel *uk, int64_t m0, int64_t m1, int64_t q0, int64_t q1, int64_t N, int64_t K,
                         const float *a, int64_t lda, int trans_a, const float *bp, float beta, float *c, int64_t ldc) {
-    tile_loop(uk, m0, m1, q0, q1, N, K, 1.0f, a, lda, trans_a, 1, bp, beta, c, ldc);
+    tile_loop(uk, m0, m1, q0, q1, N, K, 1.0f, a, lda, trans_a, 1, bp, beta, c, ldc, NULL, 0);
 }
 
 /* Slots per row of op(A) converted once (bfloat16 operands): ceil(K/2) pairs or K rounded floats. */
@@ -247,7 +272,7 @@ static void job_init(fn_gemm_job *j, int trans_a, int64_t M, int64_t N, int64_t 
     j->uk = fn_gemm_ukernel(isa);
     j->trans_a = trans_a, j->M = M, j->N = N, j->K = K, j->alpha = alpha, j->A = A, j->lda = lda, j->beta = beta;
     j->C = C, j->ldc = ldc;
-    j->B = NULL, j->bp = NULL, j->ldb = 0, j->trans_b = 0, j->b_packs = 0;
+    j->B = NULL, j->bp = NULL, j->ldb = 0, j->trans_b = 0, j->b_packs = 0, j->b_rows = 0;
     tiling(j, M, N, n_threads);
 }
 
@@ -259,6 +284,9 @@ void fn_gemm_job_init(fn_gemm_job *j, int trans_a, int trans_b, int64_t M, int64
     j->B = B, j->ldb = ldb, j->trans_b = trans_b;
     j->bp = direct_b ? (float *)B : fn_align64(ws);
     j->b_packs = direct_b ? 0 : j->npanels;
+    /* A row or two: B, read once, is read in place, not packed (fn_ukernel's rows). */
+    if (!direct_b && M <= FN_ROWS_MAX && j->uk->rows && !trans_b && alpha == 1.0f)
+        j->b_rows = 1, j->bp = NULL, j->b_packs = 0;
     plan_a_once(j, fn_align64(fn_align64(ws) + fn_gemm_packed_b_size(K, N)));
 }
 
@@ -286,10 +314,11 @@ void fn_gemm_job_tile(const fn_gemm_job *j, int64_t t, int64_t *m0, int64_t *m1,
     *m0 = mb * j->mt, *m1 = fn_min64(j->M, (mb + 1) * j->mt);
     *j0 = q0 * j->uk->nr, *j1 = fn_min64(j->N, q1 * j->uk->nr);
     if (j->a_slots)
-        tile_loop(j->uk, *m0, *m1, q0, q1, j->N, j->K, 1.0f, j->a_slots, j->a_len, 0, 1, j->bp, j->beta, j->C, j->ldc);
+        tile_loop(j->uk, *m0, *m1, q0, q1, j->N, j->K, 1.0f, j->a_slots, j->a_len, 0, 1, j->bp, j->beta, j->C, j->ldc,
+                  NULL, 0);
     else
         tile_loop(j->uk, *m0, *m1, q0, q1, j->N, j->K, j->alpha, j->A, j->lda, j->trans_a, 0, j->bp, j->beta, j->C,
-                  j->ldc);
+                  j->ldc, j->b_rows ? j->B : NULL, j->ldb);
 }
 
 void fn_gemm_job_run(const fn_gemm_job *j, const fn_epilogue *e) {

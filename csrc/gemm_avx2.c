@@ -134,8 +134,60 @@ __attribute__((target("avx2,fma"))) static void ukernel_avx2_edge(int rows, int6
     }
 }
 
+/* acc[i * n + j] += sum over k < kc of a[i * rs_a + k * cs_a] * b[k * ldb + j], for R < 6 rows: one FMA per k in
+ * K order (acc from zero: what edge_rows gives each element), B streamed row by row in place. U rows of B meet
+ * each vector of sums between its load and its store (OpenBLAS's gemv takes four columns a pass too): one at a
+ * time, the sums' loads and stores bound the loop. See fn_ukernel's rows. */
+__attribute__((target("avx2,fma"))) static inline __attribute__((always_inline)) void rows_axpy(
+    const int R, const int U, int64_t kc, const float *restrict a, int64_t rs_a, int64_t cs_a,
+    const float *restrict b, int64_t ldb, int64_t n, float *restrict acc) {
+    const int64_t nv = n / 8 * 8;
+    const __m256i tail = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(n - nv)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    int64_t k = 0;
+    for (; k + U <= kc; k += U, b += U * ldb) {
+        __m256 x[5][4];
+        for (int i = 0; i < R; i++)
+            for (int t = 0; t < U; t++) x[i][t] = _mm256_broadcast_ss(a + i * rs_a + (k + t) * cs_a);
+        for (int64_t j = 0; j < n; j += 8) {
+            const int full = j < nv;
+            __m256 bv[4];
+            for (int t = 0; t < U; t++)
+                bv[t] = full ? _mm256_loadu_ps(b + t * ldb + j) : _mm256_maskload_ps(b + t * ldb + j, tail);
+            for (int i = 0; i < R; i++) {
+                float *ci = acc + i * n + j;
+                __m256 s = full ? _mm256_loadu_ps(ci) : _mm256_maskload_ps(ci, tail);
+                for (int t = 0; t < U; t++) s = _mm256_fmadd_ps(x[i][t], bv[t], s);
+                if (full) _mm256_storeu_ps(ci, s);
+                else _mm256_maskstore_ps(ci, tail, s);
+            }
+        }
+    }
+    for (; k < kc; k++, b += ldb)
+        for (int i = 0; i < R; i++) {
+            const __m256 x = _mm256_broadcast_ss(a + i * rs_a + k * cs_a);
+            float *ci = acc + i * n;
+            for (int64_t j = 0; j < nv; j += 8)
+                _mm256_storeu_ps(ci + j, _mm256_fmadd_ps(x, _mm256_loadu_ps(b + j), _mm256_loadu_ps(ci + j)));
+            if (nv < n)
+                _mm256_maskstore_ps(ci + nv, tail, _mm256_fmadd_ps(x, _mm256_maskload_ps(b + nv, tail),
+                                                                   _mm256_maskload_ps(ci + nv, tail)));
+        }
+}
+
+__attribute__((target("avx2,fma"))) static void ukernel_avx2_rows(int rows, int64_t kc, const float *restrict a,
+                                                                  int64_t rs_a, int64_t cs_a, const float *restrict b,
+                                                                  int64_t ldb, int64_t n, float *restrict acc) {
+    switch (rows) { /* U rows of B a pass, as many as the registers hold beside R rows' U broadcasts */
+    case 1: rows_axpy(1, 4, kc, a, rs_a, cs_a, b, ldb, n, acc); break;
+    case 2: rows_axpy(2, 4, kc, a, rs_a, cs_a, b, ldb, n, acc); break;
+    case 3: rows_axpy(3, 3, kc, a, rs_a, cs_a, b, ldb, n, acc); break;
+    case 4: rows_axpy(4, 2, kc, a, rs_a, cs_a, b, ldb, n, acc); break;
+    default: rows_axpy(5, 2, kc, a, rs_a, cs_a, b, ldb, n, acc); break;
+    }
+}
+
 static const fn_ukernel ukernels[2] = {{6, 16, ukernel_avx2_6x16, "avx2", FN_BF16_NONE, 0, NULL, NULL, NULL,
-                                        fn_gemm_pack_bt_avx2, 1, pack_ak, ukernel_avx2_edge},
+                                        fn_gemm_pack_bt_avx2, 1, pack_ak, ukernel_avx2_edge, ukernel_avx2_rows},
                                        {6, 16, ukernel_avx2_6x16, "avx2+bf16", FN_BF16_ROUNDED, 0, NULL, NULL,
                                         NULL}};
 const fn_ukernel *fn_ukernel_avx2(int bf16) { return &ukernels[bf16 != 0]; }

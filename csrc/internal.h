@@ -122,6 +122,12 @@ typedef struct {
      * same order for each element, so an edge of rows gives what the full kernel on a zero-padded panel gives. */
     void (*edge)(int rows, int64_t kc, const float *restrict a, int64_t rs_a, int64_t cs_a, const float *restrict b,
                  float *restrict c, int64_t ldc, int accumulate);
+    /* NULL, or rows <= FN_ROWS_MAX rows of A by B read in place, row by row, the sums kept in acc (rows x n, zeroed
+     * by the caller): each element the FMAs of edge, in the same order. A product of fewer than mr rows reads each
+     * element of B once: packing B would copy all of it for that one use (one image through the MLP packed
+     * 2.7 MB of weights), and reading it a panel at a time reads 64 bytes of every row of B. */
+    void (*rows)(int rows, int64_t kc, const float *restrict a, int64_t rs_a, int64_t cs_a, const float *restrict b,
+                 int64_t ldb, int64_t n, float *restrict acc);
 } fn_ukernel;
 /* The AVX2 one (gemm_avx2.c), for the AVX2 and AVX-512 float32 kernels; built where they are. */
 void fn_gemm_pack_bt_avx2(float *restrict dst, const float *restrict b, int64_t ldb, int64_t kc, int nr);
@@ -158,6 +164,7 @@ static inline float fn_bf16_pair(float lo, float hi) {
 
 /* Largest micro-tile of any ISA path; workspace queries use these so they never depend on the ISA. */
 #define FN_MR_MAX 32
+#define FN_ROWS_MAX 5 /* fn_ukernel's rows: at most this many rows (the AVX2 kernel's mr - 1) */
 #define FN_NR_MAX 32
 #define FN_KC_MAX 512 /* K is cut into equal blocks of at most this many (a multiple of 8) */
 /* Floats of an A micro-panel buffer (on the stack of the tile loops): mr x kc slots at most. Only the AMX kernel has
@@ -229,6 +236,7 @@ typedef struct {
     float *bp, *C;
     int64_t mt, nq, mtiles, ntiles_n, npanels; /* the tiling */
     int64_t b_packs;                           /* B panels to pack (0: B is used as it is, or prepacked) */
+    int b_rows;                                /* B read in place, row by row, by the edge kernel (bp NULL) */
     float *a_slots;                            /* op(A) converted once, row-major (NULL: per tile) */
     int64_t a_len, a_nblk_t, a_blocks;
 } fn_gemm_job;

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 import fastnet
-from fastnet import _io, _kernels
+from fastnet import _io, _seed
 from fastnet.callbacks import Callback, ModelCheckpoint
+from fastnet.plan import Plan
 from fastnet.layers import Dense, Dropout
 from fastnet.models import Sequential
-from fastnet.plan import StepContext
 
 SEED = 123
 
@@ -124,14 +124,14 @@ def test_ctrl_c_at_any_moment_of_fit_keeps_the_last_completed_step(delay):
 
 @pytest.mark.parametrize("when", ["before", "after"])
 def test_interrupt_next_to_the_update_kernel(monkeypatch, when):
-    """A signal that lands just before the 8th update kernel runs, or just after it returns (at the first Python
-    instruction after it): the step count always matches the weights, because the kernel call that updates the
-    weights also advances the counts."""
+    """A signal that lands just before the 8th training step's call into C (its forward, backward and update), or
+    just after it returns (at the first Python instruction after it): the step count always matches the weights,
+    because the C call that updates the weights also advances the counts."""
     m = model()
     x, y = data()
-    real, calls = _kernels.adam_update, []
+    real, calls = Plan.train_step, []
 
-    def update(*args, **kwargs):
+    def step(*args, **kwargs):
         calls.append(1)
         if len(calls) == 8 and when == "before":
             raise KeyboardInterrupt
@@ -139,7 +139,7 @@ def test_interrupt_next_to_the_update_kernel(monkeypatch, when):
         if len(calls) == 8 and when == "after":
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(_kernels, "adam_update", update)
+    monkeypatch.setattr(Plan, "train_step", step)
     with pytest.raises(KeyboardInterrupt):
         m.fit(x, y, batch_size=8, epochs=5, verbose=0)
     monkeypatch.undo()
@@ -246,7 +246,7 @@ def test_any_number_of_models_gets_its_own_dropout_stream():
     x = np.random.default_rng(1).standard_normal((16, 4)).astype(np.float32)
     m.fit(x, np.arange(16) % 2, batch_size=4, epochs=1, verbose=0)
     assert m.step == 4
-    streams = {StepContext(1, "generic", "auto", None, 0, model, step).dropout_stream(layer)
+    streams = {_seed.key64(model, step, layer)
                for model in (0, 1, 65_535, 65_536, 70_000, 2**70) for step in (0, 1, 2**36) for layer in (0, 1, 4096)}
     assert len(streams) == 6 * 3 * 3
 

@@ -36,6 +36,22 @@ def test_gemm_alpha_beta(isa, rng, alpha, beta):
     close(out, ref.gemm(a, b, alpha=alpha, beta=beta, c=c), "gemm alpha/beta")
 
 
+@pytest.mark.parametrize("rows", [1, 2, 3, 4, 5])
+def test_a_few_rows_read_b_in_place_bit_for_bit_like_a_batch(isa, rng, rows):
+    """A product of fewer rows than the micro-kernel's reads B in place, unpacked (AVX2's fn_ukernel rows); the
+    same rows inside a larger batch take the packed panels: the same sums, bit for bit, across K blocks (1031),
+    ragged columns (70, 13) and both thread counts, with beta = 1 and the dense kernel's bias and ReLU."""
+    for K, N in ((784, 512), (1031, 70), (9, 13)):
+        x, w, b, c = rand(rng, 12, K), rand(rng, K, N), rand(rng, N), rand(rng, 12, N)
+        batch = _kernels.dense_forward(x, w, b, activation="relu")
+        summed = _kernels.gemm(x, w, out=c.copy(), beta=1.0)
+        for nt in (1, 2):
+            np.testing.assert_array_equal(_kernels.dense_forward(x[:rows], w, b, activation="relu", n_threads=nt),
+                                          batch[:rows])
+            np.testing.assert_array_equal(_kernels.gemm(x[:rows], w, out=c[:rows].copy(), beta=1.0, n_threads=nt),
+                                          summed[:rows])
+
+
 def test_gemm_beta_zero_ignores_nan_in_out(rng):
     a, b = rand(rng, 5, 6), rand(rng, 6, 7)
     out = np.full((5, 7), np.nan, dtype=np.float32)

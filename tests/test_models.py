@@ -262,7 +262,8 @@ def test_conv_relu_pool_in_one_kernel_trains_bit_for_bit_like_the_layers(data_fo
         ops = [s.op for s in m.plan().steps]
         assert ops[:2] == ["conv2d", "conv2d_maxpool"] and m.plan().steps[1].masks_relu_input
         if not fused:  # every layer on its own
-            m._plan = Plan(m.layers, by_loss="softmax", conv_algo=m.plan().conv_algo, fuse=False)
+            m._plan = Plan(m.layers, by_loss="softmax", conv_algo=m.plan().conv_algo, fuse=False, seed=m.seed,
+                           model_id=m.model_id)
             assert "conv2d_maxpool" not in [s.op for s in m.plan().steps]
         m.fit(x, y, batch_size=16, epochs=2, verbose=0)
         weights.append(m.get_weights())
@@ -290,7 +291,8 @@ def test_dense_relu_dropout_in_one_kernel_trains_bit_for_bit_like_the_layers(pol
             assert [(s.op, s.dropout) for s in m.plan().steps] == [
                 ("dense", True), ("dense", True), ("dense", False), ("dropout", False), ("dense", False)]
             if not fused:  # every layer on its own
-                m._plan = Plan(m.layers, by_loss="softmax", conv_algo=m.plan().conv_algo, fuse=False)
+                m._plan = Plan(m.layers, by_loss="softmax", conv_algo=m.plan().conv_algo, fuse=False, seed=m.seed,
+                           model_id=m.model_id)
                 assert not any(s.dropout for s in m.plan().steps)
             m.fit(x, y, batch_size=16, epochs=2, verbose=0)
             weights.append(m.get_weights())
@@ -326,8 +328,8 @@ def test_predict_and_evaluate_with_weights_packed_once_match_the_plain_forward()
     fastnet.set_seed(4)
     m = tiny_cnn()
     m.fit(x, y, batch_size=16, epochs=1, verbose=0)
-    plan, ctx = m._begin_call(16)
-    plain = np.concatenate([plan.forward(ctx, x[i:i + 16], False).copy() for i in range(0, 40, 16)])
+    plan = m._begin_call(16)
+    plain = np.concatenate([plan.forward(x[i:i + 16], False).copy() for i in range(0, 40, 16)])
     probs = fastnet._kernels.softmax_forward(plain)
     np.testing.assert_array_equal(m.predict(x, batch_size=16), probs)
     loss, acc = m.evaluate(x, y, batch_size=16)

@@ -136,10 +136,10 @@ def test_dropout_is_off_at_inference_and_on_in_training():
     model = small_net("channels_last", "sgd")
     x = np.random.default_rng(1).random((4, 7, 8, 2)).astype(np.float32)
     np.testing.assert_array_equal(model.predict(x), model.predict(x))
-    plan, ctx = model._begin_call(4)
-    plan.forward(ctx, _model_inputs.prepare_x(model, x, "t"), training=True)
-    (i, step), = [(i, s) for i, s in enumerate(plan.steps) if s.op == "dropout"]
-    keep = plan._saved[i]
+    plan = model._begin_call(4, training=True)
+    plan.forward(_model_inputs.prepare_x(model, x, "t"), training=True)
+    (i,) = [i for i, s in enumerate(plan.steps) if s.op == "dropout"]
+    keep = plan.array(i, "keep", 4)
     assert 0 < (~keep.astype(bool)).mean() < 0.6
 
 

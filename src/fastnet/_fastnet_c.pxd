@@ -118,3 +118,83 @@ cdef extern from "fastnet.h" nogil:
     int fn_adam_update(float *p, float *m, float *v, const float *g, int64_t n, float lr, float beta1,
                        float beta2, float eps, int64_t t, int n_threads)
     int fn_gather_rows(void *dst, const void *src, const int64_t *idx, int64_t n, int64_t row_bytes, int n_threads)
+
+    # The plan run by C (csrc/program.h).
+    enum:
+        FN_OP_DENSE
+        FN_OP_CONV2D
+        FN_OP_CONV2D_MAXPOOL
+        FN_OP_MAXPOOL2D
+        FN_OP_ACTIVATION
+        FN_OP_DROPOUT
+        FN_OP_TO_CHANNELS_FIRST
+        FN_OP_IDENTITY
+        FN_POST_NONE
+        FN_POST_SOFTMAX
+        FN_LOSS_SOFTMAX_XENT
+        FN_UPDATE_SGD
+        FN_UPDATE_RMSPROP
+        FN_UPDATE_ADADELTA
+        FN_UPDATE_ADAM
+
+    ctypedef struct fn_op:
+        int kind
+        int64_t in_row, out_row
+        int path, algo, act, post
+        int64_t channels
+        int relu_backward, masks_relu_input, dropout
+        float rate
+        uint64_t seed, layer
+        fn_conv2d_shape conv
+        int64_t pool[6]
+        const float *w
+        const float *b
+        float *dw
+        float *db
+        const float *packed
+        float *y
+        float *post_y
+        int32_t *argmax
+        uint8_t *keep
+        float *dz
+        float *dx
+        const float *x
+        const float *out
+
+    ctypedef struct fn_run:
+        int64_t n
+        int training
+        uint64_t model_id, step, row0
+        float *ws
+        int n_threads
+
+    ctypedef struct fn_loss:
+        int kind
+        int64_t classes
+        float *probs
+        float *loss
+        float *dout
+
+    ctypedef struct fn_update:
+        int kind
+        float *p
+        float *s0
+        float *s1
+        const float *g
+        int64_t size
+        float lr, h0, h1, h2
+        int64_t t
+        int64_t *counters[2]
+
+    const float *fn_program_forward(fn_op *ops, int lo, int hi, const float *x, const fn_run *run, int *status)
+    const float *fn_program_backward(fn_op *ops, int lo, int hi, const float *dy, const fn_run *run, int *status)
+    int fn_program_loss_forward(const fn_loss *l, const float *out, const float *targets, const float *weights,
+                                const fn_run *run)
+    int fn_program_loss_backward(const fn_loss *l, const float *out, const float *targets, const float *weights,
+                                 int64_t batch, const fn_run *run)
+    int fn_program_update(const fn_update *u, int n_threads)
+    int fn_program_train_step(fn_op *ops, int n_ops, const fn_loss *l, const fn_update *u, const float *x,
+                              const float *targets, const float *weights, const fn_run *run, int *finite)
+    int64_t fn_program_workspace(const fn_op *ops, int n_ops, int64_t capacity, int n_threads)
+    uint64_t fn_key64(const uint64_t *parts, int n_parts)
+    uint64_t fn_splitmix64(uint64_t z)

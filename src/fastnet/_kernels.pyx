@@ -380,6 +380,7 @@ include "_kernels_dense.pxi"
 include "_kernels_conv.pxi"
 include "_kernels_elementwise.pxi"
 include "_kernels_optim.pxi"
+include "_kernels_program.pxi"
 
 
 _isa_from_environment()

@@ -219,14 +219,6 @@ cdef _rate(rate):
     return rate
 
 
-cdef inline uint64_t _splitmix64(uint64_t z) noexcept nogil:
-    """splitmix64's finalizer (wrapping 64-bit arithmetic, as tests/reference.py writes it with Python ints)."""
-    z += 0x9E3779B97F4A7C15ULL
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL
-    return z ^ (z >> 31)
-
-
 _MASK64 = 2**64 - 1
 
 
@@ -243,12 +235,12 @@ def key64(*parts):
             raise ValueError(f"key parts must be >= 0, got {part}")
         chunks = 0
         while True:
-            h = _splitmix64(h ^ <uint64_t>(part & _MASK64))
+            h = fn_splitmix64(h ^ <uint64_t>(part & _MASK64))
             part >>= 64
             chunks += 1
             if not part:
                 break
-        h = _splitmix64(h ^ chunks)
+        h = fn_splitmix64(h ^ chunks)
     return h
 
 

@@ -45,6 +45,8 @@ class Loss:
 
     name = None  # the canonical name (get() sets it)
     takes_over = None
+    kernel = None  # the C program's name for this loss (Program.set_loss), or None: computed in numpy
+    makes_probs = False  # forward fills the probabilities array (else the probabilities are the outputs)
 
     def weigh(self, targets, weights):
         """(targets, per-row weights or None) as forward and backward take them."""
@@ -55,6 +57,8 @@ class CrossEntropy(Loss):
     def __init__(self, from_logits):
         self.from_logits = from_logits
         self.takes_over = "softmax" if from_logits else None
+        self.kernel = "softmax_xent" if from_logits else None
+        self.makes_probs = from_logits
 
     def weigh(self, targets, weights):
         """w * -sum(t log p) = -sum((w t) log p), and the gradient p * sum(w t) - w t = w (p sum(t) - t)."""
@@ -88,7 +92,7 @@ class Pointwise(Loss):
     """Mean squared or mean absolute error: each sample's mean over its outputs."""
 
     def __init__(self, kind):
-        self.kind = kind
+        self.kind = self.kernel = kind
 
     def forward(self, out, targets, weights, probs, loss, n_threads=None):
         _kernels.pointwise_loss_forward(self.kind, out, targets, weights, loss=loss, n_threads=n_threads)
@@ -107,6 +111,8 @@ class BinaryCrossEntropy(Loss):
     def __init__(self, from_logits):
         self.from_logits = from_logits
         self.takes_over = "sigmoid" if from_logits else None
+        self.kernel = "sigmoid_xent" if from_logits else None
+        self.makes_probs = from_logits
 
     def forward(self, out, targets, weights, probs, loss, n_threads=None):
         if self.from_logits:

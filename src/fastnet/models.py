@@ -2,10 +2,9 @@
 
 The model holds the layers, the loss and the optimizer; it runs them through an execution plan
 (fastnet.plan), which it builds again whenever what the plan depends on changes: the layers (add), the loss
-(compile) or the convolution algorithm (fastnet._kernels.set_conv_algo). Each call resolves its settings once
-(threads, ISA, algorithm) into a StepContext that every kernel of the call receives.
+(compile) or the convolution algorithm (fastnet._kernels.set_conv_algo). The plan's program, made for each call's
+settings (threads, ISA, algorithm) and batch size, runs a batch's forward, or a whole training step, in one call.
 """
-import dataclasses
 import functools
 import math
 
@@ -16,7 +15,7 @@ from fastnet import metrics as metrics_module
 from fastnet.callbacks import History, ProgressLogger, TerminateOnNaN, check_callbacks, check_verbose
 from fastnet.layers.base import Layer, internal_shape, legacy, public_shape
 from fastnet.layers.input_layer import InputLayer
-from fastnet.plan import Plan, StepContext, final_activation
+from fastnet.plan import Plan, final_activation
 
 
 def _collective(method):
@@ -243,70 +242,77 @@ class Sequential:
         if self._plan is None or self._plan.conv_algo != algo:
             if self._plan is not None:
                 self._plan.release()
-            self._plan = Plan(self.layers, by_loss=self._loss.takes_over if self._loss else None, conv_algo=algo)
+            self._plan = Plan(self.layers, by_loss=self._loss.takes_over if self._loss else None, conv_algo=algo,
+                              seed=self.seed, model_id=self.model_id)
         return self._plan
 
-    def _begin_call(self, batch_size):
-        """The plan and the settings of one call, resolved once: every kernel of the call runs with them."""
+    def _begin_call(self, batch_size, training=False):
+        """The plan, its program made for batches of up to batch_size rows and for this call's settings."""
         plan = self.plan()
-        plan.begin_call(batch_size)
-        ctx = StepContext(n_threads=_kernels.get_num_threads(), isa=_kernels.get_isa(), conv_algo=plan.conv_algo,
-                          workspace=plan.workspace, seed=self.seed, model_id=self.model_id, step=self.step)
-        return plan, ctx
+        plan.begin_call(batch_size, training)
+        return plan
 
-    def _train_step(self, plan, ctx, xb, yb, wb, tb, reducer=None, batch=None, row0=0):
+    def _train_step(self, plan, xb, yb, wb, tb, reducer=None, batch=None, row0=0):
         """One optimizer step; returns (sum of per-sample losses, metric sums) before the update.
         yb, wb: the loss's targets and sample weights (None: all ones); tb: the targets metrics compare with
         (see _model_inputs.targets). A NaN or inf loss returns before the update: the weights stay the last good
         ones. Data-parallel (reducer given): xb, yb, wb, tb are this rank's rows row0.. (maybe none) of a global
         batch of `batch`; the loss, sums and gradients returned and applied are the global batch's, on every rank."""
-        ctx = ctx.at_step(self.step, row0)
+        n, nt = xb.shape[0], plan.program.n_threads
+        if reducer is None and self._loss.kernel is not None:  # the whole step in one call into C
+            opt = self.optimizer
+            plan.bind_training(self._loss.kernel, opt.kernel, self._params, self._grads, opt.slots,
+                               (self._step, opt._iterations))
+            plan.train_step(xb, yb, wb, opt.current_lr(), opt.kernel_hyper(), opt.iterations + 1, self.step)
+            out = plan.program.output(n)
+            probs, loss, _ = plan.loss_arrays(n, out.shape[1])
+            probs = probs if self._loss.makes_probs else out
+            return float(loss.sum(dtype=np.float64)), self._metric_sums(out, probs, tb)
         loss_sum, sums = 0.0, np.zeros(len(self._metrics))
-        if xb.shape[0]:
-            out = plan.forward(ctx, xb, training=True)
-            probs, loss, dout = plan.loss_arrays(xb.shape[0], out.shape[1])
-            loss, probs = self._loss.forward(out, yb, wb, probs, loss, n_threads=ctx.n_threads)
+        if n:
+            out = plan.forward(xb, training=True, step=self.step, row0=row0)
+            probs, loss, dout = plan.loss_arrays(n, out.shape[1])
+            loss, probs = self._loss.forward(out, yb, wb, probs, loss, n_threads=nt)
             loss_sum = float(loss.sum(dtype=np.float64))
             sums = self._metric_sums(out, probs, tb)
         if reducer is None:
             if not math.isfinite(loss_sum):
                 return loss_sum, sums
-            plan.backward(ctx, self._loss.backward(out, probs, yb, wb, dout, n_threads=ctx.n_threads))
+            plan.backward(self._loss.backward(out, probs, yb, wb, dout, n_threads=nt))
         else:
             reducer.begin(loss_sum, sums)
-            if xb.shape[0]:
-                dy = self._loss.backward(out, probs, yb, wb, dout, n_threads=ctx.n_threads, batch=batch)
-                plan.backward(ctx, dy, done=reducer.step_done)
+            if n:
+                dy = self._loss.backward(out, probs, yb, wb, dout, n_threads=nt, batch=batch)
+                plan.backward(dy, done=reducer.step_done)
             else:
                 self._grads.fill(0.0)
             loss_sum, sums = reducer.finish()
             if not math.isfinite(loss_sum):
                 return loss_sum, sums
-        self.optimizer.apply(self._params, self._grads, n_threads=ctx.n_threads, counters=(self._step,))
+        self.optimizer.apply(self._params, self._grads, n_threads=nt, counters=(self._step,))
         return loss_sum, sums
 
     def _metric_sums(self, out, probs, truth):
         return np.array([m.batch_sum(out, probs, truth) for m in self._metrics], np.float64)
 
-    def _evaluate_arrays(self, plan, ctx, x, y, w, t, batch_size):
+    def _evaluate_arrays(self, plan, x, y, w, t, batch_size):
         """(mean loss, metric means) with dropout off; each Dense kernel is packed once for all the batches.
         Data-parallel: each rank evaluates its share of the samples (batch_size is then a rank's batch)."""
-        ctx = dataclasses.replace(ctx, packed=plan.packed_weights(ctx))
-        n = x.shape[0]
+        n, nt = x.shape[0], plan.program.n_threads
         if distributed.active():
             lo, hi = distributed.share(n)
             x, y, t = x[lo:hi], y[lo:hi], t[lo:hi]
             w = None if w is None else w[lo:hi]
         total, sums = 0.0, np.zeros(len(self._metrics))
-        for start in range(0, x.shape[0], batch_size):
-            rows = slice(start, start + batch_size)
-            xb, yb = x[rows], y[rows]
-            out = plan.forward(ctx, xb, False)
-            probs, loss, _ = plan.loss_arrays(xb.shape[0], out.shape[1])
-            loss, probs = self._loss.forward(out, yb, None if w is None else w[rows], probs, loss,
-                                             n_threads=ctx.n_threads)
-            total += float(loss.sum(dtype=np.float64))
-            sums += self._metric_sums(out, probs, t[rows])
+        with plan.packed(x.shape[0] > batch_size):
+            for start in range(0, x.shape[0], batch_size):
+                rows = slice(start, start + batch_size)
+                xb, yb = x[rows], y[rows]
+                out = plan.forward(xb, False)
+                probs, loss, _ = plan.loss_arrays(xb.shape[0], out.shape[1])
+                loss, probs = self._loss.forward(out, yb, None if w is None else w[rows], probs, loss, n_threads=nt)
+                total += float(loss.sum(dtype=np.float64))
+                sums += self._metric_sums(out, probs, t[rows])
         if distributed.active():
             totals = distributed.sum_floats([total, *sums], "evaluation")
             total, sums = float(totals[0]), np.asarray(totals[1:], np.float64)
@@ -374,7 +380,8 @@ class Sequential:
         self.history = history
         self.stop_training = False
         rows = distributed.local_batch(bs) if parallel else bs  # the rows of a batch this process computes
-        plan, ctx = self._begin_call(rows)
+        plan = self._begin_call(rows, training=True)
+        nt = plan.program.n_threads
         reducer = distributed.StepReducer(self._grads, self._grad_slices(plan)) if parallel else None
         xbuf = plan.buffers.get("x", X.shape[1:], rows)
         ybuf = plan.buffers.get("y", Y.shape[1:], rows)
@@ -393,13 +400,13 @@ class Sequential:
                 idx = order[b * bs:(b + 1) * bs]
                 lo, hi = distributed.share(len(idx)) if parallel else (0, len(idx))
                 rows_b = idx[lo:hi]
-                xb = _kernels.gather_rows(X, rows_b, xbuf[:hi - lo], n_threads=ctx.n_threads)
-                yb = _kernels.gather_rows(Y, rows_b, ybuf[:hi - lo], n_threads=ctx.n_threads)
-                wb = None if W is None else _kernels.gather_rows(W, rows_b, wbuf[:hi - lo], n_threads=ctx.n_threads)
-                tb = yb if T is Y else _kernels.gather_rows(T, rows_b, tbuf[:hi - lo], n_threads=ctx.n_threads)
+                xb = _kernels.gather_rows(X, rows_b, xbuf[:hi - lo], n_threads=nt)
+                yb = _kernels.gather_rows(Y, rows_b, ybuf[:hi - lo], n_threads=nt)
+                wb = None if W is None else _kernels.gather_rows(W, rows_b, wbuf[:hi - lo], n_threads=nt)
+                tb = yb if T is Y else _kernels.gather_rows(T, rows_b, tbuf[:hi - lo], n_threads=nt)
                 for cb in cbs:
                     cb.on_batch_begin(b)
-                loss_sum, batch_sums = self._train_step(plan, ctx, xb, yb, wb, tb, reducer, len(idx), lo)
+                loss_sum, batch_sums = self._train_step(plan, xb, yb, wb, tb, reducer, len(idx), lo)
                 if not math.isfinite(loss_sum):
                     where = f"epoch {epoch + 1}, batch {b + 1}/{steps}"
                     nan_stop = [cb for cb in cbs if isinstance(cb, TerminateOnNaN)]
@@ -422,7 +429,7 @@ class Sequential:
             self.epochs_trained += 1  # before the callbacks: a checkpoint saved now resumes with the next epoch
             logs = self._logs(total / seen, sums / seen)
             if Xv is not None:
-                logs.update(self._logs(*self._evaluate_arrays(plan, ctx, Xv, Yv, Wv, Tv, rows), prefix="val_"))
+                logs.update(self._logs(*self._evaluate_arrays(plan, Xv, Yv, Wv, Tv, rows), prefix="val_"))
             for cb in cbs:
                 cb.on_epoch_end(epoch, logs)
             if self.stop_training:
@@ -441,8 +448,8 @@ class Sequential:
         X = _model_inputs.prepare_x(self, x, "evaluate")
         Y, W, T = _model_inputs.targets(self, y, X.shape[0], sample_weight, None, "evaluate")
         bs = self._rank_batch(self._batch_size(batch_size, "evaluate"), (X, Y, W), "evaluate")
-        plan, ctx = self._begin_call(min(bs, X.shape[0]))
-        loss, means = self._evaluate_arrays(plan, ctx, X, Y, W, T, bs)
+        plan = self._begin_call(min(bs, X.shape[0]))
+        loss, means = self._evaluate_arrays(plan, X, Y, W, T, bs)
         if verbose and distributed.is_primary():
             print(f"{X.shape[0]} samples" + "".join(f" - {k}: {v:.4f}" for k, v in self._results(loss, means, True).items()))
         return self._results(loss, means, as_dict)
@@ -464,17 +471,18 @@ class Sequential:
         out = np.empty((X.shape[0],) + last.out_shape, np.float32)
         by_loss = self._loss.takes_over if self._loss else None  # the final activation the plan leaves out
         lo, hi = distributed.share(X.shape[0]) if distributed.active() else (0, X.shape[0])
-        plan, ctx = self._begin_call(min(bs, max(hi - lo, 1)))
-        ctx = dataclasses.replace(ctx, packed=plan.packed_weights(ctx))
-        for start in range(lo, hi, bs):
-            stop = min(start + bs, hi)
-            res = plan.forward(ctx, X[start:stop], False)
-            if by_loss == "softmax":
-                _kernels.softmax_forward(res, out=out[start:stop], n_threads=ctx.n_threads)
-            elif by_loss == "sigmoid":
-                _kernels.activation_forward(res, "sigmoid", out=out[start:stop], n_threads=ctx.n_threads)
-            else:
-                out[start:stop] = res
+        plan = self._begin_call(min(bs, max(hi - lo, 1)))
+        nt = plan.program.n_threads
+        with plan.packed(hi - lo > bs):
+            for start in range(lo, hi, bs):
+                stop = min(start + bs, hi)
+                res = plan.forward(X[start:stop], False)
+                if by_loss == "softmax":
+                    _kernels.softmax_forward(res, out=out[start:stop], n_threads=nt)
+                elif by_loss == "sigmoid":
+                    _kernels.activation_forward(res, "sigmoid", out=out[start:stop], n_threads=nt)
+                else:
+                    out[start:stop] = res
         if distributed.active():
             distributed.gather_rows(out, "predict")
         if last.out_fmt == "channels_first" and out.ndim == 4:
@@ -498,13 +506,13 @@ class Sequential:
         if distributed.active():
             distributed.check_same_data((X, Y, W), "train_on_batch")
             lo, hi = distributed.share(X.shape[0])
-            plan, ctx = self._begin_call(distributed.local_batch(X.shape[0]))
+            plan = self._begin_call(distributed.local_batch(X.shape[0]), training=True)
             reducer = distributed.StepReducer(self._grads, self._grad_slices(plan))
-            loss_sum, sums = self._train_step(plan, ctx, X[lo:hi], Y[lo:hi], None if W is None else W[lo:hi],
+            loss_sum, sums = self._train_step(plan, X[lo:hi], Y[lo:hi], None if W is None else W[lo:hi],
                                               T[lo:hi], reducer, X.shape[0], lo)
         else:
-            plan, ctx = self._begin_call(X.shape[0])
-            loss_sum, sums = self._train_step(plan, ctx, X, Y, W, T)
+            plan = self._begin_call(X.shape[0], training=True)
+            loss_sum, sums = self._train_step(plan, X, Y, W, T)
         if not math.isfinite(loss_sum):
             raise FloatingPointError(f"train_on_batch: the loss became {loss_sum / X.shape[0]}")
         return self._results(loss_sum / X.shape[0], sums / X.shape[0], as_dict)

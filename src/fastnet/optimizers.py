@@ -54,6 +54,10 @@ class Optimizer:
         if not self.slots or self.slots[0].size != n_params:
             self.slots = [np.zeros(n_params, np.float32) for _ in self.slot_names]
 
+    def kernel_hyper(self):
+        """The update kernel's hyperparameters besides the learning rate (Program.train_step's hyper)."""
+        return tuple(float(self.hyper[k]) for k in self.kernel_args) + (0.0,) * (3 - len(self.kernel_args))
+
     def current_lr(self):
         return self.lr / (1.0 + self.decay * self.iterations) if self.decay else self.lr
 
@@ -84,6 +88,7 @@ class SGD(Optimizer):
     defaults = {"momentum": 0.0, "nesterov": False}
     ranges = {"momentum": (0.0, 1.0, False, False)}
     slot_names = ("velocity",)
+    kernel, kernel_args = "sgd", ("momentum", "nesterov")
 
     def _update(self, p, g, lr, n_threads, counters):
         _kernels.sgd_update(p, self.slots[0], g, lr, self.hyper["momentum"], self.hyper["nesterov"],
@@ -95,6 +100,7 @@ class RMSprop(Optimizer):
     defaults = {"rho": 0.9, "epsilon": 1e-7}
     ranges = {"rho": (0.0, 1.0, False, False), "epsilon": (0.0, None, True, False)}
     slot_names = ("accumulator",)
+    kernel, kernel_args = "rmsprop", ("rho", "epsilon")
 
     def _update(self, p, g, lr, n_threads, counters):
         _kernels.rmsprop_update(p, self.slots[0], g, lr, self.hyper["rho"], self.hyper["epsilon"], n_threads=n_threads,
@@ -108,6 +114,7 @@ class Adadelta(Optimizer):
     defaults = {"rho": 0.95, "epsilon": 1e-7}
     ranges = RMSprop.ranges
     slot_names = ("accumulator", "delta_accumulator")
+    kernel, kernel_args = "adadelta", ("rho", "epsilon")
 
     def _update(self, p, g, lr, n_threads, counters):
         _kernels.adadelta_update(p, self.slots[0], self.slots[1], g, lr, self.hyper["rho"], self.hyper["epsilon"],
@@ -120,6 +127,7 @@ class Adam(Optimizer):
     ranges = {"beta_1": (0.0, 1.0, False, True), "beta_2": (0.0, 1.0, False, True),
               "epsilon": (0.0, None, True, False)}  # beta = 1 divides by 1 - beta^t = 0
     slot_names = ("m", "v")
+    kernel, kernel_args = "adam", ("beta_1", "beta_2", "epsilon")
 
     def _update(self, p, g, lr, n_threads, counters):
         h = self.hyper

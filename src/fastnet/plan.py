@@ -1,7 +1,7 @@
-"""The execution plan: a model's layers compiled into the kernel calls that run them.
+"""The execution plan: a model's layers compiled into steps, run by C as one program.
 
-A plan is an immutable tuple of steps. Each step is one kernel call (or a view) covering one or more layers,
-and says what it fuses:
+A plan is a tuple of steps. Each step is one kernel call (or a view) covering one or more layers, and says what
+it fuses:
 
     dense / conv2d    Dense or Conv2D, with the ReLU of an Activation('relu') after it (or its own) applied by
                       the kernel; other activations (sigmoid, tanh, softmax) run after it. A Dense + ReLU also
@@ -17,89 +17,63 @@ A ReLU's backward is applied where it is cheapest: by the next step when that is
 is positive exactly where the ReLU passed the gradient) or a convolution (it masks its data gradient by its own
 input), else by the step that applied the ReLU. Each step records which (relu_backward, masks_relu_input).
 
-The plan owns the memory it runs in: activation buffers sized for one batch capacity (a smaller batch uses the
-first rows of each), and the kernels' workspace. A model builds a new plan whenever its structure, its loss or
-the convolution algorithm changes; layers never see the plan, the model or each other.
+Each step describes its op for the C program (csrc/program.h): what it computes, its settings, the weights and
+gradients it reads and writes, and the arrays it owns. The plan owns those arrays (sized for one batch capacity;
+a smaller batch uses the first rows of each) and the program that runs them: a forward, a backward or a whole
+training step is one call into C. A model builds a new plan whenever its structure, its loss or the convolution
+algorithm changes; layers never see the plan, the model or each other.
 """
-import dataclasses
+import contextlib
 from dataclasses import dataclass
 
 import numpy as np
 
-from fastnet import _kernels, _seed
-from fastnet.layers.base import activation_backward, activation_forward
+from fastnet import _kernels
 from fastnet.layers.convolutional import Conv2D
 from fastnet.layers.core import Activation, Dense, Dropout, Flatten
 from fastnet.layers.pooling import MaxPooling2D
 
 
 @dataclass(frozen=True)
-class StepContext:
-    """What one call of the model runs with, resolved once per call: threads, GEMM path, convolution algorithm,
-    the plan's workspace, the random key (seed, model, training step), the global batch row of this process's
-    first row (nonzero only on a data-parallel rank) and, for inference, packed weights."""
+class KernelConfig:
+    """What every kernel of a call runs with, resolved once per call from the user's settings."""
 
     n_threads: int
     isa: str
     conv_algo: str
-    workspace: object
-    seed: int
-    model_id: int
-    step: int = 0
-    row0: int = 0  # dropout masks are keyed by a row's place in the global batch, so every rank draws its share
-    packed: tuple = ()  # per plan step: its Dense kernel packed once for many batches (inference), or None
 
-    def __post_init__(self):
-        gemm = {"n_threads": self.n_threads, "isa": self.isa, "workspace": self.workspace}
-        object.__setattr__(self, "gemm", gemm)  # keyword arguments of the GEMM-based kernels
-        object.__setattr__(self, "conv", {**gemm, "conv_algo": self.conv_algo})
-        object.__setattr__(self, "_variants", {})  # with_precision's contexts, made once per call
-
-    def with_precision(self, precision):
-        """This context for a step whose products take `precision` operands (the kernels' precision=)."""
-        if precision == "float32":
-            return self
-        ctx = self._variants.get(precision)
-        if ctx is None:
-            ctx = self._copy()
-            object.__setattr__(ctx, "gemm", {**self.gemm, "precision": precision})
-            object.__setattr__(ctx, "conv", {**self.conv, "precision": precision})
-            self._variants[precision] = ctx
-        return ctx
-
-    def _copy(self):
-        """A shallow copy: dataclasses.replace would run __init__ again and copy.copy goes through __reduce_ex__,
-        10x and 5x slower, once per batch."""
-        ctx = object.__new__(StepContext)
-        ctx.__dict__.update(self.__dict__)
-        return ctx
-
-    def at_step(self, step, row0=0):
-        ctx = self._copy()
-        object.__setattr__(ctx, "step", step)
-        object.__setattr__(ctx, "row0", row0)
-        object.__setattr__(ctx, "_variants", {})
-        return ctx
-
-    def dropout_stream(self, layer_index):
-        """The random stream of a Dropout layer's mask at this training step."""
-        return _seed.key64(self.model_id, self.step, layer_index)
+    @classmethod
+    def current(cls):
+        return cls(_kernels.get_num_threads(), _kernels.get_isa(), _kernels.get_conv_algo())
 
 
-@dataclass(frozen=True)
 class Step:
-    op: str                      # dense, conv2d, conv2d_maxpool, maxpool2d, activation, dropout, flatten, identity
-    layers: tuple                # the layers it covers, in model order
-    activation: str = "linear"   # what a dense/conv kernel applies itself: 'linear' or 'relu'
-    post_activation: str = None  # applied after a dense/conv kernel: 'sigmoid', 'tanh', 'softmax' or None
-    precision: str = "float32"   # a dense/conv step's product operands: 'float32' or 'bfloat16' (mixed_bfloat16)
-    relu_backward: bool = False  # the backward applies the ReLU's backward itself (no later step does)
-    masks_relu_input: bool = False  # the backward also applies the ReLU backward of the step before
-    dropout: bool = False        # a dense step's last layer is a Dropout after its ReLU, applied by the kernel
+    """One kernel call (or a view) covering `layers`, in model order."""
+
+    op = None                   # its name (dense, conv2d, conv2d_maxpool, maxpool2d, activation, ...)
+    takes_relu_backward = False  # after a ReLU, this step can apply the ReLU's backward itself
+
+    def __init__(self, layers, activation="linear", post_activation=None, precision="float32", relu_backward=False,
+                 dropout=False):
+        self.layers = tuple(layers)
+        self.activation = activation            # what a dense/conv kernel applies itself: 'linear' or 'relu'
+        self.post_activation = post_activation  # applied after the kernel: 'sigmoid', 'tanh', 'softmax' or None
+        self.precision = precision              # a dense/conv step's product operands: 'float32' or 'bfloat16'
+        self.relu_backward = relu_backward      # the backward applies the ReLU's backward itself
+        self.masks_relu_input = False           # the backward also applies the ReLU backward of the step before
+        self.dropout = dropout                  # a dense step's last layer is a Dropout after its ReLU
 
     @property
     def layer(self):
         return self.layers[0]
+
+    @property
+    def in_shape(self):
+        return self.layers[0].in_shape
+
+    @property
+    def out_shape(self):
+        return self.layers[-1].out_shape
 
     def describe(self):
         names = " + ".join(layer.name for layer in self.layers)
@@ -110,6 +84,110 @@ class Step:
         extra += ["masks its input gradient by the previous ReLU"] if self.masks_relu_input else []
         extra += ["drops out while training"] if self.dropout else []
         return f"{self.op}({names})" + (f" [{', '.join(extra)}]" if extra else "")
+
+    def spec(self, mem, seed):
+        """This step's op for the C program (_kernels.Program). mem.out(name, shape, dtype) is an array of the
+        plan's, of `capacity` rows of that shape; mem.grad(...) one that only training needs (None for a program
+        that runs inference); mem.first: this is the first step (no data gradient). seed: the model's (a Dropout
+        layer may have its own)."""
+        return {"kind": self.op, "in_shape": self.in_shape, "out_shape": self.out_shape,
+                "dx": None if mem.first else mem.grad("dx", self.in_shape)}
+
+
+class _KernelStep(Step):
+    """A Dense or Conv2D kernel, what it fuses, and what it applies after."""
+
+    def spec(self, mem, seed):
+        layer, out = self.layer, self.layer.out_shape
+        grads = layer.grads or [None, None]
+        spec = {**super().spec(mem, seed), "precision": self.precision, "act": self.activation,
+                "post": self.post_activation, "relu_backward": self.relu_backward, "dropout": self.dropout,
+                "w": layer.params[0], "dw": grads[0], "y": mem.out("y", out),
+                "post_y": mem.out("post_y", out) if self.post_activation else None,
+                "dz": mem.grad("dz", out) if self.relu_backward or self.post_activation else None}
+        if layer.use_bias:
+            spec.update(b=layer.params[1], db=grads[1])
+        if self.dropout:
+            spec.update(_dropout_key(self.layers[-1], seed))
+        return spec
+
+
+class DenseStep(_KernelStep):
+    op = "dense"
+
+
+class ConvStep(_KernelStep):
+    op = "conv2d"
+    takes_relu_backward = True  # masks its data gradient by its own input
+
+    def spec(self, mem, seed):
+        return {**super().spec(mem, seed), "strides": self.layer.strides, "padding": self.layer.padding,
+                "masks_relu_input": self.masks_relu_input}
+
+
+class ConvPoolStep(Step):
+    op = "conv2d_maxpool"
+    takes_relu_backward = True
+
+    def spec(self, mem, seed):
+        conv = self.layer
+        grads = conv.grads or [None, None]
+        spec = {**super().spec(mem, seed), "precision": self.precision, "w": conv.params[0],
+                "dw": grads[0], "strides": conv.strides, "padding": conv.padding,
+                "masks_relu_input": self.masks_relu_input, "y": mem.out("y", self.out_shape),
+                "argmax": mem.out("argmax", self.out_shape, np.int32)}
+        if conv.use_bias:
+            spec.update(b=conv.params[1], db=grads[1])
+        return spec
+
+
+class PoolStep(Step):
+    op = "maxpool2d"
+    takes_relu_backward = True  # its forward output is positive exactly where the ReLU passed the gradient
+
+    def spec(self, mem, seed):
+        pool = self.layer
+        return {**super().spec(mem, seed), "pool_size": pool.pool_size, "strides": pool.strides,
+                "padding": pool.padding, "masks_relu_input": self.masks_relu_input,
+                "y": mem.out("y", self.out_shape), "argmax": mem.out("argmax", self.out_shape, np.int32)}
+
+
+class ActivationStep(Step):
+    op = "activation"
+
+    def spec(self, mem, seed):
+        return {**super().spec(mem, seed), "post": self.layer.activation, "y": mem.out("y", self.out_shape)}
+
+
+class DropoutStep(Step):
+    op = "dropout"
+
+    def spec(self, mem, seed):
+        return {**super().spec(mem, seed), **_dropout_key(self.layer, seed),
+                "y": mem.grad("y", self.out_shape), "keep": mem.grad("keep", self.out_shape, np.uint8)}
+
+
+class FlattenStep(Step):
+    """A view, or a copy in (C, H, W) order when channels_first images flatten as Keras 1 did."""
+
+    op = "flatten"
+
+    def spec(self, mem, seed):
+        if not self.layer.reorders:
+            return {**super().spec(mem, seed), "kind": "identity", "dx": None}
+        return {**super().spec(mem, seed), "kind": "to_channels_first", "y": mem.out("y", self.out_shape)}
+
+
+class IdentityStep(Step):
+    op = "identity"
+
+    def spec(self, mem, seed):
+        return {**super().spec(mem, seed), "dx": None}
+
+
+def _dropout_key(layer, seed):
+    """The key of a Dropout layer's masks (with the model's id and the step, which each run brings)."""
+    return {"rate": layer.rate, "seed": seed if layer.seed is None else layer.seed, "layer": layer.index}
 
 
 def final_activation(layers):
@@ -125,61 +203,65 @@ def _is_relu(layer):
     return isinstance(layer, Activation) and layer.activation == "relu"
 
 
+def _kernel_step(layers, i, by_loss, conv_algo, fuse):
+    """A Dense or Conv2D, with the ReLU after it, a 2x2 max-pool after that (conv) or a Dropout (dense)."""
+    layer, final = layers[i], i == len(layers) - 1
+    act, covered = layer.activation, [layer]
+    if fuse and act == "linear" and i + 1 < len(layers) and _is_relu(layers[i + 1]):
+        act, covered = "relu", [layer, layers[i + 1]]
+    post = None if act in ("linear", "relu") else act
+    precision = layer.compute_dtype  # 'bfloat16' under mixed_bfloat16: the step's products only
+    if final and post is not None and post == by_loss:
+        post = None
+    nxt = layers[i + len(covered)] if i + len(covered) < len(layers) else None
+    if (fuse and act == "relu" and isinstance(layer, Conv2D) and isinstance(nxt, MaxPooling2D) and nxt.is_2x2_tiling()
+            and layer.can_forward_maxpool(conv_algo)):
+        return ConvPoolStep(covered + [nxt], "relu", precision=precision)
+    dense = isinstance(layer, Dense)
+    dropout = fuse and dense and act == "relu" and isinstance(nxt, Dropout)
+    covered += [nxt] if dropout else []
+    fused = "relu" if act == "relu" else "linear"
+    return (DenseStep if dense else ConvStep)(covered, fused, post, precision, relu_backward=act == "relu",
+                                              dropout=dropout)
+
+
+def _activation_step(layers, i, by_loss, conv_algo, fuse):
+    layer = layers[i]
+    idle = layer.activation == "linear" or (i == len(layers) - 1 and layer.activation == by_loss)
+    return (IdentityStep if idle else ActivationStep)([layer])
+
+
+def _one_layer(step_class):
+    return lambda layers, i, by_loss, conv_algo, fuse: step_class([layers[i]])
+
+
+# The step a layer starts, by the layer's class (or the nearest base class listed).
+_STARTS = {Dense: _kernel_step, Conv2D: _kernel_step, Activation: _activation_step,
+           MaxPooling2D: _one_layer(PoolStep), Dropout: _one_layer(DropoutStep), Flatten: _one_layer(FlattenStep)}
+
+
 def compile_steps(layers, by_loss, conv_algo, fuse=True):
     """The steps for a layer list; by_loss: the final activation the loss computes from the logits (None, or
     final_activation(layers)), which no step then runs;
     fuse=False: no step covers two layers or applies another's backward (the same arithmetic, for tests)."""
     steps, i = [], 0
     while i < len(layers):
-        layer, final = layers[i], i == len(layers) - 1
-        if isinstance(layer, (Dense, Conv2D)):
-            act, covered = layer.activation, [layer]
-            if fuse and act == "linear" and i + 1 < len(layers) and _is_relu(layers[i + 1]):
-                act, covered = "relu", [layer, layers[i + 1]]
-            post = None if act in ("linear", "relu") else act
-            precision = layer.compute_dtype  # 'bfloat16' under mixed_bfloat16: the step's products only
-            if final and post is not None and post == by_loss:
-                post = None
-            nxt = layers[i + len(covered)] if i + len(covered) < len(layers) else None
-            if (fuse and act == "relu" and isinstance(layer, Conv2D) and isinstance(nxt, MaxPooling2D) and nxt.is_2x2_tiling()
-                    and layer.can_forward_maxpool(conv_algo)):
-                steps.append(Step("conv2d_maxpool", tuple(covered) + (nxt,), "relu", precision=precision))
-                i += len(covered) + 1
-                continue
-            op = "dense" if isinstance(layer, Dense) else "conv2d"
-            dropout = fuse and op == "dense" and act == "relu" and isinstance(nxt, Dropout)
-            covered += [nxt] if dropout else []
-            steps.append(Step(op, tuple(covered), "relu" if act == "relu" else "linear", post, precision,
-                              relu_backward=act == "relu", dropout=dropout))
-            i += len(covered)
-        elif isinstance(layer, Activation):
-            idle = layer.activation == "linear" or (final and layer.activation == by_loss)
-            steps.append(Step("identity" if idle else "activation", (layer,)))
-            i += 1
-        elif isinstance(layer, MaxPooling2D):
-            steps.append(Step("maxpool2d", (layer,)))
-            i += 1
-        elif isinstance(layer, Dropout):
-            steps.append(Step("dropout", (layer,)))
-            i += 1
-        elif isinstance(layer, Flatten):
-            steps.append(Step("flatten", (layer,)))
-            i += 1
-        else:
-            raise TypeError(f"{layer.name}: no kernel runs layers of type {type(layer).__name__}")
+        start = next((_STARTS[c] for c in type(layers[i]).__mro__ if c in _STARTS), None)
+        if start is None:
+            raise TypeError(f"{layers[i].name}: no kernel runs layers of type {type(layers[i]).__name__}")
+        steps.append(start(layers, i, by_loss, conv_algo, fuse))
+        i += len(steps[-1].layers)
     # A ReLU right before a max-pool or a convolution: that step applies the ReLU's backward.
-    for k in range(1, len(steps)):
-        prev, step = steps[k - 1], steps[k]
-        if fuse and prev.relu_backward and step.op in ("maxpool2d", "conv2d", "conv2d_maxpool"):
-            steps[k - 1] = dataclasses.replace(prev, relu_backward=False)
-            steps[k] = dataclasses.replace(step, masks_relu_input=True)
+    for prev, step in zip(steps, steps[1:]):
+        if fuse and prev.relu_backward and step.takes_relu_backward:
+            prev.relu_backward, step.masks_relu_input = False, True
     return tuple(steps)
 
 
 class Buffers:
-    """A plan's activation arrays, for one batch capacity at a time: a batch of n <= capacity uses the first n
-    rows of each array (a contiguous view), so every batch size up to the capacity shares one set of memory.
-    reserve() changes the capacity, releasing the old arrays first."""
+    """A plan's arrays, for one batch capacity at a time: a batch of n <= capacity uses the first n rows of each
+    array (a contiguous view), so every batch size up to the capacity shares one set of memory. reserve() changes
+    the capacity, releasing the old arrays first."""
 
     def __init__(self):
         self.capacity = 0
@@ -187,10 +269,13 @@ class Buffers:
         self._views = {}  # (key, n) -> the first n rows of the array: made once per batch size, not per batch
 
     def reserve(self, n, shrink=False):
+        """True when the capacity changed (the old arrays are gone)."""
         if n > self.capacity or (shrink and n < self.capacity):
             self._views.clear()
             self._arrays.clear()
             self.capacity = n
+            return True
+        return False
 
     def get(self, key, tail, n, dtype=np.float32):
         view = self._views.get((key, n))
@@ -206,141 +291,116 @@ class Buffers:
         return sum(a.nbytes for a in self._arrays.values())
 
 
-class Plan:
-    """Runs a model's layers as compiled steps, forward and in reverse, in memory of its own."""
+class _Memory:
+    """The arrays step i of a plan owns (Step.spec's mem)."""
 
-    def __init__(self, layers, by_loss, conv_algo, fuse=True):
+    def __init__(self, buffers, i, training, first):
+        self.buffers, self.i, self.training, self.first = buffers, i, training, first
+
+    def out(self, name, shape, dtype=np.float32):
+        return self.buffers.get((self.i, name), shape, self.buffers.capacity, dtype)
+
+    def grad(self, name, shape, dtype=np.float32):
+        return self.out(name, shape, dtype) if self.training else None
+
+
+class Plan:
+    """A model's layers as compiled steps, and the C program that runs them, in memory of its own."""
+
+    def __init__(self, layers, by_loss, conv_algo, *, seed, model_id, fuse=True):
+        """seed, model_id: the model's (Sequential.seed, .model_id), which key its dropout masks."""
         self.steps = compile_steps(layers, by_loss, conv_algo, fuse)
         self.conv_algo = conv_algo
+        self.seed, self.model_id = seed, model_id
         self.buffers = Buffers()
-        self.workspace = _kernels.Workspace()
-        self._saved = [None] * len(self.steps)  # per step, what its backward needs from the last forward
+        self.program = None
+        self._built_for = None  # (capacity, config, the weight arrays) the program was made with
+        self._bound = None  # what bind_training last gave the program
+        self._layers = tuple(layers)
 
-    def begin_call(self, batch_size):
-        """Memory for a call of this batch size (shrinking from a larger one, releasing the workspace)."""
-        if batch_size != self.buffers.capacity:
-            self.workspace.release()
-        self.buffers.reserve(batch_size, shrink=True)
-        self._saved = [None] * len(self.steps)
+    def begin_call(self, batch_size, training=False, config=None):
+        """The program for calls of up to batch_size rows with these kernel settings, that trains if asked to
+        (made again when any of that changed, or the layers' weight arrays were replaced; a smaller batch size
+        shrinks the memory; a program that trains also runs inference)."""
+        config = config or KernelConfig.current()
+        if self.buffers.reserve(batch_size, shrink=True):
+            self.program = None  # its arrays are gone
+        weights = tuple(id(p) for layer in self._layers for p in layer.params + layer.grads)
+        key = (self.buffers.capacity, config, weights)
+        trains = self.program is not None and not self.program.inference_only
+        if self.program is None or self._built_for != key or (training and not trains):
+            self.program = None  # the old program lets go of its arrays first
+            specs = [step.spec(_Memory(self.buffers, i, training, i == 0), self.seed)
+                     for i, step in enumerate(self.steps)]
+            self.program = _kernels.Program(specs, self.buffers.capacity, isa=config.isa,
+                                            conv_algo=config.conv_algo, n_threads=config.n_threads)
+            self._built_for = key
+        return self.program
+
+    def bind_training(self, loss, update, params, grads, slots, counters):
+        """What the program's train_step computes after the backward: the loss kernel `loss` (fastnet.losses'
+        Loss.kernel) and the optimizer's update (`update`: Optimizer.kernel) of params from grads, with the
+        optimizer's slots and the counters it advances. Bound once per program and set of arrays."""
+        key = (self.program, loss, update, id(params), id(grads), *map(id, slots), *map(id, counters))
+        if self._bound != key:
+            classes = self.steps[-1].out_shape[0]
+            self.program.set_loss(loss, *self.loss_arrays(self.buffers.capacity, classes))
+            self.program.set_update(update, params, grads, slots, counters)
+            self._bound = key
+
+    def train_step(self, x, targets, weights, lr, hyper, t, step):
+        """One training step in one call into C (forward, loss, backward and, when the loss is finite, the update
+        that bind_training set, with learning rate lr, the update's other hyperparameters and Adam's step t);
+        returns whether the update ran. step: the model's training step (it keys the dropout masks)."""
+        return self.program.train_step(x, targets, weights, lr, hyper, t, self.model_id, step)
+
+    @contextlib.contextmanager
+    def packed(self, pack=True):
+        """Within: inference runs with every Dense kernel packed once (worth it for a call of many batches; the
+        weights must not change meanwhile)."""
+        if not pack:
+            yield
+            return
+        self.program.pack()
+        try:
+            yield
+        finally:
+            self.program.unpack()
 
     def release(self):
         self.buffers.reserve(0, shrink=True)
-        self.workspace.release()
-        self._saved = [None] * len(self.steps)
+        self.program = None
+        self._built_for = None
 
     @property
     def nbytes(self):
-        return self.buffers.nbytes + self.workspace.nbytes
-
-    def packed_weights(self, ctx):
-        """Each Dense kernel packed once for a call that runs many batches with fixed weights (inference)."""
-        return tuple(_kernels.PackedWeights(s.layer.params[0], isa=ctx.isa, n_threads=ctx.n_threads,
-                                            precision=s.precision)
-                     if s.op == "dense" else None for s in self.steps)
+        return self.buffers.nbytes + (self.program.nbytes if self.program is not None else 0)
 
     def loss_arrays(self, n, classes):
         """(probabilities, per-sample losses, dL/d(output)) for a batch of n."""
         b = self.buffers
         return b.get("probs", (classes,), n), b.get("loss", (), n), b.get("dout", (classes,), n)
 
+    def array(self, i, name, n):
+        """Step i's array `name` (its output 'y', a dropout's mask 'keep', ...), its first n rows."""
+        return self.buffers._arrays[(i, name)][:n]
+
     def __repr__(self):
         return "Plan(\n" + "".join(f"  {s.describe()}\n" for s in self.steps) + ")"
 
-    # ---- forward ----
-    def forward(self, ctx, x, training):
-        n = x.shape[0]
-        self.buffers.reserve(n)
-        for i, step in enumerate(self.steps):
-            x = self._forward(i, step, ctx, x, n, training)
-        if not training:  # nothing to keep for a backward: hold no view of the caller's input past the call
-            self._saved = [None] * len(self.steps)
-        return x
+    def forward(self, x, training, step=0, row0=0):
+        """The output rows for input rows x (a view of the plan's memory, valid until the next run)."""
+        if x.shape[0] > self.buffers.capacity:
+            self.begin_call(x.shape[0], training, self._built_for[1] if self._built_for else None)
+        return self.program.forward(x, training, self.model_id, step, row0)
 
-    def _buf(self, i, name, tail, n, dtype=np.float32):
-        return self.buffers.get((i, name), tail, n, dtype)
-
-    def _forward(self, i, step, ctx, x, n, training):
-        layer, op = step.layer, step.op
-        ctx = ctx.with_precision(step.precision)
-        if op in ("dense", "conv2d"):
-            y = self._buf(i, "y", layer.out_shape, n)
-            if op == "dense":
-                drop = step.layers[-1].mask_key(ctx, y.shape[1]) if step.dropout and training else None
-                layer.forward(ctx, x, y, step.activation, packed=ctx.packed[i] if ctx.packed else None, dropout=drop)
-            else:
-                layer.forward(ctx, x, y, step.activation)
-            if step.post_activation:
-                y = activation_forward(ctx, step.post_activation, y, self._buf(i, "a", layer.out_shape, n))
-            self._saved[i] = (x, y)
-            return y
-        if op == "conv2d_maxpool":
-            pool = step.layers[-1]
-            y = self._buf(i, "y", pool.out_shape, n)
-            argmax = self._buf(i, "argmax", pool.out_shape, n, np.int32)
-            layer.forward_maxpool(ctx, x, y, argmax)
-            self._saved[i] = (x, y, argmax)
-            return y
-        if op == "maxpool2d":
-            y = self._buf(i, "y", layer.out_shape, n)
-            argmax = self._buf(i, "argmax", layer.out_shape, n, np.int32)
-            layer.forward(ctx, x, y, argmax)
-            self._saved[i] = (x.shape, y, argmax)
-            return y
-        if op == "activation":
-            y = layer.forward(ctx, x, self._buf(i, "y", layer.out_shape, n))
-            self._saved[i] = y
-            return y
-        if op == "dropout":
-            if not training or layer.rate == 0.0:
-                self._saved[i] = None
-                return x
-            keep = self._buf(i, "keep", layer.out_shape, n, np.uint8)
-            self._saved[i] = keep
-            return layer.forward(ctx, x, self._buf(i, "y", layer.out_shape, n), keep)
-        if op == "flatten":
-            return layer.forward(ctx, x, self._buf(i, "y", layer.out_shape, n) if layer.reorders else None)
-        return x  # identity
-
-    # ---- backward ----
-    def backward(self, ctx, dy, done=None):
+    def backward(self, dy, done=None):
         """Writes every layer's weight gradients from dy = dL/d(plan output); the first step skips its dx.
         done(i), if given, is called as soon as step i's gradients are final (a data-parallel run starts their
         allreduce there, while the earlier steps' backward runs)."""
+        if done is None:
+            self.program.backward(dy)
+            return
         for i in range(len(self.steps) - 1, -1, -1):
-            dy = self._backward(i, self.steps[i], ctx, dy, dy.shape[0], need_dx=i > 0)
-            if done is not None:
-                done(i)
-
-    def _backward(self, i, step, ctx, dy, n, need_dx):
-        layer, op, saved = step.layer, step.op, self._saved[i]
-        ctx = ctx.with_precision(step.precision)
-        if op in ("dense", "conv2d"):
-            x, y = saved
-            dz = dy
-            if step.relu_backward and step.dropout:
-                dz = step.layers[-1].backward_through_relu(ctx, dy, y, self._buf(i, "dz", layer.out_shape, n))
-            elif step.relu_backward:
-                dz = activation_backward(ctx, "relu", dy, y, self._buf(i, "dz", layer.out_shape, n))
-            elif step.post_activation:
-                dz = activation_backward(ctx, step.post_activation, dy, y, self._buf(i, "dz", layer.out_shape, n))
-            dx = self._buf(i, "dx", layer.in_shape, n) if need_dx else None
-            if op == "dense":
-                return layer.backward(ctx, dz, x, dx)
-            return layer.backward(ctx, dz, x, dx, relu_input=step.masks_relu_input)
-        if op == "conv2d_maxpool":
-            x, y, argmax = saved
-            dx = self._buf(i, "dx", layer.in_shape, n) if need_dx else None
-            return layer.backward(ctx, dy, x, dx, relu_input=step.masks_relu_input, pooled=(argmax, y))
-        if not need_dx:
-            return None
-        if op == "maxpool2d":
-            _, y, argmax = saved
-            return layer.backward(ctx, dy, argmax, self._buf(i, "dx", layer.in_shape, n),
-                                  relu_output=y if step.masks_relu_input else None)
-        if op == "activation":
-            return layer.backward(ctx, dy, saved, self._buf(i, "dx", layer.in_shape, n))
-        if op == "dropout":
-            return dy if saved is None else layer.backward(ctx, dy, saved, self._buf(i, "dx", layer.in_shape, n))
-        if op == "flatten":
-            return layer.backward(ctx, dy, self._buf(i, "dx", layer.in_shape, n) if layer.reorders else None)
-        return dy  # identity
+            dy = self.program.backward(dy, lo=i, hi=i + 1) if dy is not None else None
+            done(i)

@@ -1,18 +1,17 @@
-"""The Layer base class, shape helpers and the activation functions layers share.
+"""The Layer base class and the shape helpers layers share.
 
 Inside fastnet, 4-D batches are NHWC whatever the data format; a layer's `data_format` only says how its
 public shapes read (Keras semantics). The model converts the input once at its edge.
 
-A layer owns its configuration, its parameters and its math, nothing else: forward and backward are functions
-of their inputs, the output arrays they fill and a step context (fastnet.plan.StepContext: threads, ISA,
-convolution algorithm, workspace, random key). Which kernels run, what they fuse and which arrays hold the
-activations is decided by the model's execution plan (fastnet.plan), never by a layer.
+A layer is what a Keras layer is: its configuration, its output shape and its weights, nothing else. Which
+kernels compute it, what they fuse and which arrays hold the activations is decided by the model's execution
+plan (fastnet.plan), never by a layer; its math's float64 reference is tests/reference.py.
 """
 import os
 
 import numpy as np
 
-from fastnet import _check, _kernels, mixed_precision
+from fastnet import _check, mixed_precision
 from fastnet._legacy import LegacyAPIWarning, legacy  # noqa: F401  (re-exported)
 
 ACTIVATIONS = ("linear", "relu", "sigmoid", "tanh", "softmax")
@@ -66,28 +65,9 @@ def initial_value(init, shape, fan_in, fan_out, rng):
     return rng.normal(0.0, np.sqrt(1.0 / fan), shape).astype(np.float32)  # untruncated, as Keras 2.0
 
 
-def activation_forward(ctx, act, x, out):
-    """out = act(x); softmax over the last axis."""
-    if act == "softmax":
-        c = x.shape[-1]
-        _kernels.softmax_forward(x.reshape(-1, c), out=out.reshape(-1, c), n_threads=ctx.n_threads)
-    else:
-        _kernels.activation_forward(x, act, out=out, n_threads=ctx.n_threads)
-    return out
-
-
-def activation_backward(ctx, act, dy, y, out):
-    """out = dL/dx from dy and the forward's OUTPUT y."""
-    if act == "softmax":
-        c = dy.shape[-1]
-        _kernels.softmax_backward(dy.reshape(-1, c), y.reshape(-1, c), out=out.reshape(-1, c), n_threads=ctx.n_threads)
-    else:
-        _kernels.activation_backward(dy, y, act, out=out, n_threads=ctx.n_threads)
-    return out
-
-
 class Layer:
-    """A layer: configuration in __init__, weights in build(), math in forward()/backward().
+    """A layer: configuration in __init__, shapes in build(), weights in init_weights(); the plan's steps
+    (fastnet.plan) compute it.
 
     build(in_shape, in_fmt) receives the internal input shape (no batch axis) and the data format of the
     incoming tensor (None for flat tensors) and returns the same pair for its output.

@@ -50,38 +50,12 @@ class Conv2D(SpatialLayer):
                 "activation": self.activation, "use_bias": self.use_bias,
                 "kernel_initializer": self.kernel_initializer, "bias_initializer": self.bias_initializer}
 
-    def _bias(self):
-        return self.params[1] if self.use_bias else None
-
-    def forward(self, ctx, x, y, activation="linear"):
-        """y = activation(conv(x, kernel) + bias) for the activation the kernel fuses ('linear' or 'relu')."""
-        _kernels.conv2d_forward(x, self.params[0], self._bias(), self.strides, self.padding, activation=activation,
-                                out=y, **ctx.conv)
-        return y
-
     def can_forward_maxpool(self, conv_algo):
         """Whether forward_maxpool runs for this layer's input with the convolution algorithm conv_algo (and the
         layer's compute dtype: 'auto' takes no Winograd for bfloat16 operands)."""
         return _kernels.conv2d_forward_maxpool_fits((1,) + self.in_shape, (*self.kernel_size, self.in_shape[2],
                                                     self.filters), self.strides, self.padding, conv_algo=conv_algo,
                                                     precision=self.compute_dtype)
-
-    def forward_maxpool(self, ctx, x, y, argmax):
-        """A 2x2 max-pool of stride 2 of relu(conv(x, kernel) + bias), in one kernel that never stores the
-        convolution: y and argmax as MaxPooling2D's forward gives them."""
-        _kernels.conv2d_forward_maxpool(x, self.params[0], self._bias(), self.strides, self.padding, out=y,
-                                        argmax=argmax, **ctx.conv)
-        return y
-
-    def backward(self, ctx, dz, x, dx=None, relu_input=False, pooled=None):
-        """Weight gradients into self.grads from dz = dL/d(conv + bias); dx = dL/dx when dx is given, zeroed
-        where x is not positive when relu_input (x came out of a ReLU whose backward this applies). pooled: the
-        (argmax, y) of forward_maxpool, dz then being dL/dy (the pool's and the ReLU's backward, fused)."""
-        argmax, y = pooled if pooled is not None else (None, None)
-        _kernels.conv2d_backward(dz, x, self.params[0], self.strides, self.padding, dw=self.grads[0],
-                                 db=self.grads[1] if self.use_bias else None, dx=False if dx is None else dx,
-                                 relu_input=x if relu_input else None, argmax=argmax, pooled=y, **ctx.conv)
-        return dx
 
 
 class Convolution2D(Conv2D):

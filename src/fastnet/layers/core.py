@@ -1,9 +1,8 @@
 """Dense, Activation, Dropout and Flatten (Keras 1 kept these in keras.layers.core)."""
 import numpy as np
 
-from fastnet import _check, _kernels, backend
-from fastnet.layers.base import (Layer, activation_backward, activation_forward, check_activation, check_initializer,
-                                 legacy, public_shape)
+from fastnet import _check, backend
+from fastnet.layers.base import Layer, check_activation, check_initializer, legacy, public_shape
 
 
 class Dense(Layer):
@@ -47,20 +46,6 @@ class Dense(Layer):
                 "use_bias": self.use_bias, "kernel_initializer": self.kernel_initializer,
                 "bias_initializer": self.bias_initializer}
 
-    def forward(self, ctx, x, y, activation="linear", packed=None, dropout=None):
-        """y = activation(x @ kernel + bias) for the activation the kernel fuses ('linear' or 'relu');
-        packed: the kernel packed once for many batches (inference); dropout: a Dropout's mask_key, to drop out
-        y as the kernel makes it (training)."""
-        _kernels.dense_forward(x, self.params[0], self.params[1] if self.use_bias else None, out=y,
-                               activation=activation, packed=packed, dropout=dropout, **ctx.gemm)
-        return y
-
-    def backward(self, ctx, dz, x, dx=None):
-        """Weight gradients into self.grads from dz = dL/d(x @ kernel + bias); dx = dL/dx when dx is given."""
-        _kernels.dense_backward(dz, x, self.params[0], dx=dx, dw=self.grads[0],
-                                db=self.grads[1] if self.use_bias else None, need_dx=dx is not None, **ctx.gemm)
-        return dx
-
 
 class Activation(Layer):
     kind = "activation"
@@ -71,13 +56,6 @@ class Activation(Layer):
 
     def get_config(self):
         return {**super().get_config(), "activation": self.activation}
-
-    def forward(self, ctx, x, y):
-        return activation_forward(ctx, self.activation, x, y)
-
-    def backward(self, ctx, dy, y, dx):
-        """dL/dx from dy and this layer's forward output y."""
-        return activation_backward(ctx, self.activation, dy, y, dx)
 
 
 class Dropout(Layer):
@@ -98,24 +76,6 @@ class Dropout(Layer):
 
     def get_config(self):
         return {**super().get_config(), "rate": self.rate, "seed": self.seed}
-
-    def mask_key(self, ctx, features):
-        """(rate, seed, stream, first): what draws this training step's mask over rows of `features` elements."""
-        seed = ctx.seed if self.seed is None else self.seed
-        return self.rate, seed, ctx.dropout_stream(self.index), ctx.row0 * features
-
-    def forward(self, ctx, x, y, keep):
-        """Training only (at inference the layer is the identity): y and the kept-element mask keep."""
-        rate, seed, stream, first = self.mask_key(ctx, x.size // x.shape[0])
-        _kernels.dropout_forward(x, rate, seed, stream, out=y, keep=keep, n_threads=ctx.n_threads, first=first)
-        return y
-
-    def backward(self, ctx, dy, keep, dx):
-        return _kernels.dropout_backward(dy, keep, self.rate, out=dx, n_threads=ctx.n_threads)
-
-    def backward_through_relu(self, ctx, dy, y, dx):
-        """dL/d(the ReLU's input) from this layer's output y, when a dense kernel applied the ReLU and the mask."""
-        return _kernels.dropout_relu_backward(dy, y, self.rate, out=dx, n_threads=ctx.n_threads)
 
 
 class Flatten(Layer):
@@ -143,20 +103,3 @@ class Flatten(Layer):
         """Whether flattening copies: channels_first images in (C, H, W) order (the internal layout is
         (H, W, C)); otherwise it is a view."""
         return self.in_fmt == "channels_first" and len(self.in_shape) == 3 and self.data_format != "channels_first"
-
-    def forward(self, ctx, x, y=None):
-        """(N, prod(in_shape)); y [N, prod] holds the copy when the layer reorders."""
-        n = x.shape[0]
-        if self.reorders:
-            np.copyto(y.reshape(n, x.shape[3], x.shape[1], x.shape[2]), x.transpose(0, 3, 1, 2))
-            return y
-        return x.reshape(n, -1)
-
-    def backward(self, ctx, dy, dx=None):
-        """dL/dx in the input's (NHWC) shape; dx holds the copy when the layer reorders."""
-        n = dy.shape[0]
-        if self.reorders:
-            h, w, c = self.in_shape
-            np.copyto(dx, dy.reshape(n, c, h, w).transpose(0, 2, 3, 1))
-            return dx
-        return dy.reshape((n,) + self.in_shape)

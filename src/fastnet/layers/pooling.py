@@ -1,5 +1,4 @@
 """MaxPooling2D: the maximum of each window; the gradient flows to the first maximum of each window."""
-from fastnet import _kernels
 from fastnet import _check
 from fastnet.layers._spatial import SpatialLayer, check_padding
 from fastnet.layers.base import legacy
@@ -39,17 +38,6 @@ class MaxPooling2D(SpatialLayer):
     def is_2x2_tiling(self):
         """2x2 windows of stride 2 without padding: the pooling a Conv2D kernel can do itself."""
         return self.pool_size == (2, 2) and self.strides == (2, 2) and self.padding == "valid"
-
-    def forward(self, ctx, x, y, argmax):
-        _kernels.maxpool2d_forward(x, self.pool_size, self.strides, self.padding, out=y, argmax=argmax,
-                                   n_threads=ctx.n_threads)
-        return y
-
-    def backward(self, ctx, dy, argmax, dx, relu_output=None):
-        """dL/dx into dx (the input's shape) through the forward's argmax; relu_output: the forward's output y
-        when a ReLU came before the pooling, whose backward this then applies (outputs <= 0 pass nothing)."""
-        return _kernels.maxpool2d_backward(dy, argmax, dx.shape, self.pool_size, self.strides, self.padding, out=dx,
-                                           relu_output=relu_output, n_threads=ctx.n_threads)
 
 
 MaxPool2D = MaxPooling2D
