@@ -227,7 +227,10 @@ int64_t fn_conv2d_winograd_workspace(const fn_conv2d_shape *s, int n_threads) {
 static void run_pass(float *y, int32_t *argmax, const float *x, const float *w, const float *bias, int act,
                      const wino_pass *p, const fn_ukernel *uk, float *ws, int n_threads) {
     const int64_t C = p->C, OC = p->OC, npanels = fn_ceil_div(OC, uk->nr), psize = packed_filter_size(C, OC);
-    const int64_t ntiles = p->N * tiles_per_image(p), nblocks = fn_ceil_div(ntiles, FN_WINO_TILES);
+    /* Blocks of FN_WINO_TILES tiles, or fewer where that leaves a thread without one: one image (36 tiles of the
+     * CNN's conv2) in blocks of 24 and 12 ran slower on two threads than on one. */
+    const int64_t ntiles = p->N * tiles_per_image(p);
+    const int64_t bt = fn_min64(FN_WINO_TILES, fn_ceil_div(ntiles, n_threads)), nblocks = fn_ceil_div(ntiles, bt);
     float *u = fn_align64(ws), *up = u + slot(WX * C * OC), *slots = up + WX * psize;
 
     #pragma omp parallel num_threads(n_threads)
@@ -243,7 +246,7 @@ static void run_pass(float *y, int32_t *argmax, const float *x, const float *w, 
             fn_gemm_pack_b(uk, up + xi * psize, u + xi * C * OC, OC, 0, C, OC, 0, npanels);
         #pragma omp for schedule(static)
         for (int64_t blk = 0; blk < nblocks; blk++) {
-            const int64_t t0 = blk * FN_WINO_TILES, tb = fn_min64(FN_WINO_TILES, ntiles - t0);
+            const int64_t t0 = blk * bt, tb = fn_min64(bt, ntiles - t0);
             const unsigned csr = fn_ftz_enter();
             fn_wino_input_block(v, patch, x, p, t0, tb);
             /* M[xi] = V[xi] U[xi]: rows of V[xi] and M[xi] are 36 * C and 36 * OC apart */

@@ -174,9 +174,9 @@ __attribute__((target("avx2,fma"))) static inline __attribute__((always_inline))
         }
 }
 
-__attribute__((target("avx2,fma"))) static void ukernel_avx2_rows(int rows, int64_t kc, const float *restrict a,
-                                                                  int64_t rs_a, int64_t cs_a, const float *restrict b,
-                                                                  int64_t ldb, int64_t n, float *restrict acc) {
+__attribute__((target("avx2,fma"))) void fn_gemm_rows_avx2(int rows, int64_t kc, const float *restrict a,
+                                                           int64_t rs_a, int64_t cs_a, const float *restrict b,
+                                                           int64_t ldb, int64_t n, float *restrict acc) {
     switch (rows) { /* U rows of B a pass, as many as the registers hold beside R rows' U broadcasts */
     case 1: rows_axpy(1, 4, kc, a, rs_a, cs_a, b, ldb, n, acc); break;
     case 2: rows_axpy(2, 4, kc, a, rs_a, cs_a, b, ldb, n, acc); break;
@@ -187,7 +187,7 @@ __attribute__((target("avx2,fma"))) static void ukernel_avx2_rows(int rows, int6
 }
 
 static const fn_ukernel ukernels[2] = {{6, 16, ukernel_avx2_6x16, "avx2", FN_BF16_NONE, 0, NULL, NULL, NULL,
-                                        fn_gemm_pack_bt_avx2, 1, pack_ak, ukernel_avx2_edge, ukernel_avx2_rows},
+                                        fn_gemm_pack_bt_avx2, 1, pack_ak, ukernel_avx2_edge, fn_gemm_rows_avx2},
                                        {6, 16, ukernel_avx2_6x16, "avx2+bf16", FN_BF16_ROUNDED, 0, NULL, NULL,
                                         NULL}};
 const fn_ukernel *fn_ukernel_avx2(int bf16) { return &ukernels[bf16 != 0]; }

@@ -10,12 +10,14 @@
 #include <simde/x86/avx512.h>
 #define FN_TARGET_AVX512
 #define FN_HAVE_AVX512 1
-#define FN_PACK_BT NULL /* SIMDe runs anywhere; the AVX2 transposer may not be built */
+#define FN_PACK_BT NULL /* SIMDe runs anywhere; the AVX2 transposer and rows kernel may not be built */
+#define FN_ROWS NULL
 #elif defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
 #include <immintrin.h>
 #define FN_TARGET_AVX512 __attribute__((target("avx512f")))
 #define FN_HAVE_AVX512 1
 #define FN_PACK_BT fn_gemm_pack_bt_avx2
+#define FN_ROWS fn_gemm_rows_avx2
 #endif
 
 #ifdef FN_HAVE_AVX512
@@ -45,7 +47,7 @@ FN_TARGET_AVX512 static void ukernel_avx512_8x32(
 #undef FN_STEP
 
 static const fn_ukernel ukernels[2] = {
-    {8, 32, ukernel_avx512_8x32, "avx512", FN_BF16_NONE, 0, NULL, NULL, NULL, FN_PACK_BT, 1},
+    {8, 32, ukernel_avx512_8x32, "avx512", FN_BF16_NONE, 0, NULL, NULL, NULL, FN_PACK_BT, 1, NULL, NULL, FN_ROWS},
     {8, 32, ukernel_avx512_8x32, "avx512+bf16", FN_BF16_ROUNDED, 0, NULL, NULL, NULL}};
 const fn_ukernel *fn_ukernel_avx512(int bf16) { return &ukernels[bf16 != 0]; }
 #else

@@ -129,8 +129,11 @@ typedef struct {
     void (*rows)(int rows, int64_t kc, const float *restrict a, int64_t rs_a, int64_t cs_a, const float *restrict b,
                  int64_t ldb, int64_t n, float *restrict acc);
 } fn_ukernel;
-/* The AVX2 one (gemm_avx2.c), for the AVX2 and AVX-512 float32 kernels; built where they are. */
+/* The AVX2 ones (gemm_avx2.c), for the AVX2 and AVX-512 float32 kernels (the same FMAs in the same order for every
+ * element); built where they are. */
 void fn_gemm_pack_bt_avx2(float *restrict dst, const float *restrict b, int64_t ldb, int64_t kc, int nr);
+void fn_gemm_rows_avx2(int rows, int64_t kc, const float *restrict a, int64_t rs_a, int64_t cs_a,
+                       const float *restrict b, int64_t ldb, int64_t n, float *restrict acc);
 static inline void fn_ukernel_enter(const fn_ukernel *uk) {
     if (uk->enter) uk->enter();
 }
@@ -236,7 +239,9 @@ typedef struct {
     float *bp, *C;
     int64_t mt, nq, mtiles, ntiles_n, npanels; /* the tiling */
     int64_t b_packs;                           /* B panels to pack (0: B is used as it is, or prepacked) */
-    int b_rows;                                /* B read in place, row by row, by the edge kernel (bp NULL) */
+    int b_rows;                                /* B read in place, row by row, by uk->rows (bp NULL) */
+    int64_t kblocks;                           /* b_rows: > 1 when the K blocks' sums are made side by side */
+    float *partials;                           /* ... into kblocks x M x N floats, then summed in K order */
     float *a_slots;                            /* op(A) converted once, row-major (NULL: per tile) */
     int64_t a_len, a_nblk_t, a_blocks;
 } fn_gemm_job;
@@ -250,6 +255,8 @@ int64_t fn_gemm_job_packs(const fn_gemm_job *j);
 void fn_gemm_job_pack(const fn_gemm_job *j, int64_t item);
 int64_t fn_gemm_job_tiles(const fn_gemm_job *j);
 void fn_gemm_job_tile(const fn_gemm_job *j, int64_t t, int64_t *m0, int64_t *m1, int64_t *j0, int64_t *j1);
+/* The threads a GEMM of this shape takes (n_threads at most). */
+int fn_gemm_threads(int64_t M, int64_t N, int64_t K, int trans_b, int n_threads);
 /* What a dense forward applies to each finished tile of C, in place of passes over C after the GEMM: bias (may be
  * NULL), then act ('linear' or 'relu'), then inverted dropout at rate (0: none) with the mask stream key, C's
  * element (r, c) being element first + r * N + c of the stream, as fn_dropout_forward over C would draw it. */

@@ -105,8 +105,8 @@ MUTATIONS = {
                          "fn_min64(n_threads, fn_ceil_div(work, 1))", "every parallel region takes all its threads"),
     "threads_elementwise": ("csrc/internal.h", "const int nt_ = FN_ELEMENT_THREADS(work);", "const int nt_ = n_threads;",
                             "elementwise kernels take all their threads, whatever their size"),
-    "threads_gemm": ("csrc/gemm.c", "const int nt = fn_threads_for(M * N * K, FN_GRAIN_MACS, n_threads);\n    fn_gemm_job j;\n    fn_gemm_job_init(",
-                     "const int nt = n_threads;\n    fn_gemm_job j;\n    fn_gemm_job_init(", "a GEMM takes all its threads, whatever its size"),
+    "threads_gemm": ("csrc/gemm.c", "    return fn_threads_for(M * N * K, FN_GRAIN_MACS, n_threads);\n}",
+                     "    return n_threads;\n}", "a GEMM takes all its threads, whatever its size"),
     "dense_dropout_tile_offset": ("csrc/gemm.c", "e->first + (uint64_t)(m0 * j->N + j0)", "e->first + (uint64_t)(m0 * j->N)",
                                   "dense forward with dropout: every tile of a row block draws the mask of its first"),
     "dropout_relu_backward_scale": ("csrc/dropout.c", "dx[i] = kept(y[i] > 0.0f, dy[i] * scale);", "dx[i] = kept(y[i] > 0.0f, dy[i]);",
@@ -234,9 +234,11 @@ MUTATIONS = {
                           "        value = int(value)", "layers: an int stride, kernel or pool size is not range-checked"),
     "step_counted_in_python": ("src/fastnet/models.py",
                                "                               (self._step, opt._iterations))\n"
-                               "            plan.train_step(xb, yb, wb, opt.current_lr(), opt.kernel_hyper(), opt.iterations + 1, self.step)\n",
+                               "            plan.train_step(xb, yb, wb, opt.current_lr(), opt.kernel_hyper(), opt.iterations + 1, self.model_id,\n"
+                               "                            self.step)\n",
                                "                               (opt._iterations,))\n"
-                               "            plan.train_step(xb, yb, wb, opt.current_lr(), opt.kernel_hyper(), opt.iterations + 1, self.step)\n"
+                               "            plan.train_step(xb, yb, wb, opt.current_lr(), opt.kernel_hyper(), opt.iterations + 1, self.model_id,\n"
+                               "                            self.step)\n"
                                "            self._step[0] += 1\n",
                                "the step count advances after the training step's C call, in Python"),
     "dropout_key_packed": ("csrc/program.c", "return fn_key64(parts, 3);",

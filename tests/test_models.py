@@ -262,8 +262,7 @@ def test_conv_relu_pool_in_one_kernel_trains_bit_for_bit_like_the_layers(data_fo
         ops = [s.op for s in m.plan().steps]
         assert ops[:2] == ["conv2d", "conv2d_maxpool"] and m.plan().steps[1].masks_relu_input
         if not fused:  # every layer on its own
-            m._plan = Plan(m.layers, by_loss="softmax", conv_algo=m.plan().conv_algo, fuse=False, seed=m.seed,
-                           model_id=m.model_id)
+            m._plan = Plan(m.layers, by_loss="softmax", conv_algo=m.plan().conv_algo, fuse=False)
             assert "conv2d_maxpool" not in [s.op for s in m.plan().steps]
         m.fit(x, y, batch_size=16, epochs=2, verbose=0)
         weights.append(m.get_weights())
@@ -291,8 +290,7 @@ def test_dense_relu_dropout_in_one_kernel_trains_bit_for_bit_like_the_layers(pol
             assert [(s.op, s.dropout) for s in m.plan().steps] == [
                 ("dense", True), ("dense", True), ("dense", False), ("dropout", False), ("dense", False)]
             if not fused:  # every layer on its own
-                m._plan = Plan(m.layers, by_loss="softmax", conv_algo=m.plan().conv_algo, fuse=False, seed=m.seed,
-                           model_id=m.model_id)
+                m._plan = Plan(m.layers, by_loss="softmax", conv_algo=m.plan().conv_algo, fuse=False)
                 assert not any(s.dropout for s in m.plan().steps)
             m.fit(x, y, batch_size=16, epochs=2, verbose=0)
             weights.append(m.get_weights())

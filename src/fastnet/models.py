@@ -72,6 +72,7 @@ class Sequential:
 
     def _set_restored_weights(self, weights):
         """Allocate the weights of a _restore'd model and set them (set_weights's checks apply)."""
+        self._plan = None  # a plan points at the layers' weight arrays, which are made anew here
         for layer in self.layers:
             layer.init_weights(None)
         self.set_weights(weights)
@@ -242,14 +243,13 @@ class Sequential:
         if self._plan is None or self._plan.conv_algo != algo:
             if self._plan is not None:
                 self._plan.release()
-            self._plan = Plan(self.layers, by_loss=self._loss.takes_over if self._loss else None, conv_algo=algo,
-                              seed=self.seed, model_id=self.model_id)
+            self._plan = Plan(self.layers, by_loss=self._loss.takes_over if self._loss else None, conv_algo=algo)
         return self._plan
 
     def _begin_call(self, batch_size, training=False):
         """The plan, its program made for batches of up to batch_size rows and for this call's settings."""
         plan = self.plan()
-        plan.begin_call(batch_size, training)
+        plan.begin_call(batch_size, self.seed, training)
         return plan
 
     def _train_step(self, plan, xb, yb, wb, tb, reducer=None, batch=None, row0=0):
@@ -263,14 +263,15 @@ class Sequential:
             opt = self.optimizer
             plan.bind_training(self._loss.kernel, opt.kernel, self._params, self._grads, opt.slots,
                                (self._step, opt._iterations))
-            plan.train_step(xb, yb, wb, opt.current_lr(), opt.kernel_hyper(), opt.iterations + 1, self.step)
+            plan.train_step(xb, yb, wb, opt.current_lr(), opt.kernel_hyper(), opt.iterations + 1, self.model_id,
+                            self.step)
             out = plan.program.output(n)
             probs, loss, _ = plan.loss_arrays(n, out.shape[1])
             probs = probs if self._loss.makes_probs else out
             return float(loss.sum(dtype=np.float64)), self._metric_sums(out, probs, tb)
         loss_sum, sums = 0.0, np.zeros(len(self._metrics))
         if n:
-            out = plan.forward(xb, training=True, step=self.step, row0=row0)
+            out = plan.forward(xb, True, self.model_id, self.step, row0)
             probs, loss, dout = plan.loss_arrays(n, out.shape[1])
             loss, probs = self._loss.forward(out, yb, wb, probs, loss, n_threads=nt)
             loss_sum = float(loss.sum(dtype=np.float64))
@@ -569,6 +570,13 @@ class Sequential:
 
         saving.save_model(self, _check.path(filepath, "filepath", "save"),
                           _check.boolean(include_optimizer, "include_optimizer", "save"))
+
+    def export(self, filepath, format="onnx", verbose=None):
+        """The inference graph as an ONNX file (Keras 3's model.export(filepath, format='onnx')); see
+        fastnet.onnx_format. Needs the onnx package."""
+        from fastnet import onnx_format
+
+        onnx_format.export(self, filepath, format)
 
     def save_weights(self, filepath):
         """The weights (and optimizer state once compiled) as Keras 3's .weights.h5."""

@@ -307,30 +307,28 @@ class _Memory:
 class Plan:
     """A model's layers as compiled steps, and the C program that runs them, in memory of its own."""
 
-    def __init__(self, layers, by_loss, conv_algo, *, seed, model_id, fuse=True):
-        """seed, model_id: the model's (Sequential.seed, .model_id), which key its dropout masks."""
+    def __init__(self, layers, by_loss, conv_algo, fuse=True):
         self.steps = compile_steps(layers, by_loss, conv_algo, fuse)
         self.conv_algo = conv_algo
-        self.seed, self.model_id = seed, model_id
         self.buffers = Buffers()
         self.program = None
-        self._built_for = None  # (capacity, config, the weight arrays) the program was made with
+        self._built_for = None  # (capacity, config, seed) the program was made with
         self._bound = None  # what bind_training last gave the program
-        self._layers = tuple(layers)
 
-    def begin_call(self, batch_size, training=False, config=None):
+    def begin_call(self, batch_size, seed, training=False, config=None):
         """The program for calls of up to batch_size rows with these kernel settings, that trains if asked to
-        (made again when any of that changed, or the layers' weight arrays were replaced; a smaller batch size
-        shrinks the memory; a program that trains also runs inference)."""
+        (made again when any of that changed; a smaller batch size shrinks the memory; a program that trains also
+        runs inference). seed: the model's, which keys the dropout masks (with its id and step, given per run).
+        The layers' weight arrays must stay those the plan was built with: a model builds a new plan when it
+        replaces them (compile, a restored model's weights)."""
         config = config or KernelConfig.current()
         if self.buffers.reserve(batch_size, shrink=True):
             self.program = None  # its arrays are gone
-        weights = tuple(id(p) for layer in self._layers for p in layer.params + layer.grads)
-        key = (self.buffers.capacity, config, weights)
+        key = (self.buffers.capacity, config, seed)
         trains = self.program is not None and not self.program.inference_only
         if self.program is None or self._built_for != key or (training and not trains):
             self.program = None  # the old program lets go of its arrays first
-            specs = [step.spec(_Memory(self.buffers, i, training, i == 0), self.seed)
+            specs = [step.spec(_Memory(self.buffers, i, training, i == 0), seed)
                      for i, step in enumerate(self.steps)]
             self.program = _kernels.Program(specs, self.buffers.capacity, isa=config.isa,
                                             conv_algo=config.conv_algo, n_threads=config.n_threads)
@@ -348,11 +346,11 @@ class Plan:
             self.program.set_update(update, params, grads, slots, counters)
             self._bound = key
 
-    def train_step(self, x, targets, weights, lr, hyper, t, step):
+    def train_step(self, x, targets, weights, lr, hyper, t, model_id, step):
         """One training step in one call into C (forward, loss, backward and, when the loss is finite, the update
         that bind_training set, with learning rate lr, the update's other hyperparameters and Adam's step t);
-        returns whether the update ran. step: the model's training step (it keys the dropout masks)."""
-        return self.program.train_step(x, targets, weights, lr, hyper, t, self.model_id, step)
+        returns whether the update ran. model_id, step: the model's, which key the dropout masks."""
+        return self.program.train_step(x, targets, weights, lr, hyper, t, model_id, step)
 
     @contextlib.contextmanager
     def packed(self, pack=True):
@@ -388,11 +386,13 @@ class Plan:
     def __repr__(self):
         return "Plan(\n" + "".join(f"  {s.describe()}\n" for s in self.steps) + ")"
 
-    def forward(self, x, training, step=0, row0=0):
-        """The output rows for input rows x (a view of the plan's memory, valid until the next run)."""
+    def forward(self, x, training, model_id=0, step=0, row0=0):
+        """The output rows for input rows x (a view of the plan's memory, valid until the next run); model_id,
+        step and row0 key the dropout masks of a training forward."""
         if x.shape[0] > self.buffers.capacity:
-            self.begin_call(x.shape[0], training, self._built_for[1] if self._built_for else None)
-        return self.program.forward(x, training, self.model_id, step, row0)
+            _, config, seed = self._built_for
+            self.begin_call(x.shape[0], seed, training, config)
+        return self.program.forward(x, training, model_id, step, row0)
 
     def backward(self, dy, done=None):
         """Writes every layer's weight gradients from dy = dL/d(plan output); the first step skips its dx.
