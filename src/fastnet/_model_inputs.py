@@ -37,9 +37,10 @@ def prepare_x(model, x, what):
     model._require_layers()
     if not isinstance(x, np.ndarray):
         x = np.asarray(x)
-    if x.dtype == object or not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
+    if x.dtype != np.float32 and (x.dtype == object or not (np.issubdtype(x.dtype, np.number) or x.dtype == bool)):
         raise TypeError(f"{what}: x must be numeric, got dtype {x.dtype}")
-    if x.ndim == 0 or tuple(x.shape[1:]) != tuple(model.input_shape[1:]):
+    first = model.layers[0]
+    if x.ndim == 0 or x.shape[1:] != public_shape(first.in_shape, first.in_fmt):
         raise shape_error(model, x.shape, what)
     if x.shape[0] == 0:
         raise ValueError(f"{what}: x is empty (0 samples)")

@@ -23,6 +23,8 @@ import zipfile
 
 import numpy as np
 
+from fastnet import _registry
+
 MAX_JSON_BYTES = 16 << 20  # a model's JSON; Keras writes a few KB per layer
 MAX_JSON_DEPTH = 64        # nested arrays and objects; Keras's configs go about 8 deep
 MAX_NPY_HEADER = 1 << 16   # an .npy header's text; numpy writes about 128 bytes
@@ -395,10 +397,8 @@ class HDF5(_Closing):
 def restore(source, name, layers):
     """The model these layers (read from the file) make, shapes built and no weights allocated
     (Sequential._restore); a layer that does not fit the one before it is the file's error."""
-    from fastnet.models import Sequential
-
     try:
-        return Sequential._restore(name, layers)
+        return _registry.model_class("Sequential")._restore(name, layers)
     except (TypeError, ValueError, OverflowError) as e:
         raise source.error(str(e)) from None
 

@@ -10,7 +10,8 @@ import math
 
 import numpy as np
 
-from fastnet import _check, _kernels, _model_inputs, _seed, distributed, losses, optimizers
+from fastnet import _check, _kernels, _model_inputs, _registry, _seed, distributed, losses, onnx_format, optimizers, saving
+from fastnet import summary as _summary
 from fastnet import metrics as metrics_module
 from fastnet.callbacks import History, ProgressLogger, TerminateOnNaN, check_callbacks, check_verbose
 from fastnet.layers.base import Layer, internal_shape, legacy, public_shape
@@ -32,6 +33,7 @@ def _collective(method):
     return call
 
 
+@_registry.register_model
 class Sequential:
     def __init__(self, layers=None, name=None):
         if name is not None and (not isinstance(name, str) or not name):
@@ -560,41 +562,26 @@ class Sequential:
                 "layers": [{"class_name": type(layer).__name__, "config": layer.get_config()} for layer in self.layers]}
 
     def summary(self, print_fn=print, line_length=65):
-        from fastnet import summary as _summary
-
         print_fn(_summary.summary_text(self, line_length))
 
     def save(self, filepath, include_optimizer=True):
         """The model to filepath: .keras (Keras 3's format) or .npz (fastnet's own; exact resume)."""
-        from fastnet import saving  # saving imports this module: it is loaded by now
-
         saving.save_model(self, _check.path(filepath, "filepath", "save"),
                           _check.boolean(include_optimizer, "include_optimizer", "save"))
 
     def export(self, filepath, format="onnx", verbose=None):
         """The inference graph as an ONNX file (Keras 3's model.export(filepath, format='onnx')); see
         fastnet.onnx_format. Needs the onnx package."""
-        from fastnet import onnx_format
-
         onnx_format.export(self, filepath, format)
 
     def save_weights(self, filepath):
         """The weights (and optimizer state once compiled) as Keras 3's .weights.h5."""
-        from fastnet import saving
-
         saving.save_weights(self, _check.path(filepath, "filepath", "save_weights"))
 
     def load_weights(self, filepath):
         """Weights from a .weights.h5 file of a Keras or fastnet model of the same architecture."""
-        from fastnet import saving
-
         saving.load_weights(self, _check.path(filepath, "filepath", "load_weights"))
 
 
-def __getattr__(name):
-    """fastnet.models.load_model, Keras's spelling, is fastnet.saving.load_model."""
-    if name == "load_model":
-        from fastnet.saving import load_model
-
-        return load_model
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# Keras's spelling: keras.models.load_model.
+load_model = saving.load_model

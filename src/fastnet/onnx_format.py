@@ -13,7 +13,8 @@ Opset 17: ONNX Runtime has run it since 1.14 (2023) and every op here has had it
 
 Needs the `onnx` package (pip install 'fastnet[onnx]'), imported only here, only when asked to export.
 """
-from fastnet import _check
+from fastnet import _check, _kernels
+from fastnet._version import __version__
 from fastnet._io import atomic_write
 from fastnet.layers.base import public_shape
 from fastnet.layers.convolutional import Conv2D
@@ -77,8 +78,6 @@ class _Graph:
 
 def _pads(layer, in_hw):
     """ONNX's [top, left, bottom, right] for a layer's padding, as fastnet (TensorFlow/Keras) pads."""
-    from fastnet import _kernels
-
     window = layer.kernel_size if isinstance(layer, Conv2D) else layer.pool_size
     begin, end = [], []
     for size, k, s in zip(in_hw, window, layer.strides):
@@ -131,8 +130,6 @@ _WRITERS = {Conv2D: _conv, MaxPooling2D: _pool, Flatten: _flatten, Dense: _dense
 def to_onnx(model):
     """The model's inference graph as an onnx.ModelProto (checked by onnx.checker)."""
     onnx = _onnx()
-    from fastnet import __version__
-
     model._require_layers()
     bf16 = next((layer.name for layer in model.layers if layer.compute_dtype != "float32"), None)
     if bf16 is not None:

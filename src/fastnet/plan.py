@@ -352,13 +352,13 @@ class Plan:
         returns whether the update ran. model_id, step: the model's, which key the dropout masks."""
         return self.program.train_step(x, targets, weights, lr, hyper, t, model_id, step)
 
-    @contextlib.contextmanager
     def packed(self, pack=True):
-        """Within: inference runs with every Dense kernel packed once (worth it for a call of many batches; the
-        weights must not change meanwhile)."""
-        if not pack:
-            yield
-            return
+        """Within (a with block): inference runs with every Dense kernel packed once (worth it for a call of many
+        batches; the weights must not change meanwhile). pack False: nothing is packed."""
+        return self._packed_weights() if pack else contextlib.nullcontext()
+
+    @contextlib.contextmanager
+    def _packed_weights(self):
         self.program.pack()
         try:
             yield

@@ -20,7 +20,7 @@ import re
 
 import numpy as np
 
-from fastnet import _check, _untrusted, layers, optimizers
+from fastnet import _check, _untrusted, keras_format, layers, optimizers
 from fastnet._io import atomic_write
 from fastnet._untrusted import ModelFileError
 
@@ -46,22 +46,16 @@ def _extension(path, what, extensions):
 def save_model(model, path, include_optimizer=True):
     """model.save: .keras or .npz, by the extension."""
     if _extension(path, "save", MODEL_EXTENSIONS) == ".keras":
-        from fastnet import keras_format
-
         return keras_format.save_keras(model, path, include_optimizer)
     _save_npz(model, path, include_optimizer)
 
 
 def save_weights(model, path):
-    from fastnet import keras_format
-
     _extension(path, "weights", (WEIGHTS_EXTENSION,))
     keras_format.save_weights(model, path)
 
 
 def load_weights(model, path):
-    from fastnet import keras_format
-
     _extension(path, "weights", (WEIGHTS_EXTENSION,))
     keras_format.load_weights(model, path)
 
@@ -188,8 +182,6 @@ def load_model(path, compile=True):
     nothing in them is executed, nothing outside them is read, and every size they claim is checked first."""
     path = _check.path(path, "path", "load_model")
     if _extension(path, "load_model", MODEL_EXTENSIONS) == ".keras":
-        from fastnet import keras_format
-
         if not os.path.exists(path):
             raise FileNotFoundError(f"load_model: no such file {os.fspath(path)}")
         return keras_format.load_keras(path, compile)
