@@ -3,12 +3,14 @@
     python bench/call_overhead.py                       # 1, 2, 4, ... all CPUs
     python bench/call_overhead.py --threads 1 16 --json out.json
 
-Three probes whose work is next to nothing, so their time is the cost of getting there: the Python and Cython
-layers (argument checks, keyword parsing), the OpenMP parallel region (waking the threads, the barrier) and,
-for the step, the execution plan's Python between its kernels:
+Probes whose work is next to nothing (or, for one image, little), so their time is the cost of getting there:
+the Python and Cython layers (argument checks, keyword parsing), the OpenMP parallel region (waking the threads,
+the barrier) and the model's Python around its one call into C (the plan's program):
   - dropout_backward on 16 floats: one checked call, one parallel region;
   - dense_forward of a 128x16 batch by a 16x16 kernel: a GEMM call (packing, tiles) and its bias/ReLU pass;
-  - a training step of a 16-16-16-10 MLP with dropout (batch 128): the MLP's steps, fed almost no work.
+  - a training step of a 16-16-16-10 MLP with dropout (batch 128, in fit): the MLP's steps, fed almost no work;
+  - the same MLP's train_on_batch on a batch of 16: a whole step through the public API;
+  - the article's MLP predicting one image (model.predict(x[:1])): its 1.3 MFLOP, and the call around them.
 Medians of 7 rounds, each the mean over many calls.
 """
 import argparse
@@ -23,7 +25,7 @@ import numpy as np  # noqa: E402
 
 import common  # noqa: E402
 import fastnet  # noqa: E402
-from fastnet import _kernels  # noqa: E402
+from fastnet import _kernels, networks  # noqa: E402
 from fastnet.layers import Dense, Dropout  # noqa: E402
 from fastnet.models import Sequential  # noqa: E402
 
@@ -39,15 +41,36 @@ def per_call_us(fn, calls, rounds=7):
     return 1e6 * common.median(times)
 
 
-def tiny_step_us(threads, steps):
+def tiny_mlp():
     fastnet.set_seed(0)
     model = Sequential([Dense(16, activation="relu", input_shape=(16,)), Dropout(0.2), Dense(16, activation="relu"),
                         Dropout(0.2), Dense(10, activation="softmax")])
     model.compile(loss="categorical_crossentropy", optimizer="rmsprop", metrics=["accuracy"])
+    return model
+
+
+def data(rows, features):
     rng = np.random.default_rng(0)
-    x = rng.random((128 * steps, 16), dtype=np.float32)
-    y = np.eye(10, dtype=np.float32)[rng.integers(0, 10, 128 * steps)]
+    return rng.random((rows, features), dtype=np.float32), np.eye(10, dtype=np.float32)[rng.integers(0, 10, rows)]
+
+
+def tiny_step_us(threads, steps):
+    model = tiny_mlp()
+    x, y = data(128 * steps, 16)
     return per_call_us(lambda: model.fit(x, y, batch_size=128, epochs=1, verbose=0), 1) / steps
+
+
+def tiny_train_on_batch_us(calls):
+    model = tiny_mlp()
+    x, y = data(16, 16)
+    return per_call_us(lambda: model.train_on_batch(x, y), calls)
+
+
+def one_image_us(calls):
+    fastnet.set_seed(0)
+    model = networks.mlp()
+    x, _ = data(1, 784)
+    return per_call_us(lambda: model.predict(x), calls)
 
 
 def measure(threads, calls=2000, steps=100):
@@ -64,7 +87,9 @@ def measure(threads, calls=2000, steps=100):
                                                 calls),
             "dense_forward(128x16 by 16x16)": per_call_us(
                 lambda: _kernels.dense_forward(x, w, b, out=y, activation="relu", n_threads=nt, workspace=ws), calls),
-            "training step, 16-16-16-10 MLP": tiny_step_us(nt, steps)}
+            "training step, 16-16-16-10 MLP": tiny_step_us(nt, steps),
+            "train_on_batch, 16-16-16-10 MLP, batch 16": tiny_train_on_batch_us(calls),
+            "predict, one image, the article's MLP": one_image_us(calls)}
     fastnet.set_num_threads(None)
     return {"threads": [str(t) for t in threads], "us": result}
 

@@ -127,6 +127,10 @@ def measure_overhead(args):
     return run_json(script("call_overhead.py"))
 
 
+def measure_latency(args):
+    return run_json(script("predict_latency.py") + ["--threads", "2"])
+
+
 def measure_gemm(args):
     return run_json(script("gemm_vs_blas.py") + ["--isa", os.environ.get("FASTNET_ISA", "avx2")])
 
@@ -153,7 +157,8 @@ SECTIONS = {"accuracy": measure_accuracy, "seeds": measure_seeds, "side_by_side"
             "threads": measure_threads, "profile": measure_profile, "conv_paths": measure_conv_paths,
             "memory": measure_memory, "kernels": measure_kernels, "mpi_accuracy": measure_mpi_accuracy, "mpi_seeds": measure_mpi_seeds,
             "distributed": measure_distributed, "bf16_seeds": measure_bf16_seeds,
-            "bf16_side_by_side": measure_bf16_side_by_side, "overhead": measure_overhead, "gemm": measure_gemm}
+            "bf16_side_by_side": measure_bf16_side_by_side, "overhead": measure_overhead, "gemm": measure_gemm,
+            "latency": measure_latency}
 # Settings that pick which kernels the engines run (fastnet's, OpenBLAS's, PyTorch's and oneDNN's, MKL's): a run
 # under them says so in its tables. With the first two at avx2 / Haswell, an AVX-512 CPU runs both GEMMs' AVX2 code.
 KERNEL_SETTINGS = ("FASTNET_ISA", "OPENBLAS_CORETYPE", "ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA",
@@ -314,6 +319,31 @@ def render_overhead():
             + "\n\n" + provenance("overhead", rec))
 
 
+def render_latency():
+    rec = load("latency")
+    if not rec:
+        return None
+    rows = []
+    for network, r in rec["data"].items():
+        for n, per in r["batches"].items():
+            cells = [f"{1e6 * per['fastnet']['seconds']:,.0f}"]
+            for engine in ("onnxruntime", "torch"):
+                cells.append(f"{1e6 * per[engine]['seconds']:,.0f} (**{per[engine]['ratio']:.2f}x**)" if engine in per
+                             else "not installed")
+            rows.append([network.upper(), f"{n} image{'s' * (n != '1')}", *cells])
+    first = next(iter(rec["data"].values()))
+    about = "; ".join(f"{e}: {a}" for e, a in first["about"].items())
+    return (table(["network", "batch", "fastnet, us", "ONNX Runtime, us (fastnet / it)", "PyTorch, us (fastnet / it)"],
+                  rows)
+            + f"
+
+Medians over {first['rounds']} rounds of each engine's median call, the engines taking turns in "
+            f"processes of their own; the ratio is the median of the rounds' ratios. {about}.
+
+"
+            + provenance("latency", rec))
+
+
 def render_gemm():
     rec = load("gemm")
     if not rec:
@@ -457,7 +487,7 @@ RENDER = {"results": render_results, "bf16": render_bf16, "side_by_side": render
           "profile": render_profile, "conv_paths": render_conv_paths, "memory": render_memory,
           "kernels": render_kernels, "mpi_accuracy": render_mpi_accuracy, "distributed": render_distributed,
           "bf16_side_by_side": lambda: render_side_by_side("bf16_side_by_side"), "overhead": render_overhead,
-          "gemm": render_gemm}
+          "gemm": render_gemm, "latency": render_latency}
 
 
 def render_file(path):
