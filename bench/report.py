@@ -1,4 +1,4 @@
-"""Every figure that README.md and bench/README.md publish, measured and written by this one script.
+"""Every figure that README.md, bench/README.md and docs/*.md publish, measured and written by this one script.
 
     python bench/report.py                          # every section (about an hour on 2 cores)
     python bench/report.py accuracy seeds           # some sections
@@ -6,7 +6,7 @@
     python bench/report.py side_by_side --baseline PYTHON   # with another fastnet build timed beside this one
 
 Each section runs the script that measures it, stores the figures with the commit, date, CPU model and flags
-and thread count in bench/results/<section>.json, and renders its table into README.md and bench/README.md
+and thread count in bench/results/<section>.json, and renders its table into README.md, bench/README.md and docs/
 between the markers <!-- report:<section> --> and <!-- /report:<section> -->. No figure inside those markers is
 typed by hand; a section that was not run keeps its last table. Needs FASTNET_DATA (real MNIST) for accuracy,
 seeds, side_by_side and memory, and PyTorch (pip install torch==2.13.0) for the side-by-side baseline.
@@ -335,12 +335,8 @@ def render_latency():
     about = "; ".join(f"{e}: {a}" for e, a in first["about"].items())
     return (table(["network", "batch", "fastnet, us", "ONNX Runtime, us (fastnet / it)", "PyTorch, us (fastnet / it)"],
                   rows)
-            + f"
-
-Medians over {first['rounds']} rounds of each engine's median call, the engines taking turns in "
-            f"processes of their own; the ratio is the median of the rounds' ratios. {about}.
-
-"
+            + f"\n\nMedians over {first['rounds']} rounds of each engine's median call, the engines taking turns in "
+            f"processes of their own; the ratio is the median of the rounds' ratios. {about}.\n\n"
             + provenance("latency", rec))
 
 
@@ -522,7 +518,9 @@ def main():
             with open(tmp, "w") as f:
                 json.dump(record, f, indent=1)
             os.replace(tmp, os.path.join(RESULTS, section + ".json"))
-    for path in (os.path.join(ROOT, "README.md"), os.path.join(HERE, "README.md")):
+    docs = os.path.join(ROOT, "docs")
+    for path in [os.path.join(ROOT, "README.md"), os.path.join(HERE, "README.md")] + sorted(
+            os.path.join(docs, f) for f in os.listdir(docs) if f.endswith(".md")):
         render_file(path)
 
 

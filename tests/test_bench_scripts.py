@@ -65,14 +65,32 @@ def test_gemm_vs_blas_measures_both_engines_and_renders_its_table(bench_module, 
     assert "`FASTNET_ISA=avx2 python bench/report.py gemm`" in text
 
 
-def test_call_overhead_times_three_probes_per_thread_count(bench_module):
+def test_call_overhead_times_five_probes_per_thread_count(bench_module):
     result = bench_module("call_overhead").measure([1, 2], calls=2, steps=2)
     assert result["threads"] == ["1", "2"]
     for probes in result["us"].values():
-        assert len(probes) == 3 and all(v > 0 for v in probes.values())
+        assert len(probes) == 5 and all(v > 0 for v in probes.values())
     assert not fastnet._kernels.num_threads_is_set()  # left following OpenMP again
     report = bench_module("report")
     rec = {"data": result, "meta": {"commit": "c", "date": "d", "cpu": "cpu", "cpus": 2, "flags": [], "threads": 2,
                                     "isa": "avx2", "fastnet": "0"}}
     report.load = lambda name: rec
-    assert len([line for line in report.render_overhead().splitlines() if line.startswith("| ")]) == 1 + 3  # header and probes
+    assert len([line for line in report.render_overhead().splitlines() if line.startswith("| ")]) == 1 + 5  # header and probes
+
+
+def test_predict_latency_runs_every_engine_on_the_same_weights(bench_module, monkeypatch):
+    """The CNN in fastnet, ONNX Runtime and PyTorch (each installed one): run() checks that every engine predicts
+    what fastnet predicts before timing (PyTorch's flatten order included), then times one image and 1000."""
+    latency = bench_module("predict_latency")
+    monkeypatch.setattr(latency, "BATCHES", (1, 3))
+    result = latency.run("cnn", threads=1, rounds=1, pause=0.0)
+    engines = [e for e in latency.ENGINES if latency.available(e)]
+    assert set(result["batches"]["1"]) == set(engines) and "fastnet" in engines
+    assert all(v["seconds"] > 0 for per in result["batches"].values() for v in per.values())
+    assert result["batches"]["3"]["fastnet"]["ratio"] == 1.0
+    report = bench_module("report")
+    rec = {"data": {"cnn": result}, "meta": {"commit": "c", "date": "d", "cpu": "cpu", "cpus": 2, "flags": [],
+                                            "threads": 1, "isa": "avx2", "fastnet": "0"}}
+    report.load = lambda name: rec
+    rows = [line for line in report.render_latency().splitlines() if line.startswith("| ")]
+    assert len(rows) == 1 + 2  # header and batches

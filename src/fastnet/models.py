@@ -10,7 +10,8 @@ import math
 
 import numpy as np
 
-from fastnet import _check, _kernels, _model_inputs, _registry, _seed, distributed, losses, onnx_format, optimizers, saving
+from fastnet import (_check, _kernels, _model_inputs, _registry, _seed, distributed, losses, onnx_format, optimizers,
+                     saving)
 from fastnet import summary as _summary
 from fastnet import metrics as metrics_module
 from fastnet.callbacks import History, ProgressLogger, TerminateOnNaN, check_callbacks, check_verbose
