@@ -1,11 +1,27 @@
 #include <math.h>
+#include <string.h>
 
 #include "fastnet.h"
 #include "internal.h"
 
-static int valid_act(int act) { return act >= FN_ACT_LINEAR && act <= FN_ACT_TANH; }
+/* The elementwise activations, by name: codes past FN_ACT_TANH are this file's alone (no caller names them; the
+ * Cython layer and the plan's program find them by name, fn_activation_code), so an activation is added here and
+ * nowhere else in C. alpha: a parametric activation's parameter (unused by the others). */
+static const char *const NAMES[] = {"linear", "relu", "sigmoid", "tanh"};
+enum { N_ACTS = sizeof NAMES / sizeof NAMES[0] };
 
-FN_VECTOR_CLONES static void act_forward_block(float *y, const float *x, int64_t n, int act) {
+int fn_activation_code(const char *name) {
+    for (int a = 0; a < N_ACTS; a++)
+        if (!strcmp(name, NAMES[a])) return a;
+    return -1;
+}
+
+const char *fn_activation_name(int act) { return act >= 0 && act < N_ACTS ? NAMES[act] : NULL; }
+
+static int valid_act(int act) { return act >= 0 && act < N_ACTS; }
+
+FN_VECTOR_CLONES static void act_forward_block(float *y, const float *x, int64_t n, int act, float alpha) {
+    (void)alpha;
     switch (act) {
     case FN_ACT_RELU:
         for (int64_t i = 0; i < n; i++) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
@@ -21,7 +37,10 @@ FN_VECTOR_CLONES static void act_forward_block(float *y, const float *x, int64_t
     }
 }
 
-FN_VECTOR_CLONES static void act_backward_block(float *dx, const float *dy, const float *restrict y, int64_t n, int act) {
+/* dL/dx from dy and the forward's output y. */
+FN_VECTOR_CLONES static void act_backward_block(float *dx, const float *dy, const float *restrict y, int64_t n, int act,
+                                                float alpha) {
+    (void)alpha;
     switch (act) {
     case FN_ACT_RELU:
         for (int64_t i = 0; i < n; i++) dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
@@ -37,16 +56,17 @@ FN_VECTOR_CLONES static void act_backward_block(float *dx, const float *dy, cons
     }
 }
 
-int fn_activation_forward(float *y, const float *x, int64_t n, int act, int n_threads) {
+int fn_activation_forward(float *y, const float *x, int64_t n, int act, float alpha, int n_threads) {
     if (!valid_act(act)) return FN_EINVAL;
     const int64_t cost = act == FN_ACT_SIGMOID || act == FN_ACT_TANH ? FN_COST_EXP : 1;
-    FN_FOR_BLOCKS_OF(n * cost, n, i0, len, act_forward_block(y + i0, x + i0, len, act))
+    FN_FOR_BLOCKS_OF(n * cost, n, i0, len, act_forward_block(y + i0, x + i0, len, act, alpha))
     return FN_OK;
 }
 
-int fn_activation_backward(float *dx, const float *dy, const float *y, int64_t n, int act, int n_threads) {
+int fn_activation_backward(float *dx, const float *dy, const float *y, int64_t n, int act, float alpha,
+                           int n_threads) {
     if (!valid_act(act)) return FN_EINVAL;
-    FN_FOR_BLOCKS(n, i0, len, act_backward_block(dx + i0, dy + i0, y + i0, len, act))
+    FN_FOR_BLOCKS(n, i0, len, act_backward_block(dx + i0, dy + i0, y + i0, len, act, alpha))
     return FN_OK;
 }
 

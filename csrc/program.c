@@ -28,13 +28,13 @@ static uint64_t dropout_stream(const fn_op *op, const fn_run *run) {
 static int post_forward(const fn_op *op, float *y, const float *x, int64_t n, int nt) {
     if (op->post == FN_POST_SOFTMAX)
         return fn_softmax_forward(y, x, n * op->out_row / op->channels, op->channels, nt);
-    return fn_activation_forward(y, x, n * op->out_row, op->post, nt);
+    return fn_activation_forward(y, x, n * op->out_row, op->post, op->alpha, nt);
 }
 
 static int post_backward(const fn_op *op, float *dz, const float *dy, const float *y, int64_t n, int nt) {
     if (op->post == FN_POST_SOFTMAX)
         return fn_softmax_backward(dz, dy, y, n * op->out_row / op->channels, op->channels, nt);
-    return fn_activation_backward(dz, dy, y, n * op->out_row, op->post, nt);
+    return fn_activation_backward(dz, dy, y, n * op->out_row, op->post, op->alpha, nt);
 }
 
 /* dL/d(a dense or conv kernel's output) from dy = dL/d(the op's output): through `post`, the ReLU it applied, or
@@ -44,7 +44,7 @@ static const float *kernel_gradient(const fn_op *op, const float *dy, const fn_r
     if (op->relu_backward && op->dropout) {
         *st = fn_dropout_relu_backward(op->dz, dy, op->y, size, op->rate, run->n_threads);
     } else if (op->relu_backward) {
-        *st = fn_activation_backward(op->dz, dy, op->y, size, FN_ACT_RELU, run->n_threads);
+        *st = fn_activation_backward(op->dz, dy, op->y, size, FN_ACT_RELU, 0.0f, run->n_threads);
     } else if (op->post != FN_POST_NONE) {
         *st = post_backward(op, op->dz, dy, op->post_y, n, run->n_threads);
     } else {

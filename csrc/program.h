@@ -38,7 +38,9 @@ typedef struct fn_op {
     int path;                 /* the products' ISA path, FN_PATH_BF16 or-ed in for bfloat16 operands */
     int algo;                 /* the convolution algorithm (FN_CONV_*) */
     int act;                  /* what a dense or conv kernel applies itself: FN_ACT_LINEAR or FN_ACT_RELU */
-    int post;                 /* applied after it: FN_POST_NONE, FN_ACT_SIGMOID, FN_ACT_TANH or FN_POST_SOFTMAX */
+    int post;                 /* applied after it, or an activation op's: FN_POST_NONE, FN_POST_SOFTMAX or an
+                               * activation's code (fn_activation_code) */
+    float alpha;              /* a parametric activation's parameter */
     int64_t channels;         /* the last axis `post` (softmax) works along */
     int relu_backward;        /* the backward applies its own ReLU's backward (from y) */
     int masks_relu_input;     /* the backward masks its data gradient where its input is not positive */

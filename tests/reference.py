@@ -31,7 +31,8 @@ def gemm(a, b, trans_a=False, trans_b=False, alpha=1.0, beta=0.0, c=None):
 
 # ---- activations ----
 
-def activation_forward(x, act):
+def activation_forward(x, act, alpha=0.0):
+    """act(x); alpha: a parametric activation's parameter."""
     (x,) = f64(x)
     if act == "relu":
         return np.maximum(x, 0.0)
@@ -42,7 +43,8 @@ def activation_forward(x, act):
     return x.copy()
 
 
-def activation_backward(dy, y, act):
+def activation_backward(dy, y, act, alpha=0.0):
+    """dL/dx from dy and the forward's output y."""
     dy, y = f64(dy, y)
     if act == "relu":
         return dy * (y > 0)

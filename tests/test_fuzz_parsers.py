@@ -111,3 +111,17 @@ def test_saved_model_config_text(tmp_path_factory, text):
         z.writestr("fastnet_model.json.npy", buf.getvalue())
     with pytest.raises(ModelFileError):
         load_model(path)
+
+
+@pytest.mark.parametrize("flag,method", [(0x1, zipfile.ZIP_STORED), (0, 99)], ids=["encrypted", "unknown method"])
+def test_npz_members_encrypted_or_compressed_otherwise_are_refused(tmp_path, flag, method):
+    """Two mutations the fuzzer found (one byte of a member's central directory entry): zipfile raises RuntimeError or
+    NotImplementedError, which the loader names as a corrupted file."""
+    data = bytearray(NPZ)
+    offset = data.index(b"PK\x01\x02")  # the first member's central directory entry: flags at +8, method at +10
+    data[offset + 8] |= flag
+    data[offset + 10:offset + 12] = method.to_bytes(2, "little")
+    path = tmp_path / "mnist.npz"
+    path.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="encrypted or compressed"):
+        mnist._from_npz(str(path))

@@ -84,8 +84,11 @@ cdef extern from "fastnet.h" nogil:
                               int64_t H, int64_t W, int64_t C, int64_t PH, int64_t PW, int64_t SH, int64_t SW,
                               int64_t PT, int64_t PL, int64_t OH, int64_t OW, int n_threads)
 
-    int fn_activation_forward(float *y, const float *x, int64_t n, int act, int n_threads)
-    int fn_activation_backward(float *dx, const float *dy, const float *y, int64_t n, int act, int n_threads)
+    int fn_activation_forward(float *y, const float *x, int64_t n, int act, float alpha, int n_threads)
+    int fn_activation_backward(float *dx, const float *dy, const float *y, int64_t n, int act, float alpha,
+                               int n_threads)
+    int fn_activation_code(const char *name)
+    const char *fn_activation_name(int act)
     int fn_softmax_forward(float *y, const float *x, int64_t N, int64_t C, int n_threads)
     int fn_softmax_backward(float *dx, const float *dy, const float *y, int64_t N, int64_t C, int n_threads)
     int64_t fn_first_nonfinite(const float *x, int64_t n, int n_threads)
@@ -141,6 +144,7 @@ cdef extern from "fastnet.h" nogil:
         int kind
         int64_t in_row, out_row
         int path, algo, act, post
+        float alpha
         int64_t channels
         int relu_backward, masks_relu_input, dropout
         float rate

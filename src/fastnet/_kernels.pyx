@@ -28,7 +28,16 @@ from fastnet._fastnet_c cimport *
 
 cnp.import_array()
 
-ACTIVATIONS = {"linear": FN_ACT_LINEAR, "relu": FN_ACT_RELU, "sigmoid": FN_ACT_SIGMOID, "tanh": FN_ACT_TANH}
+cdef dict _activation_codes():
+    """Every elementwise activation the C kernels have, by name (they say which: fn_activation_name)."""
+    codes, act = {}, 0
+    while fn_activation_name(act) != NULL:
+        codes[fn_activation_name(act).decode()] = act
+        act += 1
+    return codes
+
+
+ACTIVATIONS = _activation_codes()
 # "avx512_bf16" is "avx512" with its bfloat16 products on VDPBF16PS, "amx_bf16" with them on AMX tiles (TDPBF16PS);
 # "avx512" then forces the portable bf16 path.
 ISAS = {"generic": FN_ISA_GENERIC, "avx2": FN_ISA_AVX2, "avx512": FN_ISA_AVX512, "avx512_bf16": FN_ISA_AVX512_BF16,

@@ -9,32 +9,35 @@ cdef _same(out, name, like, inputs):
     return _output(out, name, like.shape, inputs, like.dtype, in_place=inputs)
 
 
-def activation_forward(x, activation, out=None, n_threads=None):
+def activation_forward(x, activation, out=None, n_threads=None, alpha=0.0):
+    """out = activation(x), elementwise; alpha: a parametric activation's parameter."""
     _array(x, "x")
     out = _same(out, "out", x, (x,))
     cdef int act = _activation(activation), nt = _threads(n_threads), st
+    cdef float a = _real(alpha, "alpha")
     cdef const float *px = _cp(x)
     cdef float *py = _mp(out)
     cdef int64_t n = x.size
     with nogil:
-        st = fn_activation_forward(py, px, n, act, nt)
+        st = fn_activation_forward(py, px, n, act, a, nt)
     _status(st, "activation_forward")
     return out
 
 
-def activation_backward(dy, y, activation, out=None, n_threads=None):
+def activation_backward(dy, y, activation, out=None, n_threads=None, alpha=0.0):
     """dL/dx from dy and the forward OUTPUT y."""
     _array(dy, "dy")
     _array(y, "y")
     _expect(y, "y", dy.shape)
     out = _same(out, "dx", dy, (dy, y))
     cdef int act = _activation(activation), nt = _threads(n_threads), st
+    cdef float a = _real(alpha, "alpha")
     cdef const float *pdy = _cp(dy)
     cdef const float *py = _cp(y)
     cdef float *pdx = _mp(out)
     cdef int64_t n = dy.size
     with nogil:
-        st = fn_activation_backward(pdx, pdy, py, n, act, nt)
+        st = fn_activation_backward(pdx, pdy, py, n, act, a, nt)
     _status(st, "activation_backward")
     return out
 

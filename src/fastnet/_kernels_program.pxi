@@ -12,7 +12,7 @@ from libc.stdlib cimport calloc, free
 _OP_KINDS = {"dense": FN_OP_DENSE, "conv2d": FN_OP_CONV2D, "conv2d_maxpool": FN_OP_CONV2D_MAXPOOL,
              "maxpool2d": FN_OP_MAXPOOL2D, "activation": FN_OP_ACTIVATION, "dropout": FN_OP_DROPOUT,
              "to_channels_first": FN_OP_TO_CHANNELS_FIRST, "identity": FN_OP_IDENTITY}
-_OP_KEYS = {"kind", "in_shape", "out_shape", "precision", "act", "post", "relu_backward", "masks_relu_input",
+_OP_KEYS = {"kind", "in_shape", "out_shape", "precision", "act", "post", "alpha", "relu_backward", "masks_relu_input",
             "dropout", "rate", "seed", "layer", "strides", "padding", "pool_size", "w", "b", "dw", "db", "y",
             "post_y", "argmax", "keep", "dz", "dx"}
 _UPDATES = {"sgd": FN_UPDATE_SGD, "rmsprop": FN_UPDATE_RMSPROP, "adadelta": FN_UPDATE_ADADELTA,
@@ -92,6 +92,7 @@ cdef class Program:
         op.algo = _conv_code(conv_algo, precision)
         op.act = _fused_activation(spec.get("act", "linear"), f"op {i}")
         op.post = _post_code(spec.get("post"))
+        op.alpha = _real(spec.get("alpha", 0.0), "alpha")
         op.channels = out_shape[len(out_shape) - 1]  # (this module does not wrap negative indices)
         op.relu_backward = bool(spec.get("relu_backward", False))
         op.masks_relu_input = bool(spec.get("masks_relu_input", False))

@@ -54,9 +54,12 @@ OPTIMIZERS = {"SGD": optimizers.SGD, "RMSprop": optimizers.RMSprop, "Adadelta": 
 
 
 def keras_class(layer):
-    for name, cls in KERAS_CLASSES.items():
-        if isinstance(layer, cls):
-            return name
+    """The Keras class a layer is written as: its own class's, else its nearest base class's (Convolution2D:
+    Conv2D)."""
+    names = {cls: name for name, cls in KERAS_CLASSES.items()}
+    for cls in type(layer).__mro__:
+        if cls in names:
+            return names[cls]
     raise KerasFileError(f"{layer.name} ({type(layer).__name__}): no Keras layer to write it as")
 
 
@@ -235,6 +238,8 @@ def layer_config(layer):
         config["data_format"] = _flatten_format(layer)
     elif name == "Activation":
         config["activation"] = layer.activation
+    else:  # a layer whose Keras config is its own: the fields Keras takes, from get_config
+        config.update({k: v for k, v in layer.get_config().items() if k in _TAKEN[name]})
     return {"module": "keras.layers", "class_name": name, "config": config, "registered_name": None,
             "build_config": {"input_shape": list(layer.input_shape)}}
 

@@ -22,7 +22,6 @@ from fastnet.layers.core import Activation, Dense, Dropout, Flatten
 from fastnet.layers.pooling import MaxPooling2D
 
 OPSET, IR_VERSION = 17, 8
-_ACTIVATIONS = {"relu": "Relu", "sigmoid": "Sigmoid", "tanh": "Tanh", "softmax": "Softmax"}
 _TO_NCHW, _TO_NHWC = [0, 3, 1, 2], [0, 2, 3, 1]
 
 
@@ -67,13 +66,14 @@ class _Graph:
             self.node("Transpose", [], f"{base}/to_{layout}", perm=_TO_NCHW if layout == "nchw" else _TO_NHWC)
             self.layout = layout
 
-    def activation(self, act, base):
+    def activation(self, act, base, alpha=None):
+        """ONNX's op of the same name (relu: Relu, leaky_relu: LeakyRelu), with a parametric one's alpha."""
         if act in (None, "linear"):
             return
-        attrs = {}
+        attrs = {} if alpha is None else {"alpha": float(alpha)}
         if act == "softmax":  # over the features, or an image's channels
             attrs["axis"] = 1 if self.layout == "nchw" else -1
-        self.node(_ACTIVATIONS[act], [], f"{base}/{act}", **attrs)
+        self.node("".join(w.capitalize() for w in act.split("_")), [], f"{base}/{act}", **attrs)
 
 
 def _pads(layer, in_hw):
@@ -123,7 +123,8 @@ def _dense(g, layer):
 
 
 _WRITERS = {Conv2D: _conv, MaxPooling2D: _pool, Flatten: _flatten, Dense: _dense,
-            Activation: lambda g, layer: g.activation(layer.activation, layer.name),
+            Activation: lambda g, layer: g.activation(layer.activation, layer.name,
+                                                      layer.alpha if type(layer) is not Activation else None),
             Dropout: lambda g, layer: None}
 
 

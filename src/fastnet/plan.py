@@ -156,7 +156,8 @@ class ActivationStep(Step):
     op = "activation"
 
     def spec(self, mem, seed):
-        return {**super().spec(mem, seed), "post": self.layer.activation, "y": mem.out("y", self.out_shape)}
+        return {**super().spec(mem, seed), "post": self.layer.activation, "alpha": self.layer.alpha,
+                "y": mem.out("y", self.out_shape)}
 
 
 class DropoutStep(Step):

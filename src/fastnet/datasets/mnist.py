@@ -94,6 +94,9 @@ def _from_npz(path):
         raise ValueError(f"{path}: not a Keras mnist.npz (missing {e})") from None
     except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
         raise ValueError(f"{path}: corrupted or not an npz file ({e})") from None
+    except (RuntimeError, NotImplementedError) as e:  # zipfile's words for an encrypted member, an unknown method
+        raise ValueError(f"{path}: corrupted or not an npz file: a member is encrypted or compressed in a way a "
+                         f"Keras mnist.npz never is ({e})") from None
     for key, name in zip(("x_train", "y_train", "x_test", "y_test"), FILES):
         a = arrays[key]
         if a.dtype != np.uint8:

@@ -49,6 +49,7 @@ class Dense(Layer):
 
 class Activation(Layer):
     kind = "activation"
+    alpha = 0.0  # a parametric activation's parameter (a subclass's; the kernels take it with the name)
 
     def __init__(self, activation, **kwargs):
         super().__init__(**kwargs)
