@@ -7,7 +7,8 @@
 /* The elementwise activations, by name: codes past FN_ACT_TANH are this file's alone (no caller names them; the
  * Cython layer and the plan's program find them by name, fn_activation_code), so an activation is added here and
  * nowhere else in C. alpha: a parametric activation's parameter (unused by the others). */
-static const char *const NAMES[] = {"linear", "relu", "sigmoid", "tanh"};
+static const char *const NAMES[] = {"linear", "relu", "sigmoid", "tanh", "leaky_relu"};
+enum { ACT_LEAKY_RELU = FN_ACT_TANH + 1 };
 enum { N_ACTS = sizeof NAMES / sizeof NAMES[0] };
 
 int fn_activation_code(const char *name) {
@@ -21,10 +22,12 @@ const char *fn_activation_name(int act) { return act >= 0 && act < N_ACTS ? NAME
 static int valid_act(int act) { return act >= 0 && act < N_ACTS; }
 
 FN_VECTOR_CLONES static void act_forward_block(float *y, const float *x, int64_t n, int act, float alpha) {
-    (void)alpha;
     switch (act) {
     case FN_ACT_RELU:
         for (int64_t i = 0; i < n; i++) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+        break;
+    case ACT_LEAKY_RELU: /* alpha >= 0 (the layer checks): y > 0 exactly where x > 0, which the backward reads */
+        for (int64_t i = 0; i < n; i++) y[i] = x[i] > 0.0f ? x[i] : alpha * x[i];
         break;
     case FN_ACT_SIGMOID:
         for (int64_t i = 0; i < n; i++) y[i] = 1.0f / (1.0f + expf(-x[i]));
@@ -40,10 +43,12 @@ FN_VECTOR_CLONES static void act_forward_block(float *y, const float *x, int64_t
 /* dL/dx from dy and the forward's output y. */
 FN_VECTOR_CLONES static void act_backward_block(float *dx, const float *dy, const float *restrict y, int64_t n, int act,
                                                 float alpha) {
-    (void)alpha;
     switch (act) {
     case FN_ACT_RELU:
         for (int64_t i = 0; i < n; i++) dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
+        break;
+    case ACT_LEAKY_RELU:
+        for (int64_t i = 0; i < n; i++) dx[i] = y[i] > 0.0f ? dy[i] : alpha * dy[i];
         break;
     case FN_ACT_SIGMOID:
         for (int64_t i = 0; i < n; i++) dx[i] = dy[i] * y[i] * (1.0f - y[i]);

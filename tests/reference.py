@@ -36,6 +36,8 @@ def activation_forward(x, act, alpha=0.0):
     (x,) = f64(x)
     if act == "relu":
         return np.maximum(x, 0.0)
+    if act == "leaky_relu":
+        return np.where(x > 0, x, alpha * x)
     if act == "sigmoid":
         return 1.0 / (1.0 + np.exp(-x))
     if act == "tanh":
@@ -48,6 +50,8 @@ def activation_backward(dy, y, act, alpha=0.0):
     dy, y = f64(dy, y)
     if act == "relu":
         return dy * (y > 0)
+    if act == "leaky_relu":
+        return np.where(y > 0, dy, alpha * dy)
     if act == "sigmoid":
         return dy * y * (1.0 - y)
     if act == "tanh":

@@ -45,7 +45,8 @@ def _h5py():
 
 # ---------------------------------------------------------------- names and paths
 KERAS_CLASSES = {"Dense": layers.Dense, "Conv2D": layers.Conv2D, "MaxPooling2D": layers.MaxPooling2D,
-                 "Dropout": layers.Dropout, "Flatten": layers.Flatten, "Activation": layers.Activation}
+                 "Dropout": layers.Dropout, "Flatten": layers.Flatten, "Activation": layers.Activation,
+                 "LeakyReLU": layers.LeakyReLU}
 ALIASES = {"Convolution2D": "Conv2D", "MaxPool2D": "MaxPooling2D"}  # Keras's aliases of the same classes
 INITIALIZERS = {"glorot_uniform": "GlorotUniform", "glorot_normal": "GlorotNormal", "he_uniform": "HeUniform",
                 "he_normal": "HeNormal", "zeros": "Zeros", "ones": "Ones"}
@@ -308,6 +309,7 @@ _TAKEN = {
     "Dropout": {"name", "rate"},
     "Flatten": {"name", "data_format"},
     "Activation": {"name", "activation"},
+    "LeakyReLU": {"name", "negative_slope"},
 }
 
 

@@ -59,6 +59,27 @@ class Activation(Layer):
         return {**super().get_config(), "activation": self.activation}
 
 
+class LeakyReLU(Activation):
+    """x where x > 0, else negative_slope * x (Keras 3's LeakyReLU; Keras 2 named the slope alpha)."""
+
+    kind = "leaky_re_lu"
+
+    def __init__(self, negative_slope=0.3, alpha=None, **kwargs):
+        if alpha is not None:
+            legacy("LeakyReLU(alpha=...) is the Keras 2 spelling; use negative_slope")
+            negative_slope = alpha
+        super().__init__("linear", **kwargs)
+        self.activation = "leaky_relu"
+        self.negative_slope = _check.real(negative_slope, "negative_slope", 0.0, where="LeakyReLU")
+
+    @property
+    def alpha(self):
+        return self.negative_slope
+
+    def get_config(self):
+        return {**Layer.get_config(self), "negative_slope": self.negative_slope}
+
+
 class Dropout(Layer):
     """Inverted dropout: at training time zeroes a fraction `rate` of the inputs and scales the rest by
     1/(1-rate); at inference time it is the identity. Masks are keyed by (seed, model, step, layer, element)."""
