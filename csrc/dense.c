@@ -28,12 +28,6 @@ int fn_dense_forward_dropout(float *y, const float *x, const float *w, const flo
     return dense_forward(y, x, w, NULL, N, I, O, &e, isa, ws, n_threads);
 }
 
-int fn_dense_forward(float *y, const float *x, const float *w, const float *b, int64_t N, int64_t I,
-                     int64_t O, int act, int isa, float *ws, int n_threads) {
-    const fn_epilogue e = {b, act, 0.0f, 0, 0};
-    return dense_forward(y, x, w, NULL, N, I, O, &e, isa, ws, n_threads);
-}
-
 int fn_dense_forward_prepacked(float *y, const float *x, const float *wp, const float *b, int64_t N, int64_t I,
                                int64_t O, int act, int isa, float *ws, int n_threads) {
     const fn_epilogue e = {b, act, 0.0f, 0, 0};

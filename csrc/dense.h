@@ -11,11 +11,9 @@
  * isa: the GEMM path (fn_gemm).
  * Reference: tests/reference.py dense_forward, dense_backward, bias_backward; tests: tests/test_kernels.py
  * test_dense_forward, test_dense_backward, test_bias_backward. */
-int fn_dense_forward(float *y, const float *x, const float *w, const float *b, int64_t N, int64_t I,
-                     int64_t O, int act, int isa, float *ws, int n_threads);
-/* The forward, then inverted dropout at rate on y (0 <= rate < 1): the values of fn_dropout_forward(y, keep, y,
- * N * O, rate, seed, stream, first) after fn_dense_forward, without the mask (training a Dense + ReLU + Dropout;
- * fn_dropout_relu_backward is its backward). */
+/* The forward (rate 0), or the forward then inverted dropout at rate on y (0 < rate < 1): the values of
+ * fn_dropout_forward(y, keep, y, N * O, rate, seed, stream, first) after the forward, without the mask (training a
+ * Dense + ReLU + Dropout; fn_dropout_relu_backward is its backward). */
 int fn_dense_forward_dropout(float *y, const float *x, const float *w, const float *b, int64_t N, int64_t I,
                              int64_t O, int act, float rate, uint64_t seed, uint64_t stream, uint64_t first, int isa,
                              float *ws, int n_threads);

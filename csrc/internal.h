@@ -47,8 +47,8 @@ static inline int64_t fn_round_up(int64_t a, int64_t b) { return fn_ceil_div(a, 
  * A region pays for every thread it wakes and meets at its barrier: about a microsecond on a bare many-core
  * machine, far more on the virtual ones measured (on a 16-core Xeon VM, a 128 x 10 x 512 GEMM took 35 us at 16
  * threads, a 128 x 10 dense forward 26 us). A grain is some 5-20 us of one core's work, so a region of less than
- * that runs on the calling thread alone and wakes none. Results never depend on the thread count (DESIGN:
- * reductions are fixed chunks in a fixed order), so this changes no bit.
+ * that runs on the calling thread alone and wakes none. Results never depend on the thread count (reductions
+ * are fixed chunks in a fixed order: fastnet.h), so this changes no bit.
  * FN_GRAIN_ELEMENTS: elements of an elementwise or row kernel, each a pass of a few loads, stores and
  * multiply-adds (0.2-0.7 ns per element on one core of the 2-core EPYC; PyTorch's parallel_for takes the same
  * 32 K); an element that costs an exp, log or tanh counts as FN_COST_EXP elements (5-37 ns there).

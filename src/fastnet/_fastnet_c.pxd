@@ -47,8 +47,6 @@ cdef extern from "fastnet.h" nogil:
                       int64_t ldc)
     int fn_gemm_cpu_max_isa()
 
-    int fn_dense_forward(float *y, const float *x, const float *w, const float *b, int64_t N, int64_t I,
-                         int64_t O, int act, int isa, float *ws, int n_threads)
     int fn_dense_forward_dropout(float *y, const float *x, const float *w, const float *b, int64_t N, int64_t I,
                                  int64_t O, int act, float rate, uint64_t seed, uint64_t stream, uint64_t first,
                                  int isa, float *ws, int n_threads)
