@@ -272,6 +272,29 @@ def test_conv_relu_pool_in_one_kernel_trains_bit_for_bit_like_the_layers(data_fo
     np.testing.assert_array_equal(*predictions)
 
 
+@pytest.mark.parametrize("pool", [(3, 3), (2, 2)])
+def test_a_relu_backward_moved_to_the_next_step_trains_bit_for_bit_like_the_layers(pool):
+    """Conv + ReLU, Conv + ReLU, a max-pool its convolution does not fuse (3x3), or does (2x2 by im2col): the
+    first ReLU's backward runs in the second convolution's data gradient, the second's in the pool's backward
+    (or the fused kernel's); trained like the layers one by one, each applying its own, to the last bit."""
+    x, y = data(32)
+    weights = []
+    for fused in (True, False):
+        fastnet.set_seed(7)
+        m = Sequential([Conv2D(4, (3, 3), activation="relu", input_shape=(10, 10, 1)),
+                        Conv2D(5, (3, 3), activation="relu"), MaxPooling2D(pool), Flatten(),
+                        Dense(3, activation="softmax")])
+        m.compile(loss="categorical_crossentropy", optimizer="sgd")
+        if fused:
+            assert m.plan().steps[1].masks_relu_input and not m.plan().steps[0].relu_backward
+        else:
+            m._plan = Plan(m.layers, by_loss="softmax", conv_algo=m.plan().conv_algo, fuse=False)
+        m.fit(x, y, batch_size=16, epochs=2, verbose=0)
+        weights.append(m.get_weights())
+    for a, b in zip(*weights):
+        np.testing.assert_array_equal(a, b)
+
+
 @pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16"])
 def test_dense_relu_dropout_in_one_kernel_trains_bit_for_bit_like_the_layers(policy):
     """A Dense + ReLU (its own or a layer's) + Dropout is one step whose kernel drops out the output as it makes
