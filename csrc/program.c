@@ -294,21 +294,24 @@ int fn_program_train_step(fn_op *ops, int n_ops, const fn_loss *l, const fn_upda
     return fn_program_update(u, run->n_threads);
 }
 
-int64_t fn_program_workspace(const fn_op *ops, int n_ops, int64_t capacity, int n_threads) {
+int64_t fn_program_workspace(const fn_op *ops, int n_ops, int64_t capacity, int n_threads, int training) {
     int64_t most = 0;
     for (int i = 0; i < n_ops; i++) {
         const fn_op *op = &ops[i];
         int64_t need = 0;
         fn_conv2d_shape s = conv_shape(op, capacity);
         switch (op->kind) {
-        case FN_OP_DENSE:
-            need = fn_dense_workspace(capacity, op->in_row, op->out_row, op->path, n_threads);
-            if (op->packed) need = fn_max64(need, fn_gemm_prepacked_workspace(capacity, op->in_row, op->path));
+        case FN_OP_DENSE: /* the forward's GEMM (its weights packed or not), and the backward's two */
+            need = training ? fn_dense_workspace(capacity, op->in_row, op->out_row, op->path, n_threads)
+                            : fn_gemm_workspace(capacity, op->out_row, op->in_row, op->path, n_threads);
+            need = fn_max64(need, fn_gemm_prepacked_workspace(capacity, op->in_row, op->path));
             break;
         case FN_OP_CONV2D:
         case FN_OP_CONV2D_MAXPOOL:
-            need = fn_max64(fn_conv2d_workspace(&s, op->algo, n_threads),
-                            fn_conv2d_backward_workspace(&s, op->kind == FN_OP_CONV2D_MAXPOOL, op->algo, n_threads));
+            need = fn_conv2d_workspace(&s, op->algo, n_threads);
+            if (training)
+                need = fn_max64(need, fn_conv2d_backward_workspace(&s, op->kind == FN_OP_CONV2D_MAXPOOL, op->algo,
+                                                                   n_threads));
             break;
         default:
             break;

@@ -109,8 +109,9 @@ int fn_program_update(const fn_update *u, int n_threads);
  * says which; the loss array holds the per-sample losses either way. */
 int fn_program_train_step(fn_op *ops, int n_ops, const fn_loss *l, const fn_update *u, const float *x,
                           const float *targets, const float *weights, const fn_run *run, int *finite);
-/* Scratch floats a run of ops [0, n_ops) needs at `capacity` rows and n_threads threads, training or not. */
-int64_t fn_program_workspace(const fn_op *ops, int n_ops, int64_t capacity, int n_threads);
+/* Scratch floats a run of ops [0, n_ops) needs at `capacity` rows and n_threads threads: forwards alone, or
+ * (training) backwards too, whose filter and weight gradients pack operands as deep as the batch. */
+int64_t fn_program_workspace(const fn_op *ops, int n_ops, int64_t capacity, int n_threads, int training);
 /* The 64-bit key of a tuple of integers below 2^64 (each part one chunk of fastnet._kernels.key64). */
 uint64_t fn_key64(const uint64_t *parts, int n_parts);
 uint64_t fn_splitmix64(uint64_t z);

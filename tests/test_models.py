@@ -344,10 +344,17 @@ def test_conv_pool_fusion_only_where_it_fits():
     assert [s.op for s in m.plan().steps][:2] == ["conv2d", "conv2d_maxpool"] and m.plan().conv_algo == "auto"
 
 
-def test_predict_and_evaluate_with_weights_packed_once_match_the_plain_forward():
+@pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16"])
+def test_predict_and_evaluate_with_weights_packed_once_match_the_plain_forward(policy):
+    """Calls of many batches pack each Dense kernel once (and, for bfloat16 products, convert each batch's rows
+    into the workspace the program sized for it: .ci/sanitize runs this with AddressSanitizer)."""
     x, y = data(40)
     fastnet.set_seed(4)
-    m = tiny_cnn()
+    fastnet.mixed_precision.set_global_policy(policy)
+    try:
+        m = tiny_cnn()
+    finally:
+        fastnet.mixed_precision.set_global_policy("float32")
     m.fit(x, y, batch_size=16, epochs=1, verbose=0)
     plan = m._begin_call(16)
     plain = np.concatenate([plan.forward(x[i:i + 16], False).copy() for i in range(0, 40, 16)])

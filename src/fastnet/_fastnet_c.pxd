@@ -197,6 +197,6 @@ cdef extern from "fastnet.h" nogil:
     int fn_program_update(const fn_update *u, int n_threads)
     int fn_program_train_step(fn_op *ops, int n_ops, const fn_loss *l, const fn_update *u, const float *x,
                               const float *targets, const float *weights, const fn_run *run, int *finite)
-    int64_t fn_program_workspace(const fn_op *ops, int n_ops, int64_t capacity, int n_threads)
+    int64_t fn_program_workspace(const fn_op *ops, int n_ops, int64_t capacity, int n_threads, int training)
     uint64_t fn_key64(const uint64_t *parts, int n_parts)
     uint64_t fn_splitmix64(uint64_t z)

@@ -71,8 +71,8 @@ cdef class Program:
         for i in range(1, self.n_ops):
             if self._in_shapes[i] != self._out_shapes[i - 1]:
                 raise ValueError(f"op {i} takes {self._in_shapes[i]} but op {i - 1} gives {self._out_shapes[i - 1]}")
-        self._ws = np.empty(max(fn_program_workspace(self.ops, self.n_ops, self.capacity, self.n_threads), 1),
-                            np.float32)
+        self._ws = np.empty(max(fn_program_workspace(self.ops, self.n_ops, self.capacity, self.n_threads,
+                                                     not self.inference_only), 1), np.float32)
 
     cdef _set_op(self, int i, dict spec, isa, conv_algo):
         unknown = set(spec) - _OP_KEYS
@@ -206,9 +206,10 @@ cdef class Program:
             op.packed = pp
 
     def unpack(self):
-        """Forget the packed weights (the weights are about to change); their memory is kept for the next pack."""
+        """Forget the packed weights (the weights are about to change), and let go of their memory."""
         for i in range(self.n_ops):
             self.ops[i].packed = NULL
+            self._packed[i] = None
 
     # ---- runs ----
     cdef fn_run _run(self, int64_t n, bint training, step, row0):
