@@ -55,31 +55,46 @@ FN_TILE_FN void g3(float *e, const float *g) {
     e[5] = g[2];
 }
 
-/* u[xi][c][oc] = (G g G^T)[xi] for input channel c of the kernel w [3, 3, C, OC], a vector loop over oc. Run by all
- * threads, one input channel each at a time: done by one thread ahead of the parallel region, with the constants
- * of G in a table, it was a scalar loop that held the other threads waiting (2 % of a backward on one thread). */
-FN_VECTOR_CLONES void fn_wino_filter_transform(float *restrict u, const float *restrict w, int64_t c, int64_t C,
-                                              int64_t OC) {
-    FN_IVDEP
-    for (int64_t co = 0; co < OC; co++) {
-        float t[WA][3]; /* G g: column kw of g transformed into column kw of t */
-        FN_UNROLL
-        for (int kw = 0; kw < 3; kw++) {
-            float col[3], out[WA];
+/* The transformed filters of input channel c of the kernel w [3, 3, C, OC]: (G g G^T)[xi] of output channel co at
+ * u[xi * xs + c * cs + (co / nr) * ps + co % nr], zero for co from OC up to a whole panel of nr. Laid out as
+ * u[xi][c][co] (xs = C * OC, cs = OC, nr = OC, ps = 0), or straight into the GEMM's packed panels of U[xi]
+ * (xs = the packed size, cs = nr, ps = C * nr: one K block of float32 panels, fn_gemm_pack_b's layout), which
+ * spares the forward a pass that packed u: one image through the CNN's conv2 spent a third of its time
+ * transforming and packing the filters. A vector loop over co within a panel. Run by all threads, one input
+ * channel each at a time: done by one thread ahead of the parallel region, with the constants of G in a table,
+ * it was a scalar loop that held the other threads waiting (2 % of a backward on one thread). */
+FN_VECTOR_CLONES void fn_wino_filter_transform_to(float *restrict u, int64_t xs, int64_t cs, int64_t nr, int64_t ps,
+                                                 const float *restrict w, int64_t c, int64_t C, int64_t OC) {
+    for (int64_t q0 = 0; q0 < OC; q0 += nr) {
+        float *restrict d = u + c * cs + q0 / nr * ps - q0; /* d[co]: output channel co of this panel */
+        const int64_t q1 = q0 + nr < OC ? q0 + nr : OC;
+        FN_IVDEP
+        for (int64_t co = q0; co < q1; co++) {
+            float t[WA][3]; /* G g: column kw of g transformed into column kw of t */
             FN_UNROLL
-            for (int kh = 0; kh < 3; kh++) col[kh] = w[(kh * 3 + kw) * C * OC + c * OC + co];
-            g3(out, col);
+            for (int kw = 0; kw < 3; kw++) {
+                float col[3], out[WA];
+                FN_UNROLL
+                for (int kh = 0; kh < 3; kh++) col[kh] = w[(kh * 3 + kw) * C * OC + c * OC + co];
+                g3(out, col);
+                FN_UNROLL
+                for (int i = 0; i < WA; i++) t[i][kw] = out[i];
+            }
             FN_UNROLL
-            for (int i = 0; i < WA; i++) t[i][kw] = out[i];
+            for (int i = 0; i < WA; i++) { /* (G g) G^T */
+                float out[WA];
+                g3(out, t[i]);
+                FN_UNROLL
+                for (int j = 0; j < WA; j++) d[(WA * i + j) * xs + co] = out[j];
+            }
         }
-        FN_UNROLL
-        for (int i = 0; i < WA; i++) { /* (G g) G^T */
-            float out[WA];
-            g3(out, t[i]);
-            FN_UNROLL
-            for (int j = 0; j < WA; j++) u[(WA * i + j) * C * OC + c * OC + co] = out[j];
-        }
+        for (int64_t xi = 0; xi < WX; xi++) /* a last panel's columns past OC */
+            for (int64_t co = q1; co < q0 + nr && ps; co++) d[xi * xs + co] = 0.0f;
     }
+}
+
+void fn_wino_filter_transform(float *restrict u, const float *restrict w, int64_t c, int64_t C, int64_t OC) {
+    fn_wino_filter_transform_to(u, C * OC, OC, OC, 0, w, c, C, OC);
 }
 
 /* ---- blocks of tiles: one call per block, so the ISA clone is picked once per block. Each helper is
@@ -239,11 +254,17 @@ static void run_pass(float *y, int32_t *argmax, const float *x, const float *w, 
         float *m = v + slot(WX * FN_WINO_TILES * C), *patch = m + slot(WX * FN_WINO_TILES * OC);
         float *zeros = patch + slot(WX * C), *sink = zeros + slot(OC);
         memset(zeros, 0, sizeof(float) * OC);
-        #pragma omp for schedule(static)
-        for (int64_t c = 0; c < C; c++) fn_wino_filter_transform(u, w, c, C, OC);
-        #pragma omp for schedule(static)
-        for (int64_t xi = 0; xi < WX; xi++)
-            fn_gemm_pack_b(uk, up + xi * psize, u + xi * C * OC, OC, 0, C, OC, 0, npanels);
+        if (!uk->bf16 && fn_gemm_kc(C) >= C) { /* float32 panels of one K block: transformed where they go */
+            #pragma omp for schedule(static)
+            for (int64_t c = 0; c < C; c++)
+                fn_wino_filter_transform_to(up, psize, uk->nr, uk->nr, C * uk->nr, w, c, C, OC);
+        } else {
+            #pragma omp for schedule(static)
+            for (int64_t c = 0; c < C; c++) fn_wino_filter_transform(u, w, c, C, OC);
+            #pragma omp for schedule(static)
+            for (int64_t xi = 0; xi < WX; xi++)
+                fn_gemm_pack_b(uk, up + xi * psize, u + xi * C * OC, OC, 0, C, OC, 0, npanels);
+        }
         #pragma omp for schedule(static)
         for (int64_t blk = 0; blk < nblocks; blk++) {
             const int64_t t0 = blk * bt, tb = fn_min64(bt, ntiles - t0);

@@ -160,6 +160,8 @@ static inline int64_t packed_filter_size(int64_t CI, int64_t CO) { return slot(f
 
 /* u[xi][c][oc] = (G g G^T)[xi] for input channel c of the kernel w [3, 3, C, OC]. */
 void fn_wino_filter_transform(float *restrict u, const float *restrict w, int64_t c, int64_t C, int64_t OC);
+void fn_wino_filter_transform_to(float *restrict u, int64_t xs, int64_t cs, int64_t nr, int64_t ps,
+                                 const float *restrict w, int64_t c, int64_t C, int64_t OC);
 /* Transformed inputs of tiles [t0, t0 + tb) into v[t][xi][C]; patch: 36 * C floats of scratch. */
 void fn_wino_input_block(float *v, float *patch, const float *x, const wino_pass *p, int64_t t0, int64_t tb);
 /* c[0:rows, 0:N] = (or += with accumulate) op(a) . bp, bp packed for depth K; over_read: rows of op(a) past its
