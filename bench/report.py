@@ -128,7 +128,7 @@ def measure_overhead(args):
 
 
 def measure_latency(args):
-    return run_json(script("predict_latency.py") + ["--threads", "2"])
+    return run_json(script("predict_latency.py") + ["--threads", "2", "--rounds", "9"])
 
 
 def measure_gemm(args):
