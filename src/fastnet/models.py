@@ -229,6 +229,16 @@ class Sequential:
         return _check.integer(batch_size, "batch_size", 1, where=what)
 
     @staticmethod
+    def _share(n):
+        """(lo, hi): the rows of n (a batch, or a call's samples) this process computes: a data-parallel rank's
+        share, else all of them."""
+        return distributed.share(n) if distributed.active() else (0, n)
+
+    def _reducer(self, plan):
+        """What sums a data-parallel step's gradients over the ranks, step by step (None in one process)."""
+        return distributed.StepReducer(self._grads, self._grad_slices(plan)) if distributed.active() else None
+
+    @staticmethod
     def _rank_batch(batch_size, arrays, what):
         """The batch one process computes at a time; data-parallel, after checking every rank holds the same
         arrays, a rank's share of batch_size (each rank then takes its share of the samples)."""
@@ -303,10 +313,8 @@ class Sequential:
         """(mean loss, metric means) with dropout off; each Dense kernel is packed once for all the batches.
         Data-parallel: each rank evaluates its share of the samples (batch_size is then a rank's batch)."""
         n, nt = x.shape[0], plan.program.n_threads
-        if distributed.active():
-            lo, hi = distributed.share(n)
-            x, y, t = x[lo:hi], y[lo:hi], t[lo:hi]
-            w = None if w is None else w[lo:hi]
+        lo, hi = self._share(n)
+        x, y, t, w = x[lo:hi], y[lo:hi], t[lo:hi], None if w is None else w[lo:hi]
         total, sums = 0.0, np.zeros(len(self._metrics))
         with plan.packed(x.shape[0] > batch_size):
             for start in range(0, x.shape[0], batch_size):
@@ -386,7 +394,7 @@ class Sequential:
         rows = distributed.local_batch(bs) if parallel else bs  # the rows of a batch this process computes
         plan = self._begin_call(rows, training=True)
         nt = plan.program.n_threads
-        reducer = distributed.StepReducer(self._grads, self._grad_slices(plan)) if parallel else None
+        reducer = self._reducer(plan)
         xbuf = plan.buffers.get("x", X.shape[1:], rows)
         ybuf = plan.buffers.get("y", Y.shape[1:], rows)
         wbuf = None if W is None else plan.buffers.get("w", (), rows)
@@ -402,7 +410,7 @@ class Sequential:
             total, sums, seen, nan_stopped = 0.0, np.zeros(len(self._metrics)), 0, False
             for b in range(steps):
                 idx = order[b * bs:(b + 1) * bs]
-                lo, hi = distributed.share(len(idx)) if parallel else (0, len(idx))
+                lo, hi = self._share(len(idx))
                 rows_b = idx[lo:hi]
                 xb = _kernels.gather_rows(X, rows_b, xbuf[:hi - lo], n_threads=nt)
                 yb = _kernels.gather_rows(Y, rows_b, ybuf[:hi - lo], n_threads=nt)
@@ -474,7 +482,7 @@ class Sequential:
         last = self.layers[-1]
         out = np.empty((X.shape[0],) + last.out_shape, np.float32)
         by_loss = self._loss.takes_over if self._loss else None  # the final activation the plan leaves out
-        lo, hi = distributed.share(X.shape[0]) if distributed.active() else (0, X.shape[0])
+        lo, hi = self._share(X.shape[0])
         plan = self._begin_call(min(bs, max(hi - lo, 1)))
         nt = plan.program.n_threads
         with plan.packed(hi - lo > bs):
@@ -507,16 +515,10 @@ class Sequential:
         as_dict = _check.boolean(return_dict, "return_dict", "train_on_batch")  # checked before the step is taken
         X = _model_inputs.prepare_x(self, x, "train_on_batch")
         Y, W, T = _model_inputs.targets(self, y, X.shape[0], sample_weight, class_weight, "train_on_batch")
-        if distributed.active():
-            distributed.check_same_data((X, Y, W), "train_on_batch")
-            lo, hi = distributed.share(X.shape[0])
-            plan = self._begin_call(distributed.local_batch(X.shape[0]), training=True)
-            reducer = distributed.StepReducer(self._grads, self._grad_slices(plan))
-            loss_sum, sums = self._train_step(plan, X[lo:hi], Y[lo:hi], None if W is None else W[lo:hi],
-                                              T[lo:hi], reducer, X.shape[0], lo)
-        else:
-            plan = self._begin_call(X.shape[0], training=True)
-            loss_sum, sums = self._train_step(plan, X, Y, W, T)
+        plan = self._begin_call(self._rank_batch(X.shape[0], (X, Y, W), "train_on_batch"), training=True)
+        lo, hi = self._share(X.shape[0])
+        loss_sum, sums = self._train_step(plan, X[lo:hi], Y[lo:hi], None if W is None else W[lo:hi], T[lo:hi],
+                                          self._reducer(plan), X.shape[0], lo)
         if not math.isfinite(loss_sum):
             raise FloatingPointError(f"train_on_batch: the loss became {loss_sum / X.shape[0]}")
         return self._results(loss_sum / X.shape[0], sums / X.shape[0], as_dict)
