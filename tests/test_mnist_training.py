@@ -1,12 +1,15 @@
 """Short runs on the real MNIST data through the `fastnet-train` command, with floors a broken kernel,
 layer or optimizer cannot reach (full-length results are in the README)."""
+import importlib.util
 import json
 import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
+import fastnet
 from fastnet import cli
 
 SHARED = os.environ.get("FASTNET_DATA")
@@ -16,7 +19,9 @@ pytestmark = [pytest.mark.slow,
 
 
 def test_mlp_one_epoch_in_process(tmp_path, capsys):
-    assert cli.main(["mlp", "--epochs", "1", "--out", str(tmp_path), "--verbose", "2"]) == 0
+    onnx = os.environ.get("FASTNET_REQUIRE_ONNX") == "1" or importlib.util.find_spec("onnx") is not None
+    export = ["--export", "onnx"] if onnx else []
+    assert cli.main(["mlp", "--epochs", "1", "--out", str(tmp_path), "--verbose", "2"] + export) == 0
     out = capsys.readouterr().out
     assert "Epoch 1/1" in out and "Test accuracy:" in out and "Total params: 669,706" in out
     record = json.loads((tmp_path / "history.json").read_text())
@@ -27,6 +32,23 @@ def test_mlp_one_epoch_in_process(tmp_path, capsys):
     csv_lines = (tmp_path / "history.csv").read_text().splitlines()
     assert csv_lines[0] == "epoch,loss,accuracy,val_loss,val_accuracy" and csv_lines[1].startswith("1,")
     assert (tmp_path / "model.npz").exists()
+    if onnx:  # the exported graph predicts what the saved model predicts
+        import onnx as onnx_module
+
+        onnx_module.checker.check_model(str(tmp_path / "model.onnx"))
+        if importlib.util.find_spec("onnxruntime"):
+            import onnxruntime
+
+            x = np.random.default_rng(0).random((3, 784), dtype=np.float32)
+            got = onnxruntime.InferenceSession(str(tmp_path / "model.onnx")).run(None, {"input": x})[0]
+            np.testing.assert_allclose(got, fastnet.load_model(str(tmp_path / "model.npz")).predict(x),
+                                       rtol=1e-5, atol=1e-6)
+
+
+def test_export_needs_float32(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["mlp", "--precision", "bf16", "--export", "onnx"])
+    assert "--export onnx needs --precision float32" in capsys.readouterr().err
 
 
 def test_cnn_one_epoch_through_the_entry_point(tmp_path):

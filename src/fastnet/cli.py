@@ -9,7 +9,7 @@ import sys
 import time
 
 import fastnet
-from fastnet import distributed, mixed_precision, networks, viz
+from fastnet import distributed, mixed_precision, networks, onnx_format, viz
 from fastnet._io import atomic_write
 
 
@@ -31,6 +31,8 @@ def _parser():
                    help="image ordering of the cnn's input (default: %(default)s)")
     p.add_argument("--verbose", type=int, choices=[0, 1, 2], default=1, help="0 silent, 1 progress bar, 2 one line "
                                                                            "per epoch (default: %(default)s)")
+    p.add_argument("--export", choices=["onnx"], help="also write the trained model as model.onnx (needs the onnx "
+                                                      "extra: pip install 'fastnet[onnx]')")
     return p
 
 
@@ -55,7 +57,13 @@ def _say(*args, **kwargs):
 
 def main(argv=None):
     """Under mpiexec the run is data-parallel (import fastnet started MPI): same recipe, one set of outputs."""
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.export == "onnx":  # checked before training, not after it
+        if args.precision == "bf16":
+            parser.error("--export onnx needs --precision float32: an ONNX float32 graph would not reproduce "
+                         "bfloat16 products")
+        onnx_format.require_onnx()
     epochs_default, _, article = networks.RECIPES[args.network]
     epochs = args.epochs if args.epochs is not None else epochs_default
     if args.threads is not None:
@@ -100,7 +108,10 @@ def main(argv=None):
     viz.save_image(viz.plot_history(history, title=f"{args.network.upper()}: test accuracy {acc:.4f}"),
                    os.path.join(out, "history.png"))
     viz.save_image(viz.plot_model(model), os.path.join(out, "model.png"))
-    _say(f"Wrote {out}/history.json, history.csv, history.png, model.png and model.npz")
+    if args.export == "onnx":
+        model.export(os.path.join(out, "model.onnx"))
+    _say(f"Wrote {out}/history.json, history.csv, history.png, model.png and model.npz"
+         + (", model.onnx" if args.export else ""))
     return 0
 
 

@@ -25,7 +25,8 @@ OPSET, IR_VERSION = 17, 8
 _TO_NCHW, _TO_NHWC = [0, 3, 1, 2], [0, 2, 3, 1]
 
 
-def _onnx():
+def require_onnx():
+    """The onnx package, or an ImportError that says how to install it."""
     try:
         import onnx
     except ImportError:
@@ -130,7 +131,7 @@ _WRITERS = {Conv2D: _conv, MaxPooling2D: _pool, Flatten: _flatten, Dense: _dense
 
 def to_onnx(model):
     """The model's inference graph as an onnx.ModelProto (checked by onnx.checker)."""
-    onnx = _onnx()
+    onnx = require_onnx()
     model._require_layers()
     bf16 = next((layer.name for layer in model.layers if layer.compute_dtype != "float32"), None)
     if bf16 is not None:
