@@ -12,7 +12,7 @@ int64_t fn_dense_workspace(int64_t N, int64_t I, int64_t O, int isa, int n_threa
 static int dense_forward(float *y, const float *x, const float *w, const float *wp, int64_t N, int64_t I, int64_t O,
                          const fn_epilogue *e, int isa, float *ws, int n_threads) {
     if ((e->act != FN_ACT_LINEAR && e->act != FN_ACT_RELU) || !(e->rate >= 0.0f && e->rate < 1.0f)) return FN_EINVAL;
-    const int nt = fn_gemm_threads(N, O, I, 0, n_threads);
+    const int nt = fn_gemm_threads(N, O, I, 0, 1.0f, isa, n_threads);
     fn_gemm_job j;
     if (wp) fn_gemm_job_init_prepacked(&j, 0, N, O, I, 1.0f, x, I, wp, 0.0f, y, O, isa, ws, nt);
     else fn_gemm_job_init(&j, 0, 0, N, O, I, 1.0f, x, I, w, O, 0.0f, y, O, isa, ws, nt);

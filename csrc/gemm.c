@@ -267,6 +267,12 @@ static void plan_a_once(fn_gemm_job *j, float *slots) {
     j->a_blocks = fn_ceil_div(j->M, FN_MR_MAX) * j->a_nblk_t;
 }
 
+/* Whether a product reads B in place, a few rows at a time (fn_ukernel's rows), rather than packing it. A B already
+ * in one panel's layout (fn_gemm_b_is_packed) is used as it is first. */
+static int reads_b_in_place(const fn_ukernel *uk, int64_t M, int trans_b, float alpha) {
+    return M <= FN_ROWS_MAX && uk->rows && !trans_b && alpha == 1.0f;
+}
+
 static void job_init(fn_gemm_job *j, int trans_a, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
                      int64_t lda, float beta, float *C, int64_t ldc, int isa, int n_threads) {
     j->uk = fn_gemm_ukernel(isa);
@@ -289,7 +295,7 @@ void fn_gemm_job_init(fn_gemm_job *j, int trans_a, int trans_b, int64_t M, int64
      * threads, the threads take K blocks (each thread streams whole rows of B) rather than columns, and their
      * sums are added in K order: what one thread adds, bit for bit. By columns, the CNN's 4608 x 128 dense layer
      * ran no faster on two threads than on one. */
-    if (!direct_b && M <= FN_ROWS_MAX && j->uk->rows && !trans_b && alpha == 1.0f) {
+    if (!direct_b && reads_b_in_place(j->uk, M, trans_b, alpha)) {
         j->b_rows = 1, j->bp = NULL, j->b_packs = 0;
         const int64_t kblocks = fn_ceil_div(K, fn_gemm_kc(K));
         if (n_threads > 1 && kblocks > 1 && ws && (beta == 0.0f || beta == 1.0f) &&
@@ -387,10 +393,11 @@ void fn_gemm_job_run(const fn_gemm_job *j, const fn_epilogue *e) {
     }
 }
 
-int fn_gemm_threads(int64_t M, int64_t N, int64_t K, int trans_b, int n_threads) {
+int fn_gemm_threads(int64_t M, int64_t N, int64_t K, int trans_b, float alpha, int isa, int n_threads) {
     /* A few rows by B in place stream B from memory: one thread per FN_GRAIN_ELEMENTS of B's, not per grain of
      * multiply-adds (one image by the MLP's 512 x 512 kernel is half a grain of those, and 1 MB of B) */
-    if (M <= FN_ROWS_MAX && !trans_b) return fn_threads_for(K * N, FN_GRAIN_ELEMENTS, n_threads);
+    if (reads_b_in_place(fn_gemm_ukernel(isa), M, trans_b, alpha))
+        return fn_threads_for(K * N, FN_GRAIN_ELEMENTS, n_threads);
     return fn_threads_for(M * N * K, FN_GRAIN_MACS, n_threads);
 }
 
@@ -398,7 +405,7 @@ int fn_gemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alp
             int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc, int isa, float *ws,
             int n_threads) {
     if (M <= 0 || N <= 0) return FN_OK;
-    const int nt = fn_gemm_threads(M, N, K, trans_b, n_threads);
+    const int nt = fn_gemm_threads(M, N, K, trans_b, alpha, isa, n_threads);
     fn_gemm_job j;
     fn_gemm_job_init(&j, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, isa, ws, nt);
     #pragma omp parallel num_threads(nt)

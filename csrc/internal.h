@@ -256,7 +256,7 @@ void fn_gemm_job_pack(const fn_gemm_job *j, int64_t item);
 int64_t fn_gemm_job_tiles(const fn_gemm_job *j);
 void fn_gemm_job_tile(const fn_gemm_job *j, int64_t t, int64_t *m0, int64_t *m1, int64_t *j0, int64_t *j1);
 /* The threads a GEMM of this shape takes (n_threads at most). */
-int fn_gemm_threads(int64_t M, int64_t N, int64_t K, int trans_b, int n_threads);
+int fn_gemm_threads(int64_t M, int64_t N, int64_t K, int trans_b, float alpha, int isa, int n_threads);
 /* What a dense forward applies to each finished tile of C, in place of passes over C after the GEMM: bias (may be
  * NULL), then act ('linear' or 'relu'), then inverted dropout at rate (0: none) with the mask stream key, C's
  * element (r, c) being element first + r * N + c of the stream, as fn_dropout_forward over C would draw it. */

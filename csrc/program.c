@@ -301,10 +301,10 @@ int64_t fn_program_workspace(const fn_op *ops, int n_ops, int64_t capacity, int 
         int64_t need = 0;
         fn_conv2d_shape s = conv_shape(op, capacity);
         switch (op->kind) {
-        case FN_OP_DENSE: /* the forward's GEMM (its weights packed or not), and the backward's two */
+        case FN_OP_DENSE: /* the forward's GEMM (room for its weights' panels, and for its rows' bfloat16 slots
+                           * when the weights come prepacked), and the backward's two */
             need = training ? fn_dense_workspace(capacity, op->in_row, op->out_row, op->path, n_threads)
                             : fn_gemm_workspace(capacity, op->out_row, op->in_row, op->path, n_threads);
-            need = fn_max64(need, fn_gemm_prepacked_workspace(capacity, op->in_row, op->path));
             break;
         case FN_OP_CONV2D:
         case FN_OP_CONV2D_MAXPOOL:

@@ -27,6 +27,7 @@ import numpy as np
 
 from fastnet import _untrusted, _version, layers, mixed_precision, optimizers
 from fastnet._io import atomic_write
+from fastnet.layers.base import by_class
 
 KERAS_VERSION = "3.0.0"  # the Keras format version written (metadata.json); fastnet's own version beside it
 
@@ -54,13 +55,15 @@ OPTIMIZERS = {"SGD": optimizers.SGD, "RMSprop": optimizers.RMSprop, "Adadelta": 
               "Adam": optimizers.Adam}
 
 
+_KERAS_NAMES = {cls: name for name, cls in KERAS_CLASSES.items()}
+
+
 def keras_class(layer):
     """The Keras class a layer is written as: its own class's, else its nearest base class's (Convolution2D:
     Conv2D)."""
-    names = {cls: name for name, cls in KERAS_CLASSES.items()}
-    for cls in type(layer).__mro__:
-        if cls in names:
-            return names[cls]
+    name = by_class(_KERAS_NAMES, layer)
+    if name is not None:
+        return name
     raise KerasFileError(f"{layer.name} ({type(layer).__name__}): no Keras layer to write it as")
 
 

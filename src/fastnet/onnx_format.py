@@ -16,7 +16,7 @@ Needs the `onnx` package (pip install 'fastnet[onnx]'), imported only here, only
 from fastnet import _check, _kernels
 from fastnet._version import __version__
 from fastnet._io import atomic_write
-from fastnet.layers.base import public_shape
+from fastnet.layers.base import by_class, public_shape
 from fastnet.layers.convolutional import Conv2D
 from fastnet.layers.core import Activation, Dense, Dropout, Flatten
 from fastnet.layers.pooling import MaxPooling2D
@@ -124,8 +124,7 @@ def _dense(g, layer):
 
 
 _WRITERS = {Conv2D: _conv, MaxPooling2D: _pool, Flatten: _flatten, Dense: _dense,
-            Activation: lambda g, layer: g.activation(layer.activation, layer.name,
-                                                      layer.alpha if type(layer) is not Activation else None),
+            Activation: lambda g, layer: g.activation(layer.activation, layer.name, layer.alpha),
             Dropout: lambda g, layer: None}
 
 
@@ -142,7 +141,7 @@ def to_onnx(model):
     g = _Graph(onnx, "flat" if len(first.in_shape) != 3 else
                ("nchw" if first.in_fmt == "channels_first" else "nhwc"))
     for layer in model.layers:
-        write = next((_WRITERS[c] for c in type(layer).__mro__ if c in _WRITERS), None)
+        write = by_class(_WRITERS, layer)
         if write is None:
             raise ValueError(f"export: layer {layer.name!r} ({type(layer).__name__}) has no ONNX form in fastnet")
         write(g, layer)

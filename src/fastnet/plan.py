@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from fastnet import _kernels
+from fastnet.layers.base import by_class
 from fastnet.layers.convolutional import Conv2D
 from fastnet.layers.core import Activation, Dense, Dropout, Flatten
 from fastnet.layers.pooling import MaxPooling2D
@@ -156,7 +157,8 @@ class ActivationStep(Step):
     op = "activation"
 
     def spec(self, mem, seed):
-        return {**super().spec(mem, seed), "post": self.layer.activation, "alpha": self.layer.alpha,
+        alpha = self.layer.alpha
+        return {**super().spec(mem, seed), "post": self.layer.activation, "alpha": 0.0 if alpha is None else alpha,
                 "y": mem.out("y", self.out_shape)}
 
 
@@ -247,7 +249,7 @@ def compile_steps(layers, by_loss, conv_algo, fuse=True):
     fuse=False: no step covers two layers or applies another's backward (the same arithmetic, for tests)."""
     steps, i = [], 0
     while i < len(layers):
-        start = next((_STARTS[c] for c in type(layers[i]).__mro__ if c in _STARTS), None)
+        start = by_class(_STARTS, layers[i])
         if start is None:
             raise TypeError(f"{layers[i].name}: no kernel runs layers of type {type(layers[i]).__name__}")
         steps.append(start(layers, i, by_loss, conv_algo, fuse))

@@ -65,6 +65,13 @@ def initial_value(init, shape, fan_in, fan_out, rng):
     return rng.normal(0.0, np.sqrt(1.0 / fan), shape).astype(np.float32)  # untruncated, as Keras 2.0
 
 
+def by_class(table, layer):
+    """table's entry for the layer's class, or for its nearest base class in the table (Convolution2D: Conv2D's,
+    LeakyReLU: Activation's); None when neither is there. The plan's steps, Keras's class names and ONNX's writers
+    are such tables."""
+    return next((table[cls] for cls in type(layer).__mro__ if cls in table), None)
+
+
 class Layer:
     """A layer: configuration in __init__, shapes in build(), weights in init_weights(); the plan's steps
     (fastnet.plan) compute it.

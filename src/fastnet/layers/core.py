@@ -49,7 +49,7 @@ class Dense(Layer):
 
 class Activation(Layer):
     kind = "activation"
-    alpha = 0.0  # a parametric activation's parameter (a subclass's; the kernels take it with the name)
+    alpha = None  # a parametric activation's parameter (a subclass's, LeakyReLU's); None: the activation has none
 
     def __init__(self, activation, **kwargs):
         super().__init__(**kwargs)
