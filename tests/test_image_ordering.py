@@ -6,7 +6,7 @@ import pytest
 
 from fastnet import backend
 from fastnet.backend import DataFormatWarning
-from fastnet.layers import Activation, Conv2D, Convolution2D, Dense, Flatten, MaxPooling2D
+from fastnet.layers import Activation, Conv2D, Convolution2D, Dense, Dropout, Flatten, MaxPooling2D
 from fastnet.models import Sequential, load_model
 
 
@@ -92,3 +92,21 @@ def test_a_pooling_first_layer_is_inferred_by_its_window():
     with pytest.warns(DataFormatWarning):
         m = Sequential([MaxPooling2D((2, 2), input_shape=(1, 8, 8))])
     assert m.layers[0].output_shape == (None, 1, 4, 4)
+
+
+
+@pytest.mark.parametrize("relu_first", [False, True])
+def test_layers_that_take_any_ordering_let_the_first_convolution_say_how_the_input_reads(relu_first):
+    """Keras: Dropout or Activation first passes the images through; a Conv2D(data_format='channels_first') after
+    them reads (3, 8, 8) as 3 channels of 8x8, exactly as if it came first. (fastnet read the input as 3 rows of
+    8x8 with 8 channels until the ONNX import's fuzz test found it.)"""
+    first = Sequential([Conv2D(2, (3, 3), data_format="channels_first", input_shape=(3, 8, 8))])
+    before = [Activation("relu", input_shape=(3, 8, 8)), Dropout(0.5)] if relu_first else \
+        [Dropout(0.2, input_shape=(3, 8, 8))]
+    later = Sequential(before + [Conv2D(2, (3, 3), data_format="channels_first")])
+    assert later.input_shape == first.input_shape == (None, 3, 8, 8)
+    assert later.output_shape == first.output_shape == (None, 2, 6, 6)
+    later.set_weights(first.get_weights())
+    x = np.random.default_rng(0).standard_normal((2, 3, 8, 8)).astype(np.float32)
+    expected = first.predict(np.maximum(x, 0) if relu_first else x, verbose=0)
+    np.testing.assert_allclose(later.predict(x, verbose=0), expected, rtol=1e-6)

@@ -110,6 +110,9 @@ class Sequential:
             in_shape, in_fmt = internal_shape(layer.input_shape_arg, fmt), fmt if len(layer.input_shape_arg) == 3 else None
         else:
             in_shape, in_fmt = self.layers[-1].out_shape, self.layers[-1].out_fmt
+            reads = layer.input_data_format() if in_fmt is None and len(in_shape) == 3 else None
+            if reads is not None:
+                in_shape, in_fmt = self._read_input_as(reads)
             if layer.input_shape_arg is not None and tuple(layer.input_shape_arg) != public_shape(in_shape, in_fmt):
                 raise ValueError(f"{layer.name}: input_shape={layer.input_shape_arg} but the previous layer outputs "
                                  f"{public_shape(in_shape, in_fmt)}")
@@ -121,6 +124,15 @@ class Sequential:
         self._compiled = False  # the loss may no longer take over the last softmax, and new weights need slots
         self._loss = None
         self._plan = None
+
+    def _read_input_as(self, fmt):
+        """The image input reached a layer with an ordering (a Conv2D, a MaxPooling2D) through layers that take
+        any (Dropout, Activation): that layer says how the input reads, as in Keras. The layers before it are
+        built again in that ordering (they hold no weights) and the last one's output returned."""
+        shape, in_fmt = internal_shape(self.layers[0].input_shape_arg, fmt), fmt
+        for before in self.layers:
+            shape, in_fmt = before.build(shape, in_fmt)
+        return shape, in_fmt
 
     def pop(self):
         """Remove the last layer and return it (Keras). The model needs compile() again before training."""
