@@ -24,9 +24,9 @@ one-hot labels, `labels` the same as integers and `tmp` an empty folder (shown a
 Three property-based fuzzers try far more than these rows: `tests/test_fuzz_kernels.py` (every kernel, random
 shapes, strides, thread counts and aliased arguments; also under AddressSanitizer in `.ci/sanitize`),
 `tests/test_fuzz_api.py` (random small models through fit, predict, evaluate, save and load_model) and
-`tests/test_fuzz_model_files.py` (valid `.keras`, `.weights.h5` and `.npz` files mutated byte by byte, member by
-member, field by field and object by object, each loaded in a process capped at 2 GiB). None may see a crash, an
-internal exception type or a message from numpy instead of fastnet's own.
+`tests/test_fuzz_model_files.py` (valid `.keras`, `.weights.h5`, `.npz` and `.onnx` files mutated byte by byte,
+member by member, field by field, object by object and node by node, each loaded in a process capped at 2 GiB).
+None may see a crash, an internal exception type or a message from numpy instead of fastnet's own.
 
 | bad input | code | what fastnet raises |
 |---|---|---|

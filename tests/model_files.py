@@ -58,13 +58,14 @@ def trained(arch):
 
 
 def save_all(folder):
-    """{(arch, extension): path} of every architecture saved in every format, in folder."""
+    """{(arch, extension): path} of every architecture saved in every format (and exported to ONNX), in
+    folder."""
     files = {}
     for arch in ARCHITECTURES:
         m = trained(arch)
-        for ext in (".keras", ".npz", ".weights.h5"):
+        for ext in (".keras", ".npz", ".weights.h5", ".onnx"):
             path = os.path.join(folder, arch + ext)
-            (m.save_weights if ext == ".weights.h5" else m.save)(path)
+            {".weights.h5": m.save_weights, ".onnx": m.export}.get(ext, m.save)(path)
             files[arch, ext] = path
     return files
 

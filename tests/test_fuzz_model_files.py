@@ -32,7 +32,7 @@ BLOBS = {key: open(path, "rb").read() for key, path in FILES.items()}
 CANARY = os.path.join(FOLDER, "canary")
 os.mkfifo(CANARY)
 H5 = {key: mf.datasets(blob if key[1] == ".weights.h5" else dict(mf.members(blob))["model.weights.h5"])
-      for key, blob in BLOBS.items() if key[1] != ".npz"}
+      for key, blob in BLOBS.items() if key[1] in (".keras", ".weights.h5")}
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +84,7 @@ NAMES = ["config.json", "metadata.json", "model.weights.h5", "fastnet_model.json
 
 
 @FUZZ
-@given(st.sampled_from([k for k in sorted(BLOBS) if k[1] != ".weights.h5"]), st.data())
+@given(st.sampled_from([k for k in sorted(BLOBS) if k[1] in (".keras", ".npz")]), st.data())
 def test_zip_members_edited(worker, key, data):
     entries = mf.members(BLOBS[key])
     for _ in range(data.draw(st.integers(1, 3), "edits")):
@@ -115,7 +115,7 @@ def _nodes(value, path=()):
 
 
 @FUZZ
-@given(st.sampled_from([k for k in sorted(BLOBS) if k[1] != ".weights.h5"]), st.data())
+@given(st.sampled_from([k for k in sorted(BLOBS) if k[1] in (".keras", ".npz")]), st.data())
 def test_json_fields_replaced(worker, key, data):
     blob = BLOBS[key]
     document = json.loads(dict(mf.members(blob))["config.json"]) if key[1] == ".keras" else mf.npz_meta(blob)
@@ -228,3 +228,67 @@ def test_npy_headers_rewritten(worker, key, data):
     payload = payload[:data.draw(st.integers(0, len(payload)), "keep")] if data.draw(st.booleans(), "cut") else payload
     entries[i] = (name, mf.npy_with_header(header, payload, version=data.draw(st.sampled_from([1, 2, 3]), "version")))
     run(worker, key, mf.zip_bytes(entries))
+
+
+# ------------------------------------------------------------ ONNX protobufs
+def _onnx_edit(proto, data):
+    """One edit of an exported model's graph: a tensor's dims, type, bytes or storage; a node's op, inputs or
+    attributes; the input's shape; the opset."""
+    import onnx
+
+    graph = proto.graph
+    what = data.draw(st.sampled_from(["dims", "data_type", "raw_data", "external", "op", "input", "attribute",
+                                      "input_shape", "opset", "duplicate_node", "drop_node"]), "edit")
+    tensor = data.draw(st.sampled_from(list(graph.initializer)), "tensor")
+    node = data.draw(st.sampled_from(list(graph.node)), "node")
+    if what == "dims":
+        tensor.dims[:] = data.draw(SHAPES, "dims")
+    elif what == "data_type":
+        tensor.data_type = data.draw(st.integers(0, 25), "type")
+    elif what == "raw_data":
+        raw = tensor.raw_data
+        tensor.raw_data = raw[:data.draw(st.integers(0, len(raw)), "cut")] + data.draw(st.binary(max_size=8), "tail")
+    elif what == "external":  # pointing at a FIFO: opening it would hang
+        tensor.data_location = onnx.TensorProto.EXTERNAL
+        del tensor.external_data[:]
+        for key, value in (("location", data.draw(st.sampled_from([CANARY, "canary", "../canary"]), "at")),
+                           ("length", str(data.draw(SIZES, "length")))):
+            entry = tensor.external_data.add()
+            entry.key, entry.value = key, value
+        tensor.ClearField("raw_data")
+    elif what == "op":
+        node.op_type = data.draw(st.sampled_from(["Conv", "Gemm", "MatMul", "MaxPool", "Flatten", "Reshape", "Add",
+                                                  "Transpose", "Softmax", "Shape", "Gather", "Concat", "Loop",
+                                                  "If", "Constant"]), "op")
+    elif what == "input" and node.input:
+        node.input[data.draw(st.integers(0, len(node.input) - 1), "which")] = data.draw(
+            st.sampled_from([i.name for i in graph.initializer] + ["input", "nothing", ""]), "name")
+    elif what == "attribute":
+        del node.attribute[:]
+        for name in data.draw(st.lists(st.sampled_from(["kernel_shape", "strides", "pads", "perm", "axis",
+                                                        "transB", "group", "dilations"]), max_size=3, unique=True)):
+            value = data.draw(st.lists(st.integers(-3, 5) | SIZES, max_size=5) | st.integers(-3, 5), name)
+            kind = onnx.AttributeProto.INTS if isinstance(value, list) else onnx.AttributeProto.INT
+            node.attribute.append(onnx.helper.make_attribute(name, value, attr_type=kind))
+    elif what == "input_shape":
+        dims = graph.input[0].type.tensor_type.shape.dim
+        del dims[:]
+        for d in data.draw(st.lists(st.integers(0, 40) | SIZES, min_size=1, max_size=5), "shape"):
+            dims.add().dim_value = d
+    elif what == "opset":
+        proto.opset_import[0].version = data.draw(st.integers(-2, 40), "opset")
+    elif what == "duplicate_node":
+        graph.node.append(node)
+    else:
+        graph.node.remove(node)
+
+
+@FUZZ
+@given(st.sampled_from([k for k in sorted(BLOBS) if k[1] == ".onnx"]), st.data())
+def test_onnx_graphs_edited(worker, key, data):
+    import onnx
+
+    proto = onnx.ModelProto.FromString(BLOBS[key])
+    for _ in range(data.draw(st.integers(1, 3), "edits")):
+        _onnx_edit(proto, data)
+    run(worker, key, proto.SerializeToString())

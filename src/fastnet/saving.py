@@ -20,7 +20,7 @@ import re
 
 import numpy as np
 
-from fastnet import _check, _untrusted, keras_format, layers, optimizers
+from fastnet import _check, _untrusted, keras_format, layers, onnx_format, optimizers
 from fastnet._io import atomic_write
 from fastnet._untrusted import ModelFileError
 
@@ -40,6 +40,7 @@ def _extension(path, what, extensions):
                          "layout); a whole model: save('x.keras') or save('x.npz')")
     raise ValueError(f"{what}: {name!r}: fastnet saves models as .keras (Keras 3's format) or .npz (fastnet's own, "
                      "with the optimizer state for exact resume); weights alone: save_weights('x.weights.h5')"
+                     + (", ONNX: model.export('x.onnx')" if name.endswith(".onnx") else "")
                      + (" (legacy Keras .h5 model files are not supported)" if name.endswith((".h5", ".hdf5")) else ""))
 
 
@@ -177,11 +178,19 @@ def _load_npz(path, compile):
     return model
 
 
-def load_model(path, compile=True):
-    """A model from a .keras or .npz file (by the extension). Files are untrusted input (fastnet._untrusted):
-    nothing in them is executed, nothing outside them is read, and every size they claim is checked first."""
+def load_model(path, compile=True, *, external_data=False):
+    """A model from a .keras, .npz or .onnx file (by the extension). Files are untrusted input
+    (fastnet._untrusted): nothing in them is executed, nothing outside them is read, and every size they claim is
+    checked first. external_data=True lets an ONNX file's tensors come from files beside it (below its folder);
+    a model from ONNX is an inference graph, uncompiled: compile it to train on."""
     path = _check.path(path, "path", "load_model")
-    if _extension(path, "load_model", MODEL_EXTENSIONS) == ".keras":
+    external_data = _check.boolean(external_data, "external_data", "load_model")
+    ext = _extension(path, "load_model", MODEL_EXTENSIONS + (".onnx",))
+    if ext == ".onnx":
+        return onnx_format.load_onnx(path, external_data)
+    if external_data:
+        raise ValueError(f"load_model: external_data=True is for .onnx files; {os.fspath(path)!r} is {ext}")
+    if ext == ".keras":
         if not os.path.exists(path):
             raise FileNotFoundError(f"load_model: no such file {os.fspath(path)}")
         return keras_format.load_keras(path, compile)
