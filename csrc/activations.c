@@ -76,33 +76,30 @@ int fn_activation_backward(float *dx, const float *dy, const float *y, int64_t n
 }
 
 int fn_softmax_forward(float *y, const float *x, int64_t N, int64_t C, int n_threads) {
-    #pragma omp parallel for schedule(static) num_threads(FN_ELEMENT_THREADS(N * C * FN_COST_EXP))
-    for (int64_t r = 0; r < N; r++) {
+    FN_PARALLEL_FOR(FN_ELEMENT_THREADS(N * C * FN_COST_EXP), r, N, {
         const float *xr = x + r * C;
         float *yr = y + r * C;
         float m = xr[0], sum = 0.0f;
         for (int64_t j = 1; j < C; j++) m = xr[j] > m ? xr[j] : m;
         for (int64_t j = 0; j < C; j++) sum += (yr[j] = expf(xr[j] - m));
         for (int64_t j = 0; j < C; j++) yr[j] /= sum;
-    }
+    });
     return FN_OK;
 }
 
 int fn_softmax_backward(float *dx, const float *dy, const float *y, int64_t N, int64_t C, int n_threads) {
-    #pragma omp parallel for schedule(static) num_threads(FN_ELEMENT_THREADS(N * C))
-    for (int64_t r = 0; r < N; r++) {
+    FN_PARALLEL_FOR(FN_ELEMENT_THREADS(N * C), r, N, {
         const float *dyr = dy + r * C, *yr = y + r * C;
         float dot = 0.0f;
         for (int64_t j = 0; j < C; j++) dot += dyr[j] * yr[j];
         for (int64_t j = 0; j < C; j++) dx[r * C + j] = yr[j] * (dyr[j] - dot);
-    }
+    });
     return FN_OK;
 }
 
 int fn_bias_act_forward(float *y, const float *b, int64_t R, int64_t C, int act, int n_threads) {
     if (act != FN_ACT_LINEAR && act != FN_ACT_RELU) return FN_EINVAL;
-    #pragma omp parallel for schedule(static) num_threads(FN_ELEMENT_THREADS(R * C))
-    for (int64_t r = 0; r < R; r++) fn_bias_act_rows(y + r * C, C, b, 1, C, act);
+    FN_PARALLEL_FOR(FN_ELEMENT_THREADS(R * C), r, R, fn_bias_act_rows(y + r * C, C, b, 1, C, act));
     return FN_OK;
 }
 
@@ -115,10 +112,15 @@ FN_VECTOR_CLONES static int64_t count_nonfinite(const float *restrict x, int64_t
 int64_t fn_first_nonfinite(const float *x, int64_t n, int n_threads) {
     const int64_t nb = fn_ceil_div(n, FN_BLOCK);
     int64_t first = nb; /* the first block holding a bad value; nb: none */
-    #pragma omp parallel for schedule(static) num_threads(FN_ELEMENT_THREADS(n)) reduction(min : first)
-    for (int64_t b = 0; b < nb; b++) {
-        const int64_t i0 = b * FN_BLOCK;
-        if (count_nonfinite(x + i0, fn_min64(FN_BLOCK, n - i0)) && b < first) first = b;
+    const int nt = FN_ELEMENT_THREADS(n);
+    if (nt == 1) /* no region (internal.h's FN_PARALLEL): any bad value, and the scan below starts at 0 */
+        first = nb && count_nonfinite(x, n) ? 0 : nb;
+    else {
+        #pragma omp parallel for schedule(static) num_threads(nt) reduction(min : first)
+        for (int64_t b = 0; b < nb; b++) {
+            const int64_t i0 = b * FN_BLOCK;
+            if (count_nonfinite(x + i0, fn_min64(FN_BLOCK, n - i0)) && b < first) first = b;
+        }
     }
     for (int64_t i = first * FN_BLOCK; i < n; i++)
         if (!isfinite(x[i])) return i;

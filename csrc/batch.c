@@ -6,8 +6,7 @@
 #define FN_GATHER_GRAIN (16 * 1024)
 
 int fn_gather_rows(void *dst, const void *src, const int64_t *idx, int64_t n, int64_t row_bytes, int n_threads) {
-    #pragma omp parallel for schedule(static) num_threads(fn_threads_for(n * row_bytes, FN_GATHER_GRAIN, n_threads))
-    for (int64_t r = 0; r < n; r++)
-        memcpy((char *)dst + r * row_bytes, (const char *)src + idx[r] * row_bytes, (size_t)row_bytes);
+    FN_PARALLEL_FOR(fn_threads_for(n * row_bytes, FN_GATHER_GRAIN, n_threads), r, n,
+                    memcpy((char *)dst + r * row_bytes, (const char *)src + idx[r] * row_bytes, (size_t)row_bytes));
     return FN_OK;
 }

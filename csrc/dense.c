@@ -16,8 +16,7 @@ static int dense_forward(float *y, const float *x, const float *w, const float *
     fn_gemm_job j;
     if (wp) fn_gemm_job_init_prepacked(&j, 0, N, O, I, 1.0f, x, I, wp, 0.0f, y, O, isa, ws, nt);
     else fn_gemm_job_init(&j, 0, 0, N, O, I, 1.0f, x, I, w, O, 0.0f, y, O, isa, ws, nt);
-    #pragma omp parallel num_threads(nt)
-    fn_gemm_job_run(&j, e);
+    FN_PARALLEL(nt, fn_gemm_job_run(&j, e));
     return FN_OK;
 }
 
@@ -43,13 +42,35 @@ static void bias_columns(float *db, const float *dy, int64_t R, int64_t C, int64
 
 int fn_bias_backward(float *db, const float *dy, int64_t R, int64_t C, int n_threads) {
     /* Columns are split in blocks of 16: each thread owns whole columns and sums rows in order. */
-    #pragma omp parallel for schedule(static) num_threads(FN_ELEMENT_THREADS(R * C))
-    for (int64_t blk = 0; blk < fn_ceil_div(C, 16); blk++) bias_columns(db, dy, R, C, blk * 16, fn_min64(C, blk * 16 + 16));
+    FN_PARALLEL_FOR(FN_ELEMENT_THREADS(R * C), blk, fn_ceil_div(C, 16),
+                    bias_columns(db, dy, R, C, blk * 16, fn_min64(C, blk * 16 + 16)));
     return FN_OK;
 }
 
 /* dx = dy w^T, dw = x^T dy and db in one parallel region: both GEMMs' packing, then both GEMMs' tiles and db's
  * column blocks as one list of items (more items to share among many threads than either GEMM has alone). */
+/* A thread's share of the backward's items: both GEMMs' packing, then their tiles and db's column sums. */
+static void backward_items(const fn_gemm_job *jx, const fn_gemm_job *jw, float *db, const float *dy, int64_t N,
+                           int64_t O, int64_t px, int64_t pw, int64_t tx, int64_t tw, int64_t nb) {
+    if (px + pw) { /* dx's panels (W transposed) cost more than dw's (dy): dynamic, as below */
+        #pragma omp for schedule(dynamic, 1)
+        for (int64_t q = 0; q < px + pw; q++) {
+            if (q < px) fn_gemm_job_pack(jx, q);
+            else fn_gemm_job_pack(jw, q - px);
+        }
+    }
+    /* Items of unequal cost (two GEMMs' tiles, db's column sums): taken one at a time by whichever thread is free,
+     * since a static split of the list gave one thread the tiles and the other the sums. Which thread runs an item
+     * changes none of its bits. */
+    #pragma omp for schedule(dynamic, 1)
+    for (int64_t t = 0; t < tx + tw + nb; t++) {
+        int64_t m0, m1, j0, j1;
+        if (t < tx) fn_gemm_job_tile(jx, t, &m0, &m1, &j0, &j1);
+        else if (t < tx + tw) fn_gemm_job_tile(jw, t - tx, &m0, &m1, &j0, &j1);
+        else bias_columns(db, dy, N, O, (t - tx - tw) * 16, fn_min64(O, (t - tx - tw) * 16 + 16));
+    }
+}
+
 int fn_dense_backward(float *dx, float *dw, float *db, const float *dy, const float *x, const float *w,
                       int64_t N, int64_t I, int64_t O, int isa, float *ws, int n_threads) {
     const int nt = fn_threads_for(N * I * O * (dx ? 2 : 1), FN_GRAIN_MACS, n_threads);
@@ -60,25 +81,6 @@ int fn_dense_backward(float *dx, float *dw, float *db, const float *dy, const fl
                          ws + fn_gemm_workspace(I, O, N, isa, nt), nt);
     const int64_t px = dx ? fn_gemm_job_packs(&jx) : 0, pw = fn_gemm_job_packs(&jw);
     const int64_t tx = dx ? fn_gemm_job_tiles(&jx) : 0, tw = fn_gemm_job_tiles(&jw), nb = db ? fn_ceil_div(O, 16) : 0;
-    #pragma omp parallel num_threads(nt)
-    {
-        if (px + pw) { /* dx's panels (W transposed) cost more than dw's (dy): dynamic, as below */
-            #pragma omp for schedule(dynamic, 1)
-            for (int64_t q = 0; q < px + pw; q++) {
-                if (q < px) fn_gemm_job_pack(&jx, q);
-                else fn_gemm_job_pack(&jw, q - px);
-            }
-        }
-        /* Items of unequal cost (two GEMMs' tiles, db's column sums): taken one at a time by whichever thread is
-         * free, since a static split of the list gave one thread the tiles and the other the sums. Which thread
-         * runs an item changes none of its bits. */
-        #pragma omp for schedule(dynamic, 1)
-        for (int64_t t = 0; t < tx + tw + nb; t++) {
-            int64_t m0, m1, j0, j1;
-            if (t < tx) fn_gemm_job_tile(&jx, t, &m0, &m1, &j0, &j1);
-            else if (t < tx + tw) fn_gemm_job_tile(&jw, t - tx, &m0, &m1, &j0, &j1);
-            else bias_columns(db, dy, N, O, (t - tx - tw) * 16, fn_min64(O, (t - tx - tw) * 16 + 16));
-        }
-    }
+    FN_PARALLEL(nt, backward_items(&jx, &jw, db, dy, N, O, px, pw, tx, tw, nb));
     return FN_OK;
 }

@@ -408,15 +408,14 @@ int fn_gemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alp
     const int nt = fn_gemm_threads(M, N, K, trans_b, alpha, isa, n_threads);
     fn_gemm_job j;
     fn_gemm_job_init(&j, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, isa, ws, nt);
-    #pragma omp parallel num_threads(nt)
-    fn_gemm_job_run(&j, NULL);
+    FN_PARALLEL(nt, fn_gemm_job_run(&j, NULL));
     return FN_OK;
 }
 
 int fn_gemm_pack(float *bp, const float *B, int64_t ldb, int trans_b, int64_t K, int64_t N, int isa, int n_threads) {
     const fn_ukernel *uk = fn_gemm_ukernel(isa);
-    #pragma omp parallel for schedule(static) num_threads(FN_ELEMENT_THREADS(K * N))
-    for (int64_t q = 0; q < fn_ceil_div(N, uk->nr); q++) fn_gemm_pack_b(uk, bp, B, ldb, trans_b, K, N, q, q + 1);
+    FN_PARALLEL_FOR(FN_ELEMENT_THREADS(K * N), q, fn_ceil_div(N, uk->nr),
+                    fn_gemm_pack_b(uk, bp, B, ldb, trans_b, K, N, q, q + 1));
     return FN_OK;
 }
 
@@ -434,8 +433,7 @@ int fn_gemm_prepacked(int trans_a, int64_t M, int64_t N, int64_t K, float alpha,
     const int nt = fn_threads_for(M * N * K, FN_GRAIN_MACS, n_threads);
     fn_gemm_job j;
     fn_gemm_job_init_prepacked(&j, trans_a, M, N, K, alpha, A, lda, bp, beta, C, ldc, isa, ws, nt);
-    #pragma omp parallel num_threads(nt)
-    fn_gemm_job_run(&j, NULL);
+    FN_PARALLEL(nt, fn_gemm_job_run(&j, NULL));
     return FN_OK;
 }
 

@@ -62,19 +62,43 @@ static inline int fn_threads_for(int64_t work, int64_t grain, int n_threads) {
 /* The threads of an elementwise or row kernel over `elements`, in a function with an n_threads argument. */
 #define FN_ELEMENT_THREADS(elements) fn_threads_for((elements), FN_GRAIN_ELEMENTS, n_threads)
 
+/* Parallel regions that cost nothing when they run on one thread. libgomp builds a team even for one thread:
+ * 0.4 us a region on the 2-core EPYC (first_nonfinite of one float took 0.47 us a call through a region, 0.09
+ * without), and one image through a network, or a small model's training step, runs a dozen regions that
+ * fn_threads_for keeps to one thread. Those run here on the calling thread with no OpenMP call; an orphaned
+ * `omp for` inside then runs whole on that thread (OpenMP's rule outside a region). The same code runs either
+ * way, so no bit changes.
+ *   FN_PARALLEL(nt, call): `#pragma omp parallel num_threads(nt)` over call (each thread runs it).
+ *   FN_PARALLEL_FOR(nt, i, n, body...): for (int64_t i = 0; i < n; i++) { body }, statically split over nt. */
+#define FN_PARALLEL(nt, ...)                                                                        \
+    do {                                                                                            \
+        const int fn_nt_ = (nt);                                                                    \
+        if (fn_nt_ > 1) {                                                                           \
+            _Pragma("omp parallel num_threads(fn_nt_)") { __VA_ARGS__; }                            \
+        } else {                                                                                    \
+            __VA_ARGS__;                                                                            \
+        }                                                                                           \
+    } while (0)
+#define FN_PARALLEL_FOR(nt, i, n, ...)                                                              \
+    do {                                                                                            \
+        const int fn_nt_ = (nt);                                                                    \
+        const int64_t fn_n_ = (n);                                                                  \
+        if (fn_nt_ > 1) {                                                                           \
+            _Pragma("omp parallel for schedule(static) num_threads(fn_nt_)")                        \
+            for (int64_t i = 0; i < fn_n_; i++) { __VA_ARGS__; }                                    \
+        } else {                                                                                    \
+            for (int64_t i = 0; i < fn_n_; i++) { __VA_ARGS__; }                                    \
+        }                                                                                           \
+    } while (0)
+
 /* Elementwise kernels split their n elements into blocks of this many, one block per loop iteration, on the
  * threads (the caller's n_threads at most) that `work` elements' worth of grains keeps busy. */
 #define FN_BLOCK 8192
 #define FN_FOR_BLOCKS_OF(work, n, i0, len, body)                                                    \
     {                                                                                               \
-        const int nt_ = FN_ELEMENT_THREADS(work);                                                   \
-        _Pragma("omp parallel for schedule(static) num_threads(nt_)")                               \
-        for (int64_t blk_ = 0; blk_ < fn_ceil_div((n), FN_BLOCK); blk_++) {                         \
-            const int64_t i0 = blk_ * FN_BLOCK, len = fn_min64(FN_BLOCK, (n) - i0);                 \
-            const unsigned csr_ = fn_ftz_enter();                                                   \
-            body;                                                                                   \
-            fn_ftz_leave(csr_);                                                                     \
-        }                                                                                           \
+        FN_PARALLEL_FOR(FN_ELEMENT_THREADS(work), blk_, fn_ceil_div((n), FN_BLOCK),                 \
+                        const int64_t i0 = blk_ * FN_BLOCK, len = fn_min64(FN_BLOCK, (n) - i0);     \
+                        const unsigned csr_ = fn_ftz_enter(); body; fn_ftz_leave(csr_));           \
     }
 #define FN_FOR_BLOCKS(n, i0, len, body) FN_FOR_BLOCKS_OF(n, n, i0, len, body)
 

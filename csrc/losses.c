@@ -18,8 +18,7 @@ int fn_pointwise_loss_forward(int kind, float *loss, float *probs, const float *
                               const float *w, int64_t N, int64_t C, int n_threads) {
     if (kind < FN_LOSS_SQUARED || kind > FN_LOSS_SIGMOID_XENT) return FN_EINVAL;
     const int64_t cost = kind == FN_LOSS_SIGMOID_XENT ? FN_COST_EXP : 1;
-    #pragma omp parallel for schedule(static) num_threads(FN_ELEMENT_THREADS(N * C * cost))
-    for (int64_t r = 0; r < N; r++) {
+    FN_PARALLEL_FOR(FN_ELEMENT_THREADS(N * C * cost), r, N, {
         const float *o = out + r * C, *t = targets + r * C;
         double sum = 0.0;
         if (kind == FN_LOSS_SQUARED) {
@@ -33,15 +32,14 @@ int fn_pointwise_loss_forward(int kind, float *loss, float *probs, const float *
             }
         }
         loss[r] = (float)(sum / (double)C * (w ? w[r] : 1.0f));
-    }
+    });
     return FN_OK;
 }
 
 int fn_pointwise_loss_backward(int kind, float *dout, const float *out, const float *probs, const float *targets,
                                const float *w, int64_t N, int64_t C, float scale, int n_threads) {
     if (kind < FN_LOSS_SQUARED || kind > FN_LOSS_SIGMOID_XENT) return FN_EINVAL;
-    #pragma omp parallel for schedule(static) num_threads(FN_ELEMENT_THREADS(N * C))
-    for (int64_t r = 0; r < N; r++) {
+    FN_PARALLEL_FOR(FN_ELEMENT_THREADS(N * C), r, N, {
         const float *o = out + r * C, *t = targets + r * C;
         float *d = dout + r * C;
         const float s = scale * (w ? w[r] : 1.0f) / (float)C;
@@ -53,6 +51,6 @@ int fn_pointwise_loss_backward(int kind, float *dout, const float *out, const fl
             const float *p = probs + r * C;
             for (int64_t j = 0; j < C; j++) d[j] = s * (p[j] - t[j]);
         }
-    }
+    });
     return FN_OK;
 }

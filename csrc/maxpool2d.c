@@ -33,10 +33,9 @@ FN_VECTOR_CLONES static void pool_row(float *restrict y, int32_t *restrict arg, 
 int fn_maxpool2d_forward(float *y, int32_t *argmax, const float *x, int64_t N, int64_t H, int64_t W, int64_t C,
                          int64_t PH, int64_t PW, int64_t SH, int64_t SW, int64_t PT, int64_t PL, int64_t OH,
                          int64_t OW, int n_threads) {
-    #pragma omp parallel for schedule(static) num_threads(FN_ELEMENT_THREADS(N * H * W * C))
-    for (int64_t r = 0; r < N * OH; r++)
-        pool_row(y + r * OW * C, argmax + r * OW * C, x + (r / OH) * H * W * C, r % OH, H, W, C, PH, PW, SH, SW,
-                 PT, PL, OW);
+    FN_PARALLEL_FOR(FN_ELEMENT_THREADS(N * H * W * C), r, N * OH,
+                    pool_row(y + r * OW * C, argmax + r * OW * C, x + (r / OH) * H * W * C, r % OH, H, W, C, PH, PW,
+                             SH, SW, PT, PL, OW));
     return FN_OK;
 }
 
@@ -66,16 +65,14 @@ int fn_maxpool2d_backward(float *dx, const float *dy, const int32_t *argmax, con
                           int64_t OH, int64_t OW, int n_threads) {
     const int64_t image = H * W * C, out = OH * OW * C;
     if (SH == PH && SW == PW && PT == 0 && PL == 0 && OH * PH == H && OW * PW == W) {
-        #pragma omp parallel for schedule(static) num_threads(FN_ELEMENT_THREADS(N * image))
-        for (int64_t r = 0; r < N * OH; r++) {
+        FN_PARALLEL_FOR(FN_ELEMENT_THREADS(N * image), r, N * OH, {
             const int64_t n = r / OH;
             unpool_row(dx + n * image, dy + r * OW * C, argmax + r * OW * C, y ? y + r * OW * C : NULL, r % OH, W, C,
                        PH, PW, OW);
-        }
+        });
         return FN_OK;
     }
-    #pragma omp parallel for schedule(static) num_threads(FN_ELEMENT_THREADS(N * image))
-    for (int64_t n = 0; n < N; n++) {
+    FN_PARALLEL_FOR(FN_ELEMENT_THREADS(N * image), n, N, {
         float *dxn = dx + n * image;
         const float *dyn = dy + n * out, *yn = y ? y + n * out : NULL;
         const int32_t *an = argmax + n * out;
@@ -86,6 +83,6 @@ int fn_maxpool2d_backward(float *dx, const float *dy, const int32_t *argmax, con
         } else {
             for (int64_t i = 0; i < out; i++) dxn[an[i]] += dyn[i];
         }
-    }
+    });
     return FN_OK;
 }

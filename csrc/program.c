@@ -164,13 +164,12 @@ static const float *dropout_backward(fn_op *op, const float *dy, const fn_run *r
 
 /* (H, W, C) rows to (C, H, W) rows, and back: a transpose of each sample's (H*W) x C matrix. */
 static void transpose_rows(float *dst, const float *src, int64_t n, int64_t rows, int64_t cols, int n_threads) {
-    #pragma omp parallel for schedule(static) num_threads(FN_ELEMENT_THREADS(n * rows * cols))
-    for (int64_t i = 0; i < n; i++) {
+    FN_PARALLEL_FOR(FN_ELEMENT_THREADS(n * rows * cols), i, n, {
         const float *s = src + i * rows * cols;
         float *d = dst + i * rows * cols;
         for (int64_t r = 0; r < rows; r++)
             for (int64_t c = 0; c < cols; c++) d[c * rows + r] = s[r * cols + c];
-    }
+    });
 }
 
 static const float *to_channels_first_forward(fn_op *op, const float *x, const fn_run *run, int *st) {
@@ -223,6 +222,19 @@ const float *fn_program_forward(fn_op *ops, int lo, int hi, const float *x, cons
         if (*status) return NULL;
     }
     return x;
+}
+
+int fn_program_predict(fn_op *ops, int n_ops, const float *x, const fn_run *run, int post, float *out) {
+    int st;
+    const float *y = fn_program_forward(ops, 0, n_ops, x, run, &st);
+    if (st) return st;
+    const fn_op *last = &ops[n_ops - 1];
+    if (post == FN_POST_NONE) {
+        memcpy(out, y, (size_t)(run->n * last->out_row) * sizeof(float));
+        return FN_OK;
+    }
+    const fn_op final = {.post = post, .out_row = last->out_row, .channels = last->out_row};
+    return post_forward(&final, out, y, run->n, run->n_threads);
 }
 
 const float *fn_program_backward(fn_op *ops, int lo, int hi, const float *dy, const fn_run *run, int *status) {

@@ -95,6 +95,9 @@ typedef struct fn_update {
 
 /* The forward of ops [lo, hi) on x (rows of ops[lo].in_row floats); returns ops[hi-1]'s output. */
 const float *fn_program_forward(fn_op *ops, int lo, int hi, const float *x, const fn_run *run, int *status);
+/* Inference: the forward of every op on x, then `post` (FN_POST_NONE, FN_POST_SOFTMAX or FN_ACT_SIGMOID: the final
+ * activation a loss takes over, which no op runs) from the last op's output (flat rows) into out [n, out_row]. */
+int fn_program_predict(fn_op *ops, int n_ops, const float *x, const fn_run *run, int post, float *out);
 /* The backward of ops [hi-1 .. lo] from dy = dL/d(ops[hi-1]'s output); returns ops[lo]'s data gradient (NULL when
  * ops[lo] has none). The ops' weight gradients are overwritten. */
 const float *fn_program_backward(fn_op *ops, int lo, int hi, const float *dy, const fn_run *run, int *status);

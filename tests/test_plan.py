@@ -168,3 +168,30 @@ def test_threadpool_limits_apply_per_call():
     if lifted > 1:
         assert new_after == lifted - 1  # the OpenMP team: the main thread and lifted - 1 workers
     assert explicit == 3
+
+
+@pytest.mark.parametrize("loss,final", [("categorical_crossentropy", "softmax"), ("binary_crossentropy", "sigmoid"),
+                                        ("mse", None)])
+def test_predict_runs_the_final_activation_a_loss_takes_over_in_the_same_call(loss, final):
+    """Program.predict: the forward and then the softmax or sigmoid the loss took over (no op runs it), in one
+    call into C; the same bits as the forward followed by that kernel."""
+    fastnet.set_seed(5)
+    act = final or "linear"
+    model = Sequential([Dense(7, activation="relu", input_shape=(5,)), Dense(4, activation=act)])
+    model.compile(loss=loss, optimizer="sgd")
+    x = np.random.default_rng(6).standard_normal((9, 5)).astype(np.float32)
+    got = model.predict(x)
+    plan = model.plan()
+    assert plan.steps[-1].post_activation is None  # the plan leaves the final activation out
+    logits = plan.forward(x, False).copy()
+    expected = {"softmax": lambda z: _kernels.softmax_forward(z), "sigmoid": lambda z: _kernels.activation_forward(
+        z, "sigmoid"), None: lambda z: z}[final](logits)
+    np.testing.assert_array_equal(got, expected)
+    if final:
+        reference = ref.softmax_forward if final == "softmax" else lambda z: ref.activation_forward(z, "sigmoid")
+        assert_close(got, reference(logits.astype(np.float64)),
+                     rtol=1e-6, atol=1e-7)
+    with pytest.raises(ValueError, match="final must be None, or 'softmax' or 'sigmoid'"):
+        plan.program.predict(x, np.empty((9, 4), np.float32), "tanh")
+    with pytest.raises(ValueError, match="out has shape"):
+        plan.program.predict(x, np.empty((9, 5), np.float32), final)

@@ -189,6 +189,7 @@ cdef extern from "fastnet.h" nogil:
         int64_t *counters[2]
 
     const float *fn_program_forward(fn_op *ops, int lo, int hi, const float *x, const fn_run *run, int *status)
+    int fn_program_predict(fn_op *ops, int n_ops, const float *x, const fn_run *run, int post, float *out)
     const float *fn_program_backward(fn_op *ops, int lo, int hi, const float *dy, const fn_run *run, int *status)
     int fn_program_loss_forward(const fn_loss *l, const float *out, const float *targets, const float *weights,
                                 const fn_run *run)

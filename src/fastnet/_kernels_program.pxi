@@ -256,6 +256,25 @@ cdef class Program:
         _status(st, "forward")
         return self._view(out, n, x, self._out_shapes[b - 1])
 
+    def predict(self, x, out, final=None):
+        """Inference of rows x into out (rows, *output shape), ending with `final`: the softmax or sigmoid a loss
+        takes over from the last op ('softmax', 'sigmoid'; None: none). One call into C, the GIL released once."""
+        cdef int64_t n = self._rows(x, self._in_shapes[0], "x")
+        shape = self._out_shapes[self.n_ops - 1]
+        if final is not None and (final not in ("softmax", "sigmoid") or len(shape) != 1):
+            raise ValueError(f"final must be None, or 'softmax' or 'sigmoid' on flat outputs; got {final!r} on "
+                             f"{shape}")
+        _output(out, "out", (n,) + shape, (x,))
+        cdef fn_run run = self._run(n, False, 0, 0)
+        cdef int post = _post_code(final)
+        cdef const float *px = _cp(x)
+        cdef float *po = _mp(out)
+        cdef int st
+        with nogil:
+            st = fn_program_predict(self.ops, self.n_ops, px, &run, post, po)
+        _status(st, "predict")
+        return out
+
     def backward(self, dy, int64_t batch=0, lo=0, hi=None):
         """dL/d(input of op lo) from dy = dL/d(output of op hi-1), writing the weight gradients of ops [lo, hi)
         (None where op lo is the first). The ops' saved state is the last training forward's."""

@@ -496,17 +496,9 @@ class Sequential:
         by_loss = self._loss.takes_over if self._loss else None  # the final activation the plan leaves out
         lo, hi = self._share(X.shape[0])
         plan = self._begin_call(min(bs, max(hi - lo, 1)))
-        nt = plan.program.n_threads
         with plan.packed(hi - lo > bs):
             for start in range(lo, hi, bs):
-                stop = min(start + bs, hi)
-                res = plan.forward(X[start:stop], False)
-                if by_loss == "softmax":
-                    _kernels.softmax_forward(res, out=out[start:stop], n_threads=nt)
-                elif by_loss == "sigmoid":
-                    _kernels.activation_forward(res, "sigmoid", out=out[start:stop], n_threads=nt)
-                else:
-                    out[start:stop] = res
+                plan.predict(X[start:min(start + bs, hi)], out[start:min(start + bs, hi)], by_loss)
         if distributed.active():
             distributed.gather_rows(out, "predict")
         if last.out_fmt == "channels_first" and out.ndim == 4:
