@@ -7,14 +7,18 @@
 #include "internal.h"
 #include "conv2d_tiles.h"
 
-/* Below 16 channels the 36 GEMMs of a Winograd block are too thin to beat im2col; a kernel of few taps (the first
- * layer, C = 1) runs direct (conv2d_direct.c). */
-int fn_conv2d_resolve_algo(const fn_conv2d_shape *s, int algo) {
+/* The one place the algorithm is decided. Below 16 channels the 36 GEMMs of a Winograd block are too thin to beat
+ * im2col. 'auto' never picks Winograd for bfloat16 operands: its transforms amplify the operands' rounding about
+ * tenfold (on the CNN's second layer, 2.4 % rms error against im2col's 0.23 %, the rounding itself), while
+ * im2col's operands are x, w and dy themselves; FN_CONV_WINOGRAD still forces it. A kernel of few taps (the first
+ * layer, C = 1) runs direct (conv2d_direct.c) beside the float32 FMA paths, which give the same bits. */
+int fn_conv2d_resolve_algo(const fn_conv2d_shape *s, int algo, int isa, int precision) {
     if (algo == FN_CONV_IM2COL) return FN_CONV_IM2COL;
-    if (fn_conv2d_winograd_fits(s) && (algo == FN_CONV_WINOGRAD || (algo == FN_CONV_AUTO && s->C >= 16 && s->OC >= 16)))
-        return FN_CONV_WINOGRAD;
-    return (algo == FN_CONV_AUTO || algo == FN_CONV_DIRECT) && fn_conv2d_direct_fits(s) ? FN_CONV_DIRECT
-                                                                                      : FN_CONV_IM2COL;
+    const int auto_winograd = algo == FN_CONV_AUTO && precision == FN_FLOAT32 && s->C >= 16 && s->OC >= 16;
+    if (fn_conv2d_winograd_fits(s) && (algo == FN_CONV_WINOGRAD || auto_winograd)) return FN_CONV_WINOGRAD;
+    const int direct = (algo == FN_CONV_AUTO || algo == FN_CONV_DIRECT) && fn_conv2d_direct_fits(s) &&
+                       fn_conv2d_direct_runs(fn_gemm_ukernel(isa, precision), s);
+    return direct ? FN_CONV_DIRECT : FN_CONV_IM2COL;
 }
 
 /* How im2col hands A to the GEMM: the micro-kernel's slots (fn_gemm_slots) straight from im2col on a bfloat16
@@ -118,8 +122,9 @@ FN_VECTOR_CLONES static void bias_relu_pool(float *restrict y, int32_t *restrict
         }
 }
 
-int64_t fn_conv2d_workspace(const fn_conv2d_shape *s, int algo, int n_threads) {
-    if (fn_conv2d_resolve_algo(s, algo) == FN_CONV_WINOGRAD) return fn_conv2d_winograd_workspace(s, n_threads);
+int64_t fn_conv2d_workspace(const fn_conv2d_shape *s, int algo, int isa, int precision, int n_threads) {
+    if (fn_conv2d_resolve_algo(s, algo, isa, precision) == FN_CONV_WINOGRAD) return fn_conv2d_winograd_workspace(s,
+        n_threads);
     const int64_t K = kcols(s);
     const int64_t fwd = fn_max64(fn_gemm_packed_b_size(K, s->OC), fn_gemm_packed_b_size(s->OC, K)) +
                         n_threads * tile_slot(s);
@@ -172,30 +177,30 @@ static void im2col_forward(float *y, int32_t *argmax, const float *x, const floa
 }
 
 int fn_conv2d_forward(float *y, const float *x, const float *w, const float *b, const fn_conv2d_shape *s,
-                      int act, int algo, int isa, float *ws, int n_threads) {
+                      int act, int algo, int isa, int precision, float *ws, int n_threads) {
     if (act != FN_ACT_LINEAR && act != FN_ACT_RELU) return FN_EINVAL;
-    const fn_ukernel *uk = fn_gemm_ukernel(isa);
-    const int resolved = fn_conv2d_resolve_algo(s, algo);
+    const fn_ukernel *uk = fn_gemm_ukernel(isa, precision);
+    const int resolved = fn_conv2d_resolve_algo(s, algo, isa, precision);
     if (resolved == FN_CONV_WINOGRAD)
         fn_conv2d_winograd_forward(y, x, w, b, s, act, uk, ws, n_threads);
-    else if (resolved == FN_CONV_DIRECT && fn_conv2d_direct_runs(uk, s))
+    else if (resolved == FN_CONV_DIRECT)
         fn_conv2d_direct_forward(y, x, w, b, s, act, n_threads);
     else
         im2col_forward(y, NULL, x, w, b, s, act, uk, ws, n_threads);
     return FN_OK;
 }
 
-int fn_conv2d_forward_maxpool_fits(const fn_conv2d_shape *s, int algo) {
-    const int winograd = fn_conv2d_resolve_algo(s, algo) == FN_CONV_WINOGRAD;
+int fn_conv2d_forward_maxpool_fits(const fn_conv2d_shape *s, int algo, int isa, int precision) {
+    const int winograd = fn_conv2d_resolve_algo(s, algo, isa, precision) == FN_CONV_WINOGRAD;
     return s->OH % 2 == 0 && s->OW % 2 == 0 && s->OH * s->OW * s->OC < INT32_MAX &&
            (winograd || 2 * s->OW <= FN_CONV_ROWS);
 }
 
 int fn_conv2d_forward_maxpool(float *y, int32_t *argmax, const float *x, const float *w, const float *b,
-                              const fn_conv2d_shape *s, int algo, int isa, float *ws, int n_threads) {
-    if (!fn_conv2d_forward_maxpool_fits(s, algo)) return FN_EUNSUPPORTED;
-    const fn_ukernel *uk = fn_gemm_ukernel(isa);
-    if (fn_conv2d_resolve_algo(s, algo) == FN_CONV_WINOGRAD)
+                              const fn_conv2d_shape *s, int algo, int isa, int precision, float *ws, int n_threads) {
+    if (!fn_conv2d_forward_maxpool_fits(s, algo, isa, precision)) return FN_EUNSUPPORTED;
+    const fn_ukernel *uk = fn_gemm_ukernel(isa, precision);
+    if (fn_conv2d_resolve_algo(s, algo, isa, precision) == FN_CONV_WINOGRAD)
         fn_conv2d_winograd_forward_maxpool(y, argmax, x, w, b, s, uk, ws, n_threads);
     else
         im2col_forward(y, argmax, x, w, b, s, FN_ACT_RELU, uk, ws, n_threads);
@@ -271,9 +276,9 @@ static void backward_data_image_direct(const fn_ukernel *uk, float *restrict dxn
 }
 
 int fn_conv2d_backward_data(float *dx, const float *dy, const float *w, const float *relu_x, const fn_conv2d_shape *s,
-                            int algo, int isa, float *ws, int n_threads) {
-    const fn_ukernel *uk = fn_gemm_ukernel(isa);
-    if (fn_conv2d_resolve_algo(s, algo) == FN_CONV_WINOGRAD) {
+                            int algo, int isa, int precision, float *ws, int n_threads) {
+    const fn_ukernel *uk = fn_gemm_ukernel(isa, precision);
+    if (fn_conv2d_resolve_algo(s, algo, isa, precision) == FN_CONV_WINOGRAD) {
         const fn_conv2d_grad g = {dy, NULL, NULL};
         fn_conv2d_winograd_backward(dx, NULL, NULL, &g, NULL, w, relu_x, s, uk, ws, n_threads);
         return FN_OK;
@@ -349,9 +354,9 @@ void fn_sum_partials(float *w, int64_t nw, float *b, int64_t nb, const float *pa
 }
 
 int fn_conv2d_backward_filter(float *dw, float *db, const float *dy, const float *x, const fn_conv2d_shape *s,
-                              int algo, int isa, float *ws, int n_threads) {
-    const fn_ukernel *uk = fn_gemm_ukernel(isa);
-    if (fn_conv2d_resolve_algo(s, algo) == FN_CONV_WINOGRAD) {
+                              int algo, int isa, int precision, float *ws, int n_threads) {
+    const fn_ukernel *uk = fn_gemm_ukernel(isa, precision);
+    if (fn_conv2d_resolve_algo(s, algo, isa, precision) == FN_CONV_WINOGRAD) {
         const fn_conv2d_grad g = {dy, NULL, NULL};
         fn_conv2d_winograd_backward(NULL, dw, db, &g, x, NULL, NULL, s, uk, ws, n_threads);
         return FN_OK;
@@ -360,7 +365,7 @@ int fn_conv2d_backward_filter(float *dw, float *db, const float *dy, const float
         fn_conv2d_taps_backward_filter(dw, db, dy, x, s, uk, ws, n_threads);
         return FN_OK;
     }
-    if (fn_conv2d_resolve_algo(s, algo) == FN_CONV_DIRECT && fn_conv2d_direct_runs(uk, s)) {
+    if (fn_conv2d_resolve_algo(s, algo, isa, precision) == FN_CONV_DIRECT) {
         fn_conv2d_direct_backward_filter(dw, db, dy, x, s, ws, n_threads);
         return FN_OK;
     }
@@ -407,28 +412,29 @@ int fn_conv2d_backward_filter(float *dw, float *db, const float *dy, const float
     return FN_OK;
 }
 
-int64_t fn_conv2d_backward_workspace(const fn_conv2d_shape *s, int pooled, int algo, int n_threads) {
-    const int64_t conv = fn_conv2d_workspace(s, algo, n_threads);
-    if (!pooled || fn_conv2d_resolve_algo(s, algo) == FN_CONV_WINOGRAD) return conv;
+int64_t fn_conv2d_backward_workspace(const fn_conv2d_shape *s, int pooled, int algo, int isa, int precision,
+                                     int n_threads) {
+    const int64_t conv = fn_conv2d_workspace(s, algo, isa, precision, n_threads);
+    if (!pooled || fn_conv2d_resolve_algo(s, algo, isa, precision) == FN_CONV_WINOGRAD) return conv;
     return conv + s->N * s->OH * s->OW * s->OC + FN_WS_PAD;
 }
 
 int fn_conv2d_backward(float *dx, float *dw, float *db, const float *dy, const int32_t *argmax, const float *pooled,
                        const float *x, const float *w, const float *relu_x, const fn_conv2d_shape *s, int algo,
-                       int isa, float *ws, int n_threads) {
-    if (fn_conv2d_resolve_algo(s, algo) == FN_CONV_WINOGRAD) {
+                       int isa, int precision, float *ws, int n_threads) {
+    if (fn_conv2d_resolve_algo(s, algo, isa, precision) == FN_CONV_WINOGRAD) {
         const fn_conv2d_grad g = {dy, argmax, pooled};
-        fn_conv2d_winograd_backward(dx, dw, db, &g, x, w, relu_x, s, fn_gemm_ukernel(isa), ws, n_threads);
+        fn_conv2d_winograd_backward(dx, dw, db, &g, x, w, relu_x, s, fn_gemm_ukernel(isa, precision), ws, n_threads);
         return FN_OK;
     }
     const float *dz = dy;
     if (argmax) { /* the pool's backward into the workspace, past what the convolution's kernels use */
-        float *buf = fn_align64(ws + fn_conv2d_workspace(s, algo, n_threads));
+        float *buf = fn_align64(ws + fn_conv2d_workspace(s, algo, isa, precision, n_threads));
         fn_maxpool2d_backward(buf, dy, argmax, pooled, s->N, s->OH, s->OW, s->OC, 2, 2, 2, 2, 0, 0, s->OH / 2,
                               s->OW / 2, n_threads);
         dz = buf;
     }
-    int st = fn_conv2d_backward_filter(dw, db, dz, x, s, algo, isa, ws, n_threads);
-    if (st == FN_OK && dx) st = fn_conv2d_backward_data(dx, dz, w, relu_x, s, algo, isa, ws, n_threads);
+    int st = fn_conv2d_backward_filter(dw, db, dz, x, s, algo, isa, precision, ws, n_threads);
+    if (st == FN_OK && dx) st = fn_conv2d_backward_data(dx, dz, w, relu_x, s, algo, isa, precision, ws, n_threads);
     return st;
 }

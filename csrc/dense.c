@@ -2,35 +2,36 @@
 #include "internal.h"
 
 /* The backward runs its two GEMMs side by side (one parallel region), so each has a workspace of its own. */
-int64_t fn_dense_workspace(int64_t N, int64_t I, int64_t O, int isa, int n_threads) {
-    const int64_t forward = fn_gemm_workspace(N, O, I, isa, n_threads);
-    return fn_max64(forward, fn_gemm_workspace(N, I, O, isa, n_threads) + fn_gemm_workspace(I, O, N, isa, n_threads));
+int64_t fn_dense_workspace(int64_t N, int64_t I, int64_t O, int isa, int precision) {
+    const int64_t forward = fn_gemm_workspace(N, O, I, isa, precision);
+    return fn_max64(forward, fn_gemm_workspace(N, I, O, isa, precision) + fn_gemm_workspace(I, O, N, isa, precision));
 }
 
 /* y = act(x w + b), then dropout per e, on w or on wp (w packed by fn_gemm_pack): one GEMM job, the epilogue on
  * each finished tile. */
 static int dense_forward(float *y, const float *x, const float *w, const float *wp, int64_t N, int64_t I, int64_t O,
-                         const fn_epilogue *e, int isa, float *ws, int n_threads) {
+                         const fn_epilogue *e, int isa, int precision, float *ws, int n_threads) {
     if ((e->act != FN_ACT_LINEAR && e->act != FN_ACT_RELU) || !(e->rate >= 0.0f && e->rate < 1.0f)) return FN_EINVAL;
-    const int nt = fn_gemm_threads(N, O, I, 0, 1.0f, isa, n_threads);
+    const int nt = fn_gemm_threads(N, O, I, 0, 1.0f, isa, precision, n_threads);
     fn_gemm_job j;
-    if (wp) fn_gemm_job_init_prepacked(&j, 0, N, O, I, 1.0f, x, I, wp, 0.0f, y, O, isa, ws, nt);
-    else fn_gemm_job_init(&j, 0, 0, N, O, I, 1.0f, x, I, w, O, 0.0f, y, O, isa, ws, nt);
+    if (wp) fn_gemm_job_init_prepacked(&j, 0, N, O, I, 1.0f, x, I, wp, 0.0f, y, O, isa, precision, ws, nt);
+    else fn_gemm_job_init(&j, 0, 0, N, O, I, 1.0f, x, I, w, O, 0.0f, y, O, isa, precision, ws, nt);
     FN_PARALLEL(nt, fn_gemm_job_run(&j, e));
     return FN_OK;
 }
 
 int fn_dense_forward_dropout(float *y, const float *x, const float *w, const float *b, int64_t N, int64_t I,
                              int64_t O, int act, float rate, uint64_t seed, uint64_t stream, uint64_t first, int isa,
+                             int precision,
                              float *ws, int n_threads) {
     const fn_epilogue e = {b, act, rate, fn_dropout_key(seed, stream), first};
-    return dense_forward(y, x, w, NULL, N, I, O, &e, isa, ws, n_threads);
+    return dense_forward(y, x, w, NULL, N, I, O, &e, isa, precision, ws, n_threads);
 }
 
 int fn_dense_forward_prepacked(float *y, const float *x, const float *wp, const float *b, int64_t N, int64_t I,
-                               int64_t O, int act, int isa, float *ws, int n_threads) {
+                               int64_t O, int act, int isa, int precision, float *ws, int n_threads) {
     const fn_epilogue e = {b, act, 0.0f, 0, 0};
-    return dense_forward(y, x, NULL, wp, N, I, O, &e, isa, ws, n_threads);
+    return dense_forward(y, x, NULL, wp, N, I, O, &e, isa, precision, ws, n_threads);
 }
 
 /* Columns [j0, j1) of db: each summed over the rows in order. */
@@ -72,13 +73,13 @@ static void backward_items(const fn_gemm_job *jx, const fn_gemm_job *jw, float *
 }
 
 int fn_dense_backward(float *dx, float *dw, float *db, const float *dy, const float *x, const float *w,
-                      int64_t N, int64_t I, int64_t O, int isa, float *ws, int n_threads) {
+                      int64_t N, int64_t I, int64_t O, int isa, int precision, float *ws, int n_threads) {
     const int nt = fn_threads_for(N * I * O * (dx ? 2 : 1), FN_GRAIN_MACS, n_threads);
     fn_gemm_job jx, jw;
-    fn_gemm_job_init(&jw, 1, 0, I, O, N, 1.0f, x, I, dy, O, 0.0f, dw, O, isa, ws, nt);
+    fn_gemm_job_init(&jw, 1, 0, I, O, N, 1.0f, x, I, dy, O, 0.0f, dw, O, isa, precision, ws, nt);
     if (dx)
-        fn_gemm_job_init(&jx, 0, 1, N, I, O, 1.0f, dy, O, w, O, 0.0f, dx, I, isa,
-                         ws + fn_gemm_workspace(I, O, N, isa, nt), nt);
+        fn_gemm_job_init(&jx, 0, 1, N, I, O, 1.0f, dy, O, w, O, 0.0f, dx, I, isa, precision,
+                         ws + fn_gemm_workspace(I, O, N, isa, precision), nt);
     const int64_t px = dx ? fn_gemm_job_packs(&jx) : 0, pw = fn_gemm_job_packs(&jw);
     const int64_t tx = dx ? fn_gemm_job_tiles(&jx) : 0, tw = fn_gemm_job_tiles(&jw), nb = db ? fn_ceil_div(O, 16) : 0;
     FN_PARALLEL(nt, backward_items(&jx, &jw, db, dy, N, O, px, pw, tx, tw, nb));

@@ -16,13 +16,15 @@
  * Dense + ReLU + Dropout; fn_dropout_relu_backward is its backward). */
 int fn_dense_forward_dropout(float *y, const float *x, const float *w, const float *b, int64_t N, int64_t I,
                              int64_t O, int act, float rate, uint64_t seed, uint64_t stream, uint64_t first, int isa,
+                             int precision,
                              float *ws, int n_threads);
-/* The forward with w packed beforehand by fn_gemm_pack(wp, w, O, 0, I, O, isa, ...): many batches, one packing. */
+/* The forward with w packed beforehand by fn_gemm_pack(wp, w, O, 0, I, O, isa, precision, ...): many batches, one
+ * packing. */
 int fn_dense_forward_prepacked(float *y, const float *x, const float *wp, const float *b, int64_t N, int64_t I,
-                               int64_t O, int act, int isa, float *ws, int n_threads);
+                               int64_t O, int act, int isa, int precision, float *ws, int n_threads);
 int fn_dense_backward(float *dx, float *dw, float *db, const float *dy, const float *x, const float *w,
-                      int64_t N, int64_t I, int64_t O, int isa, float *ws, int n_threads);
-int64_t fn_dense_workspace(int64_t N, int64_t I, int64_t O, int isa, int n_threads);
+                      int64_t N, int64_t I, int64_t O, int isa, int precision, float *ws, int n_threads);
+int64_t fn_dense_workspace(int64_t N, int64_t I, int64_t O, int isa, int precision);
 
 /* db[C] = sum over rows of dy[R, C], summed row by row in order (deterministic for any n_threads). */
 int fn_bias_backward(float *db, const float *dy, int64_t R, int64_t C, int n_threads);

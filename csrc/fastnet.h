@@ -24,19 +24,20 @@ enum { FN_OK = 0, FN_EINVAL = 1, FN_EUNSUPPORTED = 2 };
 enum { FN_ACT_LINEAR = 0, FN_ACT_RELU = 1, FN_ACT_SIGMOID = 2, FN_ACT_TANH = 3 };
 
 /* Instruction-set paths of the GEMM micro-kernel (fn_gemm_cpu_max_isa says which this CPU has). FN_ISA_AVX512_BF16
- * is FN_ISA_AVX512 whose bfloat16 products (FN_PATH_BF16) run natively on VDPBF16PS; FN_ISA_AMX_BF16 runs them on
- * AMX tiles (TDPBF16PS) instead. Their float32 products are FN_ISA_AVX512's. */
+ * is FN_ISA_AVX512 whose bfloat16 products run natively on VDPBF16PS; FN_ISA_AMX_BF16 runs them on AMX tiles
+ * (TDPBF16PS) instead. Their float32 products are FN_ISA_AVX512's. Every kernel with products takes the path
+ * (isa) and, beside it, the precision of their operands. */
 enum { FN_ISA_GENERIC = 0, FN_ISA_AVX2 = 1, FN_ISA_AVX512 = 2, FN_ISA_AVX512_BF16 = 3, FN_ISA_AMX_BF16 = 4 };
 
-/* Mixed precision (Keras's mixed_bfloat16): FN_PATH_BF16 OR-ed into an isa argument makes every product of that
- * kernel take bfloat16 operands: each element of both GEMM operands (after im2col or the Winograd transforms) is
- * rounded to the nearest bfloat16, ties to even, as it is packed; the products (exact in float32: 8-bit
- * significands) are accumulated in float32 by the path's micro-kernel: one k at a time with float32 FMAs (the
- * portable path), or a pair of k per VDPBF16PS on FN_ISA_AVX512_BF16 or 16 pairs per TDPBF16PS on FN_ISA_AMX_BF16
- * (the native paths: the same roundings of the operands, the accumulation rounded in another order, so their last
- * bits differ). Everything else (bias, activations,
- * transforms, reductions) stays float32. Without the flag every result is the float32 path's, bit for bit. */
-enum { FN_PATH_BF16 = 0x100 };
+/* The precision of a kernel's product operands. FN_BFLOAT16 is Keras's mixed_bfloat16: each element of both GEMM
+ * operands (after im2col or the Winograd transforms) is rounded to the nearest bfloat16, ties to even, as it is
+ * packed; the products (exact in float32: 8-bit significands) are accumulated in float32 by the path's
+ * micro-kernel: one k at a time with float32 FMAs (the portable path), or a pair of k per VDPBF16PS on
+ * FN_ISA_AVX512_BF16 or 16 pairs per TDPBF16PS on FN_ISA_AMX_BF16 (the native paths: the same roundings of the
+ * operands, the accumulation rounded in another order, so their last bits differ). Everything else (bias,
+ * activations, transforms, reductions) stays float32. With FN_FLOAT32 every result is the float32 path's, bit for
+ * bit. */
+enum { FN_FLOAT32 = 0, FN_BFLOAT16 = 1 };
 
 #include "gemm.h"
 #include "dense.h"

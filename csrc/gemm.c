@@ -45,8 +45,8 @@ int fn_gemm_cpu_max_isa(void) {
     return FN_ISA_GENERIC;
 }
 
-const fn_ukernel *fn_gemm_ukernel(int isa) {
-    const int bf16 = (isa & FN_PATH_BF16) != 0, base = isa & ~FN_PATH_BF16;
+const fn_ukernel *fn_gemm_ukernel(int isa, int precision) {
+    const int bf16 = precision == FN_BFLOAT16, base = isa;
     const fn_ukernel *uk = base == FN_ISA_AMX_BF16       ? (bf16 ? fn_ukernel_amx() : fn_ukernel_avx512(0))
                            : base == FN_ISA_AVX512_BF16 ? (bf16 ? fn_ukernel_avx512bf16() : fn_ukernel_avx512(0))
                            : base == FN_ISA_AVX512 ? fn_ukernel_avx512(bf16)
@@ -224,14 +224,13 @@ void fn_gemm_tile_slots(const fn_ukernel *uk, int64_t m0, int64_t m1, int64_t q0
 /* Slots per row of op(A) converted once (bfloat16 operands): ceil(K/2) pairs or K rounded floats. */
 static int64_t a_slot_len(const fn_ukernel *uk, int64_t K) { return uk->bf16 == FN_BF16_PAIRS ? (K + 1) / 2 : K; }
 
-int64_t fn_gemm_prepacked_workspace(int64_t M, int64_t K, int isa) {
-    const fn_ukernel *uk = fn_gemm_ukernel(isa);
+int64_t fn_gemm_prepacked_workspace(int64_t M, int64_t K, int isa, int precision) {
+    const fn_ukernel *uk = fn_gemm_ukernel(isa, precision);
     return uk->bf16 ? M * a_slot_len(uk, K) + FN_WS_PAD : 0;
 }
 
-int64_t fn_gemm_workspace(int64_t M, int64_t N, int64_t K, int isa, int n_threads) {
-    (void)n_threads;
-    return fn_gemm_packed_b_size(K, N) + FN_WS_PAD + fn_gemm_prepacked_workspace(M, K, isa);
+int64_t fn_gemm_workspace(int64_t M, int64_t N, int64_t K, int isa, int precision) {
+    return fn_gemm_packed_b_size(K, N) + FN_WS_PAD + fn_gemm_prepacked_workspace(M, K, isa, precision);
 }
 
 /* How a GEMM splits C among threads: row blocks of mt rows (a multiple of 24, or of mr where mr is larger) by
@@ -274,8 +273,8 @@ static int reads_b_in_place(const fn_ukernel *uk, int64_t M, int trans_b, float 
 }
 
 static void job_init(fn_gemm_job *j, int trans_a, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
-                     int64_t lda, float beta, float *C, int64_t ldc, int isa, int n_threads) {
-    j->uk = fn_gemm_ukernel(isa);
+                     int64_t lda, float beta, float *C, int64_t ldc, int isa, int precision, int n_threads) {
+    j->uk = fn_gemm_ukernel(isa, precision);
     j->trans_a = trans_a, j->M = M, j->N = N, j->K = K, j->alpha = alpha, j->A = A, j->lda = lda, j->beta = beta;
     j->C = C, j->ldc = ldc;
     j->B = NULL, j->bp = NULL, j->ldb = 0, j->trans_b = 0, j->b_packs = 0, j->b_rows = 0, j->kblocks = 1;
@@ -285,8 +284,8 @@ static void job_init(fn_gemm_job *j, int trans_a, int64_t M, int64_t N, int64_t 
 
 void fn_gemm_job_init(fn_gemm_job *j, int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha,
                       const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc,
-                      int isa, float *ws, int n_threads) {
-    job_init(j, trans_a, M, N, K, alpha, A, lda, beta, C, ldc, isa, n_threads);
+                      int isa, int precision, float *ws, int n_threads) {
+    job_init(j, trans_a, M, N, K, alpha, A, lda, beta, C, ldc, isa, precision, n_threads);
     const int direct_b = fn_gemm_b_is_packed(j->uk, trans_b, N, ldb);
     j->B = B, j->ldb = ldb, j->trans_b = trans_b;
     j->bp = direct_b ? (float *)B : fn_align64(ws);
@@ -393,27 +392,29 @@ void fn_gemm_job_run(const fn_gemm_job *j, const fn_epilogue *e) {
     }
 }
 
-int fn_gemm_threads(int64_t M, int64_t N, int64_t K, int trans_b, float alpha, int isa, int n_threads) {
+int fn_gemm_threads(int64_t M, int64_t N, int64_t K, int trans_b, float alpha, int isa, int precision, int n_threads) {
     /* A few rows by B in place stream B from memory: one thread per FN_GRAIN_ELEMENTS of B's, not per grain of
      * multiply-adds (one image by the MLP's 512 x 512 kernel is half a grain of those, and 1 MB of B) */
-    if (reads_b_in_place(fn_gemm_ukernel(isa), M, trans_b, alpha))
+    if (reads_b_in_place(fn_gemm_ukernel(isa, precision), M, trans_b, alpha))
         return fn_threads_for(K * N, FN_GRAIN_ELEMENTS, n_threads);
     return fn_threads_for(M * N * K, FN_GRAIN_MACS, n_threads);
 }
 
 int fn_gemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
-            int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc, int isa, float *ws,
+            int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc, int isa, int precision,
+            float *ws,
             int n_threads) {
     if (M <= 0 || N <= 0) return FN_OK;
-    const int nt = fn_gemm_threads(M, N, K, trans_b, alpha, isa, n_threads);
+    const int nt = fn_gemm_threads(M, N, K, trans_b, alpha, isa, precision, n_threads);
     fn_gemm_job j;
-    fn_gemm_job_init(&j, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, isa, ws, nt);
+    fn_gemm_job_init(&j, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, isa, precision, ws, nt);
     FN_PARALLEL(nt, fn_gemm_job_run(&j, NULL));
     return FN_OK;
 }
 
-int fn_gemm_pack(float *bp, const float *B, int64_t ldb, int trans_b, int64_t K, int64_t N, int isa, int n_threads) {
-    const fn_ukernel *uk = fn_gemm_ukernel(isa);
+int fn_gemm_pack(float *bp, const float *B, int64_t ldb, int trans_b, int64_t K, int64_t N, int isa, int precision,
+                 int n_threads) {
+    const fn_ukernel *uk = fn_gemm_ukernel(isa, precision);
     FN_PARALLEL_FOR(FN_ELEMENT_THREADS(K * N), q, fn_ceil_div(N, uk->nr),
                     fn_gemm_pack_b(uk, bp, B, ldb, trans_b, K, N, q, q + 1));
     return FN_OK;
@@ -421,18 +422,19 @@ int fn_gemm_pack(float *bp, const float *B, int64_t ldb, int trans_b, int64_t K,
 
 void fn_gemm_job_init_prepacked(fn_gemm_job *j, int trans_a, int64_t M, int64_t N, int64_t K, float alpha,
                                 const float *A, int64_t lda, const float *bp, float beta, float *C, int64_t ldc,
-                                int isa, float *ws, int n_threads) {
-    job_init(j, trans_a, M, N, K, alpha, A, lda, beta, C, ldc, isa, n_threads);
+                                int isa, int precision, float *ws, int n_threads) {
+    job_init(j, trans_a, M, N, K, alpha, A, lda, beta, C, ldc, isa, precision, n_threads);
     j->bp = bp;
     plan_a_once(j, ws ? fn_align64(ws) : NULL);
 }
 
 int fn_gemm_prepacked(int trans_a, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
-                      const float *bp, float beta, float *C, int64_t ldc, int isa, float *ws, int n_threads) {
+                      const float *bp, float beta, float *C, int64_t ldc, int isa, int precision, float *ws,
+                      int n_threads) {
     if (M <= 0 || N <= 0) return FN_OK;
     const int nt = fn_threads_for(M * N * K, FN_GRAIN_MACS, n_threads);
     fn_gemm_job j;
-    fn_gemm_job_init_prepacked(&j, trans_a, M, N, K, alpha, A, lda, bp, beta, C, ldc, isa, ws, nt);
+    fn_gemm_job_init_prepacked(&j, trans_a, M, N, K, alpha, A, lda, bp, beta, C, ldc, isa, precision, ws, nt);
     FN_PARALLEL(nt, fn_gemm_job_run(&j, NULL));
     return FN_OK;
 }

@@ -8,22 +8,25 @@
  *   C is [M, ldc]. With beta == 0, C is never read (it may hold NaN).
  * Packed panels + a register-blocked micro-kernel: isa is FN_ISA_AVX512 (8x32), FN_ISA_AVX2 (6x16, FMA) or
  * FN_ISA_GENERIC (4x16 portable C), or FN_ISA_AVX512_BF16 / FN_ISA_AMX_BF16 (FN_ISA_AVX512, with an 8x32
- * VDPBF16PS / 32x32 AMX kernel for FN_PATH_BF16 products), and must be at most fn_gemm_cpu_max_isa().
+ * VDPBF16PS / 32x32 AMX kernel for FN_BFLOAT16 products), and must be at most fn_gemm_cpu_max_isa().
  * Every element of C is owned by one thread and summed in a fixed order: bit-identical for any n_threads.
  * Reference: tests/reference.py gemm; tests: tests/test_kernels.py test_gemm*, tests/test_determinism.py. */
 int fn_gemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
-            int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc, int isa, float *ws,
+            int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc, int isa, int precision,
+            float *ws,
             int n_threads);
-int64_t fn_gemm_workspace(int64_t M, int64_t N, int64_t K, int isa, int n_threads);
+int64_t fn_gemm_workspace(int64_t M, int64_t N, int64_t K, int isa, int precision);
 
 /* For many products with the same B (inference: the weights of every batch): fn_gemm_pack packs op(B) (K x N)
  * into bp, fn_gemm_packed_b_size(K, N) floats, for one ISA path; fn_gemm_prepacked then multiplies without
  * packing again, with the same results as fn_gemm. A packing is only valid for the ISA path it was made for. */
-int fn_gemm_pack(float *bp, const float *B, int64_t ldb, int trans_b, int64_t K, int64_t N, int isa, int n_threads);
+int fn_gemm_pack(float *bp, const float *B, int64_t ldb, int trans_b, int64_t K, int64_t N, int isa, int precision,
+                 int n_threads);
 int fn_gemm_prepacked(int trans_a, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
-                      const float *bp, float beta, float *C, int64_t ldc, int isa, float *ws, int n_threads);
+                      const float *bp, float beta, float *C, int64_t ldc, int isa, int precision, float *ws,
+                      int n_threads);
 /* fn_gemm_prepacked's workspace (bfloat16 operands: op(A) converted once; else none). */
-int64_t fn_gemm_prepacked_workspace(int64_t M, int64_t K, int isa);
+int64_t fn_gemm_prepacked_workspace(int64_t M, int64_t K, int isa, int precision);
 
 /* Plain triple loop (float accumulation, fixed order): the slow, obviously correct reference. */
 int fn_gemm_naive(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha,

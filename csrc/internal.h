@@ -199,9 +199,9 @@ static inline float fn_bf16_pair(float lo, float hi) {
 #define FN_PANEL_FLOATS (FN_KC_MAX * FN_MR_MAX / 2)
 _Static_assert(FN_KC_MAX * 8 <= FN_PANEL_FLOATS, "a float32 panel of 8 rows must fit");
 
-/* The micro-kernel of an FN_ISA_* path, with FN_PATH_BF16 its bfloat16-operand variant: VDPBF16PS on
+/* The micro-kernel of an FN_ISA_* path for its operands' precision: with FN_BFLOAT16, VDPBF16PS on
  * FN_ISA_AVX512_BF16, TDPBF16PS on FN_ISA_AMX_BF16, the portable (ROUNDED) one elsewhere. */
-const fn_ukernel *fn_gemm_ukernel(int isa);
+const fn_ukernel *fn_gemm_ukernel(int isa, int precision);
 const fn_ukernel *fn_ukernel_avx512(int bf16); /* NULL when the compiler cannot build it */
 const fn_ukernel *fn_ukernel_avx2(int bf16);
 const fn_ukernel *fn_ukernel_avx512bf16(void); /* the PAIRS kernel; NULL when the compiler cannot build it */
@@ -271,16 +271,16 @@ typedef struct {
 } fn_gemm_job;
 void fn_gemm_job_init(fn_gemm_job *j, int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha,
                       const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc,
-                      int isa, float *ws, int n_threads);
+                      int isa, int precision, float *ws, int n_threads);
 void fn_gemm_job_init_prepacked(fn_gemm_job *j, int trans_a, int64_t M, int64_t N, int64_t K, float alpha,
                                 const float *A, int64_t lda, const float *bp, float beta, float *C, int64_t ldc,
-                                int isa, float *ws, int n_threads);
+                                int isa, int precision, float *ws, int n_threads);
 int64_t fn_gemm_job_packs(const fn_gemm_job *j);
 void fn_gemm_job_pack(const fn_gemm_job *j, int64_t item);
 int64_t fn_gemm_job_tiles(const fn_gemm_job *j);
 void fn_gemm_job_tile(const fn_gemm_job *j, int64_t t, int64_t *m0, int64_t *m1, int64_t *j0, int64_t *j1);
 /* The threads a GEMM of this shape takes (n_threads at most). */
-int fn_gemm_threads(int64_t M, int64_t N, int64_t K, int trans_b, float alpha, int isa, int n_threads);
+int fn_gemm_threads(int64_t M, int64_t N, int64_t K, int trans_b, float alpha, int isa, int precision, int n_threads);
 /* What a dense forward applies to each finished tile of C, in place of passes over C after the GEMM: bias (may be
  * NULL), then act ('linear' or 'relu'), then inverted dropout at rate (0: none) with the mask stream key, C's
  * element (r, c) being element first + r * N + c of the stream, as fn_dropout_forward over C would draw it. */

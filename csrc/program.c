@@ -71,13 +71,13 @@ static fn_conv2d_shape conv_shape(const fn_op *op, int64_t n) {
 static const float *dense_forward(fn_op *op, const float *x, const fn_run *run, int *st) {
     const int64_t I = op->in_row, O = op->out_row;
     if (!run->training && op->packed) {
-        *st = fn_dense_forward_prepacked(op->y, x, op->packed, op->b, run->n, I, O, op->act, op->path, run->ws,
-                                         run->n_threads);
+        *st = fn_dense_forward_prepacked(op->y, x, op->packed, op->b, run->n, I, O, op->act, op->isa, op->precision,
+                                         run->ws, run->n_threads);
     } else {
         const int drop = run->training && op->dropout;
         *st = fn_dense_forward_dropout(op->y, x, op->w, op->b, run->n, I, O, op->act, drop ? op->rate : 0.0f,
                                        op->seed, drop ? dropout_stream(op, run) : 0, drop ? run->row0 * O : 0,
-                                       op->path, run->ws, run->n_threads);
+                                       op->isa, op->precision, run->ws, run->n_threads);
     }
     return *st ? NULL : then_post(op, run, st);
 }
@@ -85,14 +85,15 @@ static const float *dense_forward(fn_op *op, const float *x, const fn_run *run, 
 static const float *dense_backward(fn_op *op, const float *dy, const fn_run *run, int *st) {
     const float *dz = kernel_gradient(op, dy, run, st);
     if (*st) return NULL;
-    *st = fn_dense_backward(op->dx, op->dw, op->db, dz, op->x, op->w, run->n, op->in_row, op->out_row, op->path,
-                            run->ws, run->n_threads);
+    *st = fn_dense_backward(op->dx, op->dw, op->db, dz, op->x, op->w, run->n, op->in_row, op->out_row, op->isa,
+                            op->precision, run->ws, run->n_threads);
     return op->dx;
 }
 
 static const float *conv_forward(fn_op *op, const float *x, const fn_run *run, int *st) {
     const fn_conv2d_shape s = conv_shape(op, run->n);
-    *st = fn_conv2d_forward(op->y, x, op->w, op->b, &s, op->act, op->algo, op->path, run->ws, run->n_threads);
+    *st = fn_conv2d_forward(op->y, x, op->w, op->b, &s, op->act, op->algo, op->isa, op->precision, run->ws,
+                            run->n_threads);
     return *st ? NULL : then_post(op, run, st);
 }
 
@@ -101,13 +102,14 @@ static const float *conv_backward(fn_op *op, const float *dy, const fn_run *run,
     const float *dz = kernel_gradient(op, dy, run, st);
     if (*st) return NULL;
     *st = fn_conv2d_backward(op->dx, op->dw, op->db, dz, NULL, NULL, op->x, op->w,
-                             op->masks_relu_input ? op->x : NULL, &s, op->algo, op->path, run->ws, run->n_threads);
+                             op->masks_relu_input ? op->x : NULL, &s, op->algo, op->isa, op->precision, run->ws,
+                             run->n_threads);
     return op->dx;
 }
 
 static const float *conv_pool_forward(fn_op *op, const float *x, const fn_run *run, int *st) {
     const fn_conv2d_shape s = conv_shape(op, run->n);
-    *st = fn_conv2d_forward_maxpool(op->y, op->argmax, x, op->w, op->b, &s, op->algo, op->path, run->ws,
+    *st = fn_conv2d_forward_maxpool(op->y, op->argmax, x, op->w, op->b, &s, op->algo, op->isa, op->precision, run->ws,
                                     run->n_threads);
     return op->y;
 }
@@ -115,7 +117,8 @@ static const float *conv_pool_forward(fn_op *op, const float *x, const fn_run *r
 static const float *conv_pool_backward(fn_op *op, const float *dy, const fn_run *run, int *st) {
     const fn_conv2d_shape s = conv_shape(op, run->n);
     *st = fn_conv2d_backward(op->dx, op->dw, op->db, dy, op->argmax, op->y, op->x, op->w,
-                             op->masks_relu_input ? op->x : NULL, &s, op->algo, op->path, run->ws, run->n_threads);
+                             op->masks_relu_input ? op->x : NULL, &s, op->algo, op->isa, op->precision, run->ws,
+                             run->n_threads);
     return op->dx;
 }
 
@@ -315,15 +318,15 @@ int64_t fn_program_workspace(const fn_op *ops, int n_ops, int64_t capacity, int 
         switch (op->kind) {
         case FN_OP_DENSE: /* the forward's GEMM (room for its weights' panels, and for its rows' bfloat16 slots
                            * when the weights come prepacked), and the backward's two */
-            need = training ? fn_dense_workspace(capacity, op->in_row, op->out_row, op->path, n_threads)
-                            : fn_gemm_workspace(capacity, op->out_row, op->in_row, op->path, n_threads);
+            need = training ? fn_dense_workspace(capacity, op->in_row, op->out_row, op->isa, op->precision)
+                            : fn_gemm_workspace(capacity, op->out_row, op->in_row, op->isa, op->precision);
             break;
         case FN_OP_CONV2D:
         case FN_OP_CONV2D_MAXPOOL:
-            need = fn_conv2d_workspace(&s, op->algo, n_threads);
+            need = fn_conv2d_workspace(&s, op->algo, op->isa, op->precision, n_threads);
             if (training)
                 need = fn_max64(need, fn_conv2d_backward_workspace(&s, op->kind == FN_OP_CONV2D_MAXPOOL, op->algo,
-                                                                   n_threads));
+                                                                   op->isa, op->precision, n_threads));
             break;
         default:
             break;

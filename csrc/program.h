@@ -35,7 +35,7 @@ enum { FN_POST_NONE = -1, FN_POST_SOFTMAX = 16 };
 typedef struct fn_op {
     int kind;
     int64_t in_row, out_row;  /* floats per sample: the op's input and output */
-    int path;                 /* the products' ISA path, FN_PATH_BF16 or-ed in for bfloat16 operands */
+    int isa, precision;       /* the products' ISA path and their operands' precision (FN_FLOAT32, FN_BFLOAT16) */
     int algo;                 /* the convolution algorithm (FN_CONV_*) */
     int act;                  /* what a dense or conv kernel applies itself: FN_ACT_LINEAR or FN_ACT_RELU */
     int post;                 /* applied after it, or an activation op's: FN_POST_NONE, FN_POST_SOFTMAX or an

@@ -22,20 +22,22 @@ class Shape(ctypes.Structure):
 
 SHAPE = ctypes.POINTER(Shape)
 # name: (argument types, result type)
+# (an isa argument is followed by the products' precision: PATH, two ints)
+PATH = [INT, INT]
 SIGNATURES = {
-    "fn_gemm": ([INT, INT, I64, I64, I64, FLOAT, F32P, I64, F32P, I64, FLOAT, F32P, I64, INT, F32P, INT], INT),
-    "fn_gemm_workspace": ([I64, I64, I64, INT, INT], I64),
+    "fn_gemm": ([INT, INT, I64, I64, I64, FLOAT, F32P, I64, F32P, I64, FLOAT, F32P, I64, *PATH, F32P, INT], INT),
+    "fn_gemm_workspace": ([I64, I64, I64, *PATH], I64),
     "fn_gemm_packed_b_size": ([I64, I64], I64),
-    "fn_gemm_pack": ([F32P, F32P, I64, INT, I64, I64, INT, INT], INT),
-    "fn_gemm_prepacked": ([INT, I64, I64, I64, FLOAT, F32P, I64, F32P, FLOAT, F32P, I64, INT, F32P, INT], INT),
-    "fn_gemm_prepacked_workspace": ([I64, I64, INT], I64),
-    "fn_conv2d_workspace": ([SHAPE, INT, INT], I64),
-    "fn_conv2d_backward_workspace": ([SHAPE, INT, INT, INT], I64),
-    "fn_conv2d_forward": ([F32P, F32P, F32P, PTR, SHAPE, INT, INT, INT, F32P, INT], INT),
-    "fn_conv2d_forward_maxpool": ([F32P, PTR, F32P, F32P, PTR, SHAPE, INT, INT, F32P, INT], INT),
-    "fn_conv2d_backward_data": ([F32P, F32P, F32P, PTR, SHAPE, INT, INT, F32P, INT], INT),
-    "fn_conv2d_backward_filter": ([F32P, PTR, F32P, F32P, SHAPE, INT, INT, F32P, INT], INT),
-    "fn_conv2d_backward": ([F32P, F32P, F32P, F32P, PTR, PTR, F32P, F32P, PTR, SHAPE, INT, INT, F32P, INT], INT),
+    "fn_gemm_pack": ([F32P, F32P, I64, INT, I64, I64, *PATH, INT], INT),
+    "fn_gemm_prepacked": ([INT, I64, I64, I64, FLOAT, F32P, I64, F32P, FLOAT, F32P, I64, *PATH, F32P, INT], INT),
+    "fn_gemm_prepacked_workspace": ([I64, I64, *PATH], I64),
+    "fn_conv2d_workspace": ([SHAPE, INT, *PATH, INT], I64),
+    "fn_conv2d_backward_workspace": ([SHAPE, INT, INT, *PATH, INT], I64),
+    "fn_conv2d_forward": ([F32P, F32P, F32P, PTR, SHAPE, INT, INT, *PATH, F32P, INT], INT),
+    "fn_conv2d_forward_maxpool": ([F32P, PTR, F32P, F32P, PTR, SHAPE, INT, *PATH, F32P, INT], INT),
+    "fn_conv2d_backward_data": ([F32P, F32P, F32P, PTR, SHAPE, INT, *PATH, F32P, INT], INT),
+    "fn_conv2d_backward_filter": ([F32P, PTR, F32P, F32P, SHAPE, INT, *PATH, F32P, INT], INT),
+    "fn_conv2d_backward": ([F32P, F32P, F32P, F32P, PTR, PTR, F32P, F32P, PTR, SHAPE, INT, *PATH, F32P, INT], INT),
 }
 
 

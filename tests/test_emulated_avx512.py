@@ -20,6 +20,7 @@ from helpers import assert_close, rand
 from kernel_library import Shape
 
 FN_ISA_GENERIC, FN_ISA_AVX2, FN_ISA_AVX512 = 0, 1, 2
+FN_FLOAT32 = 0  # the precision argument after each isa
 IM2COL, WINOGRAD = 1, 2
 
 
@@ -67,9 +68,9 @@ def gemm(lib, a, b, trans_a=0, trans_b=0, alpha=1.0, beta=0.0, c=None, isa=FN_IS
     M, K = (a.shape[1], a.shape[0]) if trans_a else a.shape
     N = b.shape[0] if trans_b else b.shape[1]
     c = np.full((M, N), np.nan, np.float32) if c is None else c.copy()
-    ws = np.empty(lib.fn_gemm_workspace(M, N, K, isa, n_threads), np.float32)
-    assert lib.fn_gemm(trans_a, trans_b, M, N, K, alpha, a, a.shape[1], b, b.shape[1], beta, c, N, isa, ws,
-                       n_threads) == 0
+    ws = np.empty(lib.fn_gemm_workspace(M, N, K, isa, FN_FLOAT32), np.float32)
+    assert lib.fn_gemm(trans_a, trans_b, M, N, K, alpha, a, a.shape[1], b, b.shape[1], beta, c, N, isa, FN_FLOAT32,
+                       ws, n_threads) == 0
     return c
 
 
@@ -104,15 +105,17 @@ def test_emulated_avx512_convolutions_match_the_reference(lib, rng, algo, case):
     OW, PL = (W - 2, 0) if padding == "valid" else (W, 1)
     s = Shape(N, H, W, C, OC, 3, 3, 1, 1, PT, PL, OH, OW)
     nt = 2
-    ws = np.empty(lib.fn_conv2d_backward_workspace(ctypes.byref(s), 0, algo, nt) + 64, np.float32)
+    ws = np.empty(lib.fn_conv2d_backward_workspace(ctypes.byref(s), 0, algo, FN_ISA_AVX512, FN_FLOAT32, nt) + 64,
+                  np.float32)
     y = np.empty((N, OH, OW, OC), np.float32)
-    assert lib.fn_conv2d_forward(y, x, w, b.ctypes.data, ctypes.byref(s), 1, algo, FN_ISA_AVX512, ws, nt) == 0
+    assert lib.fn_conv2d_forward(y, x, w, b.ctypes.data, ctypes.byref(s), 1, algo, FN_ISA_AVX512, FN_FLOAT32, ws,
+                                 nt) == 0
     close(y, ref.conv2d_forward(x, w, b, padding=padding, act="relu"), "emulated AVX-512 conv forward")
     dy = rand(rng, N, OH, OW, OC)
     dx, dw, db = np.empty_like(x), np.empty_like(w), np.empty(OC, np.float32)
     relu_x = np.ascontiguousarray(np.maximum(x, 0))
     assert lib.fn_conv2d_backward(dx, dw, db, dy, None, None, x, w, relu_x.ctypes.data, ctypes.byref(s), algo,
-                                  FN_ISA_AVX512, ws, nt) == 0
+                                  FN_ISA_AVX512, FN_FLOAT32, ws, nt) == 0
     rdx, rdw, rdb = ref._conv2d_backward(dy, x, w, (1, 1), padding)
     close(dw, rdw, "emulated AVX-512 conv dw")
     close(db, rdb, "emulated AVX-512 conv db")

@@ -19,9 +19,9 @@ import reference as ref
 from helpers import bf16_close, gemm_terms, rand, winograd_abs_bound
 from kernel_library import Shape
 
-FN_ISA_AVX2, FN_ISA_AVX512_BF16, FN_ISA_AMX_BF16, FN_PATH_BF16 = 1, 3, 4, 0x100
-PORTABLE = FN_ISA_AVX2 | FN_PATH_BF16
-NATIVE_PATHS = {"avx512_bf16": FN_ISA_AVX512_BF16 | FN_PATH_BF16, "amx_bf16": FN_ISA_AMX_BF16 | FN_PATH_BF16}
+FN_ISA_AVX2, FN_ISA_AVX512_BF16, FN_ISA_AMX_BF16, FN_BFLOAT16 = 1, 3, 4, 1
+PORTABLE = (FN_ISA_AVX2, FN_BFLOAT16)  # a kernel's (isa, precision) arguments
+NATIVE_PATHS = {"avx512_bf16": (FN_ISA_AVX512_BF16, FN_BFLOAT16), "amx_bf16": (FN_ISA_AMX_BF16, FN_BFLOAT16)}
 IM2COL, WINOGRAD = 1, 2
 
 
@@ -36,7 +36,7 @@ def lib(tmp_path_factory):
 
 @pytest.fixture(params=list(NATIVE_PATHS))
 def path(request):
-    """A native path: its name and C isa code."""
+    """A native path: its name and C (isa, precision) arguments."""
     return request.param, NATIVE_PATHS[request.param]
 
 
@@ -44,8 +44,8 @@ def gemm(lib, a, b, trans_a=0, trans_b=0, alpha=1.0, beta=0.0, c=None, isa=PORTA
     M, K = (a.shape[1], a.shape[0]) if trans_a else a.shape
     N = b.shape[0] if trans_b else b.shape[1]
     c = np.full((M, N), np.nan, np.float32) if c is None else c.copy()
-    ws = np.empty(lib.fn_gemm_workspace(M, N, K, isa, n_threads), np.float32)
-    status = lib.fn_gemm(trans_a, trans_b, M, N, K, alpha, a, a.shape[1], b, b.shape[1], beta, c, N, isa, ws,
+    ws = np.empty(lib.fn_gemm_workspace(M, N, K, *isa), np.float32)
+    status = lib.fn_gemm(trans_a, trans_b, M, N, K, alpha, a, a.shape[1], b, b.shape[1], beta, c, N, *isa, ws,
                          n_threads)
     assert status == 0
     return c
@@ -155,8 +155,8 @@ def test_native_gemm_reads_nothing_past_its_operands(lib, rng, path, trans_a, tr
     a, b = rand(rng, M, K), rand(rng, K, N)
     A, B = strided(a.T if trans_a else a), strided(b.T if trans_b else b)
     c = np.full((M, N), np.nan, np.float32)
-    ws = np.empty(lib.fn_gemm_workspace(M, N, K, path[1], 2), np.float32)
-    assert lib.fn_gemm(trans_a, trans_b, M, N, K, 1.0, A, A.shape[1], B, B.shape[1], 0.0, c, N, path[1], ws, 2) == 0
+    ws = np.empty(lib.fn_gemm_workspace(M, N, K, *path[1]), np.float32)
+    assert lib.fn_gemm(trans_a, trans_b, M, N, K, 1.0, A, A.shape[1], B, B.shape[1], 0.0, c, N, *path[1], ws, 2) == 0
     np.testing.assert_array_equal(c, model(path[0], a, b))
 
 
@@ -176,10 +176,10 @@ def test_native_gemm_is_bit_identical_across_thread_counts_and_prepacking(lib, r
     for nt in (2, 3, 7):
         np.testing.assert_array_equal(gemm(lib, a, b, isa=isa, n_threads=nt), first)
     bp = np.zeros(lib.fn_gemm_packed_b_size(700, 75), np.float32)
-    assert lib.fn_gemm_pack(bp, b, 75, 0, 700, 75, isa, 2) == 0
+    assert lib.fn_gemm_pack(bp, b, 75, 0, 700, 75, *isa, 2) == 0
     c = np.full((130, 75), np.nan, np.float32)
-    ws = np.empty(max(1, lib.fn_gemm_prepacked_workspace(130, 700, isa)), np.float32)
-    assert lib.fn_gemm_prepacked(0, 130, 75, 700, 1.0, a, 700, bp, 0.0, c, 75, isa, ws, 3) == 0
+    ws = np.empty(max(1, lib.fn_gemm_prepacked_workspace(130, 700, *isa)), np.float32)
+    assert lib.fn_gemm_prepacked(0, 130, 75, 700, 1.0, a, 700, bp, 0.0, c, 75, *isa, ws, 3) == 0
     np.testing.assert_array_equal(c, first)
 
 
@@ -193,12 +193,12 @@ def conv_shape(x_shape, w_shape, strides, padding):
 
 def conv(lib, x, w, dy, s, algo, isa):
     """The three passes through an emulated native path: y, dx, dw."""
-    ws = np.empty(lib.fn_conv2d_workspace(s, algo, 2), np.float32)
+    ws = np.empty(lib.fn_conv2d_workspace(s, algo, *isa, 2), np.float32)
     y = np.empty((s.N, s.OH, s.OW, s.OC), np.float32)
     dx, dw = np.empty(x.shape, np.float32), np.empty(w.shape, np.float32)
-    assert lib.fn_conv2d_forward(y, x, w, None, s, 0, algo, isa, ws, 2) == 0
-    assert lib.fn_conv2d_backward_data(dx, dy, w, None, s, algo, isa, ws, 2) == 0
-    assert lib.fn_conv2d_backward_filter(dw, None, dy, x, s, algo, isa, ws, 2) == 0
+    assert lib.fn_conv2d_forward(y, x, w, None, s, 0, algo, *isa, ws, 2) == 0
+    assert lib.fn_conv2d_backward_data(dx, dy, w, None, s, algo, *isa, ws, 2) == 0
+    assert lib.fn_conv2d_backward_filter(dw, None, dy, x, s, algo, *isa, ws, 2) == 0
     return y, dx, dw
 
 
@@ -279,9 +279,9 @@ def test_native_conv_passes_are_their_instructions_order_bit_for_bit(lib, rng, p
     x, w = rand(rng, N, H, W, C), rand(rng, KH, KW, C, OC, scale=0.3)
     x[0, 1, 2] = 0.0  # a zero pixel beside the padding
     s = conv_shape(x.shape, w.shape, strides, padding)
-    ws = np.empty(lib.fn_conv2d_workspace(s, IM2COL, 2), np.float32)
+    ws = np.empty(lib.fn_conv2d_workspace(s, IM2COL, *path[1], 2), np.float32)
     y = np.empty((N, s.OH, s.OW, OC), np.float32)
-    assert lib.fn_conv2d_forward(y, x, w, None, s, 0, IM2COL, path[1], ws, 2) == 0
+    assert lib.fn_conv2d_forward(y, x, w, None, s, 0, IM2COL, *path[1], ws, 2) == 0
     want = model(path[0], im2col(x, s), w.reshape(-1, OC)).reshape(y.shape)
     np.testing.assert_array_equal(y, want)
     if s.OH % 2 or s.OW % 2 or 2 * s.OW > 96:
@@ -291,18 +291,18 @@ def test_native_conv_passes_are_their_instructions_order_bit_for_bit(lib, rng, p
         dy = rand(rng, N, s.OH, s.OW, OC)
         d = Shape(N, s.OH, s.OW, OC, C, KH, KW, 1, 1, KH - 1 - s.PT, KW - 1 - s.PL, H, W)
         dx = np.empty(x.shape, np.float32)
-        assert lib.fn_conv2d_backward_data(dx, dy, w, x.ctypes.data, s, IM2COL, path[1], ws, 2) == 0
+        assert lib.fn_conv2d_backward_data(dx, dy, w, x.ctypes.data, s, IM2COL, *path[1], ws, 2) == 0
         flipped = w[::-1, ::-1].transpose(0, 1, 3, 2).reshape(-1, C)
         np.testing.assert_array_equal(dx, np.where(x > 0, model(path[0], im2col(dy, d), flipped).reshape(x.shape), 0))
     if path[0] == "amx_bf16" and C == 32 and OC % 32 == 0 and strides == (1, 1) and N <= 64:
         # and the filter gradient: per image and tap, one instruction sequence over the image's wide positions
         dy = rand(rng, N, s.OH, s.OW, OC)
         dw = np.empty(w.shape, np.float32)
-        assert lib.fn_conv2d_backward_filter(dw, None, dy, x, s, IM2COL, path[1], ws, 2) == 0
+        assert lib.fn_conv2d_backward_filter(dw, None, dy, x, s, IM2COL, *path[1], ws, 2) == 0
         np.testing.assert_array_equal(dw.reshape(-1, OC), tap_filter_model(x, dy, s))
     pooled = np.empty((N, s.OH // 2, s.OW // 2, OC), np.float32)
     arg = np.empty(pooled.shape, np.int32)
-    assert lib.fn_conv2d_forward_maxpool(pooled, arg.ctypes.data, x, w, None, s, IM2COL, path[1], ws, 2) == 0
+    assert lib.fn_conv2d_forward_maxpool(pooled, arg.ctypes.data, x, w, None, s, IM2COL, *path[1], ws, 2) == 0
     want_y, want_arg = ref.maxpool2d_forward(np.maximum(want, 0), (2, 2))
     np.testing.assert_array_equal(pooled, want_y)
     np.testing.assert_array_equal(arg, want_arg)

@@ -22,7 +22,8 @@ cdef extern from "fastnet.h" nogil:
         FN_ISA_AVX512
         FN_ISA_AVX512_BF16
         FN_ISA_AMX_BF16
-        FN_PATH_BF16
+        FN_FLOAT32
+        FN_BFLOAT16
         FN_CONV_AUTO
         FN_CONV_IM2COL
         FN_CONV_WINOGRAD
@@ -35,12 +36,12 @@ cdef extern from "fastnet.h" nogil:
     int fn_omp_max_threads()
 
     int fn_gemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
-                int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc, int isa, float *ws,
+                int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc, int isa, int precision, float *ws,
                 int n_threads)
-    int64_t fn_gemm_workspace(int64_t M, int64_t N, int64_t K, int isa, int n_threads)
-    int64_t fn_gemm_prepacked_workspace(int64_t M, int64_t K, int isa)
+    int64_t fn_gemm_workspace(int64_t M, int64_t N, int64_t K, int isa, int precision)
+    int64_t fn_gemm_prepacked_workspace(int64_t M, int64_t K, int isa, int precision)
     int64_t fn_gemm_packed_b_size(int64_t K, int64_t N)
-    int fn_gemm_pack(float *bp, const float *B, int64_t ldb, int trans_b, int64_t K, int64_t N, int isa,
+    int fn_gemm_pack(float *bp, const float *B, int64_t ldb, int trans_b, int64_t K, int64_t N, int isa, int precision,
                      int n_threads)
     int fn_gemm_naive(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha,
                       const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
@@ -49,31 +50,32 @@ cdef extern from "fastnet.h" nogil:
 
     int fn_dense_forward_dropout(float *y, const float *x, const float *w, const float *b, int64_t N, int64_t I,
                                  int64_t O, int act, float rate, uint64_t seed, uint64_t stream, uint64_t first,
-                                 int isa, float *ws, int n_threads)
+                                 int isa, int precision, float *ws, int n_threads)
     int fn_dense_forward_prepacked(float *y, const float *x, const float *wp, const float *b, int64_t N,
-                                   int64_t I, int64_t O, int act, int isa, float *ws, int n_threads)
+                                   int64_t I, int64_t O, int act, int isa, int precision, float *ws, int n_threads)
     int fn_dense_backward(float *dx, float *dw, float *db, const float *dy, const float *x, const float *w,
-                          int64_t N, int64_t I, int64_t O, int isa, float *ws, int n_threads)
-    int64_t fn_dense_workspace(int64_t N, int64_t I, int64_t O, int isa, int n_threads)
+                          int64_t N, int64_t I, int64_t O, int isa, int precision, float *ws, int n_threads)
+    int64_t fn_dense_workspace(int64_t N, int64_t I, int64_t O, int isa, int precision)
     int fn_bias_backward(float *db, const float *dy, int64_t R, int64_t C, int n_threads)
 
     ctypedef struct fn_conv2d_shape:
         int64_t N, H, W, C, OC, KH, KW, SH, SW, PT, PL, OH, OW
-    int fn_conv2d_resolve_algo(const fn_conv2d_shape *s, int algo)
+    int fn_conv2d_resolve_algo(const fn_conv2d_shape *s, int algo, int isa, int precision)
     int fn_conv2d_forward(float *y, const float *x, const float *w, const float *b,
-                          const fn_conv2d_shape *s, int act, int algo, int isa, float *ws, int n_threads)
+                          const fn_conv2d_shape *s, int act, int algo, int isa, int precision, float *ws, int n_threads)
     int fn_conv2d_forward_maxpool(float *y, int32_t *argmax, const float *x, const float *w, const float *b,
-                                  const fn_conv2d_shape *s, int algo, int isa, float *ws, int n_threads)
-    int fn_conv2d_forward_maxpool_fits(const fn_conv2d_shape *s, int algo)
+                                  const fn_conv2d_shape *s, int algo, int isa, int precision, float *ws, int n_threads)
+    int fn_conv2d_forward_maxpool_fits(const fn_conv2d_shape *s, int algo, int isa, int precision)
     int fn_conv2d_backward_data(float *dx, const float *dy, const float *w, const float *relu_x,
-                                const fn_conv2d_shape *s, int algo, int isa, float *ws, int n_threads)
+                                const fn_conv2d_shape *s, int algo, int isa, int precision, float *ws, int n_threads)
     int fn_conv2d_backward_filter(float *dw, float *db, const float *dy, const float *x,
-                                  const fn_conv2d_shape *s, int algo, int isa, float *ws, int n_threads)
+                                  const fn_conv2d_shape *s, int algo, int isa, int precision, float *ws, int n_threads)
     int fn_conv2d_backward(float *dx, float *dw, float *db, const float *dy, const int32_t *argmax,
                            const float *pooled, const float *x, const float *w, const float *relu_x,
-                           const fn_conv2d_shape *s, int algo, int isa, float *ws, int n_threads)
-    int64_t fn_conv2d_backward_workspace(const fn_conv2d_shape *s, int pooled, int algo, int n_threads)
-    int64_t fn_conv2d_workspace(const fn_conv2d_shape *s, int algo, int n_threads)
+                           const fn_conv2d_shape *s, int algo, int isa, int precision, float *ws, int n_threads)
+    int64_t fn_conv2d_backward_workspace(const fn_conv2d_shape *s, int pooled, int algo, int isa, int precision,
+                                         int n_threads)
+    int64_t fn_conv2d_workspace(const fn_conv2d_shape *s, int algo, int isa, int precision, int n_threads)
 
     int fn_maxpool2d_forward(float *y, int32_t *argmax, const float *x, int64_t N, int64_t H, int64_t W,
                              int64_t C, int64_t PH, int64_t PW, int64_t SH, int64_t SW, int64_t PT,
@@ -141,7 +143,7 @@ cdef extern from "fastnet.h" nogil:
     ctypedef struct fn_op:
         int kind
         int64_t in_row, out_row
-        int path, algo, act, post
+        int isa, precision, algo, act, post
         float alpha
         int64_t channels
         int relu_backward, masks_relu_input, dropout

@@ -152,22 +152,18 @@ cdef int _isa_code(isa) except -1:
 PRECISIONS = ("float32", "bfloat16")
 
 
-cdef int _precision_flag(precision) except -1:
-    """FN_PATH_BF16 for bfloat16 product operands (Keras's mixed_bfloat16 compute dtype), 0 for float32 (None)."""
+cdef int _precision_code(precision) except -1:
+    """FN_BFLOAT16 for bfloat16 product operands (Keras's mixed_bfloat16 compute dtype), FN_FLOAT32 for float32
+    (and None)."""
     if precision is None or (isinstance(precision, str) and precision == "float32"):
-        return 0
+        return FN_FLOAT32
     if isinstance(precision, str) and precision == "bfloat16":
-        return FN_PATH_BF16
+        return FN_BFLOAT16
     raise ValueError(f"unknown precision {precision!r}; expected one of {PRECISIONS}")
 
 
-cdef int _path_code(isa, precision) except -1:
-    """The C kernels' isa argument: the ISA path, with the precision's flag."""
-    return _isa_code(isa) | _precision_flag(precision)
-
-
 def _precision_name(int code):
-    return "bfloat16" if code & FN_PATH_BF16 else "float32"
+    return "bfloat16" if code == FN_BFLOAT16 else "float32"
 
 
 cdef int _algo_code(algo) except -1:

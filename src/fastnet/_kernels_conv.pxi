@@ -46,29 +46,21 @@ cdef fn_conv2d_shape _conv_shape(x_shape, w_shape, strides, padding) except *:
     return s
 
 
-cdef int _conv_code(conv_algo, precision) except -1:
-    """The algorithm a call runs: conv_algo (default: set_conv_algo's), except that 'auto' never picks Winograd
-    for bfloat16 operands. Its transforms amplify the operands' rounding about tenfold (on the CNN's second layer,
-    2.4 % rms error against im2col's 0.23 %, the rounding itself), so bfloat16 products take im2col, whose
-    operands are x, w and dy themselves; conv_algo='winograd' still forces it."""
-    cdef int algo = _algo_code(conv_algo)
-    if algo == FN_CONV_AUTO and _precision_flag(precision):
-        return FN_CONV_IM2COL
-    return algo
-
-
-def conv2d_uses_winograd(x_shape, w_shape, strides=(1, 1), padding="valid", conv_algo=None, precision=None):
-    """Whether the conv kernels take the Winograd path for this shape with conv_algo (default: set_conv_algo's)
-    and precision."""
+def conv2d_uses_winograd(x_shape, w_shape, strides=(1, 1), padding="valid", conv_algo=None, precision=None,
+                         isa=None):
+    """Whether the conv kernels take the Winograd path for this shape with conv_algo (default: set_conv_algo's),
+    precision and ISA (C's fn_conv2d_resolve_algo decides)."""
     cdef fn_conv2d_shape s = _conv_shape(tuple(x_shape), tuple(w_shape), strides, padding)
-    return fn_conv2d_resolve_algo(&s, _conv_code(conv_algo, precision)) == FN_CONV_WINOGRAD
+    return fn_conv2d_resolve_algo(&s, _algo_code(conv_algo), _isa_code(isa),
+                                  _precision_code(precision)) == FN_CONV_WINOGRAD
 
 
 def conv2d_workspace_floats(x_shape, w_shape, strides=(1, 1), padding="valid", n_threads=None, conv_algo=None,
-                            precision=None):
-    """Floats of scratch the conv kernels take for this shape, thread count, algorithm and precision."""
+                            precision=None, isa=None):
+    """Floats of scratch the conv kernels take for this shape, thread count, algorithm, precision and ISA."""
     cdef fn_conv2d_shape s = _conv_shape(tuple(x_shape), tuple(w_shape), strides, padding)
-    return fn_conv2d_workspace(&s, _conv_code(conv_algo, precision), _threads(n_threads))
+    return fn_conv2d_workspace(&s, _algo_code(conv_algo), _isa_code(isa), _precision_code(precision),
+                               _threads(n_threads))
 
 
 def conv2d_forward(x, w, b=None, strides=(1, 1), padding="valid", activation="linear", out=None, n_threads=None,
@@ -82,24 +74,26 @@ def conv2d_forward(x, w, b=None, strides=(1, 1), padding="valid", activation="li
         _expect(b, "b", (s.OC,))
     out = _output(out, "out", (s.N, s.OH, s.OW, s.OC), (x, w, b))
     cdef int act = _fused_activation(activation, "conv2d_forward"), nt = _threads(n_threads), st
-    cdef int code = _path_code(isa, precision), algo = _conv_code(conv_algo, precision)
-    scratch = _scratch(workspace, fn_conv2d_workspace(&s, algo, nt))
+    cdef int code = _isa_code(isa), prec = _precision_code(precision), algo = _algo_code(conv_algo)
+    scratch = _scratch(workspace, fn_conv2d_workspace(&s, algo, code, prec, nt))
     cdef float *pw = _mp(scratch)
     cdef const float *px = _cp(x)
     cdef const float *pk = _cp(w)
     cdef const float *pb = NULL if b is None else _cp(b)
     cdef float *py = _mp(out)
     with nogil:
-        st = fn_conv2d_forward(py, px, pk, pb, &s, act, algo, code, pw, nt)
+        st = fn_conv2d_forward(py, px, pk, pb, &s, act, algo, code, prec, pw, nt)
     _status(st, "conv2d_forward")
     return out
 
 
-def conv2d_forward_maxpool_fits(x_shape, w_shape, strides=(1, 1), padding="valid", conv_algo=None, precision=None):
+def conv2d_forward_maxpool_fits(x_shape, w_shape, strides=(1, 1), padding="valid", conv_algo=None, precision=None,
+                                isa=None):
     """Whether conv2d_forward_maxpool takes this shape: an even output size, at most 48 wide unless the shape takes
-    Winograd (with conv_algo and precision)."""
+    Winograd (with conv_algo, precision and ISA)."""
     cdef fn_conv2d_shape s = _conv_shape(tuple(x_shape), tuple(w_shape), strides, padding)
-    return bool(fn_conv2d_forward_maxpool_fits(&s, _conv_code(conv_algo, precision)))
+    return bool(fn_conv2d_forward_maxpool_fits(&s, _algo_code(conv_algo), _isa_code(isa),
+                                               _precision_code(precision)))
 
 
 def conv2d_forward_maxpool(x, w, b=None, strides=(1, 1), padding="valid", out=None, argmax=None, n_threads=None,
@@ -110,8 +104,8 @@ def conv2d_forward_maxpool(x, w, b=None, strides=(1, 1), padding="valid", out=No
     _array(x, "x", 4)
     _array(w, "w", 4)
     cdef fn_conv2d_shape s = _conv_shape(x.shape, w.shape, strides, padding)
-    cdef int code = _path_code(isa, precision), algo = _conv_code(conv_algo, precision)
-    if not fn_conv2d_forward_maxpool_fits(&s, algo):
+    cdef int code = _isa_code(isa), prec = _precision_code(precision), algo = _algo_code(conv_algo)
+    if not fn_conv2d_forward_maxpool_fits(&s, algo, code, prec):
         raise ValueError(f"conv2d_forward_maxpool: input {tuple(x.shape)}, kernel {tuple(w.shape)}, strides "
                          f"{tuple(strides)}, padding {padding!r} gives an output of {s.OH}x{s.OW}: the fused pool "
                          "takes an even output size, at most 48 wide unless it takes Winograd; run conv2d_forward "
@@ -126,7 +120,7 @@ def conv2d_forward_maxpool(x, w, b=None, strides=(1, 1), padding="valid", out=No
     out = _output(out, "out", shape, (x, w, b))
     argmax = _output(argmax, "argmax", shape, (x, w, b, out), np.int32)
     cdef int nt = _threads(n_threads), st
-    scratch = _scratch(workspace, fn_conv2d_workspace(&s, algo, nt))
+    scratch = _scratch(workspace, fn_conv2d_workspace(&s, algo, code, prec, nt))
     cdef float *pw = _mp(scratch)
     cdef int32_t *pam = <int32_t *>_data(argmax, True, 4)
     cdef const float *px = _cp(x)
@@ -134,7 +128,7 @@ def conv2d_forward_maxpool(x, w, b=None, strides=(1, 1), padding="valid", out=No
     cdef const float *pb = NULL if b is None else _cp(b)
     cdef float *py = _mp(out)
     with nogil:
-        st = fn_conv2d_forward_maxpool(py, pam, px, pk, pb, &s, algo, code, pw, nt)
+        st = fn_conv2d_forward_maxpool(py, pam, px, pk, pb, &s, algo, code, prec, pw, nt)
     _status(st, "conv2d_forward_maxpool")
     return out, argmax
 
@@ -149,21 +143,21 @@ def conv2d_backward_data(dy, w, input_shape, strides=(1, 1), padding="valid", ou
     _array(w, "w", 4)
     input_shape = _ints(input_shape, "input_shape", 4)
     cdef fn_conv2d_shape s = _conv_shape(input_shape, w.shape, strides, padding)
-    cdef int code = _path_code(isa, precision), algo = _conv_code(conv_algo, precision)
+    cdef int code = _isa_code(isa), prec = _precision_code(precision), algo = _algo_code(conv_algo)
     _expect(dy, "dy", (s.N, s.OH, s.OW, s.OC))
     if relu_input is not None:
         _array(relu_input, "relu_input", 4)
         _expect(relu_input, "relu_input", input_shape)
     out = _output(out, "dx", input_shape, (dy, w, relu_input))
     cdef int nt = _threads(n_threads), st
-    scratch = _scratch(workspace, fn_conv2d_workspace(&s, algo, nt))
+    scratch = _scratch(workspace, fn_conv2d_workspace(&s, algo, code, prec, nt))
     cdef float *pw = _mp(scratch)
     cdef const float *pdy = _cp(dy)
     cdef const float *pk = _cp(w)
     cdef float *pdx = _mp(out)
     cdef const float *prelu = NULL if relu_input is None else _cp(relu_input)
     with nogil:
-        st = fn_conv2d_backward_data(pdx, pdy, pk, prelu, &s, algo, code, pw, nt)
+        st = fn_conv2d_backward_data(pdx, pdy, pk, prelu, &s, algo, code, prec, pw, nt)
     _status(st, "conv2d_backward_data")
     return out
 
@@ -176,19 +170,19 @@ def conv2d_backward_filter(dy, x, kernel_size, strides=(1, 1), padding="valid", 
     kh, kw = _ints(kernel_size, "kernel_size", 2)
     w_shape = (kh, kw, x.shape[3], dy.shape[3])
     cdef fn_conv2d_shape s = _conv_shape(x.shape, w_shape, strides, padding)
-    cdef int code = _path_code(isa, precision), algo = _conv_code(conv_algo, precision)
+    cdef int code = _isa_code(isa), prec = _precision_code(precision), algo = _algo_code(conv_algo)
     _expect(dy, "dy", (s.N, s.OH, s.OW, s.OC))
     dw = _output(dw, "dw", w_shape, (dy, x))
     db = _output(db, "db", (s.OC,), (dy, x, dw))
     cdef int nt = _threads(n_threads), st
-    scratch = _scratch(workspace, fn_conv2d_workspace(&s, algo, nt))
+    scratch = _scratch(workspace, fn_conv2d_workspace(&s, algo, code, prec, nt))
     cdef float *pw = _mp(scratch)
     cdef const float *pdy = _cp(dy)
     cdef const float *px = _cp(x)
     cdef float *pdw = _mp(dw)
     cdef float *pdb = _mp(db)
     with nogil:
-        st = fn_conv2d_backward_filter(pdw, pdb, pdy, px, &s, algo, code, pw, nt)
+        st = fn_conv2d_backward_filter(pdw, pdb, pdy, px, &s, algo, code, prec, pw, nt)
     _status(st, "conv2d_backward_filter")
     return dw, db
 
@@ -206,12 +200,12 @@ def conv2d_backward(dy, x, w, strides=(1, 1), padding="valid", dw=None, db=None,
     _array(x, "x", 4)
     _array(w, "w", 4)
     cdef fn_conv2d_shape s = _conv_shape(x.shape, w.shape, strides, padding)
-    cdef int code = _path_code(isa, precision), algo = _conv_code(conv_algo, precision)
+    cdef int code = _isa_code(isa), prec = _precision_code(precision), algo = _algo_code(conv_algo)
     cdef bint pooled_dy = argmax is not None or pooled is not None
     if pooled_dy:
         if argmax is None or pooled is None:
             raise ValueError("conv2d_backward: a pooled dy needs both argmax and pooled")
-        if not conv2d_forward_maxpool_fits(x.shape, w.shape, strides, padding, conv_algo, precision):
+        if not fn_conv2d_forward_maxpool_fits(&s, algo, code, prec):
             raise ValueError(f"conv2d_backward: a pooled dy needs a convolution conv2d_forward_maxpool runs; its "
                              f"output {(s.OH, s.OW)} does not fit")
         _expect(dy, "dy", (s.N, s.OH // 2, s.OW // 2, s.OC))
@@ -221,7 +215,7 @@ def conv2d_backward(dy, x, w, strides=(1, 1), padding="valid", dw=None, db=None,
         _expect(pooled, "pooled", dy.shape)
         # Winograd reads each window's argmax as one of the window's four outputs, whatever it holds; im2col
         # writes the gradient at it, so there it must lie inside the image.
-        if fn_conv2d_resolve_algo(&s, algo) != FN_CONV_WINOGRAD and argmax.size and (
+        if fn_conv2d_resolve_algo(&s, algo, code, prec) != FN_CONV_WINOGRAD and argmax.size and (
                 argmax.min() < 0 or argmax.max() >= s.OH * s.OW * s.OC):
             raise ValueError("conv2d_backward: argmax holds offsets outside the convolution's output image")
     else:
@@ -236,7 +230,7 @@ def conv2d_backward(dy, x, w, strides=(1, 1), padding="valid", dw=None, db=None,
     if want_dx:
         dx = _output(None if dx is True else dx, "dx", x.shape, (dy, x, w, dw, db, relu_input, argmax, pooled))
     cdef int nt = _threads(n_threads), st
-    scratch = _scratch(workspace, fn_conv2d_backward_workspace(&s, pooled_dy, algo, nt))
+    scratch = _scratch(workspace, fn_conv2d_backward_workspace(&s, pooled_dy, algo, code, prec, nt))
     cdef float *pws = _mp(scratch)
     cdef const float *pdy = _cp(dy)
     cdef const float *px = _cp(x)
@@ -248,7 +242,7 @@ def conv2d_backward(dy, x, w, strides=(1, 1), padding="valid", dw=None, db=None,
     cdef const int32_t *pam = NULL if argmax is None else <const int32_t *>_data(argmax, False, 4)
     cdef const float *ppool = NULL if pooled is None else _cp(pooled)
     with nogil:
-        st = fn_conv2d_backward(pdx, pdw, pdb, pdy, pam, ppool, px, pk, prelu, &s, algo, code, pws, nt)
+        st = fn_conv2d_backward(pdx, pdw, pdb, pdy, pam, ppool, px, pk, prelu, &s, algo, code, prec, pws, nt)
     _status(st, "conv2d_backward")
     return dw, db, dx if want_dx else None
 

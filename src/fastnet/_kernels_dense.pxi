@@ -18,7 +18,7 @@ def gemm(a, b, out=None, trans_a=False, trans_b=False, alpha=1.0, beta=0.0, n_th
     if be != 0.0 and out is None:
         raise ValueError("gemm: beta != 0 needs out")
     out = _output(out, "out", (M, N), (a, b))
-    cdef int nt = _threads(n_threads), code = _path_code(isa, precision)
+    cdef int nt = _threads(n_threads), code = _isa_code(isa), prec = _precision_code(precision)
     cdef int ta = bool(trans_a), tb = bool(trans_b), nv = bool(naive)
     cdef const float *pa = _cp(a)
     cdef const float *pb = _cp(b)
@@ -27,13 +27,13 @@ def gemm(a, b, out=None, trans_a=False, trans_b=False, alpha=1.0, beta=0.0, n_th
     cdef float *pw = NULL
     cdef int st
     if not nv:
-        scratch = _scratch(workspace, fn_gemm_workspace(M, N, K, code, nt))
+        scratch = _scratch(workspace, fn_gemm_workspace(M, N, K, code, prec))
         pw = _mp(scratch)
     with nogil:
         if nv:
             st = fn_gemm_naive(ta, tb, M, N, K, al, pa, lda, pb, ldb, be, pc, N)
         else:
-            st = fn_gemm(ta, tb, M, N, K, al, pa, lda, pb, ldb, be, pc, N, code, pw, nt)
+            st = fn_gemm(ta, tb, M, N, K, al, pa, lda, pb, ldb, be, pc, N, code, prec, pw, nt)
     _status(st, "gemm")
     return out
 
@@ -48,13 +48,13 @@ class PackedWeights:
     def __init__(self, w, isa=None, precision=None, n_threads=None):
         _array(w, "w", 2)
         cdef int64_t I = w.shape[0], O = w.shape[1]
-        cdef int nt = _threads(n_threads), code = _path_code(isa, precision)
-        self.shape, self.isa, self.precision = (I, O), _ISA_NAMES[code & ~FN_PATH_BF16], _precision_name(code)
+        cdef int nt = _threads(n_threads), code = _isa_code(isa), prec = _precision_code(precision)
+        self.shape, self.isa, self.precision = (I, O), _ISA_NAMES[code], _precision_name(prec)
         self.data = np.empty(max(fn_gemm_packed_b_size(I, O), 1), dtype=np.float32)
         cdef float *pp = _mp(self.data)
         cdef const float *pk = _cp(w)
         with nogil:
-            fn_gemm_pack(pp, pk, O, 0, I, O, code, nt)
+            fn_gemm_pack(pp, pk, O, 0, I, O, code, prec, nt)
 
 
 def dense_forward(x, w, b=None, out=None, activation="linear", packed=None, n_threads=None, isa=None, precision=None,
@@ -70,7 +70,7 @@ def dense_forward(x, w, b=None, out=None, activation="linear", packed=None, n_th
     if b is not None:
         _array(b, "b", 1)
         _expect(b, "b", (O,))
-    cdef int act = _fused_activation(activation, "dense_forward"), nt = _threads(n_threads), code = _path_code(isa, precision), st
+    cdef int act = _fused_activation(activation, "dense_forward"), nt = _threads(n_threads), code = _isa_code(isa), prec = _precision_code(precision), st
     if packed is not None and not isinstance(packed, PackedWeights):
         raise TypeError(f"packed must be a PackedWeights, got {type(packed).__name__}")
     cdef float rate = 0.0
@@ -83,25 +83,25 @@ def dense_forward(x, w, b=None, out=None, activation="linear", packed=None, n_th
         rate = _rate(dropout[0])
         seed, stream = _key(dropout[1], dropout[2])
         first = _int(dropout[3], "first", 0, 2**62)
-    if packed is not None and (packed.shape != (I, O) or packed.isa != _ISA_NAMES[code & ~FN_PATH_BF16]
-                               or packed.precision != _precision_name(code)):
+    if packed is not None and (packed.shape != (I, O) or packed.isa != _ISA_NAMES[code]
+                               or packed.precision != _precision_name(prec)):
         raise ValueError(f"dense: packed weights of shape {packed.shape} for ISA {packed.isa!r} "
-                         f"({packed.precision}) do not fit w {tuple(w.shape)} on ISA {_ISA_NAMES[code & ~FN_PATH_BF16]!r} "
-                         f"({_precision_name(code)}): pack them again")
+                         f"({packed.precision}) do not fit w {tuple(w.shape)} on ISA {_ISA_NAMES[code]!r} "
+                         f"({_precision_name(prec)}): pack them again")
     out = _output(out, "out", (N, O), (x, w, b))
     cdef const float *px = _cp(x)
     cdef const float *pk = _cp(w)
     cdef const float *pb = NULL if b is None else _cp(b)
     cdef float *py = _mp(out)
     cdef const float *pp = NULL if packed is None else _cp(packed.data)
-    scratch = _scratch(workspace, fn_dense_workspace(N, I, O, code, nt) if packed is None
-                       else fn_gemm_prepacked_workspace(N, I, code))
+    scratch = _scratch(workspace, fn_dense_workspace(N, I, O, code, prec) if packed is None
+                       else fn_gemm_prepacked_workspace(N, I, code, prec))
     cdef float *pw = _mp(scratch)
     with nogil:
         if pp != NULL:
-            st = fn_dense_forward_prepacked(py, px, pp, pb, N, I, O, act, code, pw, nt)
+            st = fn_dense_forward_prepacked(py, px, pp, pb, N, I, O, act, code, prec, pw, nt)
         else:
-            st = fn_dense_forward_dropout(py, px, pk, pb, N, I, O, act, rate, seed, stream, first, code, pw, nt)
+            st = fn_dense_forward_dropout(py, px, pk, pb, N, I, O, act, rate, seed, stream, first, code, prec, pw, nt)
     _status(st, "dense_forward")
     return out
 
@@ -119,8 +119,8 @@ def dense_backward(dy, x, w, dx=None, dw=None, db=None, need_dx=True, n_threads=
     dx = _output(dx, "dx", (N, I), inputs) if need_dx else None
     dw = _output(dw, "dw", (I, O), inputs + (dx,))
     db = _output(db, "db", (O,), inputs + (dx, dw))
-    cdef int nt = _threads(n_threads), code = _path_code(isa, precision), st
-    scratch = _scratch(workspace, fn_dense_workspace(N, I, O, code, nt))
+    cdef int nt = _threads(n_threads), code = _isa_code(isa), prec = _precision_code(precision), st
+    scratch = _scratch(workspace, fn_dense_workspace(N, I, O, code, prec))
     cdef float *pw = _mp(scratch)
     cdef float *pdx = _opt(dx)
     cdef float *pdw = _mp(dw)
@@ -129,7 +129,7 @@ def dense_backward(dy, x, w, dx=None, dw=None, db=None, need_dx=True, n_threads=
     cdef const float *px = _cp(x)
     cdef const float *pk = _cp(w)
     with nogil:
-        st = fn_dense_backward(pdx, pdw, pdb, pdy, px, pk, N, I, O, code, pw, nt)
+        st = fn_dense_backward(pdx, pdw, pdb, pdy, px, pk, N, I, O, code, prec, pw, nt)
     _status(st, "dense_backward")
     return dx, dw, db
 

@@ -88,8 +88,8 @@ cdef class Program:
         self._out_shapes.append(out_shape)
         op.in_row, op.out_row = _prod(*in_shape), _prod(*out_shape)
         precision = spec.get("precision")
-        op.path = _path_code(isa, precision)
-        op.algo = _conv_code(conv_algo, precision)
+        op.isa, op.precision = _isa_code(isa), _precision_code(precision)
+        op.algo = _algo_code(conv_algo)
         op.act = _fused_activation(spec.get("act", "linear"), f"op {i}")
         op.post = _post_code(spec.get("post"))
         op.alpha = _real(spec.get("alpha", 0.0), "alpha")
@@ -102,7 +102,7 @@ cdef class Program:
         where = f"op {i} ({kind})"
         if op.kind in (FN_OP_CONV2D, FN_OP_CONV2D_MAXPOOL):
             op.conv = _conv_shape((1,) + in_shape, spec["w"].shape, spec["strides"], spec["padding"])
-            if op.kind == FN_OP_CONV2D_MAXPOOL and not fn_conv2d_forward_maxpool_fits(&op.conv, op.algo):
+            if op.kind == FN_OP_CONV2D_MAXPOOL and not fn_conv2d_forward_maxpool_fits(&op.conv, op.algo, op.isa, op.precision):
                 raise ValueError(f"{where}: conv2d_forward_maxpool does not run this convolution")
         elif op.kind == FN_OP_MAXPOOL2D:
             H, W, C = in_shape
@@ -202,7 +202,7 @@ cdef class Program:
                 self._packed[i] = np.empty(max(fn_gemm_packed_b_size(op.in_row, op.out_row), 1), np.float32)
             pp = _mp(self._packed[i])
             with nogil:
-                fn_gemm_pack(pp, op.w, op.out_row, 0, op.in_row, op.out_row, op.path, self.n_threads)
+                fn_gemm_pack(pp, op.w, op.out_row, 0, op.in_row, op.out_row, op.isa, op.precision, self.n_threads)
             op.packed = pp
 
     def unpack(self):

@@ -4,7 +4,7 @@ a layer's dtype= argument taking the same names.
 Under 'mixed_bfloat16' (Keras's definition) a layer's variables stay float32 and its products compute with
 bfloat16 operands: the Dense and Conv2D kernels round both operands of every GEMM (forward, data gradient,
 filter gradient; after im2col or the Winograd transforms) to the nearest bfloat16 and accumulate in float32
-(csrc/fastnet.h, FN_PATH_BF16). Weights, optimizer state, gradient accumulation, bias, activations, softmax,
+(csrc/fastnet.h, FN_BFLOAT16). Weights, optimizer state, gradient accumulation, bias, activations, softmax,
 loss and every reduction stay float32, so where the roundings happen is exactly: the two operands of each product.
 
 Three paths run the products. On a CPU with AMX (GEMM path 'amx_bf16', the default there: Intel Xeons since
