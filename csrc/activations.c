@@ -97,9 +97,30 @@ int fn_softmax_backward(float *dx, const float *dy, const float *y, int64_t N, i
     return FN_OK;
 }
 
+FN_VECTOR_CLONES void fn_post_rows(float *y, int64_t ldy, const float *t, int64_t ldt, int64_t r0, int64_t rows,
+                                   int64_t c0, int64_t cols, const fn_post_ops *p) {
+    const float *bias = p->bias ? p->bias + c0 : NULL;
+    for (int64_t r = 0; r < rows; r++) {
+        float *yr = y + r * ldy;
+        const float *tr = t + r * ldt;
+        if (p->act == FN_ACT_RELU && bias) {
+            for (int64_t j = 0; j < cols; j++) yr[j] = fn_post_value(tr[j], bias[j], 1);
+        } else if (p->act == FN_ACT_RELU) {
+            for (int64_t j = 0; j < cols; j++) yr[j] = tr[j] > 0.0f ? tr[j] : 0.0f;
+        } else if (bias) {
+            for (int64_t j = 0; j < cols; j++) yr[j] = tr[j] + bias[j];
+        } else if (yr != tr) {
+            for (int64_t j = 0; j < cols; j++) yr[j] = tr[j];
+        }
+    }
+    if (p->rate > 0.0f)
+        fn_dropout_rows(y, ldy, rows, cols, p->first + (uint64_t)(r0 * p->ld + c0), p->ld, p->rate, p->key);
+}
+
 int fn_bias_act_forward(float *y, const float *b, int64_t R, int64_t C, int act, int n_threads) {
     if (act != FN_ACT_LINEAR && act != FN_ACT_RELU) return FN_EINVAL;
-    FN_PARALLEL_FOR(FN_ELEMENT_THREADS(R * C), r, R, fn_bias_act_rows(y + r * C, C, b, 1, C, act));
+    const fn_post_ops p = {b, act, 0.0f, 0, 0, C};
+    FN_PARALLEL_FOR(FN_ELEMENT_THREADS(R * C), r, R, fn_post_rows(y + r * C, C, y + r * C, C, r, 1, 0, C, &p));
     return FN_OK;
 }
 

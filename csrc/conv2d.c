@@ -75,26 +75,8 @@ static void col2im_rows_add(float *restrict dxn, const float *restrict cols, con
     }
 }
 
-/* y[r, :] = act(t[r, :] + bias) for rows x cols (bias may be NULL): the product's one pass into y. */
-FN_VECTOR_CLONES static void bias_act_store(float *restrict y, const float *restrict t, const float *restrict bias,
-                                            int64_t rows, int64_t cols, int act) {
-    for (int64_t r = 0; r < rows; r++) {
-        float *yr = y + r * cols;
-        const float *tr = t + r * cols;
-        if (act == FN_ACT_RELU && bias) {
-            for (int64_t j = 0; j < cols; j++) { const float v = tr[j] + bias[j]; yr[j] = v > 0.0f ? v : 0.0f; }
-        } else if (act == FN_ACT_RELU) {
-            for (int64_t j = 0; j < cols; j++) yr[j] = tr[j] > 0.0f ? tr[j] : 0.0f;
-        } else if (bias) {
-            for (int64_t j = 0; j < cols; j++) yr[j] = tr[j] + bias[j];
-        } else {
-            for (int64_t j = 0; j < cols; j++) yr[j] = tr[j];
-        }
-    }
-}
-
 /* The 2x2 max-pool (stride 2) of relu(t + bias) for the output rows [oh0, oh0 + 2 * pairs) of image n, whose
- * products t hold OW * OC floats per output row: y and argmax [N, OH/2, OW/2, OC] exactly as bias_act_store and then
+ * products t hold OW * OC floats per output row: y and argmax [N, OH/2, OW/2, OC] exactly as fn_post_rows and then
  * fn_maxpool2d_forward give them (the window's first maximum in row-major order; argmax its offset in the image). */
 FN_VECTOR_CLONES static void bias_relu_pool(float *restrict y, int32_t *restrict arg, const float *restrict t,
                                             const float *restrict bias, const fn_conv2d_shape *s, int64_t n,
@@ -109,9 +91,8 @@ FN_VECTOR_CLONES static void bias_relu_pool(float *restrict y, int32_t *restrict
             int32_t *ao = arg + ((n * PH + oh0 / 2 + j) * PW + pw) * OC;
             for (int64_t o = 0; o < OC; o++) { /* strict >: the first maximum wins ties */
                 const float bo = bias ? bias[o] : 0.0f; /* relu(x + 0.0f) is relu(x), bit for bit */
-                float v0 = s0[o] + bo, v1 = s1[o] + bo, v2 = s2[o] + bo, v3 = s3[o] + bo;
-                v0 = v0 > 0.0f ? v0 : 0.0f, v1 = v1 > 0.0f ? v1 : 0.0f, v2 = v2 > 0.0f ? v2 : 0.0f;
-                v3 = v3 > 0.0f ? v3 : 0.0f;
+                const float v0 = fn_post_value(s0[o], bo, 1), v1 = fn_post_value(s1[o], bo, 1);
+                const float v2 = fn_post_value(s2[o], bo, 1), v3 = fn_post_value(s3[o], bo, 1);
                 float best = v0;
                 int32_t at = off0 + (int32_t)o;
                 at = v1 > best ? off1 + (int32_t)o : at, best = v1 > best ? v1 : best;
@@ -142,6 +123,7 @@ static void im2col_forward(float *y, int32_t *argmax, const float *x, const floa
     const int direct_b = fn_gemm_b_is_packed(uk, 0, s->OC, s->OC);
     float *bp = direct_b ? (float *)w : fn_align64(ws);
     float *slots = fn_align64(fn_align64(ws) + fn_gemm_packed_b_size(K, s->OC));
+    const fn_post_ops post = {b, act, 0.0f, 0, 0, s->OC};
 
     #pragma omp parallel num_threads(n_threads)
     {
@@ -171,7 +153,7 @@ static void im2col_forward(float *y, int32_t *argmax, const float *x, const floa
             if (argmax)
                 bias_relu_pool(y, argmax, prod, b, s, n, r0 / s->OW, (r1 - r0) / (2 * s->OW));
             else
-                bias_act_store(y + (n * P + r0) * s->OC, prod, b, r1 - r0, s->OC, act);
+                fn_post_rows(y + (n * P + r0) * s->OC, s->OC, prod, s->OC, 0, r1 - r0, 0, s->OC, &post);
         }
     }
 }

@@ -36,9 +36,7 @@ FN_TILE_FN void output_tile(float *const *y, const float *restrict m, const floa
             at6(out, s[i]);
             FN_UNROLL
             for (int j = 0; j < WM; j++) {
-                float v = out[j] + bias[o];
-                if (relu) v = v > 0.0f ? v : 0.0f;
-                y[i][j * OC + o] = v;
+                y[i][j * OC + o] = fn_post_value(out[j], bias[o], relu); /* the one epilogue (internal.h) */
             }
         }
     }

@@ -10,7 +10,7 @@ int64_t fn_dense_workspace(int64_t N, int64_t I, int64_t O, int isa, int precisi
 /* y = act(x w + b), then dropout per e, on w or on wp (w packed by fn_gemm_pack): one GEMM job, the epilogue on
  * each finished tile. */
 static int dense_forward(float *y, const float *x, const float *w, const float *wp, int64_t N, int64_t I, int64_t O,
-                         const fn_epilogue *e, int isa, int precision, float *ws, int n_threads) {
+                         const fn_post_ops *e, int isa, int precision, float *ws, int n_threads) {
     if ((e->act != FN_ACT_LINEAR && e->act != FN_ACT_RELU) || !(e->rate >= 0.0f && e->rate < 1.0f)) return FN_EINVAL;
     const int nt = fn_gemm_threads(N, O, I, 0, 1.0f, isa, precision, n_threads);
     fn_gemm_job j;
@@ -24,13 +24,13 @@ int fn_dense_forward_dropout(float *y, const float *x, const float *w, const flo
                              int64_t O, int act, float rate, uint64_t seed, uint64_t stream, uint64_t first, int isa,
                              int precision,
                              float *ws, int n_threads) {
-    const fn_epilogue e = {b, act, rate, fn_dropout_key(seed, stream), first};
+    const fn_post_ops e = {b, act, rate, fn_dropout_key(seed, stream), first, O};
     return dense_forward(y, x, w, NULL, N, I, O, &e, isa, precision, ws, n_threads);
 }
 
 int fn_dense_forward_prepacked(float *y, const float *x, const float *wp, const float *b, int64_t N, int64_t I,
                                int64_t O, int act, int isa, int precision, float *ws, int n_threads) {
-    const fn_epilogue e = {b, act, 0.0f, 0, 0};
+    const fn_post_ops e = {b, act, 0.0f, 0, 0, O};
     return dense_forward(y, x, NULL, wp, N, I, O, &e, isa, precision, ws, n_threads);
 }
 

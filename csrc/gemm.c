@@ -335,18 +335,15 @@ void fn_gemm_job_tile(const fn_gemm_job *j, int64_t t, int64_t *m0, int64_t *m1,
                   j->ldc, j->b_rows ? j->B : NULL, j->ldb);
 }
 
-/* The epilogue on a finished tile of C. */
-static void epilogue(const fn_gemm_job *j, const fn_epilogue *e, int64_t m0, int64_t m1, int64_t j0, int64_t j1) {
-    float *c = j->C + m0 * j->ldc + j0; /* a tile's C is final: the values of passes over C after the GEMM */
-    if (e->bias || e->act != FN_ACT_LINEAR)
-        fn_bias_act_rows(c, j->ldc, e->bias ? e->bias + j0 : NULL, m1 - m0, j1 - j0, e->act);
-    if (e->rate > 0.0f)
-        fn_dropout_rows(c, j->ldc, m1 - m0, j1 - j0, e->first + (uint64_t)(m0 * j->N + j0), j->N, e->rate, e->key);
+/* The epilogue on a finished tile of C (a tile's C is final: the values of passes over C after the GEMM). */
+static void epilogue(const fn_gemm_job *j, const fn_post_ops *e, int64_t m0, int64_t m1, int64_t j0, int64_t j1) {
+    float *c = j->C + m0 * j->ldc + j0;
+    fn_post_rows(c, j->ldc, c, j->ldc, m0, m1 - m0, j0, j1 - j0, e);
 }
 
 /* A few rows by B in place, K blocks side by side (fn_gemm_job_init): each block's sums from zero, then per
  * column C = C (beta 1) + block 0 + block 1 + ..., left to right, as tile_loop adds them one block at a time. */
-static void run_k_blocks(const fn_gemm_job *j, const fn_epilogue *e) {
+static void run_k_blocks(const fn_gemm_job *j, const fn_post_ops *e) {
     const int64_t M = j->M, N = j->N, kc = fn_gemm_kc(j->K), rs = j->trans_a ? 1 : j->lda, cs = j->trans_a ? j->lda : 1;
     #pragma omp for schedule(static)
     for (int64_t b = 0; b < j->kblocks; b++) {
@@ -374,7 +371,7 @@ static void run_k_blocks(const fn_gemm_job *j, const fn_epilogue *e) {
     }
 }
 
-void fn_gemm_job_run(const fn_gemm_job *j, const fn_epilogue *e) {
+void fn_gemm_job_run(const fn_gemm_job *j, const fn_post_ops *e) {
     if (j->kblocks > 1) {
         run_k_blocks(j, e);
         return;
@@ -450,16 +447,6 @@ int fn_gemm_naive(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, flo
             C[i * ldc + j] = alpha * s + (beta == 0.0f ? 0.0f : beta * C[i * ldc + j]);
         }
     return FN_OK;
-}
-
-FN_VECTOR_CLONES void fn_bias_act_rows(float *y, int64_t ldy, const float *bias, int64_t rows, int64_t cols, int act) {
-    for (int64_t r = 0; r < rows; r++) {
-        float *yr = y + r * ldy;
-        if (bias)
-            for (int64_t j = 0; j < cols; j++) yr[j] += bias[j];
-        if (act == FN_ACT_RELU)
-            for (int64_t j = 0; j < cols; j++) yr[j] = yr[j] > 0.0f ? yr[j] : 0.0f;
-    }
 }
 
 int fn_have_openmp(void) {

@@ -281,18 +281,33 @@ int64_t fn_gemm_job_tiles(const fn_gemm_job *j);
 void fn_gemm_job_tile(const fn_gemm_job *j, int64_t t, int64_t *m0, int64_t *m1, int64_t *j0, int64_t *j1);
 /* The threads a GEMM of this shape takes (n_threads at most). */
 int fn_gemm_threads(int64_t M, int64_t N, int64_t K, int trans_b, float alpha, int isa, int precision, int n_threads);
-/* What a dense forward applies to each finished tile of C, in place of passes over C after the GEMM: bias (may be
- * NULL), then act ('linear' or 'relu'), then inverted dropout at rate (0: none) with the mask stream key, C's
- * element (r, c) being element first + r * N + c of the stream, as fn_dropout_forward over C would draw it. */
+/* The epilogue of every output writer, as oneDNN's post-ops, and the one place its arithmetic is written: bias
+ * (per column; may be NULL), then the activation (FN_ACT_LINEAR or FN_ACT_RELU), then inverted dropout at rate (0:
+ * none) with the mask stream key, the output's element (r, c) being element first + r * ld + c of the stream (the
+ * values fn_dropout_forward would give). Writers: the GEMM's tiles (a dense forward applies it to each finished
+ * tile, in place of passes over C after the GEMM), the im2col and tap convolutions' tiles (conv2d.c), and
+ * fn_bias_act_forward, through fn_post_rows; Winograd's output tiles and the fused 2x2 max-pools, which compute
+ * their outputs a value at a time, through fn_post_value. */
 typedef struct {
     const float *bias;
     int act;
     float rate;
     uint64_t key, first;
-} fn_epilogue;
+    int64_t ld;
+} fn_post_ops;
+/* Rows [r0, r0 + rows) and columns [c0, c0 + cols) of an output: y (row stride ldy) = post(t) (row stride ldt; t
+ * may be y itself: in place). */
+void fn_post_rows(float *y, int64_t ldy, const float *t, int64_t ldt, int64_t r0, int64_t rows, int64_t c0,
+                  int64_t cols, const fn_post_ops *p);
+/* One output value: v + bias, then the ReLU where relu. (Adding a bias of 0.0f turns -0.0f into 0.0f, which the
+ * ReLU does anyway: fn_post_rows adds no bias it is not given.) */
+static inline float fn_post_value(float v, float bias, int relu) {
+    v += bias;
+    return relu ? (v > 0.0f ? v : 0.0f) : v;
+}
 /* Every pack item, a barrier, then every tile, in the calling parallel region; e (may be NULL) applied to each tile
  * as it is finished. */
-void fn_gemm_job_run(const fn_gemm_job *j, const fn_epilogue *e);
+void fn_gemm_job_run(const fn_gemm_job *j, const fn_post_ops *e);
 
 /* Dropout's mask stream (dropout.c): fn_dropout_key(seed, stream) is the key fn_dropout_forward draws with;
  * fn_dropout_rows applies inverted dropout at rate to rows x cols of y in place (row stride ldy), element (r, c)
@@ -301,8 +316,6 @@ uint64_t fn_dropout_key(uint64_t seed, uint64_t stream);
 void fn_dropout_rows(float *y, int64_t ldy, int64_t rows, int64_t cols, uint64_t i0, int64_t ld, float rate,
                      uint64_t key);
 
-/* Apply bias (may be NULL) and an activation to rows x cols of y (row stride ldy), in place. */
-void fn_bias_act_rows(float *y, int64_t ldy, const float *bias, int64_t rows, int64_t cols, int act);
 
 /* Chunks of images whose filter gradients are summed separately, then in order (both convolution algorithms):
  * at most 64, and no more than fit FN_FILTER_PARTIALS_MAX floats of partial sums of partial_floats each. A function
