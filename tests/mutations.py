@@ -267,8 +267,8 @@ MUTATIONS = {
     "dropout_same_mask": ("csrc/program.c", "const uint64_t parts[3] = {run->model_id, run->step, op->layer};",
                           "const uint64_t parts[3] = {run->model_id, 0, op->layer};",
                           "dropout: the same mask at every step"),
-    "shuffle_by_loop_epoch": ("src/fastnet/models.py", "_seed.generator(self.seed, self.model_id, 1, self.epochs_trained)",
-                              "_seed.generator(self.seed, self.model_id, 1, epoch)",
+    "shuffle_by_loop_epoch": ("src/fastnet/training.py", "_seed.generator(model.seed, model.model_id, 1, model.epochs_trained)",
+                              "_seed.generator(model.seed, model.model_id, 1, epoch)",
                               "shuffling keyed by the fit call's loop index (every call repeats epoch 0's order)"),
     "buffers_kept": ("src/fastnet/plan.py", "            self._views.clear()\n            self._arrays.clear()",
                      "            self._views.clear()\n            self._kept = getattr(self, '_kept', []) + [self._arrays]\n"
@@ -281,14 +281,14 @@ MUTATIONS = {
                              "    if False:", "dense/conv kernels accept activations they cannot fuse (C: EINVAL)"),
     "strides_unchecked": ("src/fastnet/_check.py", "        value = integer(value, name, 1, INT_MAX, where, allow_float=True)",
                           "        value = int(value)", "layers: an int stride, kernel or pool size is not range-checked"),
-    "step_counted_in_python": ("src/fastnet/models.py",
-                               "                               (self._step, opt._iterations))\n"
-                               "            plan.train_step(xb, yb, wb, opt.current_lr(), opt.kernel_hyper(), opt.iterations + 1, self.model_id,\n"
-                               "                            self.step)\n",
-                               "                               (opt._iterations,))\n"
-                               "            plan.train_step(xb, yb, wb, opt.current_lr(), opt.kernel_hyper(), opt.iterations + 1, self.model_id,\n"
-                               "                            self.step)\n"
-                               "            self._step[0] += 1\n",
+    "step_counted_in_python": ("src/fastnet/training.py",
+                               "                           (model._step, opt._iterations))\n"
+                               "        plan.train_step(xb, yb, wb, opt.current_lr(), opt.kernel_hyper(), opt.iterations + 1, model.model_id,\n"
+                               "                        model.step)\n",
+                               "                           (opt._iterations,))\n"
+                               "        plan.train_step(xb, yb, wb, opt.current_lr(), opt.kernel_hyper(), opt.iterations + 1, model.model_id,\n"
+                               "                        model.step)\n"
+                               "        model._step[0] += 1\n",
                                "the step count advances after the training step's C call, in Python"),
     "dropout_key_packed": ("csrc/program.c", "return fn_key64(parts, 3);",
                            "return (run->model_id << 48) ^ (run->step << 12) ^ op->layer;",

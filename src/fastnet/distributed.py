@@ -286,6 +286,8 @@ class StepReducer:
     Every rank must start the same collectives in the same order: slices are started in backward order, and a
     rank whose share of the batch is empty starts them all (over zeros) in finish()."""
 
+    distributed = True  # (fastnet.training.OneProcess is the one-process reducer)
+
     def __init__(self, grads, slices):
         self.grads = grads
         self.slices = slices  # {plan step index: (lo, hi)} in the arena, for the steps that have parameters

@@ -11,10 +11,10 @@ import math
 import numpy as np
 
 from fastnet import (_check, _kernels, _model_inputs, _registry, _seed, distributed, losses, onnx_format, optimizers,
-                     saving)
+                     saving, training)
 from fastnet import summary as _summary
 from fastnet import metrics as metrics_module
-from fastnet.callbacks import History, ProgressLogger, TerminateOnNaN, check_callbacks, check_verbose
+from fastnet.callbacks import check_callbacks, check_verbose
 from fastnet.layers.base import Layer, internal_shape, legacy, public_shape
 from fastnet.layers.input_layer import InputLayer
 from fastnet.plan import Plan, final_activation
@@ -278,45 +278,8 @@ class Sequential:
         return plan
 
     def _train_step(self, plan, xb, yb, wb, tb, reducer=None, batch=None, row0=0):
-        """One optimizer step; returns (sum of per-sample losses, metric sums) before the update.
-        yb, wb: the loss's targets and sample weights (None: all ones); tb: the targets metrics compare with
-        (see _model_inputs.targets). A NaN or inf loss returns before the update: the weights stay the last good
-        ones. Data-parallel (reducer given): xb, yb, wb, tb are this rank's rows row0.. (maybe none) of a global
-        batch of `batch`; the loss, sums and gradients returned and applied are the global batch's, on every rank."""
-        n, nt = xb.shape[0], plan.program.n_threads
-        if reducer is None and self._loss.kernel is not None:  # the whole step in one call into C
-            opt = self.optimizer
-            plan.bind_training(self._loss.kernel, opt.kernel, self._params, self._grads, opt.slots,
-                               (self._step, opt._iterations))
-            plan.train_step(xb, yb, wb, opt.current_lr(), opt.kernel_hyper(), opt.iterations + 1, self.model_id,
-                            self.step)
-            out = plan.program.output(n)
-            probs, loss, _ = plan.loss_arrays(n, out.shape[1])
-            probs = probs if self._loss.makes_probs else out
-            return float(loss.sum(dtype=np.float64)), self._metric_sums(out, probs, tb)
-        loss_sum, sums = 0.0, np.zeros(len(self._metrics))
-        if n:
-            out = plan.forward(xb, True, self.model_id, self.step, row0)
-            probs, loss, dout = plan.loss_arrays(n, out.shape[1])
-            loss, probs = self._loss.forward(out, yb, wb, probs, loss, n_threads=nt)
-            loss_sum = float(loss.sum(dtype=np.float64))
-            sums = self._metric_sums(out, probs, tb)
-        if reducer is None:
-            if not math.isfinite(loss_sum):
-                return loss_sum, sums
-            plan.backward(self._loss.backward(out, probs, yb, wb, dout, n_threads=nt))
-        else:
-            reducer.begin(loss_sum, sums)
-            if n:
-                dy = self._loss.backward(out, probs, yb, wb, dout, n_threads=nt, batch=batch)
-                plan.backward(dy, done=reducer.step_done)
-            else:
-                self._grads.fill(0.0)
-            loss_sum, sums = reducer.finish()
-            if not math.isfinite(loss_sum):
-                return loss_sum, sums
-        self.optimizer.apply(self._params, self._grads, n_threads=nt, counters=(self._step,))
-        return loss_sum, sums
+        """One optimizer step (fastnet.training.train_step)."""
+        return training.train_step(self, plan, xb, yb, wb, tb, reducer, batch, row0)
 
     def _metric_sums(self, out, probs, truth):
         return np.array([m.batch_sum(out, probs, truth) for m in self._metrics], np.float64)
@@ -387,80 +350,14 @@ class Sequential:
                                                "fit(validation_data)")
         else:
             Xv = Yv = Wv = Tv = None
-        n = X.shape[0]
-        bs = min(self._batch_size(batch_size, "fit"), n)  # larger than the data: one batch of all of it (Keras)
-        steps = math.ceil(n / bs)
+        bs = min(self._batch_size(batch_size, "fit"), X.shape[0])  # larger than the data: one batch of it (Keras)
         parallel = distributed.active()
         if parallel:
             distributed.check_same_data((X, Y, W, Xv, Yv, Wv), "fit")
             distributed.broadcast_model(self)
-
-        history = History()
-        bar = verbose and distributed.is_primary()
-        cbs = [history] + ([ProgressLogger(verbose)] if bar else []) + callbacks
-        for cb in cbs:
-            cb.set_model(self)
-            cb.set_params({"epochs": epochs, "steps": steps, "batch_size": bs, "samples": n, "verbose": verbose})
-        self.history = history
-        self.stop_training = False
         rows = distributed.local_batch(bs) if parallel else bs  # the rows of a batch this process computes
-        plan = self._begin_call(rows, training=True)
-        nt = plan.program.n_threads
-        reducer = self._reducer(plan)
-        xbuf = plan.buffers.get("x", X.shape[1:], rows)
-        ybuf = plan.buffers.get("y", Y.shape[1:], rows)
-        wbuf = None if W is None else plan.buffers.get("w", (), rows)
-        tbuf = ybuf if T is Y else plan.buffers.get("t", T.shape[1:], rows)
-        for cb in cbs:
-            cb.on_train_begin()
-        for epoch in range(initial_epoch, epochs):  # epoch: the number logs and callbacks see (Keras)
-            for cb in cbs:
-                cb.on_epoch_begin(epoch)
-            # Keyed by the model's own count, not the loop's: fit(epochs=1) twice shuffles like fit(epochs=2).
-            order = (_seed.generator(self.seed, self.model_id, 1, self.epochs_trained).permutation(n) if shuffle
-                     else np.arange(n))
-            total, sums, seen, nan_stopped = 0.0, np.zeros(len(self._metrics)), 0, False
-            for b in range(steps):
-                idx = order[b * bs:(b + 1) * bs]
-                lo, hi = self._share(len(idx))
-                rows_b = idx[lo:hi]
-                xb = _kernels.gather_rows(X, rows_b, xbuf[:hi - lo], n_threads=nt)
-                yb = _kernels.gather_rows(Y, rows_b, ybuf[:hi - lo], n_threads=nt)
-                wb = None if W is None else _kernels.gather_rows(W, rows_b, wbuf[:hi - lo], n_threads=nt)
-                tb = yb if T is Y else _kernels.gather_rows(T, rows_b, tbuf[:hi - lo], n_threads=nt)
-                for cb in cbs:
-                    cb.on_batch_begin(b)
-                loss_sum, batch_sums = self._train_step(plan, xb, yb, wb, tb, reducer, len(idx), lo)
-                if not math.isfinite(loss_sum):
-                    where = f"epoch {epoch + 1}, batch {b + 1}/{steps}"
-                    nan_stop = [cb for cb in cbs if isinstance(cb, TerminateOnNaN)]
-                    if not nan_stop:
-                        raise FloatingPointError(
-                            f"fit: the loss became {loss_sum / len(idx)} at {where}: training diverged; the weights "
-                            "are those before this batch. Lower the learning rate, or check the data for extreme "
-                            "values (fastnet.callbacks.TerminateOnNaN stops quietly instead)")
-                    nan_stop[0].terminated_at = (epoch, b)
-                    if bar:
-                        print(f"\n{where}: invalid loss {loss_sum / len(idx)}, terminating training")
-                    self.stop_training = nan_stopped = True
-                    break
-                total, sums, seen = total + loss_sum, sums + batch_sums, seen + len(idx)
-                batch_logs = self._logs(total / seen, sums / seen)
-                for cb in cbs:
-                    cb.on_batch_end(b, batch_logs)
-            if nan_stopped:  # the epoch did not finish: no epoch end, no validation
-                break
-            self.epochs_trained += 1  # before the callbacks: a checkpoint saved now resumes with the next epoch
-            logs = self._logs(total / seen, sums / seen)
-            if Xv is not None:
-                logs.update(self._logs(*self._evaluate_arrays(plan, Xv, Yv, Wv, Tv, rows), prefix="val_"))
-            for cb in cbs:
-                cb.on_epoch_end(epoch, logs)
-            if self.stop_training:
-                break
-        for cb in cbs:
-            cb.on_train_end()
-        return history
+        return training.fit_loop(self, (X, Y, W, T), None if Xv is None else (Xv, Yv, Wv, Tv), bs, rows, epochs,
+                                 initial_epoch, shuffle, verbose, callbacks, distributed.is_primary())
 
     @_collective
     def evaluate(self, x, y, batch_size=None, verbose=0, return_dict=False, sample_weight=None):
