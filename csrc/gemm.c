@@ -436,19 +436,6 @@ int fn_gemm_prepacked(int trans_a, int64_t M, int64_t N, int64_t K, float alpha,
     return FN_OK;
 }
 
-int fn_gemm_naive(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha,
-                  const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
-                  int64_t ldc) {
-    for (int64_t i = 0; i < M; i++)
-        for (int64_t j = 0; j < N; j++) {
-            float s = 0.0f;
-            for (int64_t k = 0; k < K; k++)
-                s += (trans_a ? A[k * lda + i] : A[i * lda + k]) * (trans_b ? B[j * ldb + k] : B[k * ldb + j]);
-            C[i * ldc + j] = alpha * s + (beta == 0.0f ? 0.0f : beta * C[i * ldc + j]);
-        }
-    return FN_OK;
-}
-
 int fn_have_openmp(void) {
 #ifdef _OPENMP
     return 1;

@@ -28,11 +28,6 @@ int fn_gemm_prepacked(int trans_a, int64_t M, int64_t N, int64_t K, float alpha,
 /* fn_gemm_prepacked's workspace (bfloat16 operands: op(A) converted once; else none). */
 int64_t fn_gemm_prepacked_workspace(int64_t M, int64_t K, int isa, int precision);
 
-/* Plain triple loop (float accumulation, fixed order): the slow, obviously correct reference. */
-int fn_gemm_naive(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha,
-                  const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
-                  int64_t ldc);
-
 int64_t fn_gemm_packed_b_size(int64_t K, int64_t N);
 
 /* The best FN_ISA_* path this CPU and this build support. */

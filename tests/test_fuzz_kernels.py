@@ -173,7 +173,7 @@ def test_fuzz_gemm(data):
     ta, tb = c.draw(st.booleans()), c.draw(st.booleans())
     alpha, beta = c.pick([1.0, 0.5, -2.0]), c.pick([0.0, 1.0, 0.25])
     c.args.update(a=c.array((k, m) if ta else (m, k)), b=c.array((n, k) if tb else (k, n)), trans_a=ta, trans_b=tb,
-                  alpha=alpha, beta=beta, naive=c.draw(st.booleans()))
+                  alpha=alpha, beta=beta)
     c.common(gemm=True)
     c.output("out", (m, n), required=beta != 0.0)
     if beta != 0.0:

@@ -4,7 +4,7 @@
 # ---- GEMM ----
 
 def gemm(a, b, out=None, trans_a=False, trans_b=False, alpha=1.0, beta=0.0, n_threads=None,
-         isa=None, precision=None, workspace=None, naive=False):
+         isa=None, precision=None, workspace=None):
     """out = alpha * op(a) @ op(b) + beta * out (out must be given when beta != 0)."""
     cdef float al = _real(alpha, "alpha"), be = _real(beta, "beta")
     _array(a, "a", 2)
@@ -19,21 +19,16 @@ def gemm(a, b, out=None, trans_a=False, trans_b=False, alpha=1.0, beta=0.0, n_th
         raise ValueError("gemm: beta != 0 needs out")
     out = _output(out, "out", (M, N), (a, b))
     cdef int nt = _threads(n_threads), code = _isa_code(isa), prec = _precision_code(precision)
-    cdef int ta = bool(trans_a), tb = bool(trans_b), nv = bool(naive)
+    cdef int ta = bool(trans_a), tb = bool(trans_b)
     cdef const float *pa = _cp(a)
     cdef const float *pb = _cp(b)
     cdef float *pc = _mp(out)
     cdef int64_t lda = a.shape[1], ldb = b.shape[1]
-    cdef float *pw = NULL
+    scratch = _scratch(workspace, fn_gemm_workspace(M, N, K, code, prec))
+    cdef float *pw = _mp(scratch)
     cdef int st
-    if not nv:
-        scratch = _scratch(workspace, fn_gemm_workspace(M, N, K, code, prec))
-        pw = _mp(scratch)
     with nogil:
-        if nv:
-            st = fn_gemm_naive(ta, tb, M, N, K, al, pa, lda, pb, ldb, be, pc, N)
-        else:
-            st = fn_gemm(ta, tb, M, N, K, al, pa, lda, pb, ldb, be, pc, N, code, prec, pw, nt)
+        st = fn_gemm(ta, tb, M, N, K, al, pa, lda, pb, ldb, be, pc, N, code, prec, pw, nt)
     _status(st, "gemm")
     return out
 
