@@ -10,7 +10,7 @@ import pytest
 import fastnet
 import reference as ref
 from fastnet import _kernels, networks
-from fastnet.layers import Activation, Conv2D, Dense, Dropout, Flatten, MaxPooling2D
+from fastnet.layers import Conv2D, Dense, Flatten, MaxPooling2D
 from fastnet.models import Sequential
 from helpers import assert_close
 

@@ -351,11 +351,9 @@ class Sequential:
         else:
             Xv = Yv = Wv = Tv = None
         bs = min(self._batch_size(batch_size, "fit"), X.shape[0])  # larger than the data: one batch of it (Keras)
-        parallel = distributed.active()
-        if parallel:
-            distributed.check_same_data((X, Y, W, Xv, Yv, Wv), "fit")
+        rows = self._rank_batch(bs, (X, Y, W, Xv, Yv, Wv), "fit")  # the rows of a batch this process computes
+        if distributed.active():
             distributed.broadcast_model(self)
-        rows = distributed.local_batch(bs) if parallel else bs  # the rows of a batch this process computes
         return training.fit_loop(self, (X, Y, W, T), None if Xv is None else (Xv, Yv, Wv, Tv), bs, rows, epochs,
                                  initial_epoch, shuffle, verbose, callbacks, distributed.is_primary())
 
