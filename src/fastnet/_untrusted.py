@@ -1,5 +1,5 @@
 """Reading model files from strangers. Every format fastnet loads (.npz, .keras, .weights.h5) is read through
-here, and .onnx by fastnet.onnx_format with this module's Source and errors, under four rules:
+here, and .onnx by fastnet.onnx_import with this module's Source and errors, under four rules:
 
 1. Nothing outside the file is read. An HDF5 file may hold only groups and datasets stored in itself: soft,
    external and user-defined links, external and virtual storage, chunked or filtered storage and named

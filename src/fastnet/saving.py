@@ -20,7 +20,7 @@ import re
 
 import numpy as np
 
-from fastnet import _check, _untrusted, keras_format, layers, onnx_format, optimizers
+from fastnet import _check, _untrusted, keras_format, layers, onnx_import, optimizers
 from fastnet._io import atomic_write
 from fastnet._untrusted import ModelFileError
 
@@ -187,7 +187,7 @@ def load_model(path, compile=True, *, external_data=False):
     external_data = _check.boolean(external_data, "external_data", "load_model")
     ext = _extension(path, "load_model", MODEL_EXTENSIONS + (".onnx",))
     if ext == ".onnx":
-        return onnx_format.load_onnx(path, external_data)
+        return onnx_import.load_onnx(path, external_data)
     if external_data:
         raise ValueError(f"load_model: external_data=True is for .onnx files; {os.fspath(path)!r} is {ext}")
     if ext == ".keras":
