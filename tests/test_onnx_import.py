@@ -1,4 +1,4 @@
-"""ONNX import (fastnet.onnx_format.load_onnx, through load_model('m.onnx')): models made by PyTorch and Keras
+"""ONNX import (fastnet.onnx_import.load_onnx, through load_model('m.onnx')): models made by PyTorch and Keras
 load and predict as their makers do, train on, and come back from fastnet's own export unchanged; random models
 of the public-API fuzzer go through ONNX Runtime and back; a file that is not a chain fastnet can compute, or
 that is malformed or reaches outside itself, is refused naming the node, the tensor or the file.
@@ -206,6 +206,13 @@ def test_convolutions_pad_as_keras(tmp_path, attrs, padding):
     assert model.layers[0].padding == padding and model.layers[0].data_format == "channels_first"
     x = np.random.default_rng(5).standard_normal((3, 1, 6, 6)).astype(np.float32)
     np.testing.assert_allclose(model.predict(x, verbose=0), ort_run(tmp_path / "m.onnx", x), rtol=1e-5, atol=1e-6)
+
+
+def test_same_lower_with_an_odd_total_is_not_keras_same(tmp_path):
+    """SAME_LOWER puts the odd padded pixel before, Keras's 'same' after: refused where the total is odd."""
+    proto = _conv_proto(in_hw=(6, 6), auto_pad="SAME_LOWER", strides=[2, 2])
+    del proto.graph.node[0].attribute[[a.name for a in proto.graph.node[0].attribute].index("pads")]
+    _refused(tmp_path, proto, r"pads \[1, 1, 0, 0\].*neither")
 
 
 def test_max_pool_with_ceil_mode_where_it_changes_nothing(tmp_path):
