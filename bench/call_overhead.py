@@ -14,7 +14,6 @@ the barrier) and the model's Python around its one call into C (the plan's progr
 Medians of 7 rounds, each the mean over many calls.
 """
 import argparse
-import json
 import os
 import sys
 import time
@@ -105,9 +104,7 @@ def main():
     print(f"{common.cpu_name()}; {fastnet.info()}")
     for nt, probes in result["us"].items():
         print(f"{nt:>3} threads: " + ", ".join(f"{k} {v:.1f} us" for k, v in probes.items()))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=1)
+    common.write_json(args.json, result)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
 """What the side-by-side scripts share: the data, FLOP counts, the measured peak, the PyTorch twins."""
+import json
 import os
 import statistics
 import time
@@ -146,3 +147,10 @@ def cpu_name():
     except OSError:
         pass
     return os.uname().machine
+
+
+def write_json(path, data):
+    """A script's --json: its figures for bench/report.py (nothing when no path was given)."""
+    if path:
+        with open(path, "w") as f:
+            json.dump(data, f, indent=1)

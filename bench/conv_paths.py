@@ -6,7 +6,6 @@
 Shows which algorithm 'auto' should pick on each instruction set (fastnet._kernels.set_isa forces one).
 """
 import argparse
-import json
 import os
 import sys
 
@@ -49,9 +48,7 @@ def main():
             result["ms"][f"{isa}/{algo}"] = ms
             print(f"{isa:8s} {algo:9s} " + "  ".join(f"{k} {v:8.3f} ms" for k, v in ms.items()) +
                   f"  total {sum(ms.values()):8.3f} ms", flush=True)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=1)
+    common.write_json(args.json, result)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ comparison measures the spinning. Figures are medians over rounds; each ratio is
 AVX-512 CPU measures both engines' AVX2 kernels.
 """
 import argparse
-import json
 import os
 import statistics
 import subprocess
@@ -131,9 +130,7 @@ def main():
     print(f"{common.cpu_name()}; fastnet path {args.isa}; numpy BLAS {blas}")
     data = {"isa": args.isa, "blas": blas, "rounds": args.rounds, "shapes": {k: list(v) for k, v in SHAPES.items()},
             "threads": run(args.isa, args.threads, args.rounds)}
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(data, f, indent=1)
+    common.write_json(args.json, data)
 
 
 if __name__ == "__main__":

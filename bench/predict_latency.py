@@ -202,9 +202,7 @@ def main():
                 for e, v in per.items()))
         for e, about in r["about"].items():
             print(f"  {e}: {about}")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(out, f, indent=1)
+    common.write_json(args.json, out)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ are timed as two more rows. Timing each call separately adds a little overhead: 
 uninterrupted step.
 """
 import argparse
-import json
 import os
 import sys
 import time
@@ -85,9 +84,7 @@ def main():
     for k, v in result["ms"].items():
         print(f"{v:8.3f} ms  {k}")
     print(f"{result['total_ms']:8.3f} ms  total per batch of {result['batch_size']}")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=1)
+    common.write_json(args.json, result)
 
 
 if __name__ == "__main__":

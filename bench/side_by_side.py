@@ -189,9 +189,7 @@ def main():
     for network in (["mlp", "cnn"] if args.network == "both" else [args.network]):
         results["networks"][network] = run(network, args.epochs, args.batch_size, args.threads, peak, use_torch,
                                            args.pause, args.baseline, args.precision)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=1)
+    common.write_json(args.json, results)
 
 
 if __name__ == "__main__":

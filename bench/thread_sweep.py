@@ -5,7 +5,6 @@ the same weights bit for bit.
     python bench/thread_sweep.py --threads 1 2 4 8 16 --steps 40 --repeats 3
 """
 import argparse
-import json
 import os
 import sys
 import time
@@ -69,9 +68,7 @@ def main():
                   flush=True)
         results["networks"][network] = {"images_per_s": {t: common.median(rates[t]) for t in args.threads},
                                         "same_weights": same}
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=1)
+    common.write_json(args.json, results)
 
 
 if __name__ == "__main__":
