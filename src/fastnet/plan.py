@@ -392,18 +392,19 @@ class Plan:
     def forward(self, x, training, model_id=0, step=0, row0=0):
         """The output rows for input rows x (a view of the plan's memory, valid until the next run); model_id,
         step and row0 key the dropout masks of a training forward."""
-        if x.shape[0] > self.buffers.capacity:
-            _, config, seed = self._built_for
-            self.begin_call(x.shape[0], seed, training, config)
-        return self.program.forward(x, training, model_id, step, row0)
+        return self._program_for(x.shape[0], training).forward(x, training, model_id, step, row0)
 
     def predict(self, x, out, final=None):
         """Inference of rows x into out, ending with the final softmax or sigmoid a loss took over (final), in
         one call into C."""
-        if x.shape[0] > self.buffers.capacity:
+        return self._program_for(x.shape[0], False).predict(x, out, final)
+
+    def _program_for(self, rows, training):
+        """The program, made again for more rows than its capacity with the last call's settings."""
+        if rows > self.buffers.capacity:
             _, config, seed = self._built_for
-            self.begin_call(x.shape[0], seed, False, config)
-        return self.program.predict(x, out, final)
+            self.begin_call(rows, seed, training, config)
+        return self.program
 
     def backward(self, dy, done=None):
         """Writes every layer's weight gradients from dy = dL/d(plan output); the first step skips its dx.
