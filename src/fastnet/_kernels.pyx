@@ -115,6 +115,12 @@ def get_conv_algo():
     return _ALGO_NAMES[_conv_algo]
 
 
+def settings():
+    """(threads, ISA, convolution algorithm): what every kernel called now runs with, in one call (a call's
+    configuration: fastnet.plan.KernelConfig)."""
+    return (_threads(None), _ISA_NAMES[_isa], _ALGO_NAMES[_conv_algo])
+
+
 # ---- argument checking ----
 #
 # The C kernels trust their arguments; everything here makes that safe. Arrays: the dtype, the number of

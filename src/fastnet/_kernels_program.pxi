@@ -256,15 +256,16 @@ cdef class Program:
         _status(st, "forward")
         return self._view(out, n, x, self._out_shapes[b - 1])
 
-    def predict(self, x, out, final=None):
-        """Inference of rows x into out (rows, *output shape), ending with `final`: the softmax or sigmoid a loss
-        takes over from the last op ('softmax', 'sigmoid'; None: none). One call into C, the GIL released once."""
+    def predict(self, x, out=None, final=None):
+        """Inference of rows x into out (rows, *output shape; None: a new array), ending with `final`: the softmax
+        or sigmoid a loss takes over from the last op ('softmax', 'sigmoid'; None: none). Returns out. One call
+        into C, the GIL released once."""
         cdef int64_t n = self._rows(x, self._in_shapes[0], "x")
         shape = self._out_shapes[self.n_ops - 1]
         if final is not None and (final not in ("softmax", "sigmoid") or len(shape) != 1):
             raise ValueError(f"final must be None, or 'softmax' or 'sigmoid' on flat outputs; got {final!r} on "
                              f"{shape}")
-        _output(out, "out", (n,) + shape, (x,))
+        out = _output(out, "out", (n,) + shape, (x,))
         cdef fn_run run = self._run(n, False, 0, 0)
         cdef int post = _post_code(final)
         cdef const float *px = _cp(x)

@@ -32,24 +32,27 @@ def shape_error(model, x_shape, what):
     return ValueError(msg)
 
 
+_FLOAT32 = np.dtype(np.float32)  # compared as a dtype: np.float32, a type, is made a dtype at every comparison
+
+
 def prepare_x(model, x, what):
     """The input as a contiguous float32 NHWC array (converted once, at the model's edge)."""
     model._require_layers()
     if not isinstance(x, np.ndarray):
         x = np.asarray(x)
-    if x.dtype != np.float32 and (x.dtype == object or not (np.issubdtype(x.dtype, np.number) or x.dtype == bool)):
+    if x.dtype != _FLOAT32 and (x.dtype == object or not (np.issubdtype(x.dtype, np.number) or x.dtype == bool)):
         raise TypeError(f"{what}: x must be numeric, got dtype {x.dtype}")
     first = model.layers[0]
     if x.ndim == 0 or x.shape[1:] != public_shape(first.in_shape, first.in_fmt):
         raise shape_error(model, x.shape, what)
     if x.shape[0] == 0:
         raise ValueError(f"{what}: x is empty (0 samples)")
-    x = np.ascontiguousarray(x, dtype=np.float32)
+    x = np.ascontiguousarray(x, dtype=_FLOAT32)
     bad = _kernels.first_nonfinite(x)
     if bad >= 0:
         raise ValueError(f"{what}: x contains NaN or inf (first at index "
                          f"{tuple(int(i) for i in np.unravel_index(bad, x.shape))})")
-    if model.data_format == "channels_first" and x.ndim == 4:
+    if first.in_fmt == "channels_first" and x.ndim == 4:
         x = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
     return x
 

@@ -28,6 +28,8 @@ class Callback:
 
 def check_verbose(verbose, where):
     """0 (silent), 1 (a progress bar) or 2 (a line per epoch); Keras's 'auto' is 1."""
+    if type(verbose) is int and 0 <= verbose <= 2:  # the common case, first: predict checks it on every call
+        return verbose
     if isinstance(verbose, str) and verbose == "auto":
         return 1
     return _check.integer(verbose, "verbose", 0, 2, where)

@@ -17,7 +17,7 @@ from fastnet import metrics as metrics_module
 from fastnet.callbacks import check_callbacks, check_verbose
 from fastnet.layers.base import Layer, internal_shape, legacy, public_shape
 from fastnet.layers.input_layer import InputLayer
-from fastnet.plan import Plan, final_activation
+from fastnet.plan import KernelConfig, Plan, final_activation
 
 
 def _collective(method):
@@ -263,8 +263,10 @@ class Sequential:
     def plan(self):
         """The execution plan for the model as it is now (built again after add, compile or a change of the
         convolution algorithm)."""
+        return self._plan_for(_kernels.get_conv_algo())
+
+    def _plan_for(self, algo):
         self._require_layers()
-        algo = _kernels.get_conv_algo()
         if self._plan is None or self._plan.conv_algo != algo:
             if self._plan is not None:
                 self._plan.release()
@@ -273,8 +275,9 @@ class Sequential:
 
     def _begin_call(self, batch_size, training=False):
         """The plan, its program made for batches of up to batch_size rows and for this call's settings."""
-        plan = self.plan()
-        plan.begin_call(batch_size, self.seed, training)
+        config = KernelConfig.current()
+        plan = self._plan_for(config.conv_algo)
+        plan.begin_call(batch_size, self.seed, training, config)
         return plan
 
     def _train_step(self, plan, xb, yb, wb, tb, reducer=None, batch=None, row0=0):
@@ -385,10 +388,20 @@ class Sequential:
         computes its share of the rows, and every rank returns all of them."""
         check_verbose(verbose, "predict")
         X = _model_inputs.prepare_x(self, x, "predict")
-        bs = self._rank_batch(self._batch_size(batch_size, "predict"), (X,), "predict")
-        last = self.layers[-1]
-        out = np.empty((X.shape[0],) + last.out_shape, np.float32)
+        bs = self._batch_size(batch_size, "predict")
         by_loss = self._loss.takes_over if self._loss else None  # the final activation the plan leaves out
+        if X.shape[0] <= bs and not distributed.active():  # one batch (a server's one image): one call into C
+            out = self._begin_call(X.shape[0]).predict(X, None, by_loss)
+        else:
+            out = self._predict_batches(X, self._rank_batch(bs, (X,), "predict"), by_loss)
+        if self.layers[-1].out_fmt == "channels_first" and out.ndim == 4:
+            out = np.ascontiguousarray(out.transpose(0, 3, 1, 2))
+        return out
+
+    def _predict_batches(self, X, bs, by_loss):
+        """predict's batches of bs rows, each Dense kernel packed once for them; data-parallel, each rank's share
+        of the rows, then all of them gathered on every rank."""
+        out = np.empty((X.shape[0],) + self.layers[-1].out_shape, np.float32)
         lo, hi = self._share(X.shape[0])
         plan = self._begin_call(min(bs, max(hi - lo, 1)))
         with plan.packed(hi - lo > bs):
@@ -396,8 +409,6 @@ class Sequential:
                 plan.predict(X[start:min(start + bs, hi)], out[start:min(start + bs, hi)], by_loss)
         if distributed.active():
             distributed.gather_rows(out, "predict")
-        if last.out_fmt == "channels_first" and out.ndim == 4:
-            out = np.ascontiguousarray(out.transpose(0, 3, 1, 2))
         return out
 
     def predict_classes(self, x, batch_size=None, verbose=0):

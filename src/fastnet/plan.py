@@ -36,8 +36,7 @@ from fastnet.layers.pooling import MaxPooling2D
 
 
 class KernelConfig(NamedTuple):
-    """What every kernel of a call runs with, resolved once per call from the user's settings (a named tuple: one
-    is made per call, at a third of a frozen dataclass's cost)."""
+    """What every kernel of a call runs with, resolved once per call from the user's settings."""
 
     n_threads: int
     isa: str
@@ -45,7 +44,14 @@ class KernelConfig(NamedTuple):
 
     @classmethod
     def current(cls):
-        return cls(_kernels.get_num_threads(), _kernels.get_isa(), _kernels.get_conv_algo())
+        settings = _kernels.settings()
+        config = _CONFIGS.get(settings)  # one instance per combination: made once, not per call
+        if config is None:
+            config = _CONFIGS[settings] = cls(*settings)
+        return config
+
+
+_CONFIGS = {}
 
 
 class Step:
@@ -325,9 +331,12 @@ class Plan:
         The layers' weight arrays must stay those the plan was built with: a model builds a new plan when it
         replaces them (compile, a restored model's weights)."""
         config = config or KernelConfig.current()
+        key = (batch_size, config, seed)  # the arrays are sized for batch_size (a smaller one shrinks them)
+        program = self.program
+        if program is not None and self._built_for == key and not (training and program.inference_only):
+            return program  # as the last call made it: the common case, first
         if self.buffers.reserve(batch_size, shrink=True):
             self.program = None  # its arrays are gone
-        key = (self.buffers.capacity, config, seed)
         trains = self.program is not None and not self.program.inference_only
         if self.program is None or self._built_for != key or (training and not trains):
             self.program = None  # the old program lets go of its arrays first
@@ -394,9 +403,9 @@ class Plan:
         step and row0 key the dropout masks of a training forward."""
         return self._program_for(x.shape[0], training).forward(x, training, model_id, step, row0)
 
-    def predict(self, x, out, final=None):
-        """Inference of rows x into out, ending with the final softmax or sigmoid a loss took over (final), in
-        one call into C."""
+    def predict(self, x, out=None, final=None):
+        """Inference of rows x into out (None: a new array, returned), ending with the final softmax or sigmoid a
+        loss took over (final), in one call into C."""
         return self._program_for(x.shape[0], False).predict(x, out, final)
 
     def _program_for(self, rows, training):
