@@ -174,9 +174,52 @@ __attribute__((target("avx2,fma"))) static inline __attribute__((always_inline))
         }
 }
 
+/* rows_axpy for n <= 16 columns (a classifier's outputs): the sums stay in registers over all of K. Through
+ * acc, each pass of U rows waited on the store and reload of the sums (a masked one for the last n % 8, which
+ * does not forward): the MLP's 512 x 10 output layer took 1.2 us at batch 1, now 0.7 (its 512 FMAs in order,
+ * near their latency). The same FMAs in the same order as rows_axpy. */
+__attribute__((target("avx2,fma"))) static inline __attribute__((always_inline)) void rows_narrow(
+    const int R, const int V, int64_t kc, const float *restrict a, int64_t rs_a, int64_t cs_a,
+    const float *restrict b, int64_t ldb, int64_t n, float *restrict acc) {
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const __m256i mask[2] = {_mm256_cmpgt_epi32(_mm256_set1_epi32((int)n), lane),
+                             _mm256_cmpgt_epi32(_mm256_set1_epi32((int)n - 8), lane)};
+    __m256 s[5][2];
+    for (int i = 0; i < R; i++)
+        for (int v = 0; v < V; v++) s[i][v] = _mm256_maskload_ps(acc + i * n + 8 * v, mask[v]);
+    for (int64_t k = 0; k < kc; k++, b += ldb) {
+        __m256 bv[2];
+        for (int v = 0; v < V; v++) bv[v] = _mm256_maskload_ps(b + 8 * v, mask[v]);
+        for (int i = 0; i < R; i++) {
+            const __m256 x = _mm256_broadcast_ss(a + i * rs_a + k * cs_a);
+            for (int v = 0; v < V; v++) s[i][v] = _mm256_fmadd_ps(x, bv[v], s[i][v]);
+        }
+    }
+    for (int i = 0; i < R; i++)
+        for (int v = 0; v < V; v++) _mm256_maskstore_ps(acc + i * n + 8 * v, mask[v], s[i][v]);
+}
+
 __attribute__((target("avx2,fma"))) void fn_gemm_rows_avx2(int rows, int64_t kc, const float *restrict a,
                                                            int64_t rs_a, int64_t cs_a, const float *restrict b,
                                                            int64_t ldb, int64_t n, float *restrict acc) {
+    if (n <= 8) {
+        switch (rows) {
+        case 1: rows_narrow(1, 1, kc, a, rs_a, cs_a, b, ldb, n, acc); return;
+        case 2: rows_narrow(2, 1, kc, a, rs_a, cs_a, b, ldb, n, acc); return;
+        case 3: rows_narrow(3, 1, kc, a, rs_a, cs_a, b, ldb, n, acc); return;
+        case 4: rows_narrow(4, 1, kc, a, rs_a, cs_a, b, ldb, n, acc); return;
+        default: rows_narrow(5, 1, kc, a, rs_a, cs_a, b, ldb, n, acc); return;
+        }
+    }
+    if (n <= 16) {
+        switch (rows) {
+        case 1: rows_narrow(1, 2, kc, a, rs_a, cs_a, b, ldb, n, acc); return;
+        case 2: rows_narrow(2, 2, kc, a, rs_a, cs_a, b, ldb, n, acc); return;
+        case 3: rows_narrow(3, 2, kc, a, rs_a, cs_a, b, ldb, n, acc); return;
+        case 4: rows_narrow(4, 2, kc, a, rs_a, cs_a, b, ldb, n, acc); return;
+        default: rows_narrow(5, 2, kc, a, rs_a, cs_a, b, ldb, n, acc); return;
+        }
+    }
     switch (rows) { /* U rows of B a pass, as many as the registers hold beside R rows' U broadcasts */
     case 1: rows_axpy(1, 4, kc, a, rs_a, cs_a, b, ldb, n, acc); break;
     case 2: rows_axpy(2, 4, kc, a, rs_a, cs_a, b, ldb, n, acc); break;

@@ -39,8 +39,9 @@ def test_gemm_alpha_beta(isa, rng, alpha, beta):
 def test_a_few_rows_read_b_in_place_bit_for_bit_like_a_batch(isa, rng, rows):
     """A product of fewer rows than the micro-kernel's reads B in place, unpacked (AVX2's fn_ukernel rows); the
     same rows inside a larger batch take the packed panels: the same sums, bit for bit, across K blocks (1031),
-    ragged columns (70, 13) and both thread counts, with beta = 1 and the dense kernel's bias and ReLU."""
-    for K, N in ((784, 512), (1031, 70), (9, 13)):
+    ragged columns (70), columns few enough to keep their sums in registers (13, 10, 5) and both thread counts,
+    with beta = 1 and the dense kernel's bias and ReLU."""
+    for K, N in ((784, 512), (1031, 70), (9, 13), (512, 10), (37, 5)):
         x, w, b, c = rand(rng, 12, K), rand(rng, K, N), rand(rng, N), rand(rng, 12, N)
         batch = _kernels.dense_forward(x, w, b, activation="relu")
         summed = _kernels.gemm(x, w, out=c.copy(), beta=1.0)
