@@ -158,13 +158,19 @@ static void im2col_forward(float *y, int32_t *argmax, const float *x, const floa
     }
 }
 
+int64_t fn_conv2d_memo_size(const fn_conv2d_shape *s, int algo, int isa, int precision) {
+    return fn_conv2d_resolve_algo(s, algo, isa, precision) == FN_CONV_WINOGRAD
+               ? fn_conv2d_winograd_memo_size(s, fn_gemm_ukernel(isa, precision))
+               : 0;
+}
+
 int fn_conv2d_forward(float *y, const float *x, const float *w, const float *b, const fn_conv2d_shape *s,
-                      int act, int algo, int isa, int precision, float *ws, int n_threads) {
+                      int act, int algo, int isa, int precision, fn_weights_memo *memo, float *ws, int n_threads) {
     if (act != FN_ACT_LINEAR && act != FN_ACT_RELU) return FN_EINVAL;
     const fn_ukernel *uk = fn_gemm_ukernel(isa, precision);
     const int resolved = fn_conv2d_resolve_algo(s, algo, isa, precision);
     if (resolved == FN_CONV_WINOGRAD)
-        fn_conv2d_winograd_forward(y, x, w, b, s, act, uk, ws, n_threads);
+        fn_conv2d_winograd_forward(y, x, w, b, s, act, uk, memo, ws, n_threads);
     else if (resolved == FN_CONV_DIRECT)
         fn_conv2d_direct_forward(y, x, w, b, s, act, n_threads);
     else
@@ -179,11 +185,12 @@ int fn_conv2d_forward_maxpool_fits(const fn_conv2d_shape *s, int algo, int isa, 
 }
 
 int fn_conv2d_forward_maxpool(float *y, int32_t *argmax, const float *x, const float *w, const float *b,
-                              const fn_conv2d_shape *s, int algo, int isa, int precision, float *ws, int n_threads) {
+                              const fn_conv2d_shape *s, int algo, int isa, int precision, fn_weights_memo *memo,
+                              float *ws, int n_threads) {
     if (!fn_conv2d_forward_maxpool_fits(s, algo, isa, precision)) return FN_EUNSUPPORTED;
     const fn_ukernel *uk = fn_gemm_ukernel(isa, precision);
     if (fn_conv2d_resolve_algo(s, algo, isa, precision) == FN_CONV_WINOGRAD)
-        fn_conv2d_winograd_forward_maxpool(y, argmax, x, w, b, s, uk, ws, n_threads);
+        fn_conv2d_winograd_forward_maxpool(y, argmax, x, w, b, s, uk, memo, ws, n_threads);
     else
         im2col_forward(y, argmax, x, w, b, s, FN_ACT_RELU, uk, ws, n_threads);
     return FN_OK;

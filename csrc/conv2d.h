@@ -24,15 +24,29 @@ typedef struct {
 enum { FN_CONV_AUTO = 0, FN_CONV_IM2COL = 1, FN_CONV_WINOGRAD = 2, FN_CONV_DIRECT = 3 };
 int fn_conv2d_resolve_algo(const fn_conv2d_shape *s, int algo, int isa, int precision);
 
-/* y = act(conv(x, w) + b), act in {FN_ACT_LINEAR, FN_ACT_RELU}, bias and activation fused. */
+/* What a forward makes from its weights before using them (Winograd's transformed, packed filters), kept from one
+ * call to the next: made again only when the weights differ from the copy kept beside it, so any change is seen
+ * (a training step, set_weights, a write in place). An inference program keeps one per convolution; a training
+ * forward passes none (its weights change every step). mem: fn_conv2d_memo_size floats, zeroed or as the last
+ * call left them. */
+typedef struct fn_weights_memo {
+    float *mem;
+    int made;  /* mem holds the weights and what was made from them */
+} fn_weights_memo;
+/* Floats of mem for a forward of this shape and algorithm (0: the algorithm makes nothing worth keeping). */
+int64_t fn_conv2d_memo_size(const fn_conv2d_shape *s, int algo, int isa, int precision);
+
+/* y = act(conv(x, w) + b), act in {FN_ACT_LINEAR, FN_ACT_RELU}, bias and activation fused. memo: NULL, or what
+ * the last call kept (fn_weights_memo). */
 int fn_conv2d_forward(float *y, const float *x, const float *w, const float *b, const fn_conv2d_shape *s,
-                      int act, int algo, int isa, int precision, float *ws, int n_threads);
+                      int act, int algo, int isa, int precision, fn_weights_memo *memo, float *ws, int n_threads);
 /* The forward with a ReLU, followed by a 2x2 max-pool of stride 2 (no padding), in one pass: the pooled
  * y [N, OH/2, OW/2, OC] and argmax [N, OH/2, OW/2, OC] exactly as fn_maxpool2d_forward would give them from the
  * stored convolution, which is never written. Even OH and OW, and for an im2col shape 2 * OW <= 96 (its tiles are
  * whole pairs of output rows) (fn_conv2d_forward_maxpool_fits); FN_EUNSUPPORTED elsewhere. */
 int fn_conv2d_forward_maxpool(float *y, int32_t *argmax, const float *x, const float *w, const float *b,
-                              const fn_conv2d_shape *s, int algo, int isa, int precision, float *ws, int n_threads);
+                              const fn_conv2d_shape *s, int algo, int isa, int precision, fn_weights_memo *memo,
+                              float *ws, int n_threads);
 int fn_conv2d_forward_maxpool_fits(const fn_conv2d_shape *s, int algo, int isa, int precision);
 /* dx [N, H, W, C] = gradient of the input (overwritten). relu_x [N, H, W, C] (may be NULL): when the input
  * came out of a ReLU, its output; dx is then zeroed where relu_x <= 0 (the ReLU's backward, fused). */

@@ -343,10 +343,12 @@ void fn_conv2d_direct_backward_filter(float *dw, float *db, const float *dy, con
  * padding at most 2. Same contracts as the fn_conv2d_* kernels, which call them. */
 int fn_conv2d_winograd_fits(const fn_conv2d_shape *s);
 int64_t fn_conv2d_winograd_workspace(const fn_conv2d_shape *s, int n_threads);
+int64_t fn_conv2d_winograd_memo_size(const fn_conv2d_shape *s, const fn_ukernel *uk);
 void fn_conv2d_winograd_forward(float *y, const float *x, const float *w, const float *b, const fn_conv2d_shape *s,
-                                int act, const fn_ukernel *uk, float *ws, int n_threads);
+                                int act, const fn_ukernel *uk, fn_weights_memo *memo, float *ws, int n_threads);
 void fn_conv2d_winograd_forward_maxpool(float *y, int32_t *argmax, const float *x, const float *w, const float *b,
-                                        const fn_conv2d_shape *s, const fn_ukernel *uk, float *ws, int n_threads);
+                                        const fn_conv2d_shape *s, const fn_ukernel *uk, fn_weights_memo *memo,
+                                        float *ws, int n_threads);
 /* dL/d(conv + bias) as a backward reads it: dy [N, OH, OW, OC] itself (argmax NULL), or the gradient of
  * fn_conv2d_forward_maxpool's output, dy [N, OH/2, OW/2, OC], routed to its argmax where its output pooled > 0. */
 typedef struct {

@@ -60,6 +60,11 @@ static const float *then_post(fn_op *op, const fn_run *run, int *st) {
     return op->post_y;
 }
 
+/* What an inference forward keeps from the op's weights between runs (a training run's change every step). */
+static fn_weights_memo *memo(fn_op *op, const fn_run *run) {
+    return run->training || !op->memo.mem ? NULL : &op->memo;
+}
+
 static fn_conv2d_shape conv_shape(const fn_op *op, int64_t n) {
     fn_conv2d_shape s = op->conv;
     s.N = n;
@@ -92,8 +97,8 @@ static const float *dense_backward(fn_op *op, const float *dy, const fn_run *run
 
 static const float *conv_forward(fn_op *op, const float *x, const fn_run *run, int *st) {
     const fn_conv2d_shape s = conv_shape(op, run->n);
-    *st = fn_conv2d_forward(op->y, x, op->w, op->b, &s, op->act, op->algo, op->isa, op->precision, run->ws,
-                            run->n_threads);
+    *st = fn_conv2d_forward(op->y, x, op->w, op->b, &s, op->act, op->algo, op->isa, op->precision, memo(op, run),
+                            run->ws, run->n_threads);
     return *st ? NULL : then_post(op, run, st);
 }
 
@@ -109,8 +114,8 @@ static const float *conv_backward(fn_op *op, const float *dy, const fn_run *run,
 
 static const float *conv_pool_forward(fn_op *op, const float *x, const fn_run *run, int *st) {
     const fn_conv2d_shape s = conv_shape(op, run->n);
-    *st = fn_conv2d_forward_maxpool(op->y, op->argmax, x, op->w, op->b, &s, op->algo, op->isa, op->precision, run->ws,
-                                    run->n_threads);
+    *st = fn_conv2d_forward_maxpool(op->y, op->argmax, x, op->w, op->b, &s, op->algo, op->isa, op->precision,
+                                    memo(op, run), run->ws, run->n_threads);
     return op->y;
 }
 

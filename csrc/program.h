@@ -52,6 +52,7 @@ typedef struct fn_op {
     const float *w, *b;       /* weights (b may be NULL) */
     float *dw, *db;           /* their gradients, in the model's arena */
     const float *packed;      /* dense: w packed once for inference (fn_gemm_pack), else NULL */
+    fn_weights_memo memo;     /* conv ops: what inference runs keep from w (mem NULL: nothing) */
     float *y;                 /* the kernel's output */
     float *post_y;            /* `post`'s output, when there is one */
     int32_t *argmax;          /* pooling ops */

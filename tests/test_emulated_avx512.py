@@ -108,8 +108,8 @@ def test_emulated_avx512_convolutions_match_the_reference(lib, rng, algo, case):
     ws = np.empty(lib.fn_conv2d_backward_workspace(ctypes.byref(s), 0, algo, FN_ISA_AVX512, FN_FLOAT32, nt) + 64,
                   np.float32)
     y = np.empty((N, OH, OW, OC), np.float32)
-    assert lib.fn_conv2d_forward(y, x, w, b.ctypes.data, ctypes.byref(s), 1, algo, FN_ISA_AVX512, FN_FLOAT32, ws,
-                                 nt) == 0
+    assert lib.fn_conv2d_forward(y, x, w, b.ctypes.data, ctypes.byref(s), 1, algo, FN_ISA_AVX512, FN_FLOAT32, None,
+                                 ws, nt) == 0
     close(y, ref.conv2d_forward(x, w, b, padding=padding, act="relu"), "emulated AVX-512 conv forward")
     dy = rand(rng, N, OH, OW, OC)
     dx, dw, db = np.empty_like(x), np.empty_like(w), np.empty(OC, np.float32)

@@ -196,7 +196,7 @@ def conv(lib, x, w, dy, s, algo, isa):
     ws = np.empty(lib.fn_conv2d_workspace(s, algo, *isa, 2), np.float32)
     y = np.empty((s.N, s.OH, s.OW, s.OC), np.float32)
     dx, dw = np.empty(x.shape, np.float32), np.empty(w.shape, np.float32)
-    assert lib.fn_conv2d_forward(y, x, w, None, s, 0, algo, *isa, ws, 2) == 0
+    assert lib.fn_conv2d_forward(y, x, w, None, s, 0, algo, *isa, None, ws, 2) == 0
     assert lib.fn_conv2d_backward_data(dx, dy, w, None, s, algo, *isa, ws, 2) == 0
     assert lib.fn_conv2d_backward_filter(dw, None, dy, x, s, algo, *isa, ws, 2) == 0
     return y, dx, dw
@@ -281,7 +281,7 @@ def test_native_conv_passes_are_their_instructions_order_bit_for_bit(lib, rng, p
     s = conv_shape(x.shape, w.shape, strides, padding)
     ws = np.empty(lib.fn_conv2d_workspace(s, IM2COL, *path[1], 2), np.float32)
     y = np.empty((N, s.OH, s.OW, OC), np.float32)
-    assert lib.fn_conv2d_forward(y, x, w, None, s, 0, IM2COL, *path[1], ws, 2) == 0
+    assert lib.fn_conv2d_forward(y, x, w, None, s, 0, IM2COL, *path[1], None, ws, 2) == 0
     want = model(path[0], im2col(x, s), w.reshape(-1, OC)).reshape(y.shape)
     np.testing.assert_array_equal(y, want)
     if s.OH % 2 or s.OW % 2 or 2 * s.OW > 96:
@@ -302,7 +302,8 @@ def test_native_conv_passes_are_their_instructions_order_bit_for_bit(lib, rng, p
         np.testing.assert_array_equal(dw.reshape(-1, OC), tap_filter_model(x, dy, s))
     pooled = np.empty((N, s.OH // 2, s.OW // 2, OC), np.float32)
     arg = np.empty(pooled.shape, np.int32)
-    assert lib.fn_conv2d_forward_maxpool(pooled, arg.ctypes.data, x, w, None, s, IM2COL, *path[1], ws, 2) == 0
+    assert lib.fn_conv2d_forward_maxpool(pooled, arg.ctypes.data, x, w, None, s, IM2COL, *path[1], None, ws,
+                                         2) == 0
     want_y, want_arg = ref.maxpool2d_forward(np.maximum(want, 0), (2, 2))
     np.testing.assert_array_equal(pooled, want_y)
     np.testing.assert_array_equal(arg, want_arg)

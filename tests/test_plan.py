@@ -195,3 +195,38 @@ def test_predict_runs_the_final_activation_a_loss_takes_over_in_the_same_call(lo
         plan.program.predict(x, np.empty((9, 4), np.float32), "tanh")
     with pytest.raises(ValueError, match="out has shape"):
         plan.program.predict(x, np.empty((9, 5), np.float32), final)
+
+
+@pytest.mark.parametrize("pooled", [False, True])
+def test_inference_keeps_the_winograd_filters_until_any_weight_changes(pooled):
+    """Inference runs keep the filters Winograd transformed from the weights (program.h's memo) and transform them
+    again when any weight differs: after a write in place to the last element, set_weights or a training step,
+    predict gives what a fresh model with those weights gives, bit for bit (the kept transform would not)."""
+    def build():
+        layers = [Conv2D(16, 3, activation="relu", input_shape=(10, 10, 3)), Conv2D(16, 3, activation="relu")]
+        model = Sequential(layers + [MaxPooling2D()] * pooled + [Flatten(), Dense(4, activation="softmax")])
+        model.compile(loss="categorical_crossentropy", optimizer="sgd")
+        return model
+
+    def fresh(model):
+        other = build()
+        other.set_weights(model.get_weights())
+        return other.predict(x)
+
+    fastnet.set_seed(3)
+    model = build()
+    assert ops(model)[1] == ("conv2d_maxpool" if pooled else "conv2d")
+    assert _kernels.conv2d_uses_winograd((1, 8, 8, 16), (3, 3, 16, 16))
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((5, 10, 10, 3)).astype(np.float32)
+    first = model.predict(x)
+    np.testing.assert_array_equal(model.predict(x), first)
+    np.testing.assert_array_equal(first, fresh(model))
+    model.weights[2].flat[-1] += 0.5  # conv 2's kernel, in place
+    changed = model.predict(x)
+    assert not np.array_equal(changed, first)
+    np.testing.assert_array_equal(changed, fresh(model))
+    model.set_weights([w * 0.75 for w in model.get_weights()])
+    np.testing.assert_array_equal(model.predict(x), fresh(model))
+    model.train_on_batch(x, np.eye(4, dtype=np.float32)[rng.integers(0, 4, 5)])
+    np.testing.assert_array_equal(model.predict(x), fresh(model))

@@ -58,10 +58,16 @@ cdef extern from "fastnet.h" nogil:
     ctypedef struct fn_conv2d_shape:
         int64_t N, H, W, C, OC, KH, KW, SH, SW, PT, PL, OH, OW
     int fn_conv2d_resolve_algo(const fn_conv2d_shape *s, int algo, int isa, int precision)
+    ctypedef struct fn_weights_memo:
+        float *mem
+        int made
+    int64_t fn_conv2d_memo_size(const fn_conv2d_shape *s, int algo, int isa, int precision)
     int fn_conv2d_forward(float *y, const float *x, const float *w, const float *b,
-                          const fn_conv2d_shape *s, int act, int algo, int isa, int precision, float *ws, int n_threads)
+                          const fn_conv2d_shape *s, int act, int algo, int isa, int precision, fn_weights_memo *memo,
+                          float *ws, int n_threads)
     int fn_conv2d_forward_maxpool(float *y, int32_t *argmax, const float *x, const float *w, const float *b,
-                                  const fn_conv2d_shape *s, int algo, int isa, int precision, float *ws, int n_threads)
+                                  const fn_conv2d_shape *s, int algo, int isa, int precision, fn_weights_memo *memo,
+                                  float *ws, int n_threads)
     int fn_conv2d_forward_maxpool_fits(const fn_conv2d_shape *s, int algo, int isa, int precision)
     int fn_conv2d_backward_data(float *dx, const float *dy, const float *w, const float *relu_x,
                                 const fn_conv2d_shape *s, int algo, int isa, int precision, float *ws, int n_threads)
@@ -153,6 +159,7 @@ cdef extern from "fastnet.h" nogil:
         float *dw
         float *db
         const float *packed
+        fn_weights_memo memo
         float *y
         float *post_y
         int32_t *argmax

@@ -82,7 +82,7 @@ def conv2d_forward(x, w, b=None, strides=(1, 1), padding="valid", activation="li
     cdef const float *pb = NULL if b is None else _cp(b)
     cdef float *py = _mp(out)
     with nogil:
-        st = fn_conv2d_forward(py, px, pk, pb, &s, act, algo, code, prec, pw, nt)
+        st = fn_conv2d_forward(py, px, pk, pb, &s, act, algo, code, prec, NULL, pw, nt)
     _status(st, "conv2d_forward")
     return out
 
@@ -128,7 +128,7 @@ def conv2d_forward_maxpool(x, w, b=None, strides=(1, 1), padding="valid", out=No
     cdef const float *pb = NULL if b is None else _cp(b)
     cdef float *py = _mp(out)
     with nogil:
-        st = fn_conv2d_forward_maxpool(py, pam, px, pk, pb, &s, algo, code, prec, pw, nt)
+        st = fn_conv2d_forward_maxpool(py, pam, px, pk, pb, &s, algo, code, prec, NULL, pw, nt)
     _status(st, "conv2d_forward_maxpool")
     return out, argmax
 

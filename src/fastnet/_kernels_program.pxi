@@ -43,7 +43,7 @@ cdef class Program:
     cdef readonly bint inference_only  # some op lacks an array a training run needs: no training, no backward
     cdef object _arrays      # every array a pointer in ops, loss or update points into: kept alive here
     cdef dict _by_address    # data address -> (array, per-sample shape): what a run returns as a view
-    cdef object _in_shapes, _out_shapes, _packed
+    cdef object _in_shapes, _out_shapes, _packed, _memos
     cdef object _ws
     cdef object _last_input  # train_step's x, which the output is when every op is a view
 
@@ -65,7 +65,7 @@ cdef class Program:
             raise MemoryError()
         self.n_ops = len(ops)
         self._arrays, self._by_address, self._in_shapes, self._out_shapes = [], {}, [], []
-        self._packed = [None] * self.n_ops
+        self._packed, self._memos = [None] * self.n_ops, []
         for i, spec in enumerate(ops):
             self._set_op(i, spec, isa, conv_algo)
         for i in range(1, self.n_ops):
@@ -104,6 +104,10 @@ cdef class Program:
             op.conv = _conv_shape((1,) + in_shape, spec["w"].shape, spec["strides"], spec["padding"])
             if op.kind == FN_OP_CONV2D_MAXPOOL and not fn_conv2d_forward_maxpool_fits(&op.conv, op.algo, op.isa, op.precision):
                 raise ValueError(f"{where}: conv2d_forward_maxpool does not run this convolution")
+            memo = fn_conv2d_memo_size(&op.conv, op.algo, op.isa, op.precision)
+            if memo > 0:  # what inference runs keep from the weights (program.h), the program's own memory
+                self._memos.append(np.zeros(memo, np.float32))
+                op.memo.mem, op.memo.made = _mp(self._memos[len(self._memos) - 1]), 0
         elif op.kind == FN_OP_MAXPOOL2D:
             H, W, C = in_shape
             PH, PW = _ints(spec["pool_size"], "pool_size", 2)
@@ -365,4 +369,5 @@ cdef class Program:
 
     @property
     def nbytes(self):
-        return self._ws.nbytes + sum(p.nbytes for p in self._packed if p is not None)
+        return (self._ws.nbytes + sum(p.nbytes for p in self._packed if p is not None)
+                + sum(m.nbytes for m in self._memos))
