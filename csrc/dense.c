@@ -7,15 +7,21 @@ int64_t fn_dense_workspace(int64_t N, int64_t I, int64_t O, int isa, int precisi
     return fn_max64(forward, fn_gemm_workspace(N, I, O, isa, precision) + fn_gemm_workspace(I, O, N, isa, precision));
 }
 
+int fn_dense_job(fn_gemm_job *j, float *y, const float *x, const float *w, const float *wp, int64_t N, int64_t I,
+                 int64_t O, int isa, int precision, float *ws, int n_threads) {
+    const int nt = fn_gemm_threads(N, O, I, 0, 1.0f, isa, precision, n_threads);
+    if (wp) fn_gemm_job_init_prepacked(j, 0, N, O, I, 1.0f, x, I, wp, 0.0f, y, O, isa, precision, ws, nt);
+    else fn_gemm_job_init(j, 0, 0, N, O, I, 1.0f, x, I, w, O, 0.0f, y, O, isa, precision, ws, nt);
+    return nt;
+}
+
 /* y = act(x w + b), then dropout per e, on w or on wp (w packed by fn_gemm_pack): one GEMM job, the epilogue on
  * each finished tile. */
 static int dense_forward(float *y, const float *x, const float *w, const float *wp, int64_t N, int64_t I, int64_t O,
                          const fn_post_ops *e, int isa, int precision, float *ws, int n_threads) {
     if ((e->act != FN_ACT_LINEAR && e->act != FN_ACT_RELU) || !(e->rate >= 0.0f && e->rate < 1.0f)) return FN_EINVAL;
-    const int nt = fn_gemm_threads(N, O, I, 0, 1.0f, isa, precision, n_threads);
     fn_gemm_job j;
-    if (wp) fn_gemm_job_init_prepacked(&j, 0, N, O, I, 1.0f, x, I, wp, 0.0f, y, O, isa, precision, ws, nt);
-    else fn_gemm_job_init(&j, 0, 0, N, O, I, 1.0f, x, I, w, O, 0.0f, y, O, isa, precision, ws, nt);
+    const int nt = fn_dense_job(&j, y, x, w, wp, N, I, O, isa, precision, ws, n_threads);
     FN_PARALLEL(nt, fn_gemm_job_run(&j, e));
     return FN_OK;
 }

@@ -306,8 +306,12 @@ static inline float fn_post_value(float v, float bias, int relu) {
     return relu ? (v > 0.0f ? v : 0.0f) : v;
 }
 /* Every pack item, a barrier, then every tile, in the calling parallel region; e (may be NULL) applied to each tile
- * as it is finished. */
+ * as it is finished. Ends on a barrier: when it returns, every thread's tiles are done. */
 void fn_gemm_job_run(const fn_gemm_job *j, const fn_post_ops *e);
+/* A dense forward's product, y = x w (w, or wp: w packed by fn_gemm_pack), as a GEMM job for the threads it returns
+ * (of n_threads; its epilogue is the caller's: fn_dense_forward_dropout's, or a program's). */
+int fn_dense_job(fn_gemm_job *j, float *y, const float *x, const float *w, const float *wp, int64_t N, int64_t I,
+                 int64_t O, int isa, int precision, float *ws, int n_threads);
 
 /* Dropout's mask stream (dropout.c): fn_dropout_key(seed, stream) is the key fn_dropout_forward draws with;
  * fn_dropout_rows applies inverted dropout at rate to rows x cols of y in place (row stride ldy), element (r, c)

@@ -230,3 +230,25 @@ def test_inference_keeps_the_winograd_filters_until_any_weight_changes(pooled):
     np.testing.assert_array_equal(model.predict(x), fresh(model))
     model.train_on_batch(x, np.eye(4, dtype=np.float32)[rng.integers(0, 4, 5)])
     np.testing.assert_array_equal(model.predict(x), fresh(model))
+
+
+@pytest.mark.parametrize("rows", [1, 64])
+def test_dense_ops_sharing_a_parallel_region_pass_on_what_their_activations_made(rows):
+    """Consecutive dense ops that each run on several threads share one parallel region (program.c's
+    dense_forward); one with an activation after it (tanh) ends the run, and the next op reads the activation's
+    output, not the product's. The same bits as the layers' kernels called one by one, on 1 and 2 threads."""
+    fastnet.set_seed(8)
+    model = Sequential([Dense(512, activation="relu", input_shape=(784,)), Dense(512, activation="tanh"),
+                        Dense(256, activation="relu"), Dense(10, activation="softmax")])
+    x = np.random.default_rng(9).random((rows, 784), dtype=np.float32)
+    w = model.get_weights()
+    h = _kernels.dense_forward(x, w[0], w[1], activation="relu")
+    h = _kernels.activation_forward(_kernels.dense_forward(h, w[2], w[3]), "tanh")
+    h = _kernels.dense_forward(h, w[4], w[5], activation="relu")
+    expected = _kernels.softmax_forward(_kernels.dense_forward(h, w[6], w[7]))
+    try:
+        for n in (1, 2):
+            fastnet.set_num_threads(n)
+            np.testing.assert_array_equal(model.predict(x), expected)
+    finally:
+        fastnet.set_num_threads(None)
