@@ -195,6 +195,8 @@ MUTATIONS = {
                                     "dense ops in one region: an op after an activation reads the product under it"),
     "program_dense_run_input": ("csrc/program.c", "ops[k].x = k == i ? x : ops[k - 1].y", "ops[k].x = x",
                                 "dense ops in one region: each reads the run's input"),
+    "model_calls_unlocked": ("src/fastnet/models.py", "        with self._lock:\n", "        if True:\n",
+                             "two threads run one model's plan at once"),
     "program_predict_final": ("csrc/program.c", ".out_row = last->out_row, .channels = last->out_row}",
                               ".out_row = last->out_row, .channels = 1}",
                               "predict's final softmax taken over each number alone (all ones)"),

@@ -7,6 +7,7 @@ settings (threads, ISA, algorithm) and batch size, runs a batch's forward, or a 
 """
 import functools
 import math
+import threading
 
 import numpy as np
 
@@ -20,16 +21,20 @@ from fastnet.layers.input_layer import InputLayer
 from fastnet.plan import KernelConfig, Plan, final_activation
 
 
-def _collective(method):
-    """Data-parallel, an exception out of this call ends every rank (fastnet.distributed.fatal): the other ranks
-    may be waiting for this one in a collective."""
+def _runs_the_plan(method):
+    """A call that runs the model's plan: one at a time per model, since the plan's arrays hold one call's
+    activations (two threads predicting at once read each other's: 93 % of the results were wrong); the thread
+    that holds the model may call it again (a callback's predict inside fit). Data-parallel, an exception out of
+    the call ends every rank (fastnet.distributed.fatal): the other ranks may be waiting for this one in a
+    collective."""
 
     @functools.wraps(method)
     def call(self, *args, **kwargs):
-        if not distributed.active():
-            return method(self, *args, **kwargs)
-        with distributed.fatal(f"{method.__name__}"):
-            return method(self, *args, **kwargs)
+        with self._lock:
+            if not distributed.active():
+                return method(self, *args, **kwargs)
+            with distributed.fatal(f"{method.__name__}"):
+                return method(self, *args, **kwargs)
 
     return call
 
@@ -42,6 +47,7 @@ class Sequential:
         if layers is not None and not isinstance(layers, (list, tuple)):
             raise TypeError(f"Sequential: layers must be a list of layers, got {type(layers).__name__}")
         self.name = name or "sequential"
+        self._lock = threading.RLock()  # held by each call that runs the plan (_runs_the_plan)
         self.layers = []
         self.seed, self.model_id = _seed.next_model_key()
         self._step = np.zeros(1, np.int64)  # training steps taken; keys the dropout masks
@@ -315,7 +321,7 @@ class Sequential:
         return logs
 
     # ---------------------------------------------------------------- public API
-    @_collective
+    @_runs_the_plan
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose=1, callbacks=None, validation_split=0.0,
             validation_data=None, shuffle=True, initial_epoch=0, nb_epoch=None, sample_weight=None, class_weight=None,
             **kwargs):
@@ -360,7 +366,7 @@ class Sequential:
         return training.fit_loop(self, (X, Y, W, T), None if Xv is None else (Xv, Yv, Wv, Tv), bs, rows, epochs,
                                  initial_epoch, shuffle, verbose, callbacks, distributed.is_primary())
 
-    @_collective
+    @_runs_the_plan
     def evaluate(self, x, y, batch_size=None, verbose=0, return_dict=False, sample_weight=None):
         """[loss, *metrics] (the loss alone without metrics), with dropout off; return_dict: {'loss': ...,
         'accuracy': ...} (Keras). sample_weight weighs the loss as in fit."""
@@ -382,7 +388,7 @@ class Sequential:
             return {"loss": loss, **{m.keys[0]: float(v) for m, v in zip(self._metrics, means)}}
         return [loss, *map(float, means)] if self._metrics else loss
 
-    @_collective
+    @_runs_the_plan
     def predict(self, x, batch_size=None, verbose=0):
         """The model's outputs (probabilities after a softmax or sigmoid), with dropout off. Data-parallel: each rank
         computes its share of the rows, and every rank returns all of them."""
@@ -417,7 +423,7 @@ class Sequential:
     def predict_proba(self, x, batch_size=None, verbose=0):
         return self.predict(x, batch_size)
 
-    @_collective
+    @_runs_the_plan
     def train_on_batch(self, x, y, return_dict=False, sample_weight=None, class_weight=None):
         """One optimizer step on this batch; returns [loss, *metrics] (or the loss; return_dict: a dict) before the
         update."""
