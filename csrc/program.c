@@ -73,9 +73,10 @@ static fn_conv2d_shape conv_shape(const fn_op *op, int64_t n) {
 
 /* ---- one function each way per op kind ---- */
 
-/* Dense ops run side by side in one parallel region (fn_program_forward): the ops from i on that each run on
- * more than one thread, every one but the last handing its y to the next (no `post` after it). One image through
- * the MLP forked its threads once per layer: 1.1 of its 24 us (2 threads). Returns the end, and the team size. */
+/* Dense ops run one after another in one parallel region (fn_program_forward): op i and the dense ops after it
+ * that run on more than one thread each, every one but the last handing its y to the next (no `post` after it).
+ * One image through the MLP forked its threads once per layer: 1.1 of its 24 us (2 threads). Returns the end,
+ * and the team size (the most threads an op takes). */
 static int dense_run_end(const fn_op *ops, int i, int hi, const fn_run *run, int *team) {
     *team = 1;
     int j = i;
