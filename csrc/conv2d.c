@@ -159,9 +159,7 @@ static void im2col_forward(float *y, int32_t *argmax, const float *x, const floa
 }
 
 int64_t fn_conv2d_memo_size(const fn_conv2d_shape *s, int algo, int isa, int precision) {
-    return fn_conv2d_resolve_algo(s, algo, isa, precision) == FN_CONV_WINOGRAD
-               ? fn_conv2d_winograd_memo_size(s, fn_gemm_ukernel(isa, precision))
-               : 0;
+    return fn_conv2d_resolve_algo(s, algo, isa, precision) == FN_CONV_WINOGRAD ? fn_conv2d_winograd_memo_size(s) : 0;
 }
 
 int fn_conv2d_forward(float *y, const float *x, const float *w, const float *b, const fn_conv2d_shape *s,

@@ -230,8 +230,7 @@ int fn_conv2d_winograd_fits(const fn_conv2d_shape *s) {
 }
 
 /* The memo: the weights (KH*KW*C*OC floats), then the packed transformed filters on a 64-byte boundary. */
-int64_t fn_conv2d_winograd_memo_size(const fn_conv2d_shape *s, const fn_ukernel *uk) {
-    (void)uk;
+int64_t fn_conv2d_winograd_memo_size(const fn_conv2d_shape *s) {
     return 9 * s->C * s->OC + WX * packed_filter_size(s->C, s->OC) + FN_WS_PAD;
 }
 

@@ -347,7 +347,7 @@ void fn_conv2d_direct_backward_filter(float *dw, float *db, const float *dy, con
  * padding at most 2. Same contracts as the fn_conv2d_* kernels, which call them. */
 int fn_conv2d_winograd_fits(const fn_conv2d_shape *s);
 int64_t fn_conv2d_winograd_workspace(const fn_conv2d_shape *s, int n_threads);
-int64_t fn_conv2d_winograd_memo_size(const fn_conv2d_shape *s, const fn_ukernel *uk);
+int64_t fn_conv2d_winograd_memo_size(const fn_conv2d_shape *s);
 void fn_conv2d_winograd_forward(float *y, const float *x, const float *w, const float *b, const fn_conv2d_shape *s,
                                 int act, const fn_ukernel *uk, fn_weights_memo *memo, float *ws, int n_threads);
 void fn_conv2d_winograd_forward_maxpool(float *y, int32_t *argmax, const float *x, const float *w, const float *b,
