@@ -199,33 +199,24 @@ __attribute__((target("avx2,fma"))) static inline __attribute__((always_inline))
         for (int v = 0; v < V; v++) _mm256_maskstore_ps(acc + i * n + 8 * v, mask[v], s[i][v]);
 }
 
+/* R rows (a constant): rows_narrow with one or two vectors of columns, else rows_axpy, U rows of B a pass. */
+__attribute__((target("avx2,fma"))) static inline __attribute__((always_inline)) void rows_any(
+    const int R, const int U, int64_t kc, const float *restrict a, int64_t rs_a, int64_t cs_a,
+    const float *restrict b, int64_t ldb, int64_t n, float *restrict acc) {
+    if (n <= 8) rows_narrow(R, 1, kc, a, rs_a, cs_a, b, ldb, n, acc);
+    else if (n <= 16) rows_narrow(R, 2, kc, a, rs_a, cs_a, b, ldb, n, acc);
+    else rows_axpy(R, U, kc, a, rs_a, cs_a, b, ldb, n, acc);
+}
+
 __attribute__((target("avx2,fma"))) void fn_gemm_rows_avx2(int rows, int64_t kc, const float *restrict a,
                                                            int64_t rs_a, int64_t cs_a, const float *restrict b,
                                                            int64_t ldb, int64_t n, float *restrict acc) {
-    if (n <= 8) {
-        switch (rows) {
-        case 1: rows_narrow(1, 1, kc, a, rs_a, cs_a, b, ldb, n, acc); return;
-        case 2: rows_narrow(2, 1, kc, a, rs_a, cs_a, b, ldb, n, acc); return;
-        case 3: rows_narrow(3, 1, kc, a, rs_a, cs_a, b, ldb, n, acc); return;
-        case 4: rows_narrow(4, 1, kc, a, rs_a, cs_a, b, ldb, n, acc); return;
-        default: rows_narrow(5, 1, kc, a, rs_a, cs_a, b, ldb, n, acc); return;
-        }
-    }
-    if (n <= 16) {
-        switch (rows) {
-        case 1: rows_narrow(1, 2, kc, a, rs_a, cs_a, b, ldb, n, acc); return;
-        case 2: rows_narrow(2, 2, kc, a, rs_a, cs_a, b, ldb, n, acc); return;
-        case 3: rows_narrow(3, 2, kc, a, rs_a, cs_a, b, ldb, n, acc); return;
-        case 4: rows_narrow(4, 2, kc, a, rs_a, cs_a, b, ldb, n, acc); return;
-        default: rows_narrow(5, 2, kc, a, rs_a, cs_a, b, ldb, n, acc); return;
-        }
-    }
     switch (rows) { /* U rows of B a pass, as many as the registers hold beside R rows' U broadcasts */
-    case 1: rows_axpy(1, 4, kc, a, rs_a, cs_a, b, ldb, n, acc); break;
-    case 2: rows_axpy(2, 4, kc, a, rs_a, cs_a, b, ldb, n, acc); break;
-    case 3: rows_axpy(3, 3, kc, a, rs_a, cs_a, b, ldb, n, acc); break;
-    case 4: rows_axpy(4, 2, kc, a, rs_a, cs_a, b, ldb, n, acc); break;
-    default: rows_axpy(5, 2, kc, a, rs_a, cs_a, b, ldb, n, acc); break;
+    case 1: rows_any(1, 4, kc, a, rs_a, cs_a, b, ldb, n, acc); break;
+    case 2: rows_any(2, 4, kc, a, rs_a, cs_a, b, ldb, n, acc); break;
+    case 3: rows_any(3, 3, kc, a, rs_a, cs_a, b, ldb, n, acc); break;
+    case 4: rows_any(4, 2, kc, a, rs_a, cs_a, b, ldb, n, acc); break;
+    default: rows_any(5, 2, kc, a, rs_a, cs_a, b, ldb, n, acc); break;
     }
 }
 
