@@ -22,7 +22,8 @@ static int dense_forward(float *y, const float *x, const float *w, const float *
     if ((e->act != FN_ACT_LINEAR && e->act != FN_ACT_RELU) || !(e->rate >= 0.0f && e->rate < 1.0f)) return FN_EINVAL;
     fn_gemm_job j;
     const int nt = fn_dense_job(&j, y, x, w, wp, N, I, O, isa, precision, ws, n_threads);
-    FN_PARALLEL(nt, fn_gemm_job_run(&j, e));
+    fn_barrier bar = FN_BARRIER;
+    FN_PARALLEL(nt, fn_gemm_job_run(&j, e, &bar));
     return FN_OK;
 }
 

@@ -6,6 +6,7 @@
  * for a shallow product (K <= 32, packed k-major) or an alpha. bfloat16 operands are converted: op(A) once per GEMM
  * by all threads where tiles share its rows, else by each tile into an L1 panel. Tiles split C by rows and by
  * panels, so 128-row matrices still give every thread work, and are handed out column by column. */
+#include <sched.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -346,9 +347,9 @@ static void epilogue(const fn_gemm_job *j, const fn_post_ops *e, int64_t m0, int
 
 /* A few rows by B in place, K blocks side by side (fn_gemm_job_init): each block's sums from zero, then per
  * column C = C (beta 1) + block 0 + block 1 + ..., left to right, as tile_loop adds them one block at a time. */
-static void run_k_blocks(const fn_gemm_job *j, const fn_post_ops *e) {
+static void run_k_blocks(const fn_gemm_job *j, const fn_post_ops *e, fn_barrier *bar) {
     const int64_t M = j->M, N = j->N, kc = fn_gemm_kc(j->K), rs = j->trans_a ? 1 : j->lda, cs = j->trans_a ? j->lda : 1;
-    #pragma omp for schedule(static)
+    #pragma omp for schedule(static) nowait
     for (int64_t b = 0; b < j->kblocks; b++) {
         float *part = j->partials + b * M * N;
         const int64_t pc = b * kc, kcb = fn_min64(kc, j->K - pc);
@@ -357,8 +358,9 @@ static void run_k_blocks(const fn_gemm_job *j, const fn_post_ops *e) {
         j->uk->rows((int)M, kcb, j->A + pc * cs, rs, cs, j->B + pc * j->ldb, j->ldb, N, part);
         fn_ftz_leave(csr);
     }
+    fn_barrier_wait(bar);
     const int64_t nr = j->uk->nr;
-    #pragma omp for schedule(static)
+    #pragma omp for schedule(static) nowait
     for (int64_t q = 0; q < j->npanels; q++) {
         const int64_t j0 = q * nr, j1 = fn_min64(N, j0 + nr);
         const unsigned csr = fn_ftz_enter();
@@ -372,24 +374,57 @@ static void run_k_blocks(const fn_gemm_job *j, const fn_post_ops *e) {
         fn_ftz_leave(csr);
         if (e) epilogue(j, e, 0, M, j0, j1);
     }
+    fn_barrier_wait(bar);
 }
 
-void fn_gemm_job_run(const fn_gemm_job *j, const fn_post_ops *e) {
+void fn_gemm_job_run(const fn_gemm_job *j, const fn_post_ops *e, fn_barrier *bar) {
     if (j->kblocks > 1) {
-        run_k_blocks(j, e);
+        run_k_blocks(j, e, bar);
         return;
     }
     const int64_t packs = fn_gemm_job_packs(j), tiles = fn_gemm_job_tiles(j);
     if (packs) {
-        #pragma omp for schedule(static)
+        #pragma omp for schedule(static) nowait
         for (int64_t q = 0; q < packs; q++) fn_gemm_job_pack(j, q);
+        fn_barrier_wait(bar);
     }
-    #pragma omp for schedule(static)
+    #pragma omp for schedule(static) nowait
     for (int64_t t = 0; t < tiles; t++) {
         int64_t m0, m1, j0, j1;
         fn_gemm_job_tile(j, t, &m0, &m1, &j0, &j1);
         if (e) epilogue(j, e, m0, m1, j0, j1);
     }
+    fn_barrier_wait(bar);
+}
+
+/* Pauses (some 60-140 cycles each) before a waiting thread yields its core, each turn. Spinning longer costs the
+ * oversubscribed: set_num_threads(4) on 2 cores took 1,750 us to predict one image with the MLP at 20,000 (a
+ * waiter spun while the thread it waited for had no core), 89 us at 300, 129 us with libgomp's barriers; two
+ * processes of two threads on 2 cores, 50-61 us at 300, 2,400-2,800 us with libgomp's. */
+#define FN_BARRIER_SPINS 300
+#if defined(__x86_64__) || defined(__SSE2__)
+#define fn_pause() _mm_pause()
+#else
+#define fn_pause() ((void)0)
+#endif
+
+void fn_barrier_wait(fn_barrier *b) {
+#ifdef _OPENMP
+    const int n = omp_get_num_threads();
+    if (n == 1) return;
+    const int round = __atomic_load_n(&b->round, __ATOMIC_ACQUIRE);
+    if (__atomic_add_fetch(&b->arrived, 1, __ATOMIC_ACQ_REL) == n) { /* the last: open the next round */
+        __atomic_store_n(&b->arrived, 0, __ATOMIC_RELAXED);
+        __atomic_store_n(&b->round, round + 1, __ATOMIC_RELEASE);
+        return;
+    }
+    for (int spins = 0; __atomic_load_n(&b->round, __ATOMIC_ACQUIRE) == round; spins++) {
+        if (spins < FN_BARRIER_SPINS) fn_pause();
+        else sched_yield();
+    }
+#else
+    (void)b;
+#endif
 }
 
 int fn_gemm_threads(int64_t M, int64_t N, int64_t K, int trans_b, float alpha, int isa, int precision, int n_threads) {
@@ -408,7 +443,8 @@ int fn_gemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alp
     const int nt = fn_gemm_threads(M, N, K, trans_b, alpha, isa, precision, n_threads);
     fn_gemm_job j;
     fn_gemm_job_init(&j, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, isa, precision, ws, nt);
-    FN_PARALLEL(nt, fn_gemm_job_run(&j, NULL));
+    fn_barrier bar = FN_BARRIER;
+    FN_PARALLEL(nt, fn_gemm_job_run(&j, NULL, &bar));
     return FN_OK;
 }
 
@@ -435,7 +471,8 @@ int fn_gemm_prepacked(int trans_a, int64_t M, int64_t N, int64_t K, float alpha,
     const int nt = fn_threads_for(M * N * K, FN_GRAIN_MACS, n_threads);
     fn_gemm_job j;
     fn_gemm_job_init_prepacked(&j, trans_a, M, N, K, alpha, A, lda, bp, beta, C, ldc, isa, precision, ws, nt);
-    FN_PARALLEL(nt, fn_gemm_job_run(&j, NULL));
+    fn_barrier bar = FN_BARRIER;
+    FN_PARALLEL(nt, fn_gemm_job_run(&j, NULL, &bar));
     return FN_OK;
 }
 

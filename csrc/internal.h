@@ -91,6 +91,16 @@ static inline int fn_threads_for(int64_t work, int64_t grain, int n_threads) {
         }                                                                                           \
     } while (0)
 
+/* A barrier for the threads of one parallel region without a system call: libgomp's wakes its waiters with a
+ * futex call whether or not one sleeps (0.15 us; one image through the MLP passed three). It spins, then yields
+ * the core, so a thread waiting on a descheduled one (more threads than cores) gives its time slice back. The
+ * region's threads share one, declared before the region as FN_BARRIER; outside a region it returns at once. */
+typedef struct {
+    int arrived, round;
+} fn_barrier;
+#define FN_BARRIER {0, 0}
+void fn_barrier_wait(fn_barrier *b);
+
 /* Elementwise kernels split their n elements into blocks of this many, one block per loop iteration, on the
  * threads (the caller's n_threads at most) that `work` elements' worth of grains keeps busy. */
 #define FN_BLOCK 8192
@@ -306,8 +316,8 @@ static inline float fn_post_value(float v, float bias, int relu) {
     return relu ? (v > 0.0f ? v : 0.0f) : v;
 }
 /* Every pack item, a barrier, then every tile, in the calling parallel region; e (may be NULL) applied to each tile
- * as it is finished. Ends on a barrier: when it returns, every thread's tiles are done. */
-void fn_gemm_job_run(const fn_gemm_job *j, const fn_post_ops *e);
+ * as it is finished. Ends on a barrier: when it returns, every thread's tiles are done. bar: the region's. */
+void fn_gemm_job_run(const fn_gemm_job *j, const fn_post_ops *e, fn_barrier *bar);
 /* A dense forward's product, y = x w (w, or wp: w packed by fn_gemm_pack), as a GEMM job for the threads it returns
  * (of n_threads; its epilogue is the caller's: fn_dense_forward_dropout's, or a program's). */
 int fn_dense_job(fn_gemm_job *j, float *y, const float *x, const float *w, const float *wp, int64_t N, int64_t I,

@@ -106,11 +106,12 @@ static void dense_job(fn_gemm_job *j, fn_post_ops *e, const fn_op *op, const flo
  * ends on a barrier, so the next reads a finished output and may reuse the workspace. */
 static const float *dense_forward(fn_op *ops, int i, int j, int team, const float *x, const fn_run *run, int *st) {
     for (int k = i; k < j; k++) ops[k].x = k == i ? x : ops[k - 1].y, ops[k].out = ops[k].y;
+    fn_barrier bar = FN_BARRIER;
     FN_PARALLEL(team, for (int k = i; k < j; k++) {
         fn_gemm_job job;
         fn_post_ops e;
         dense_job(&job, &e, &ops[k], ops[k].x, run);
-        fn_gemm_job_run(&job, &e);
+        fn_gemm_job_run(&job, &e, &bar);
     });
     *st = FN_OK;
     return ops[j - 1].out = then_post(&ops[j - 1], run, st);
