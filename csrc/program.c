@@ -102,9 +102,11 @@ static void dense_job(fn_gemm_job *j, fn_post_ops *e, const fn_op *op, const flo
                  op->precision, run->ws, run->n_threads);
 }
 
-/* Dense ops [i, j) (dense_run_end's) one after another in one region: each thread makes the same job, and each job
- * ends on a barrier, so the next reads a finished output and may reuse the workspace. */
-static const float *dense_forward(fn_op *ops, int i, int j, int team, const float *x, const fn_run *run, int *st) {
+/* Dense ops [i, *end) (dense_run_end's) one after another in one region: each thread makes the same job, and each
+ * job ends on a barrier, so the next reads a finished output and may reuse the workspace. */
+static const float *dense_forward(fn_op *ops, int i, int hi, int *end, const float *x, const fn_run *run, int *st) {
+    int team;
+    const int j = *end = dense_run_end(ops, i, hi, run, &team);
     for (int k = i; k < j; k++) ops[k].x = k == i ? x : ops[k - 1].y, ops[k].out = ops[k].y;
     fn_barrier bar = FN_BARRIER;
     FN_PARALLEL(team, for (int k = i; k < j; k++) {
@@ -235,18 +237,21 @@ static const float *identity_backward(fn_op *op, const float *dy, const fn_run *
 }
 
 typedef const float *(*op_pass)(fn_op *op, const float *in, const fn_run *run, int *st);
+/* The forward of ops[i] and of the ops after it (before hi) that it runs with; their end in *end. */
+typedef const float *(*ops_pass)(fn_op *ops, int i, int hi, int *end, const float *in, const fn_run *run, int *st);
 static const struct {
     op_pass forward, backward;
-    int data_gradient_always;  /* the backward runs for the first op too: it writes weight gradients */
+    ops_pass forward_with_next;  /* instead of forward: the op runs with the ops after it */
+    int data_gradient_always;    /* the backward runs for the first op too: it writes weight gradients */
 } OPS[FN_OP_KINDS] = {
-    [FN_OP_DENSE] = {NULL, dense_backward, 1},  /* the forward: dense_forward, of several ops at a time */
-    [FN_OP_CONV2D] = {conv_forward, conv_backward, 1},
-    [FN_OP_CONV2D_MAXPOOL] = {conv_pool_forward, conv_pool_backward, 1},
-    [FN_OP_MAXPOOL2D] = {pool_forward, pool_backward, 0},
-    [FN_OP_ACTIVATION] = {activation_forward, activation_backward, 0},
-    [FN_OP_DROPOUT] = {dropout_forward, dropout_backward, 0},
-    [FN_OP_TO_CHANNELS_FIRST] = {to_channels_first_forward, to_channels_first_backward, 0},
-    [FN_OP_IDENTITY] = {identity_forward, identity_backward, 0},
+    [FN_OP_DENSE] = {NULL, dense_backward, dense_forward, 1},
+    [FN_OP_CONV2D] = {conv_forward, conv_backward, NULL, 1},
+    [FN_OP_CONV2D_MAXPOOL] = {conv_pool_forward, conv_pool_backward, NULL, 1},
+    [FN_OP_MAXPOOL2D] = {pool_forward, pool_backward, NULL, 0},
+    [FN_OP_ACTIVATION] = {activation_forward, activation_backward, NULL, 0},
+    [FN_OP_DROPOUT] = {dropout_forward, dropout_backward, NULL, 0},
+    [FN_OP_TO_CHANNELS_FIRST] = {to_channels_first_forward, to_channels_first_backward, NULL, 0},
+    [FN_OP_IDENTITY] = {identity_forward, identity_backward, NULL, 0},
 };
 
 /* ---- runs ---- */
@@ -255,10 +260,8 @@ const float *fn_program_forward(fn_op *ops, int lo, int hi, const float *x, cons
     *status = FN_OK;
     for (int i = lo, j; i < hi; i = j) {
         fn_op *op = &ops[i];
-        if (op->kind == FN_OP_DENSE) {
-            int team;
-            j = dense_run_end(ops, i, hi, run, &team);
-            x = dense_forward(ops, i, j, team, x, run, status);
+        if (OPS[op->kind].forward_with_next) {
+            x = OPS[op->kind].forward_with_next(ops, i, hi, &j, x, run, status);
         } else {
             j = i + 1;
             op->x = x;
