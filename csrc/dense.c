@@ -7,9 +7,19 @@ int64_t fn_dense_workspace(int64_t N, int64_t I, int64_t O, int isa, int precisi
     return fn_max64(forward, fn_gemm_workspace(N, I, O, isa, precision) + fn_gemm_workspace(I, O, N, isa, precision));
 }
 
+int fn_dense_threads(int64_t N, int64_t I, int64_t O, int isa, int precision, int n_threads) {
+    return fn_gemm_threads(N, O, I, 0, 1.0f, isa, precision, n_threads);
+}
+
+fn_post_ops fn_dense_post(const float *b, int64_t O, int act, float rate, uint64_t seed, uint64_t stream,
+                          uint64_t first) {
+    const fn_post_ops e = {b, act, rate, rate > 0.0f ? fn_dropout_key(seed, stream) : 0, first, O};
+    return e;
+}
+
 int fn_dense_job(fn_gemm_job *j, float *y, const float *x, const float *w, const float *wp, int64_t N, int64_t I,
                  int64_t O, int isa, int precision, float *ws, int n_threads) {
-    const int nt = fn_gemm_threads(N, O, I, 0, 1.0f, isa, precision, n_threads);
+    const int nt = fn_dense_threads(N, I, O, isa, precision, n_threads);
     if (wp) fn_gemm_job_init_prepacked(j, 0, N, O, I, 1.0f, x, I, wp, 0.0f, y, O, isa, precision, ws, nt);
     else fn_gemm_job_init(j, 0, 0, N, O, I, 1.0f, x, I, w, O, 0.0f, y, O, isa, precision, ws, nt);
     return nt;
@@ -31,13 +41,13 @@ int fn_dense_forward_dropout(float *y, const float *x, const float *w, const flo
                              int64_t O, int act, float rate, uint64_t seed, uint64_t stream, uint64_t first, int isa,
                              int precision,
                              float *ws, int n_threads) {
-    const fn_post_ops e = {b, act, rate, fn_dropout_key(seed, stream), first, O};
+    const fn_post_ops e = fn_dense_post(b, O, act, rate, seed, stream, first);
     return dense_forward(y, x, w, NULL, N, I, O, &e, isa, precision, ws, n_threads);
 }
 
 int fn_dense_forward_prepacked(float *y, const float *x, const float *wp, const float *b, int64_t N, int64_t I,
                                int64_t O, int act, int isa, int precision, float *ws, int n_threads) {
-    const fn_post_ops e = {b, act, 0.0f, 0, 0, O};
+    const fn_post_ops e = fn_dense_post(b, O, act, 0.0f, 0, 0, 0);
     return dense_forward(y, x, NULL, wp, N, I, O, &e, isa, precision, ws, n_threads);
 }
 

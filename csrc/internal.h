@@ -318,8 +318,12 @@ static inline float fn_post_value(float v, float bias, int relu) {
 /* Every pack item, a barrier, then every tile, in the calling parallel region; e (may be NULL) applied to each tile
  * as it is finished. Ends on a barrier: when it returns, every thread's tiles are done. bar: the region's. */
 void fn_gemm_job_run(const fn_gemm_job *j, const fn_post_ops *e, fn_barrier *bar);
-/* A dense forward's product, y = x w (w, or wp: w packed by fn_gemm_pack), as a GEMM job for the threads it returns
- * (of n_threads; its epilogue is the caller's: fn_dense_forward_dropout's, or a program's). */
+/* A dense forward's threads (of n_threads), its epilogue (bias, act, then inverted dropout at rate, 0: none, keyed
+ * by (seed, stream) from element first: fn_dense_forward_dropout's), and its product, y = x w (w, or wp: w packed
+ * by fn_gemm_pack), as a GEMM job for the threads it returns. */
+int fn_dense_threads(int64_t N, int64_t I, int64_t O, int isa, int precision, int n_threads);
+fn_post_ops fn_dense_post(const float *b, int64_t O, int act, float rate, uint64_t seed, uint64_t stream,
+                          uint64_t first);
 int fn_dense_job(fn_gemm_job *j, float *y, const float *x, const float *w, const float *wp, int64_t N, int64_t I,
                  int64_t O, int isa, int precision, float *ws, int n_threads);
 

@@ -82,8 +82,7 @@ static int dense_run_end(const fn_op *ops, int i, int hi, const fn_run *run, int
     int j = i;
     for (; j < hi && ops[j].kind == FN_OP_DENSE && (j == i || ops[j - 1].post == FN_POST_NONE); j++) {
         const fn_op *op = &ops[j];
-        const int nt = fn_gemm_threads(run->n, op->out_row, op->in_row, 0, 1.0f, op->isa, op->precision,
-                                       run->n_threads);
+        const int nt = fn_dense_threads(run->n, op->in_row, op->out_row, op->isa, op->precision, run->n_threads);
         if (j > i && nt < 2) break;
         *team = nt > *team ? nt : *team;
     }
@@ -95,9 +94,8 @@ static int dense_run_end(const fn_op *ops, int i, int hi, const fn_run *run, int
 static void dense_job(fn_gemm_job *j, fn_post_ops *e, const fn_op *op, const float *x, const fn_run *run) {
     const int64_t O = op->out_row;
     const int drop = run->training && op->dropout;
-    const fn_post_ops post = {op->b, op->act, drop ? op->rate : 0.0f,
-                              drop ? fn_dropout_key(op->seed, dropout_stream(op, run)) : 0, drop ? run->row0 * O : 0, O};
-    *e = post;
+    *e = fn_dense_post(op->b, O, op->act, drop ? op->rate : 0.0f, op->seed, drop ? dropout_stream(op, run) : 0,
+                       drop ? run->row0 * O : 0);
     fn_dense_job(j, op->y, x, op->w, !run->training ? op->packed : NULL, run->n, op->in_row, O, op->isa,
                  op->precision, run->ws, run->n_threads);
 }
