@@ -234,20 +234,23 @@ int64_t fn_gemm_workspace(int64_t M, int64_t N, int64_t K, int isa, int precisio
     return fn_gemm_packed_b_size(K, N) + FN_WS_PAD + fn_gemm_prepacked_workspace(M, K, isa, precision);
 }
 
-/* How a GEMM splits C among threads: row blocks of mt rows (a multiple of 24, or of mr where mr is larger) by
- * groups of nq panels, at least 2 tiles per thread where the shape allows. Tiling only spreads work: every tile
- * computes its elements identically (see fn_ukernel_fn). */
+/* How a GEMM splits C among threads: mtiles row blocks by groups of nq panels, at least 2 tiles per thread where
+ * the shape allows. A row block is at least 24 rows (or one micro-panel where mr is larger), and the blocks share
+ * the micro-panels of rows out evenly: blocks of a fixed 24 rows cut a 128-row product into 24 x 5 + 8, so one of
+ * 2 threads took 72 rows and the other 56 (128 x 512 x 10, AVX2: 0.94x OpenBLAS). Blocks start on micro-panels, so
+ * every row meets the same kernel whatever the tiling: tiling only spreads work (see fn_ukernel_fn). */
 static void tiling(fn_gemm_job *j, int64_t M, int64_t N, int n_threads) {
     const fn_ukernel *uk = j->uk;
-    const int64_t unit = uk->mr > 24 ? uk->mr : 24;
-    j->npanels = fn_ceil_div(N, uk->nr);
-    j->mt = fn_round_up(M, unit), j->nq = j->npanels;
-    while (fn_ceil_div(M, j->mt) * fn_ceil_div(j->npanels, j->nq) < 2 * (int64_t)n_threads) {
-        if (j->nq > 1 && (j->nq * uk->nr >= j->mt || j->mt <= unit)) j->nq = fn_ceil_div(j->nq, 2);
-        else if (j->mt > unit) j->mt = fn_round_up(j->mt / 2, unit);
+    const int64_t min_panels = fn_ceil_div(24, uk->mr); /* row micro-panels a block keeps at least */
+    j->npanels = fn_ceil_div(N, uk->nr), j->mpanels = fn_ceil_div(M, uk->mr);
+    j->mtiles = 1, j->nq = j->npanels;
+    while (j->mtiles * fn_ceil_div(j->npanels, j->nq) < 2 * (int64_t)n_threads) {
+        const int64_t rows = fn_ceil_div(j->mpanels, j->mtiles) * uk->mr, halves = j->mpanels / (2 * j->mtiles);
+        if (j->nq > 1 && (j->nq * uk->nr >= rows || halves < min_panels)) j->nq = fn_ceil_div(j->nq, 2);
+        else if (halves >= min_panels) j->mtiles *= 2;
         else break;
     }
-    j->mtiles = fn_ceil_div(M, j->mt), j->ntiles_n = fn_ceil_div(j->npanels, j->nq);
+    j->ntiles_n = fn_ceil_div(j->npanels, j->nq);
 }
 
 /* bfloat16 operands where several tiles share rows of op(A) and a tile meets few B panels (nq <= 2: many threads
@@ -283,6 +286,12 @@ static void job_init(fn_gemm_job *j, int trans_a, int64_t M, int64_t N, int64_t 
     tiling(j, M, N, n_threads);
 }
 
+/* B read in place: one tile of columns per thread, so each streams the longest runs of B's rows it can (two
+ * 128-column tiles a thread read 512 of every 2,048 bytes twice; one image by the MLP ran 2 % slower that way). */
+static void in_place_tiling(fn_gemm_job *j, int n_threads) {
+    j->nq = fn_ceil_div(j->npanels, n_threads), j->ntiles_n = fn_ceil_div(j->npanels, j->nq);
+}
+
 void fn_gemm_job_init(fn_gemm_job *j, int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha,
                       const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc,
                       int isa, int precision, float *ws, int n_threads) {
@@ -301,9 +310,7 @@ void fn_gemm_job_init(fn_gemm_job *j, int trans_a, int trans_b, int64_t M, int64
         if (n_threads > 1 && kblocks > 1 && ws && (beta == 0.0f || beta == 1.0f) &&
             kblocks * M * N <= fn_gemm_packed_b_size(K, N)) /* the room B's panels would take */
             j->kblocks = kblocks, j->partials = fn_align64(ws);
-        /* One tile of columns per thread: each streams the longest runs of B's rows it can (two 128-column tiles
-         * a thread read 512 of every 2,048 bytes twice; one image by the MLP ran 2 % slower that way) */
-        j->nq = fn_ceil_div(j->npanels, n_threads), j->ntiles_n = fn_ceil_div(j->npanels, j->nq);
+        in_place_tiling(j, n_threads);
     }
     plan_a_once(j, fn_align64(fn_align64(ws) + fn_gemm_packed_b_size(K, N)));
 }
@@ -323,13 +330,35 @@ void fn_gemm_job_pack(const fn_gemm_job *j, int64_t item) {
 
 int64_t fn_gemm_job_tiles(const fn_gemm_job *j) { return j->M > 0 && j->N > 0 ? j->mtiles * j->ntiles_n : 0; }
 
+/* Tile t's rows [m0, m1) and B panels [q0, q1). Tiles in column-major order, so the static schedule hands a thread
+ * whole columns of tiles: on 2 threads a 128-row product cut into row blocks of 72 and 56 gave one thread 72 of
+ * every 128 rows (128 x 128 x 4608, AVX2: 1.33x one thread's speed). A thread's tiles then also share their B
+ * panels, which it packed itself. */
+static void tile_bounds(const fn_gemm_job *j, int64_t t, int64_t *m0, int64_t *m1, int64_t *q0, int64_t *q1) {
+    const int64_t nb = t / j->mtiles, mb = t % j->mtiles, mr = j->uk->mr;
+    *m0 = mb * j->mpanels / j->mtiles * mr, *m1 = fn_min64(j->M, (mb + 1) * j->mpanels / j->mtiles * mr);
+    *q0 = nb * j->nq, *q1 = fn_min64(j->npanels, (nb + 1) * j->nq);
+}
+
+int64_t fn_gemm_tiles(int trans_b, int64_t M, int64_t N, int64_t K, int isa, int precision, int n_threads,
+                      int64_t *bounds) {
+    if (M <= 0 || N <= 0) return 0;
+    const int nt = fn_gemm_threads(M, N, K, trans_b, 1.0f, isa, precision, n_threads);
+    fn_gemm_job j;
+    job_init(&j, 0, M, N, K, 1.0f, NULL, K, 0.0f, NULL, N, isa, precision, nt);
+    if (reads_b_in_place(j.uk, M, trans_b, 1.0f)) in_place_tiling(&j, nt);
+    const int64_t tiles = fn_gemm_job_tiles(&j);
+    for (int64_t t = 0; bounds && t < tiles; t++) {
+        int64_t q0, q1;
+        tile_bounds(&j, t, &bounds[4 * t], &bounds[4 * t + 1], &q0, &q1);
+        bounds[4 * t + 2] = q0 * j.uk->nr, bounds[4 * t + 3] = fn_min64(N, q1 * j.uk->nr);
+    }
+    return tiles;
+}
+
 void fn_gemm_job_tile(const fn_gemm_job *j, int64_t t, int64_t *m0, int64_t *m1, int64_t *j0, int64_t *j1) {
-    /* Tiles in column-major order, so the static schedule hands a thread whole columns of tiles: on 2 threads a
-     * 128-row product cut into row blocks of 72 and 56 gave one thread 72 of every 128 rows (128 x 128 x 4608, AVX2:
-     * 1.33x one thread's speed). A thread's tiles then also share their B panels, which it packed itself. */
-    const int64_t nb = t / j->mtiles, mb = t % j->mtiles;
-    const int64_t q0 = nb * j->nq, q1 = fn_min64(j->npanels, (nb + 1) * j->nq);
-    *m0 = mb * j->mt, *m1 = fn_min64(j->M, (mb + 1) * j->mt);
+    int64_t q0, q1;
+    tile_bounds(j, t, m0, m1, &q0, &q1);
     *j0 = q0 * j->uk->nr, *j1 = fn_min64(j->N, q1 * j->uk->nr);
     if (j->a_slots)
         tile_loop(j->uk, *m0, *m1, q0, q1, j->N, j->K, 1.0f, j->a_slots, j->a_len, 0, 1, j->bp, j->beta, j->C, j->ldc,

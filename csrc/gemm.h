@@ -30,6 +30,13 @@ int64_t fn_gemm_prepacked_workspace(int64_t M, int64_t K, int isa, int precision
 
 int64_t fn_gemm_packed_b_size(int64_t K, int64_t N);
 
+/* How fn_gemm splits C (M x N, depth K) among n_threads: returns the number of tiles and, where bounds is not NULL,
+ * writes tile t's rows [m0, m1) and columns [j0, j1) at bounds[4t .. 4t+3], in the order the threads' static
+ * schedule takes them (contiguous runs, one per thread). A product of a few rows whose threads add K blocks side by
+ * side (B read in place) still reports its tiles of columns. For tests of the split; no work is done. */
+int64_t fn_gemm_tiles(int trans_b, int64_t M, int64_t N, int64_t K, int isa, int precision, int n_threads,
+                      int64_t *bounds);
+
 /* The best FN_ISA_* path this CPU and this build support. */
 int fn_gemm_cpu_max_isa(void);
 

@@ -271,7 +271,8 @@ typedef struct {
     float alpha, beta;
     const float *A, *B;
     float *bp, *C;
-    int64_t mt, nq, mtiles, ntiles_n, npanels; /* the tiling */
+    int64_t mpanels, mtiles, npanels, nq, ntiles_n; /* the tiling: micro-panels of rows into mtiles row blocks, B's
+                                                      * panels in groups of nq (ntiles_n groups) */
     int64_t b_packs;                           /* B panels to pack (0: B is used as it is, or prepacked) */
     int b_rows;                                /* B read in place, row by row, by uk->rows (bp NULL) */
     int64_t kblocks;                           /* b_rows: > 1 when the K blocks' sums are made side by side */

@@ -52,6 +52,30 @@ def test_a_few_rows_read_b_in_place_bit_for_bit_like_a_batch(isa, rng, rows):
                                           summed[:rows])
 
 
+# Rows of each path's micro-kernel (float32, bfloat16 operands): the unit a GEMM's row blocks are made of.
+MICRO_ROWS = {"generic": (4, 4), "avx2": (6, 6), "avx512": (8, 8), "avx512_bf16": (8, 8), "amx_bf16": (8, 32)}
+
+
+@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
+def test_gemm_tiles_cover_c_once_and_share_rows_evenly(isa, precision):
+    """The tiles a GEMM splits C into cover every element once, start on micro-panels of rows, and share the
+    panels out evenly: row blocks of a fixed 24 rows cut 128 rows into 24 x 5 + 8, and one of 2 threads took 72
+    rows of the MLP's 512 x 10 output layer while the other took 56."""
+    mr = MICRO_ROWS[isa][precision == "bfloat16"]
+    for M, N, K in ((1, 1, 1), (5, 512, 512), (7, 10, 3), (128, 10, 512), (128, 512, 784), (130, 33, 64),
+                    (784, 512, 128), (2048, 2048, 64), (73728, 32, 288)):
+        for threads in (1, 2, 3, 4, 16):
+            tiles = _kernels.gemm_tiles(M, N, K, n_threads=threads, isa=isa, precision=precision)
+            seen = np.zeros((M, N), np.int32)
+            for m0, m1, j0, j1 in tiles:
+                seen[m0:m1, j0:j1] += 1
+            assert (seen == 1).all(), (M, N, K, threads)
+            blocks = {(m0, m1) for m0, m1, _, _ in tiles}
+            assert all(m0 % mr == 0 for m0, _ in blocks), (M, N, K, threads, blocks)
+            panels = [-(-(m1 - m0) // mr) for m0, m1 in blocks]
+            assert max(panels) - min(panels) <= 1, (M, N, K, threads, sorted(blocks))
+
+
 def test_gemm_beta_zero_ignores_nan_in_out(rng):
     a, b = rand(rng, 5, 6), rand(rng, 6, 7)
     out = np.full((5, 7), np.nan, dtype=np.float32)

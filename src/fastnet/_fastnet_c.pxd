@@ -43,6 +43,8 @@ cdef extern from "fastnet.h" nogil:
     int64_t fn_gemm_packed_b_size(int64_t K, int64_t N)
     int fn_gemm_pack(float *bp, const float *B, int64_t ldb, int trans_b, int64_t K, int64_t N, int isa, int precision,
                      int n_threads)
+    int64_t fn_gemm_tiles(int trans_b, int64_t M, int64_t N, int64_t K, int isa, int precision, int n_threads,
+                          int64_t *bounds)
     int fn_gemm_cpu_max_isa()
 
     int fn_dense_forward_dropout(float *y, const float *x, const float *w, const float *b, int64_t N, int64_t I,

@@ -33,6 +33,21 @@ def gemm(a, b, out=None, trans_a=False, trans_b=False, alpha=1.0, beta=0.0, n_th
     return out
 
 
+def gemm_tiles(int64_t M, int64_t N, int64_t K, trans_b=False, n_threads=None, isa=None, precision=None):
+    """How gemm splits its M x N output among n_threads: an int64 array of rows (m0, m1, j0, j1), one per tile, in
+    the order the threads' static schedule takes them (see fn_gemm_tiles). Computes nothing."""
+    if M < 0 or N < 0 or K < 0:
+        raise ValueError(f"gemm_tiles: M, N and K must be >= 0, got {M}, {N}, {K}")
+    cdef int nt = _threads(n_threads), code = _isa_code(isa), prec = _precision_code(precision)
+    cdef int tb = bool(trans_b)
+    cdef int64_t count = fn_gemm_tiles(tb, M, N, K, code, prec, nt, NULL)
+    out = np.zeros((count, 4), np.int64)
+    cdef int64_t[:, ::1] view = out
+    if count:
+        fn_gemm_tiles(tb, M, N, K, code, prec, nt, &view[0, 0])
+    return out
+
+
 # ---- dense ----
 
 class PackedWeights:
