@@ -51,11 +51,19 @@ int fn_dense_forward_prepacked(float *y, const float *x, const float *wp, const 
     return dense_forward(y, x, NULL, wp, N, I, O, &e, isa, precision, ws, n_threads);
 }
 
-/* Columns [j0, j1) of db: each summed over the rows in order. */
-static void bias_columns(float *db, const float *dy, int64_t R, int64_t C, int64_t j0, int64_t j1) {
-    for (int64_t j = j0; j < j1; j++) db[j] = 0.0f;
-    for (int64_t r = 0; r < R; r++)
-        for (int64_t j = j0; j < j1; j++) db[j] += dy[r * C + j];
+/* Columns [j0, j1) of db (at most 16): each summed over the rows in order, the sums in registers (added into db,
+ * which may alias nothing the compiler can tell, every row's load and store of db went through memory). */
+static void bias_columns(float *restrict db, const float *restrict dy, int64_t R, int64_t C, int64_t j0,
+                         int64_t j1) {
+    float acc[16] = {0};
+    if (j1 - j0 == 16) {
+        for (int64_t r = 0; r < R; r++)
+            for (int j = 0; j < 16; j++) acc[j] += dy[r * C + j0 + j];
+    } else {
+        for (int64_t r = 0; r < R; r++)
+            for (int64_t j = j0; j < j1; j++) acc[j - j0] += dy[r * C + j];
+    }
+    for (int64_t j = j0; j < j1; j++) db[j] = acc[j - j0];
 }
 
 int fn_bias_backward(float *db, const float *dy, int64_t R, int64_t C, int n_threads) {
@@ -69,18 +77,19 @@ int fn_bias_backward(float *db, const float *dy, int64_t R, int64_t C, int n_thr
  * column blocks as one list of items (more items to share among many threads than either GEMM has alone). */
 /* A thread's share of the backward's items: both GEMMs' packing, then their tiles and db's column sums. */
 static void backward_items(const fn_gemm_job *jx, const fn_gemm_job *jw, float *db, const float *dy, int64_t N,
-                           int64_t O, int64_t px, int64_t pw, int64_t tx, int64_t tw, int64_t nb) {
+                           int64_t O, int64_t px, int64_t pw, int64_t tx, int64_t tw, int64_t nb, fn_barrier *bar) {
     if (px + pw) { /* dx's panels (W transposed) cost more than dw's (dy): dynamic, as below */
-        #pragma omp for schedule(dynamic, 1)
+        #pragma omp for schedule(dynamic, 1) nowait
         for (int64_t q = 0; q < px + pw; q++) {
             if (q < px) fn_gemm_job_pack(jx, q);
             else fn_gemm_job_pack(jw, q - px);
         }
+        fn_barrier_wait(bar);
     }
     /* Items of unequal cost (two GEMMs' tiles, db's column sums): taken one at a time by whichever thread is free,
      * since a static split of the list gave one thread the tiles and the other the sums. Which thread runs an item
      * changes none of its bits. */
-    #pragma omp for schedule(dynamic, 1)
+    #pragma omp for schedule(dynamic, 1) nowait
     for (int64_t t = 0; t < tx + tw + nb; t++) {
         int64_t m0, m1, j0, j1;
         if (t < tx) fn_gemm_job_tile(jx, t, &m0, &m1, &j0, &j1);
@@ -99,6 +108,7 @@ int fn_dense_backward(float *dx, float *dw, float *db, const float *dy, const fl
                          ws + fn_gemm_workspace(I, O, N, isa, precision), nt);
     const int64_t px = dx ? fn_gemm_job_packs(&jx) : 0, pw = fn_gemm_job_packs(&jw);
     const int64_t tx = dx ? fn_gemm_job_tiles(&jx) : 0, tw = fn_gemm_job_tiles(&jw), nb = db ? fn_ceil_div(O, 16) : 0;
-    FN_PARALLEL(nt, backward_items(&jx, &jw, db, dy, N, O, px, pw, tx, tw, nb));
+    fn_barrier bar = FN_BARRIER;
+    FN_PARALLEL(nt, backward_items(&jx, &jw, db, dy, N, O, px, pw, tx, tw, nb, &bar));
     return FN_OK;
 }
