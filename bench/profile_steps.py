@@ -7,7 +7,8 @@
 
 The plan's steps are the kernel calls a training step makes (fastnet.plan); the loss and the optimizer update
 are timed as two more rows. Timing each call separately adds a little overhead: the total is a bit above an
-uninterrupted step.
+uninterrupted step. Last, the GEMMs of the dense steps are timed alone (random operands, the same shapes): what
+a step would take if it were nothing but those products.
 """
 import argparse
 import os
@@ -66,8 +67,44 @@ def profile(network, batches=20, batch_size=128, precision="float32"):
     ms = {k: 1000 * common.median(v) for k, v in rows.items()}
     return {"network": network, "batch_size": batch_size, "batches": batches, "threads": program.n_threads,
             "isa": program.isa, "precision": precision, "bf16_path": fastnet.mixed_precision.bf16_path(), "ms": ms,
-            "total_ms": sum(ms.values())}
+            "total_ms": sum(ms.values()),
+            "dense_products_ms": dense_products_ms(plan, batch_size, batches, program.n_threads, precision)}
 
+
+def dense_products(plan, batch_size):
+    """The GEMMs the plan's dense steps make in a training step, as (M, N, K, trans_a, trans_b): each step's forward
+    and dW, and its dx but for the plan's first step (whose input needs no gradient)."""
+    from fastnet.plan import DenseStep
+
+    shapes = []
+    for i, s in enumerate(plan.steps):
+        if isinstance(s, DenseStep):
+            I, O = s.layers[0].get_weights()[0].shape
+            shapes += [(batch_size, O, I, False, False), (I, O, batch_size, True, False)]  # x w, x^T dy
+            if i > 0:
+                shapes.append((batch_size, I, O, False, True))  # dy w^T
+    return shapes
+
+
+def dense_products_ms(plan, batch_size, batches, n_threads, precision):
+    """dense_products alone, on random operands: the median over batches of their sum, in ms. What a step would
+    take with nothing but those products."""
+    from fastnet import _kernels
+
+    rng = np.random.default_rng(1)
+    prec = "bfloat16" if precision == "bf16" else "float32"
+    products = [(rng.random((K, M) if ta else (M, K), dtype=np.float32),
+                 rng.random((N, K) if tb else (K, N), dtype=np.float32), np.empty((M, N), np.float32), ta, tb)
+                for M, N, K, ta, tb in dense_products(plan, batch_size)]
+    ws = _kernels.Workspace()
+    times = []
+    for b in range(batches + 2):  # two warm-up rounds
+        t = time.perf_counter()
+        for a, bm, out, ta, tb in products:
+            _kernels.gemm(a, bm, out=out, trans_a=ta, trans_b=tb, n_threads=n_threads, precision=prec, workspace=ws)
+        if b >= 2:
+            times.append(time.perf_counter() - t)
+    return 1000 * common.median(times) if products else 0.0
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -84,6 +121,7 @@ def main():
     for k, v in result["ms"].items():
         print(f"{v:8.3f} ms  {k}")
     print(f"{result['total_ms']:8.3f} ms  total per batch of {result['batch_size']}")
+    print(f"{result['dense_products_ms']:8.3f} ms  the dense steps' products alone")
     common.write_json(args.json, result)
 
 

@@ -283,6 +283,16 @@ def render_threads():
             + provenance("threads", rec))
 
 
+def dense_products_line(f32, one):
+    """The dense steps' GEMMs alone against the step's total (older records have no such figure)."""
+    if not f32.get("dense_products_ms"):
+        return ""
+    share = lambda d: f"{d['dense_products_ms']:.2f} ms, {100 * d['dense_products_ms'] / d['total_ms']:.0f} % of the total"  # noqa: E731
+    return (f"\n\nThe dense steps' products alone (the same GEMMs on random operands, timed together): "
+            f"{share(f32)} at {f32['threads']} threads" + (f", {share(one)} at 1 thread" if one and
+                                                             one.get("dense_products_ms") else "") + ".")
+
+
 def render_profile():
     rec = load("profile")
     if not rec:
@@ -304,7 +314,7 @@ def render_profile():
         header = ["plan step", f"float32 ms ({f32['threads']} threads)", "mixed_bfloat16 ms"] + (
             ["float32 ms, 1 thread", f"1 → {f32['threads']} threads"] if one else [])
         parts.append(f"{net.upper()}, per batch of {f32['batch_size']} (median of {f32['batches']}; mixed_bfloat16 with "
-                     f"{bf16['bf16_path']} bfloat16 products):\n\n" + table(header, rows))
+                     f"{bf16['bf16_path']} bfloat16 products):\n\n" + table(header, rows) + dense_products_line(f32, one))
     return "\n\n".join(parts) + "\n\n" + provenance("profile", rec)
 
 

@@ -39,6 +39,18 @@ def test_profile_steps_times_every_plan_step_under_both_policies(bench_module, n
     rec["data"][network]["float32_1"] = result["float32"]  # with the one-thread run: two more columns
     text = report.render_profile()
     assert "float32 ms, 1 thread" in text and "**1.00x**" in text
+    assert result["float32"]["dense_products_ms"] > 0 and "The dense steps' products alone" in text
+
+
+def test_profile_counts_every_product_of_the_dense_steps(bench_module):
+    """The MLP's products: each layer's forward and dW, and dx but for the first layer's."""
+    model = fastnet.networks.mlp()
+    model.compile(loss="categorical_crossentropy", optimizer="rmsprop")
+    plan = model._begin_call(3, training=True)
+    assert sorted(bench_module("profile_steps").dense_products(plan, 3)) == sorted([
+        (3, 512, 784, False, False), (784, 512, 3, True, False),
+        (3, 512, 512, False, False), (512, 512, 3, True, False), (3, 512, 512, False, True),
+        (3, 10, 512, False, False), (512, 10, 3, True, False), (3, 512, 10, False, True)])
 
 
 def test_conv_paths_times_the_forward_and_the_backward(bench_module):
