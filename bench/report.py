@@ -132,7 +132,8 @@ def measure_latency(args):
 
 
 def measure_gemm(args):
-    return run_json(script("gemm_vs_blas.py") + ["--isa", os.environ.get("FASTNET_ISA", "avx2")])
+    # 5 rounds: on a shared machine a noisy minute moved 3-round medians of the small products by 10-15 %
+    return run_json(script("gemm_vs_blas.py") + ["--isa", os.environ.get("FASTNET_ISA", "avx2"), "--rounds", "5"])
 
 
 def measure_conv_paths(args):
@@ -180,7 +181,11 @@ def meta():
     # FASTNET_COMMIT names the commit measured where the tree is a copy whose .git is absent or stale (another machine)
     commit = os.environ.get("FASTNET_COMMIT")
     if not commit:
-        commit = git("rev-parse", "--short", "HEAD") + ("+changes" if git("status", "--porcelain", "-uno") else "")
+        # what this script writes itself (the tables, the stored results) is not a change to the code measured, so
+        # several sections run one after another all name the commit
+        paths = [line.split(maxsplit=1)[1] for line in git("status", "--porcelain", "-uno").splitlines()]
+        changed = [p for p in paths if p not in ("README.md", "bench/README.md") and not p.startswith("bench/results/")]
+        commit = git("rev-parse", "--short", "HEAD") + ("+changes" if changed else "")
     return {"commit": commit,
             "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "cpu": common.cpu_name(), "cpus": len(os.sched_getaffinity(0)),
@@ -287,7 +292,9 @@ def dense_products_line(f32, one):
     """The dense steps' GEMMs alone against the step's total (older records have no such figure)."""
     if not f32.get("dense_products_ms"):
         return ""
-    share = lambda d: f"{d['dense_products_ms']:.2f} ms, {100 * d['dense_products_ms'] / d['total_ms']:.0f} % of the total"  # noqa: E731
+    def share(d):
+        return f"{d['dense_products_ms']:.2f} ms, {100 * d['dense_products_ms'] / d['total_ms']:.0f} % of the total"
+
     return (f"\n\nThe dense steps' products alone (the same GEMMs on random operands, timed together): "
             f"{share(f32)} at {f32['threads']} threads" + (f", {share(one)} at 1 thread" if one and
                                                              one.get("dense_products_ms") else "") + ".")

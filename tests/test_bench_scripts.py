@@ -106,3 +106,27 @@ def test_predict_latency_runs_every_engine_on_the_same_weights(bench_module, mon
     report.load = lambda name: rec
     rows = [line for line in report.render_latency().splitlines() if line.startswith("| ")]
     assert len(rows) == 1 + 2  # header and batches
+
+
+def test_report_names_a_changed_tree_but_not_its_own_tables(bench_module, tmp_path, monkeypatch):
+    """A footer's commit says "+changes" when the measured code differs from it; the tables and results the script
+    writes itself, section after section, are not such a change."""
+    import subprocess
+
+    def git(*args):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    (tmp_path / "bench" / "results").mkdir(parents=True)
+    for name in ("README.md", "bench/README.md", "bench/results/gemm.json", "csrc.c"):
+        (tmp_path / name).write_text("0")
+    git("init", "-q")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "x")
+    report = bench_module("report")
+    monkeypatch.setattr(report, "ROOT", str(tmp_path))
+    monkeypatch.delenv("FASTNET_COMMIT", raising=False)
+    for name in ("README.md", "bench/README.md", "bench/results/gemm.json"):
+        (tmp_path / name).write_text("1")
+    assert not report.meta()["commit"].endswith("+changes")
+    (tmp_path / "csrc.c").write_text("1")
+    assert report.meta()["commit"].endswith("+changes")
