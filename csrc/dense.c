@@ -51,8 +51,8 @@ int fn_dense_forward_prepacked(float *y, const float *x, const float *wp, const 
     return dense_forward(y, x, NULL, wp, N, I, O, &e, isa, precision, ws, n_threads);
 }
 
-/* Columns [j0, j1) of db (at most 16): each summed over the rows in order, the sums in registers (added into db,
- * which may alias nothing the compiler can tell, every row's load and store of db went through memory). */
+/* Columns [j0, j1) of db (at most 16): each summed over the rows in order, in registers (summed in db itself,
+ * which the compiler could not tell apart from dy, every row loaded and stored db). */
 static void bias_columns(float *restrict db, const float *restrict dy, int64_t R, int64_t C, int64_t j0,
                          int64_t j1) {
     float acc[16] = {0};

@@ -330,14 +330,14 @@ void fn_gemm_job_pack(const fn_gemm_job *j, int64_t item) {
 
 int64_t fn_gemm_job_tiles(const fn_gemm_job *j) { return j->M > 0 && j->N > 0 ? j->mtiles * j->ntiles_n : 0; }
 
-/* Tile t's rows [m0, m1) and B panels [q0, q1). Tiles in column-major order, so the static schedule hands a thread
+/* Tile t's rows [m0, m1) and columns [j0, j1). Tiles in column-major order, so the static schedule hands a thread
  * whole columns of tiles: on 2 threads a 128-row product cut into row blocks of 72 and 56 gave one thread 72 of
  * every 128 rows (128 x 128 x 4608, AVX2: 1.33x one thread's speed). A thread's tiles then also share their B
  * panels, which it packed itself. */
-static void tile_bounds(const fn_gemm_job *j, int64_t t, int64_t *m0, int64_t *m1, int64_t *q0, int64_t *q1) {
-    const int64_t nb = t / j->mtiles, mb = t % j->mtiles, mr = j->uk->mr;
+static void tile_bounds(const fn_gemm_job *j, int64_t t, int64_t *m0, int64_t *m1, int64_t *j0, int64_t *j1) {
+    const int64_t nb = t / j->mtiles, mb = t % j->mtiles, mr = j->uk->mr, nr = j->uk->nr;
     *m0 = mb * j->mpanels / j->mtiles * mr, *m1 = fn_min64(j->M, (mb + 1) * j->mpanels / j->mtiles * mr);
-    *q0 = nb * j->nq, *q1 = fn_min64(j->npanels, (nb + 1) * j->nq);
+    *j0 = nb * j->nq * nr, *j1 = fn_min64(j->N, (nb + 1) * j->nq * nr);
 }
 
 int64_t fn_gemm_tiles(int trans_b, int64_t M, int64_t N, int64_t K, int isa, int precision, int n_threads,
@@ -346,20 +346,17 @@ int64_t fn_gemm_tiles(int trans_b, int64_t M, int64_t N, int64_t K, int isa, int
     const int nt = fn_gemm_threads(M, N, K, trans_b, 1.0f, isa, precision, n_threads);
     fn_gemm_job j;
     job_init(&j, 0, M, N, K, 1.0f, NULL, K, 0.0f, NULL, N, isa, precision, nt);
-    if (reads_b_in_place(j.uk, M, trans_b, 1.0f)) in_place_tiling(&j, nt);
+    if (!fn_gemm_b_is_packed(j.uk, trans_b, N, trans_b ? K : N) && reads_b_in_place(j.uk, M, trans_b, 1.0f))
+        in_place_tiling(&j, nt); /* as fn_gemm_job_init, for a contiguous B */
     const int64_t tiles = fn_gemm_job_tiles(&j);
-    for (int64_t t = 0; bounds && t < tiles; t++) {
-        int64_t q0, q1;
-        tile_bounds(&j, t, &bounds[4 * t], &bounds[4 * t + 1], &q0, &q1);
-        bounds[4 * t + 2] = q0 * j.uk->nr, bounds[4 * t + 3] = fn_min64(N, q1 * j.uk->nr);
-    }
+    for (int64_t t = 0; bounds && t < tiles; t++)
+        tile_bounds(&j, t, &bounds[4 * t], &bounds[4 * t + 1], &bounds[4 * t + 2], &bounds[4 * t + 3]);
     return tiles;
 }
 
 void fn_gemm_job_tile(const fn_gemm_job *j, int64_t t, int64_t *m0, int64_t *m1, int64_t *j0, int64_t *j1) {
-    int64_t q0, q1;
-    tile_bounds(j, t, m0, m1, &q0, &q1);
-    *j0 = q0 * j->uk->nr, *j1 = fn_min64(j->N, q1 * j->uk->nr);
+    tile_bounds(j, t, m0, m1, j0, j1);
+    const int64_t q0 = *j0 / j->uk->nr, q1 = fn_ceil_div(*j1, j->uk->nr);
     if (j->a_slots)
         tile_loop(j->uk, *m0, *m1, q0, q1, j->N, j->K, 1.0f, j->a_slots, j->a_len, 0, 1, j->bp, j->beta, j->C, j->ldc,
                   NULL, 0);
