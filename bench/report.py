@@ -290,14 +290,18 @@ def render_threads():
 
 
 def dense_products_line(f32, one):
-    """The dense steps' GEMMs alone against the step's total (older records have no such figure)."""
+    """The dense steps' GEMMs alone against a whole training step (older records: against the rows' total, or
+    nothing)."""
     if not f32.get("dense_products_ms"):
         return ""
+
     def share(d):
-        return f"{d['dense_products_ms']:.2f} ms, {100 * d['dense_products_ms'] / d['total_ms']:.0f} % of the total"
+        whole = d.get("step_ms")
+        of = f"a whole training step ({whole:.2f} ms, train_on_batch)" if whole else "the total"
+        return f"{d['dense_products_ms']:.2f} ms, {100 * d['dense_products_ms'] / (whole or d['total_ms']):.0f} % of {of}"
 
     return (f"\n\nThe dense steps' products alone (the same GEMMs on random operands, timed together): "
-            f"{share(f32)} at {f32['threads']} threads" + (f", {share(one)} at 1 thread" if one and
+            f"{share(f32)} at {f32['threads']} threads" + (f"; {share(one)} at 1 thread" if one and
                                                              one.get("dense_products_ms") else "") + ".")
 
 

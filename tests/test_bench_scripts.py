@@ -39,7 +39,8 @@ def test_profile_steps_times_every_plan_step_under_both_policies(bench_module, n
     rec["data"][network]["float32_1"] = result["float32"]  # with the one-thread run: two more columns
     text = report.render_profile()
     assert "float32 ms, 1 thread" in text and "**1.00x**" in text
-    assert result["float32"]["dense_products_ms"] > 0 and "The dense steps' products alone" in text
+    assert result["float32"]["dense_products_ms"] > 0 and result["float32"]["step_ms"] > 0
+    assert "The dense steps' products alone" in text and "of a whole training step" in text
 
 
 def test_profile_counts_every_product_of_the_dense_steps(bench_module):
