@@ -1,9 +1,10 @@
 /* GEMM: the one engine under every dense and convolution kernel.
  *
  * op(B) is packed once into K-blocks of NR-wide panels shared by all threads (or used as it is when it is
- * already one such panel; the packing is gemm_pack.c's); the float32 micro-kernels read op(A) in place, row-major
- * or transposed, with broadcasts (an edge of rows too, where the kernel has an edge kernel), so A is copied only
- * for a shallow product (K <= 32, packed k-major) or an alpha. bfloat16 operands are converted: op(A) once per GEMM
+ * already one such panel; the packing is gemm_pack.c's); the float32 micro-kernels broadcast op(A)'s elements, from
+ * k-major panels all threads pack once per GEMM (a row-major A on the AVX2 path, with several B panels: packs_a),
+ * or in place, row-major or transposed (an edge of rows too, where the kernel has an edge kernel), with a shallow
+ * product's rows (K <= 32) packed k-major per micro-panel and an alpha's per tile. bfloat16 operands are converted: op(A) once per GEMM
  * by all threads where tiles share its rows, else by each tile into an L1 panel. Tiles split C by rows and by
  * panels, so 128-row matrices still give every thread work, and are handed out column by column. */
 #include <sched.h>
@@ -113,9 +114,19 @@ static void b_rows_tile(const fn_ukernel *uk, int64_t m0, int64_t m1, int64_t j0
     }
 }
 
+/* float32 op(A) packed once per GEMM (pack_a_panels): micro-panel p of K block b, k-major (element (i, k) at
+ * [k * mr + i]), at ap + (b * mpanels + p) * a_panel_stride(uk, K). The stride leaves room past each panel for
+ * pack_ak's overhanging stores (fn_ukernel), so panels packed by different threads never share a float. */
+typedef struct {
+    const float *ap;
+    int64_t mpanels;
+} a_packed;
+
+static int64_t a_panel_stride(const fn_ukernel *uk, int64_t K) { return fn_gemm_kc(K) * uk->mr + 8; }
+
 static void tile_loop(const fn_ukernel *uk, int64_t m0, int64_t m1, int64_t q0, int64_t q1, int64_t N, int64_t K,
                       float alpha, const float *a, int64_t lda, int trans_a, int a_slots, const float *bp, float beta,
-                      float *c, int64_t ldc, const float *b_rows, int64_t ldb) {
+                      float *c, int64_t ldc, const float *b_rows, int64_t ldb, const a_packed *apk) {
     const int mr = uk->mr, nr = uk->nr, step = uk->bf16 == FN_BF16_PAIRS ? 2 : 1;
     const int64_t npad = fn_round_up(N, nr), kc = fn_gemm_kc(K);
     const int64_t rs = trans_a ? 1 : lda, cs = trans_a ? lda : 1;
@@ -174,7 +185,7 @@ static void tile_loop(const fn_ukernel *uk, int64_t m0, int64_t m1, int64_t q0, 
             }
             continue;
         }
-        /* Rows in blocks of mc whose A (mc x kc, read in place) stays in L2 while every B panel of the tile meets
+        /* Rows in blocks of mc whose A (mc x kc, in place or packed) stays in L2 while every B panel of the tile meets
          * it; each B panel (kc x nr) stays in L1 while it meets the block's rows. Unblocked, a 2048-row tile
          * streamed all of A from L3 for every panel (2048^3 on the AVX2 path, two threads: 0.94x OpenBLAS before,
          * 0.97x after; one thread unchanged). Blocking only reorders the tiles: every element's sum is the same. */
@@ -188,12 +199,14 @@ static void tile_loop(const fn_ukernel *uk, int64_t m0, int64_t m1, int64_t q0, 
                     const int64_t ib = fn_min64(mr, ie - i);
                     const float *ap = a + i * rs + pc * cs;
                     int64_t prs = rs, pcs = cs;
+                    if (apk) /* blocks and tiles start on micro-panels, so i / mr is the panel */
+                        ap = apk->ap + (pc / kc * apk->mpanels + i / mr) * a_panel_stride(uk, K), prs = 1, pcs = mr;
                     if (ib < mr && uk->edge && alpha == 1.0f) { /* an edge of rows, read in place */
                         float *cp = c + i * ldc + q * nr;
                         if (jn == nr) {
-                            uk->edge((int)ib, kcb, ap, rs, cs, bq, cp, ldc, accumulate);
+                            uk->edge((int)ib, kcb, ap, prs, pcs, bq, cp, ldc, accumulate);
                         } else {
-                            uk->edge((int)ib, kcb, ap, rs, cs, bq, tmp, nr, 0);
+                            uk->edge((int)ib, kcb, ap, prs, pcs, bq, tmp, nr, 0);
                             from_tmp(cp, ldc, tmp, nr, ib, jn, accumulate);
                         }
                         continue;
@@ -214,20 +227,43 @@ static void tile_loop(const fn_ukernel *uk, int64_t m0, int64_t m1, int64_t q0, 
 void fn_gemm_tile(const fn_ukernel *uk, int64_t m0, int64_t m1, int64_t q0, int64_t q1, int64_t N,
                   int64_t K, float alpha, const float *a, int64_t lda, int trans_a, const float *bp,
                   float beta, float *c, int64_t ldc) {
-    tile_loop(uk, m0, m1, q0, q1, N, K, alpha, a, lda, trans_a, 0, bp, beta, c, ldc, NULL, 0);
+    tile_loop(uk, m0, m1, q0, q1, N, K, alpha, a, lda, trans_a, 0, bp, beta, c, ldc, NULL, 0, NULL);
 }
 
 void fn_gemm_tile_slots(const fn_ukernel *uk, int64_t m0, int64_t m1, int64_t q0, int64_t q1, int64_t N, int64_t K,
                         const float *a, int64_t lda, int trans_a, const float *bp, float beta, float *c, int64_t ldc) {
-    tile_loop(uk, m0, m1, q0, q1, N, K, 1.0f, a, lda, trans_a, 1, bp, beta, c, ldc, NULL, 0);
+    tile_loop(uk, m0, m1, q0, q1, N, K, 1.0f, a, lda, trans_a, 1, bp, beta, c, ldc, NULL, 0, NULL);
 }
 
 /* Slots per row of op(A) converted once (bfloat16 operands): ceil(K/2) pairs or K rounded floats. */
 static int64_t a_slot_len(const fn_ukernel *uk, int64_t K) { return uk->bf16 == FN_BF16_PAIRS ? (K + 1) / 2 : K; }
 
+/* Whether a float32 GEMM packs a row-major op(A) once (pack_a_panel), and the floats that takes. Read in place, A's
+ * mr rows are mr streams the kernel broadcasts from; packed, one. On the 2-core EPYC (no performance counters in
+ * its VM) the two ran alike in quiet spells, 129-130 GFLOP/s on a 128 x 392 block of A from L2 (one thread), and
+ * 105 in place against 117 packed in its slow spells, which came and went for minutes (a busy sibling on the core,
+ * I guess); packing that block cost 2-4 % of one pass over 32 panels. As BLAS libraries do, then, A is packed where
+ * its rows meet several B panels and a deep K (a shallow K packs per micro-panel, tile_loop). In a slow spell:
+ * the MLP's forward products 1.14-1.21x at 1 and 2 threads, a training step 0.91x (1 thread) and 0.94x (2).
+ * Not a transposed A (its mr values per k already one run: the dW products ran 4-9 % slower packed), nor the
+ * AVX-512 kernels (no k-major packer; not retuned blind). Where every thread reads all of A and the products are
+ * small, the pack costs a pass across cores: 128 x 128 x 512 on 2 threads, the same A again and again, 0.73x. */
+#define FN_A_PACK_MIN_PANELS 4
+#define FN_A_PACK_FLOATS ((int64_t)1 << 22) /* op(A) up to 16 MB, B's own packing at 2048 x 2048 */
+static int packs_a(const fn_ukernel *uk, int trans_a, int64_t M, int64_t N, int64_t K, float alpha) {
+    return !trans_a && uk->pack_ak && uk->bf16 == FN_BF16_NONE && alpha == 1.0f && M >= uk->mr && K > FN_SHALLOW_K &&
+           fn_ceil_div(N, uk->nr) >= FN_A_PACK_MIN_PANELS && M * K <= FN_A_PACK_FLOATS;
+}
+static int64_t a_packed_size(const fn_ukernel *uk, int64_t M, int64_t K) {
+    return fn_ceil_div(K, fn_gemm_kc(K)) * fn_ceil_div(M, uk->mr) * a_panel_stride(uk, K);
+}
+
+/* Room for op(A) beside B's panels: its bfloat16 slots, or its float32 panels where packs_a may pack them (N
+ * unknown here: the prepacked path's callers size it before they know it, so the room is for any N). */
 int64_t fn_gemm_prepacked_workspace(int64_t M, int64_t K, int isa, int precision) {
     const fn_ukernel *uk = fn_gemm_ukernel(isa, precision);
-    return uk->bf16 ? M * a_slot_len(uk, K) + FN_WS_PAD : 0;
+    if (uk->bf16) return M * a_slot_len(uk, K) + FN_WS_PAD;
+    return packs_a(uk, 0, M, FN_A_PACK_MIN_PANELS * uk->nr, K, 1.0f) ? a_packed_size(uk, M, K) + FN_WS_PAD : 0;
 }
 
 int64_t fn_gemm_workspace(int64_t M, int64_t N, int64_t K, int isa, int precision) {
@@ -264,6 +300,11 @@ static void tiling(fn_gemm_job *j, int64_t M, int64_t N, int n_threads) {
 
 static void plan_a_once(fn_gemm_job *j, float *slots) {
     j->a_slots = NULL, j->a_len = j->a_nblk_t = j->a_blocks = 0;
+    j->ap = NULL, j->a_panels = 0;
+    if (slots && !j->b_rows && packs_a(j->uk, j->trans_a, j->M, j->N, j->K, j->alpha)) {
+        j->ap = slots, j->a_panels = j->mpanels;
+        return;
+    }
     if (!j->uk->bf16 || j->ntiles_n < 2 || !slots || (!j->trans_a && j->nq > 2)) return;
     j->a_slots = slots, j->a_len = a_slot_len(j->uk, j->K);
     j->a_nblk_t = fn_ceil_div(j->a_len, FN_A_SLOT_BLOCK);
@@ -315,11 +356,38 @@ void fn_gemm_job_init(fn_gemm_job *j, int trans_a, int trans_b, int64_t M, int64
     plan_a_once(j, fn_align64(fn_align64(ws) + fn_gemm_packed_b_size(K, N)));
 }
 
-int64_t fn_gemm_job_packs(const fn_gemm_job *j) { return j->M > 0 && j->N > 0 ? j->b_packs + j->a_blocks : 0; }
+int64_t fn_gemm_job_packs(const fn_gemm_job *j) {
+    return j->M > 0 && j->N > 0 ? j->b_packs + j->a_blocks + j->a_panels : 0;
+}
+
+/* Micro-panel p of float32 op(A), every K block, into j->ap (a_packed's layout); rows past M zero. */
+static void pack_a_panel(const fn_gemm_job *j, int64_t p) {
+    const fn_ukernel *uk = j->uk;
+    const int64_t mr = uk->mr, i = p * mr, rows = fn_min64(mr, j->M - i), kc = fn_gemm_kc(j->K);
+    const int64_t rs = j->trans_a ? 1 : j->lda, cs = j->trans_a ? j->lda : 1, stride = a_panel_stride(uk, j->K);
+    for (int64_t pc = 0; pc < j->K; pc += kc) {
+        const int64_t kcb = fn_min64(kc, j->K - pc);
+        float *dst = j->ap + (pc / kc * j->mpanels + p) * stride;
+        const float *src = j->A + i * rs + pc * cs;
+        if (cs == 1 && rows == mr) {
+            uk->pack_ak(dst, src, rs, kcb);
+        } else if (cs != 1) { /* rs == 1: k-major as it is, zero rows below */
+            int64_t prs, pcs;
+            fn_gemm_pack_a(uk, dst, src, rs, cs, rows, kcb, 1.0f, &prs, &pcs);
+        } else { /* the last rows of a row-major A */
+            for (int64_t t = 0; t < kcb; t++)
+                for (int64_t r = 0; r < mr; r++) dst[t * mr + r] = r < rows ? src[r * rs + t] : 0.0f;
+        }
+    }
+}
 
 void fn_gemm_job_pack(const fn_gemm_job *j, int64_t item) {
     if (item < j->b_packs) {
         fn_gemm_pack_b(j->uk, j->bp, j->B, j->ldb, j->trans_b, j->K, j->N, item, item + 1);
+        return;
+    }
+    if (j->a_panels) {
+        pack_a_panel(j, item - j->b_packs);
         return;
     }
     const int64_t blk = item - j->b_packs, i0 = blk / j->a_nblk_t * FN_MR_MAX, t0 = blk % j->a_nblk_t * FN_A_SLOT_BLOCK;
@@ -357,12 +425,13 @@ int64_t fn_gemm_tiles(int trans_b, int64_t M, int64_t N, int64_t K, int isa, int
 void fn_gemm_job_tile(const fn_gemm_job *j, int64_t t, int64_t *m0, int64_t *m1, int64_t *j0, int64_t *j1) {
     tile_bounds(j, t, m0, m1, j0, j1);
     const int64_t q0 = *j0 / j->uk->nr, q1 = fn_ceil_div(*j1, j->uk->nr);
+    const a_packed apk = {j->ap, j->mpanels};
     if (j->a_slots)
         tile_loop(j->uk, *m0, *m1, q0, q1, j->N, j->K, 1.0f, j->a_slots, j->a_len, 0, 1, j->bp, j->beta, j->C, j->ldc,
-                  NULL, 0);
+                  NULL, 0, NULL);
     else
         tile_loop(j->uk, *m0, *m1, q0, q1, j->N, j->K, j->alpha, j->A, j->lda, j->trans_a, 0, j->bp, j->beta, j->C,
-                  j->ldc, j->b_rows ? j->B : NULL, j->ldb);
+                  j->ldc, j->b_rows ? j->B : NULL, j->ldb, j->ap ? &apk : NULL);
 }
 
 /* The epilogue on a finished tile of C (a tile's C is final: the values of passes over C after the GEMM). */

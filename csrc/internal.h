@@ -120,8 +120,8 @@ static inline float *fn_align64(float *p) {
 }
 
 /* Register-blocked micro-kernel: C[0:mr, 0:nr] (=|+=) A[0:mr, 0:kc] . Bp[kc x nr].
- * float32 operands (bf16 == FN_BF16_NONE or FN_BF16_ROUNDED): A is read in place, element (i, k) at
- * a[i*rs_a + k*cs_a], with rs_a == 1 or cs_a == 1 (a row-major or a transposed operand; no packing), and Bp is a
+ * float32 operands (bf16 == FN_BF16_NONE or FN_BF16_ROUNDED): A's element (i, k) at a[i*rs_a + k*cs_a], with
+ * rs_a == 1 or cs_a == 1 (a row-major or a transposed operand read in place, or a k-major panel), and Bp is a
  * packed panel, element (k, j) at b[k*nr + j]. Pairs (FN_BF16_PAIRS): B is a packed panel of bfloat16 pairs along
  * K, slot (p, j) at b[p*nr + j], and A a panel of pairs made by fn_gemm_pack_a, slot (i, p) at a[i*rs_a + p*cs_a]
  * with rs_a == 1 or cs_a == 1 as above; the kernel reads ceil(kc/2) slots per row and column.
@@ -279,6 +279,8 @@ typedef struct {
     float *partials;                           /* ... into kblocks x M x N floats, then summed in K order */
     float *a_slots;                            /* op(A) converted once, row-major (NULL: per tile) */
     int64_t a_len, a_nblk_t, a_blocks;
+    float *ap;                                 /* float32 op(A) packed once into k-major panels (NULL: in place) */
+    int64_t a_panels;                          /* ... its pack items, one per micro-panel of rows */
 } fn_gemm_job;
 void fn_gemm_job_init(fn_gemm_job *j, int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha,
                       const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc,
