@@ -477,10 +477,14 @@ void fn_gemm_job_run(const fn_gemm_job *j, const fn_post_ops *e, fn_barrier *bar
         run_k_blocks(j, e, bar);
         return;
     }
-    const int64_t packs = fn_gemm_job_packs(j), tiles = fn_gemm_job_tiles(j);
+    const int64_t packs = fn_gemm_job_packs(j), tiles = fn_gemm_job_tiles(j), bq = fn_min64(packs, j->b_packs);
     if (packs) {
+        /* B's panels as the tiles take them (a thread packs the panels of its own columns), then op(A)'s, shared
+         * out apart: in one list, one of 2 threads packed 27 of the MLP's 32 B panels and the other 5 and A. */
         #pragma omp for schedule(static) nowait
-        for (int64_t q = 0; q < packs; q++) fn_gemm_job_pack(j, q);
+        for (int64_t q = 0; q < bq; q++) fn_gemm_job_pack(j, q);
+        #pragma omp for schedule(static) nowait
+        for (int64_t q = bq; q < packs; q++) fn_gemm_job_pack(j, q);
         fn_barrier_wait(bar);
     }
     #pragma omp for schedule(static) nowait
