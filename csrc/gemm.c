@@ -189,7 +189,7 @@ static void tile_loop(const fn_ukernel *uk, int64_t m0, int64_t m1, int64_t q0, 
          * it; each B panel (kc x nr) stays in L1 while it meets the block's rows. Unblocked, a 2048-row tile
          * streamed all of A from L3 for every panel (2048^3 on the AVX2 path, two threads: 0.94x OpenBLAS before,
          * 0.97x after; one thread unchanged). Blocking only reorders the tiles: every element's sum is the same. */
-        const int64_t mc = fn_gemm_mc(mr, kcb);
+        const int64_t mc = fn_gemm_mc(mr, kcb), astride = apk ? a_panel_stride(uk, K) : 0;
         for (int64_t ic = m0; ic < m1; ic += mc) {
             const int64_t ie = fn_min64(m1, ic + mc);
             for (int64_t q = q0; q < q1; q++) {
@@ -200,7 +200,7 @@ static void tile_loop(const fn_ukernel *uk, int64_t m0, int64_t m1, int64_t q0, 
                     const float *ap = a + i * rs + pc * cs;
                     int64_t prs = rs, pcs = cs;
                     if (apk) /* blocks and tiles start on micro-panels, so i / mr is the panel */
-                        ap = apk->ap + (pc / kc * apk->mpanels + i / mr) * a_panel_stride(uk, K), prs = 1, pcs = mr;
+                        ap = apk->ap + (pc / kc * apk->mpanels + i / mr) * astride, prs = 1, pcs = mr;
                     if (ib < mr && uk->edge && alpha == 1.0f) { /* an edge of rows, read in place */
                         float *cp = c + i * ldc + q * nr;
                         if (jn == nr) {
