@@ -3,10 +3,11 @@
  * op(B) is packed once into K-blocks of NR-wide panels shared by all threads (or used as it is when it is
  * already one such panel; the packing is gemm_pack.c's); the float32 micro-kernels broadcast op(A)'s elements, from
  * k-major panels all threads pack once per GEMM (a row-major A on the AVX2 path, with several B panels: packs_a),
- * or in place, row-major or transposed (an edge of rows too, where the kernel has an edge kernel), with a shallow
- * product's rows (K <= 32) packed k-major per micro-panel and an alpha's per tile. bfloat16 operands are converted: op(A) once per GEMM
- * by all threads where tiles share its rows, else by each tile into an L1 panel. Tiles split C by rows and by
- * panels, so 128-row matrices still give every thread work, and are handed out column by column. */
+ * or in place, row-major or transposed (an edge of rows too, where the kernel has an edge kernel); a shallow
+ * product's rows (K <= 32) are packed k-major per micro-panel, and an alpha's per tile. bfloat16 operands are
+ * converted: op(A) once per GEMM by all threads where tiles share its rows, else by each tile into an L1 panel.
+ * Tiles split C by rows and by panels, so 128-row matrices still give every thread work, and are handed out column
+ * by column. */
 #include <sched.h>
 #include <string.h>
 #include <unistd.h>
@@ -114,7 +115,7 @@ static void b_rows_tile(const fn_ukernel *uk, int64_t m0, int64_t m1, int64_t j0
     }
 }
 
-/* float32 op(A) packed once per GEMM (pack_a_panels): micro-panel p of K block b, k-major (element (i, k) at
+/* float32 op(A) packed once per GEMM (pack_a_panel): micro-panel p of K block b, k-major (element (i, k) at
  * [k * mr + i]), at ap + (b * mpanels + p) * a_panel_stride(uk, K). The stride leaves room past each panel for
  * pack_ak's overhanging stores (fn_ukernel), so panels packed by different threads never share a float. */
 typedef struct {
@@ -201,7 +202,7 @@ static void tile_loop(const fn_ukernel *uk, int64_t m0, int64_t m1, int64_t q0, 
                     int64_t prs = rs, pcs = cs;
                     if (apk) /* blocks and tiles start on micro-panels, so i / mr is the panel */
                         ap = apk->ap + (pc / kc * apk->mpanels + i / mr) * astride, prs = 1, pcs = mr;
-                    if (ib < mr && uk->edge && alpha == 1.0f) { /* an edge of rows, read in place */
+                    if (ib < mr && uk->edge && alpha == 1.0f) { /* an edge of rows, in place or packed */
                         float *cp = c + i * ldc + q * nr;
                         if (jn == nr) {
                             uk->edge((int)ib, kcb, ap, prs, pcs, bq, cp, ldc, accumulate);
@@ -360,23 +361,21 @@ int64_t fn_gemm_job_packs(const fn_gemm_job *j) {
     return j->M > 0 && j->N > 0 ? j->b_packs + j->a_blocks + j->a_panels : 0;
 }
 
-/* Micro-panel p of float32 op(A), every K block, into j->ap (a_packed's layout); rows past M zero. */
+/* Micro-panel p of a row-major float32 op(A) (packs_a), every K block, into j->ap (a_packed's layout); the last
+ * panel's rows past M zero. */
 static void pack_a_panel(const fn_gemm_job *j, int64_t p) {
     const fn_ukernel *uk = j->uk;
     const int64_t mr = uk->mr, i = p * mr, rows = fn_min64(mr, j->M - i), kc = fn_gemm_kc(j->K);
-    const int64_t rs = j->trans_a ? 1 : j->lda, cs = j->trans_a ? j->lda : 1, stride = a_panel_stride(uk, j->K);
+    const int64_t lda = j->lda, stride = a_panel_stride(uk, j->K);
     for (int64_t pc = 0; pc < j->K; pc += kc) {
         const int64_t kcb = fn_min64(kc, j->K - pc);
         float *dst = j->ap + (pc / kc * j->mpanels + p) * stride;
-        const float *src = j->A + i * rs + pc * cs;
-        if (cs == 1 && rows == mr) {
-            uk->pack_ak(dst, src, rs, kcb);
-        } else if (cs != 1) { /* rs == 1: k-major as it is, zero rows below */
-            int64_t prs, pcs;
-            fn_gemm_pack_a(uk, dst, src, rs, cs, rows, kcb, 1.0f, &prs, &pcs);
-        } else { /* the last rows of a row-major A */
+        const float *src = j->A + i * lda + pc;
+        if (rows == mr) {
+            uk->pack_ak(dst, src, lda, kcb);
+        } else {
             for (int64_t t = 0; t < kcb; t++)
-                for (int64_t r = 0; r < mr; r++) dst[t * mr + r] = r < rows ? src[r * rs + t] : 0.0f;
+                for (int64_t r = 0; r < mr; r++) dst[t * mr + r] = r < rows ? src[r * lda + t] : 0.0f;
         }
     }
 }
