@@ -86,6 +86,18 @@ def test_buffers_are_sized_for_the_batch_of_the_call():
     assert m.plan().buffers.capacity == 50
 
 
+def test_a_smaller_batch_runs_in_the_workspace_of_the_plans_capacity(isa):
+    """A plan's workspace is sized for its batch capacity and smaller batches run in it. On the AVX2 path a GEMM
+    packs op(A) where it holds at most 4 Mi floats: the last 4,000 of 10,000 images in batches of 6,000 are packed
+    (4,000 x 784), the 6,000 before them are not (4.7 Mi floats), so the room must be there all the same (the
+    sanitized run catches a write past the workspace; here, the last batch predicts what it predicts alone). One
+    layer: in the MLP the next layer's room (6,000 x 512 packed) covers the first's."""
+    m = Sequential([Dense(64, input_shape=(784,))])
+    x = np.random.default_rng(0).random((10000, 784)).astype(np.float32)
+    both = m.predict(x, batch_size=6000)
+    np.testing.assert_array_equal(both[6000:], m.predict(x[6000:], batch_size=4000))
+
+
 def test_winograd_filter_gradient_scratch_is_bounded():
     """A 512 -> 512 3x3 layer at batch 128 with 16 threads: the partial sums of the filter gradient are capped
     (they took 1.3 GiB before), and im2col's scratch does not include Winograd's."""
