@@ -245,7 +245,8 @@ static int64_t a_slot_len(const fn_ukernel *uk, int64_t K) { return uk->bf16 == 
  * 105 in place against 117 packed in its slow spells, which came and went for minutes (a busy sibling on the core,
  * I guess); packing that block cost 2-4 % of one pass over 32 panels. As BLAS libraries do, then, A is packed where
  * its rows meet several B panels and a deep K (a shallow K packs per micro-panel, tile_loop). In a slow spell:
- * the MLP's forward products 1.14-1.21x at 1 and 2 threads, a training step 0.91x (1 thread) and 0.94x (2).
+ * the MLP's forward and dx products 1.17-1.21x at 1 thread, 0.98-1.15x at 2 (two runs), a training step 0.91x
+ * (1 thread) and 0.94x (2).
  * Not a transposed A (its mr values per k already one run: the dW products ran 4-9 % slower packed), nor the
  * AVX-512 kernels (no k-major packer; not retuned blind). Where every thread reads all of A and the products are
  * small, the pack costs a pass across cores: 128 x 128 x 512 on 2 threads, the same A again and again, 0.73x. */
