@@ -1,10 +1,15 @@
 #include "fastnet.h"
 #include "internal.h"
 
+/* The room of dw = x^T dy's job (its op(A) transposed: no room for packing it in float32). */
+static int64_t dw_workspace(int64_t N, int64_t I, int64_t O, int isa, int precision) {
+    return fn_gemm_job_workspace(1, I, O, N, isa, precision);
+}
+
 /* The backward runs its two GEMMs side by side (one parallel region), so each has a workspace of its own. */
 int64_t fn_dense_workspace(int64_t N, int64_t I, int64_t O, int isa, int precision) {
     const int64_t forward = fn_gemm_workspace(N, O, I, isa, precision);
-    return fn_max64(forward, fn_gemm_workspace(N, I, O, isa, precision) + fn_gemm_workspace(I, O, N, isa, precision));
+    return fn_max64(forward, fn_gemm_workspace(N, I, O, isa, precision) + dw_workspace(N, I, O, isa, precision));
 }
 
 int fn_dense_threads(int64_t N, int64_t I, int64_t O, int isa, int precision, int n_threads) {
@@ -105,7 +110,7 @@ int fn_dense_backward(float *dx, float *dw, float *db, const float *dy, const fl
     fn_gemm_job_init(&jw, 1, 0, I, O, N, 1.0f, x, I, dy, O, 0.0f, dw, O, isa, precision, ws, nt);
     if (dx)
         fn_gemm_job_init(&jx, 0, 1, N, I, O, 1.0f, dy, O, w, O, 0.0f, dx, I, isa, precision,
-                         ws + fn_gemm_workspace(I, O, N, isa, precision), nt);
+                         ws + dw_workspace(N, I, O, isa, precision), nt);
     const int64_t px = dx ? fn_gemm_job_packs(&jx) : 0, pw = fn_gemm_job_packs(&jw);
     const int64_t tx = dx ? fn_gemm_job_tiles(&jx) : 0, tw = fn_gemm_job_tiles(&jw), nb = db ? fn_ceil_div(O, 16) : 0;
     fn_barrier bar = FN_BARRIER;

@@ -263,20 +263,25 @@ static int64_t a_packed_size(const fn_ukernel *uk, int64_t M, int64_t K) {
 /* Room for op(A) beside B's panels: its bfloat16 slots, or its float32 panels where packs_a may pack them, for M
  * rows or fewer (a plan sizes its workspace for its batch capacity and runs smaller batches in it): up to the rows
  * FN_A_PACK_FLOATS holds, since fewer rows than M may be packed where M rows are too many to be. */
-static int64_t a_room(const fn_ukernel *uk, int64_t M, int64_t N, int64_t K) {
+static int64_t a_room(const fn_ukernel *uk, int trans_a, int64_t M, int64_t N, int64_t K) {
     if (uk->bf16) return M * a_slot_len(uk, K) + FN_WS_PAD;
     const int64_t rows = fn_min64(M, FN_A_PACK_FLOATS / fn_max64(K, 1));
-    return packs_a(uk, 0, rows, N, K, 1.0f) ? a_packed_size(uk, rows, K) + FN_WS_PAD : 0;
+    return packs_a(uk, trans_a, rows, N, K, 1.0f) ? a_packed_size(uk, rows, K) + FN_WS_PAD : 0;
 }
 
 /* N unknown: the prepacked path's callers size the room before they know it, so it is for any N. */
 int64_t fn_gemm_prepacked_workspace(int64_t M, int64_t K, int isa, int precision) {
     const fn_ukernel *uk = fn_gemm_ukernel(isa, precision);
-    return a_room(uk, M, FN_A_PACK_MIN_PANELS * uk->nr, K);
+    return a_room(uk, 0, M, FN_A_PACK_MIN_PANELS * uk->nr, K);
 }
 
+int64_t fn_gemm_job_workspace(int trans_a, int64_t M, int64_t N, int64_t K, int isa, int precision) {
+    return fn_gemm_packed_b_size(K, N) + FN_WS_PAD + a_room(fn_gemm_ukernel(isa, precision), trans_a, M, N, K);
+}
+
+/* A row-major op(A) needs the room a transposed one does and more (a_room): the room for either. */
 int64_t fn_gemm_workspace(int64_t M, int64_t N, int64_t K, int isa, int precision) {
-    return fn_gemm_packed_b_size(K, N) + FN_WS_PAD + a_room(fn_gemm_ukernel(isa, precision), M, N, K);
+    return fn_gemm_job_workspace(0, M, N, K, isa, precision);
 }
 
 /* How a GEMM splits C among threads: mtiles row blocks by groups of nq panels, at least 2 tiles per thread where

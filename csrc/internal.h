@@ -260,7 +260,8 @@ void fn_gemm_tile(const fn_ukernel *uk, int64_t m0, int64_t m1, int64_t q0, int6
                   float beta, float *c, int64_t ldc);
 
 /* A GEMM as items any thread of a parallel region runs, so a kernel runs several GEMMs (and its own work) in one
- * region: fn_gemm_job_init plans C = alpha op(A) op(B) + beta C on ws (fn_gemm_workspace floats of its own);
+ * region: fn_gemm_job_init plans C = alpha op(A) op(B) + beta C on ws (fn_gemm_job_workspace floats of its own:
+ * fn_gemm_workspace's, less where op(A) is transposed);
  * fn_gemm_job_init_prepacked on a B packed by fn_gemm_pack (ws: fn_gemm_prepacked_workspace floats, or NULL).
  * Every pack item (B's panels, op(A)'s bfloat16 slot blocks) must finish before any tile item starts; a tile item
  * computes rows [m0, m1) and columns [j0, j1) of C, final when it returns. fn_gemm is one job in one region. */
@@ -282,6 +283,7 @@ typedef struct {
     float *ap;                                 /* float32 op(A) packed once into k-major panels (NULL: in place) */
     int64_t a_panels;                          /* ... its pack items, one per micro-panel of rows */
 } fn_gemm_job;
+int64_t fn_gemm_job_workspace(int trans_a, int64_t M, int64_t N, int64_t K, int isa, int precision);
 void fn_gemm_job_init(fn_gemm_job *j, int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha,
                       const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc,
                       int isa, int precision, float *ws, int n_threads);

@@ -102,7 +102,7 @@ MUTATIONS = {
                                "fn_post_value(out[j], bias[o], 0)", "Winograd's output tiles forget the fused ReLU"),
     "dense_backward_db_blocks": ("csrc/dense.c", "nb = db ? fn_ceil_div(O, 16) : 0", "nb = db ? O / 16 : 0",
                                  "dense backward: the bias gradient's last, partial block of columns is not summed"),
-    "dense_backward_shared_ws": ("csrc/dense.c", "ws + fn_gemm_workspace(I, O, N, isa, precision), nt);",
+    "dense_backward_shared_ws": ("csrc/dense.c", "ws + dw_workspace(N, I, O, isa, precision), nt);",
                                  "ws, nt);", "dense backward: both GEMMs pack into the same workspace at once"),
     "threads_no_grain": ("csrc/internal.h", "fn_min64(n_threads, fn_ceil_div(work, grain))",
                          "fn_min64(n_threads, fn_ceil_div(work, 1))", "every parallel region takes all its threads"),
