@@ -393,6 +393,10 @@ static void pack_a_panel(const fn_gemm_job *j, int64_t p) {
     }
 }
 
+void fn_gemm_job_pack_b(const fn_gemm_job *j, int64_t q0, int64_t q1) {
+    fn_gemm_pack_b(j->uk, j->bp, j->B, j->ldb, j->trans_b, j->K, j->N, q0, q1);
+}
+
 void fn_gemm_job_pack(const fn_gemm_job *j, int64_t item) {
     if (item < j->b_packs) {
         fn_gemm_pack_b(j->uk, j->bp, j->B, j->ldb, j->trans_b, j->K, j->N, item, item + 1);
@@ -493,8 +497,10 @@ void fn_gemm_job_run(const fn_gemm_job *j, const fn_post_ops *e, fn_barrier *bar
     if (packs) {
         /* B's panels as the tiles take them (a thread packs the panels of its own columns), then op(A)'s, shared
          * out apart: in one list, one of 2 threads packed 27 of the MLP's 32 B panels and the other 5 and A. */
+        const int64_t groups = fn_min64(bq, fn_team_size()); /* a thread's B panels in one call: fn_gemm_pack_b
+                                                               * copies a row-major B's rows across them */
         #pragma omp for schedule(static) nowait
-        for (int64_t q = 0; q < bq; q++) fn_gemm_job_pack(j, q);
+        for (int64_t g = 0; g < groups; g++) fn_gemm_job_pack_b(j, bq * g / groups, bq * (g + 1) / groups);
         #pragma omp for schedule(static) nowait
         for (int64_t q = bq; q < packs; q++) fn_gemm_job_pack(j, q);
         fn_barrier_wait(bar);

@@ -10,8 +10,10 @@
 #ifdef _OPENMP
 #include <omp.h>
 static inline int fn_thread_id(void) { return omp_get_thread_num(); }
+static inline int fn_team_size(void) { return omp_get_num_threads(); }
 #else
 static inline int fn_thread_id(void) { return 0; }
+static inline int fn_team_size(void) { return 1; }
 #endif
 
 /* Elementwise loops are compiled for AVX-512, AVX2 and the baseline, picked at load time (GCC ifuncs). The
@@ -292,6 +294,7 @@ void fn_gemm_job_init_prepacked(fn_gemm_job *j, int trans_a, int64_t M, int64_t 
                                 int isa, int precision, float *ws, int n_threads);
 int64_t fn_gemm_job_packs(const fn_gemm_job *j);
 void fn_gemm_job_pack(const fn_gemm_job *j, int64_t item);
+void fn_gemm_job_pack_b(const fn_gemm_job *j, int64_t q0, int64_t q1); /* B's pack items [q0, q1) at once */
 int64_t fn_gemm_job_tiles(const fn_gemm_job *j);
 void fn_gemm_job_tile(const fn_gemm_job *j, int64_t t, int64_t *m0, int64_t *m1, int64_t *j0, int64_t *j1);
 /* The threads a GEMM of this shape takes (n_threads at most). */
