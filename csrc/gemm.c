@@ -399,7 +399,7 @@ void fn_gemm_job_pack_b(const fn_gemm_job *j, int64_t q0, int64_t q1) {
 
 void fn_gemm_job_pack(const fn_gemm_job *j, int64_t item) {
     if (item < j->b_packs) {
-        fn_gemm_pack_b(j->uk, j->bp, j->B, j->ldb, j->trans_b, j->K, j->N, item, item + 1);
+        fn_gemm_job_pack_b(j, item, item + 1);
         return;
     }
     if (j->a_panels) {
