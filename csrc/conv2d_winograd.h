@@ -144,6 +144,15 @@ FN_TILE_FN void patch_rows(const float **r, float *patch, const float *x, const 
     }
 }
 
+/* The rows of tile q's input patch that lie in the image, into the cache ahead of their use (see input_block_c). */
+FN_TILE_FN void prefetch_patch(const float *x, const wino_pass *p, tile_pos q, int64_t C) {
+    const int64_t ih0 = q.oh - p->PT, iw0 = q.ow - p->PL, b0 = fn_max64(iw0, 0), b1 = fn_min64(iw0 + WA, p->W);
+    for (int64_t ih = fn_max64(ih0, 0); ih < fn_min64(ih0 + WA, p->H); ih++) {
+        const float *row = x + ((q.n * p->H + ih) * p->W + b0) * C;
+        for (int64_t o = 0; o < (b1 - b0) * C; o += 16) __builtin_prefetch(row + o);
+    }
+}
+
 /* 1 when all 16 outputs of the tile exist (not cut off by OH or OW). */
 FN_TILE_FN int tile_is_full(const wino_pass *p, tile_pos q) { return q.oh + WM <= p->OH && q.ow + WM <= p->OW; }
 
