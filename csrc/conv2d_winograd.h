@@ -144,12 +144,17 @@ FN_TILE_FN void patch_rows(const float **r, float *patch, const float *x, const 
     }
 }
 
+/* n 4-byte elements from p into the cache, a line (16 of them) at a time. */
+FN_TILE_FN void prefetch_run(const void *p, int64_t n) {
+    for (int64_t o = 0; o < n; o += 16) __builtin_prefetch((const float *)p + o);
+}
+
 /* The rows of tile q's input patch that lie in the image, into the cache ahead of their use (see input_block_c). */
 FN_TILE_FN void prefetch_patch(const float *x, const wino_pass *p, tile_pos q, int64_t C) {
     const int64_t ih0 = q.oh - p->PT, iw0 = q.ow - p->PL, b0 = fn_max64(iw0, 0), b1 = fn_min64(iw0 + WA, p->W);
     for (int64_t ih = fn_max64(ih0, 0); ih < fn_min64(ih0 + WA, p->H); ih++) {
         const float *row = x + ((q.n * p->H + ih) * p->W + b0) * C;
-        for (int64_t o = 0; o < (b1 - b0) * C; o += 16) __builtin_prefetch(row + o);
+        prefetch_run(row, (b1 - b0) * C);
     }
 }
 

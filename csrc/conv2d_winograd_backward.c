@@ -150,10 +150,7 @@ FN_TILE_FN void prefetch_pooled(const fn_conv2d_grad *g, const wino_pass *p, til
     const int64_t PH = p->OH / 2, PW = p->OW / 2, pw = q.ow / 2, n = fn_min64(2, PW - pw) * OC;
     for (int wa = 0; wa < WM / 2 && q.oh / 2 + wa < PH && n > 0; wa++) {
         const int64_t at = ((q.n * PH + q.oh / 2 + wa) * PW + pw) * OC;
-        for (int64_t o = 0; o < n; o += 16) {
-            __builtin_prefetch(g->dy + at + o), __builtin_prefetch(g->pooled + at + o);
-            __builtin_prefetch(g->argmax + at + o);
-        }
+        prefetch_run(g->dy + at, n), prefetch_run(g->pooled + at, n), prefetch_run(g->argmax + at, n);
     }
 }
 
@@ -161,10 +158,7 @@ FN_TILE_FN void prefetch_pooled(const fn_conv2d_grad *g, const wino_pass *p, til
  * the pool, batch 128, AVX2: 0.93x the time at 1 thread, 0.92x at 2. */
 FN_TILE_FN void prefetch_outputs(const float *dy, const wino_pass *p, tile_pos q, int64_t OC) {
     const int64_t n = (fn_min64(q.ow + WM, p->OW) - q.ow) * OC;
-    for (int a = 0; a < WM && q.oh + a < p->OH; a++) {
-        const float *row = dy + pixel_offset(p, q, a, 0);
-        for (int64_t o = 0; o < n; o += 16) __builtin_prefetch(row + o);
-    }
+    for (int a = 0; a < WM && q.oh + a < p->OH; a++) prefetch_run(dy + pixel_offset(p, q, a, 0), n);
 }
 
 FN_TILE_FN void output_grad_block_c(float *e, float *db, float *patch, const fn_conv2d_grad *g, const wino_pass *p,
