@@ -215,7 +215,7 @@ MUTATIONS = {
                                 "dense ops in one region: each reads the run's input"),
     "model_calls_unlocked": ("src/fastnet/models.py", "        with self._lock:\n", "        if True:\n",
                              "two threads run one model's plan at once"),
-    "barrier_not_waited": ("csrc/gemm.c", "    if (n == 1) return;\n    const int round", "    if (n >= 1) return;\n    const int round",
+    "barrier_not_waited": ("csrc/parallel.c", "    if (n == 1) return;\n    const int round", "    if (n >= 1) return;\n    const int round",
                            "a GEMM job's barrier lets every thread through at once"),
     "program_predict_final": ("csrc/program.c", ".out_row = last->out_row, .channels = last->out_row}",
                               ".out_row = last->out_row, .channels = 1}",
