@@ -368,19 +368,23 @@ def render_gemm():
         return None
     d = rec["data"]
     counts = list(d["threads"])
-    rows = []
-    for name in d["shapes"]:
-        rows.append([name] + [f"{d['threads'][t][name]['numpy']:.0f} / {d['threads'][t][name]['fastnet']:.0f} "
-                              f"(**{d['threads'][t][name]['ratio']:.2f}x**)" for t in counts])
+
+    def cell(r):
+        g = r["rounds"]  # each round's GFLOP/s per engine: the ratio's spread, as a noisy machine gave it
+        spread = sorted(f / n for f, n in zip(g.get("fastnet", []), g.get("numpy", [])))
+        return (f"{r['numpy']:.0f} / {r['fastnet']:.0f} (**{r['ratio']:.2f}x**"
+                + (f", {spread[0]:.2f}-{spread[-1]:.2f}" if len(spread) > 1 else "") + ")")
+
+    rows = [[name] + [cell(d["threads"][t][name]) for t in counts] for name in d["shapes"]]
     first, big = counts[0], next(iter(d["shapes"]))
     scaling = "; ".join(f"numpy {d['threads'][t][big]['numpy'] / d['threads'][first][big]['numpy']:.2f}x and fastnet "
                         f"{d['threads'][t][big]['fastnet'] / d['threads'][first][big]['fastnet']:.2f}x at {t} threads"
                         for t in counts[1:])
-    return (table(["product", *[f"{t} thread{'s' * (t != '1')}: numpy / fastnet GFLOP/s (fastnet / numpy)"
+    return (table(["product", *[f"{t} thread{'s' * (t != '1')}: numpy / fastnet GFLOP/s (fastnet / numpy, rounds' range)"
                                 for t in counts]], rows)
             + f"\n\n{big} against {first} thread{'s' * (first != '1')}: {scaling}. fastnet path `{d['isa']}`; numpy's "
-            f"BLAS: {d['blas']}. Each engine in its own process, taking turns, {d['rounds']} rounds; medians, and the "
-            f"median of the rounds' ratios.\n\n" + provenance("gemm", rec))
+            f"BLAS: {d['blas']}. Each engine in its own process, taking turns, {d['rounds']} rounds; medians, the "
+            f"median of the rounds' ratios and their range (lowest-highest).\n\n" + provenance("gemm", rec))
 
 
 def render_conv_paths():

@@ -65,7 +65,8 @@ def test_gemm_vs_blas_measures_both_engines_and_renders_its_table(bench_module, 
     gflops = {e: gemm_vs_blas.measure(e, "MLP dense 3 forward, 128x512 . 512x10", 1) for e in ("numpy", "fastnet")}
     assert all(v > 0 for v in gflops.values())
     names = list(gemm_vs_blas.SHAPES)[:2]
-    row = {"numpy": 100.0, "fastnet": 96.0, "ratio": 0.96, "rounds": {}}
+    row = {"numpy": 100.0, "fastnet": 96.0, "ratio": 0.96, "rounds": {"numpy": [100.0, 90.0, 110.0],
+                                                                      "fastnet": [91.0, 96.0, 99.0]}}
     data = {"isa": "avx2", "blas": "openblas", "rounds": 3, "shapes": {n: gemm_vs_blas.SHAPES[n] for n in names},
             "threads": {"1": {n: row for n in names}, "2": {n: {**row, "fastnet": 190.0} for n in names}}}
     report = bench_module("report")
@@ -74,7 +75,7 @@ def test_gemm_vs_blas_measures_both_engines_and_renders_its_table(bench_module, 
                                                        "settings": {"FASTNET_ISA": "avx2"}}}
     text = report.render_gemm()
     assert len([line for line in text.splitlines() if line.startswith("| ")]) == 1 + len(names)
-    assert "100 / 96 (**0.96x**)" in text and "fastnet 1.98x at 2 threads" in text
+    assert "100 / 96 (**0.96x**, 0.90-1.07)" in text and "fastnet 1.98x at 2 threads" in text
     assert "`FASTNET_ISA=avx2 python bench/report.py gemm`" in text
 
 
