@@ -192,26 +192,39 @@ FN_VECTOR_CLONES static void output_pooled_block(float *y, int32_t *arg, const f
 
 /* c[0:rows, 0:N] = (or += with accumulate) op(a) . bp, bp packed for depth K. Whole micro-tiles and one K
  * block go straight to the micro-kernel (the 36 products of a block are small: fn_gemm_tile's set-up would
- * show); other shapes take fn_gemm_tile, which computes every element the same way. over_read: the mr - rows % mr
- * rows of op(a) past its last may be read (they lie in the caller's buffer), so a last partial micro-tile runs on
- * them in place into tmp (mr x nr floats), its extra rows dropped; it was packed first (the filter products' 32
- * rows are 5 micro-tiles of 6 and 2 rows: 5 % of the CNN's backward went to packing and set-up). */
+ * show); other shapes take fn_gemm_tile, which computes every element the same way. The rows past the last whole
+ * micro-tile take the edge kernel (the same FMAs, for those rows only): two 4-row edges where 2 rows are left over
+ * past a whole micro-tile, each 8 chains of FMAs. The filter products' 32 rows ran as 5 micro-tiles of 6 and 6 rows
+ * computed for the last 2 (into tmp, then added); as 4 micro-tiles and two 4-row edges, conv2's Winograd backward
+ * took 0.986x the time (AVX2, one thread), 0.955x with the edge kernel's sums in registers (gemm_avx2.c). Without
+ * an edge kernel, over_read: the mr - rows % mr rows of op(a) past its last may be read (they lie in the caller's
+ * buffer), so a last partial micro-tile runs on them in place into tmp (mr x nr floats), its extra rows dropped. */
 void fn_wino_block_product(const fn_ukernel *uk, int64_t rows, int64_t N, int64_t K, const float *a, int64_t lda,
                           int trans_a, const float *bp, int accumulate, float *c, int64_t ldc, int over_read,
                           float *tmp) {
     const int mr = uk->mr, nr = uk->nr;
-    if ((rows % mr && !over_read) || N % nr || K > FN_KC_MAX || uk->bf16) { /* fn_gemm_tile rounds A's bfloat16
-                                                                             * panels */
+    if ((rows % mr && !over_read && !uk->edge) || N % nr || K > FN_KC_MAX || uk->bf16) { /* fn_gemm_tile rounds
+                                                                                            * A's bfloat16 panels */
         fn_gemm_tile(uk, 0, rows, 0, fn_ceil_div(N, nr), N, K, 1.0f, a, lda, trans_a, bp, accumulate ? 1.0f : 0.0f,
                      c, ldc);
         return;
     }
-    const int64_t rs = trans_a ? 1 : lda, cs = trans_a ? lda : 1, full = rows - rows % mr;
+    const int64_t rs = trans_a ? 1 : lda, cs = trans_a ? lda : 1, rest = rows % mr;
+    const int64_t full = rows - rest - (uk->edge && rest == 2 && rows > mr ? mr : 0); /* rows the kernel takes */
     for (int64_t q = 0; q < N / nr; q++) {
+        const float *bq = bp + q * K * nr;
         for (int64_t i = 0; i < full; i += mr)
-            uk->kernel(K, a + i * rs, rs, cs, bp + q * K * nr, c + i * ldc + q * nr, ldc, accumulate);
+            uk->kernel(K, a + i * rs, rs, cs, bq, c + i * ldc + q * nr, ldc, accumulate);
         if (full == rows) continue;
-        uk->kernel(K, a + full * rs, rs, cs, bp + q * K * nr, tmp, nr, 0);
+        if (uk->edge) {
+            for (int64_t i = full; i < rows;) {
+                const int ib = rows - i == mr + 2 ? 4 : (int)(rows - i);
+                uk->edge(ib, K, a + i * rs, rs, cs, bq, c + i * ldc + q * nr, ldc, accumulate);
+                i += ib;
+            }
+            continue;
+        }
+        uk->kernel(K, a + full * rs, rs, cs, bq, tmp, nr, 0);
         for (int64_t r = 0; r < rows - full; r++) {
             float *restrict cr = c + (full + r) * ldc + q * nr;
             for (int j = 0; j < nr; j++) cr[j] = accumulate ? cr[j] + tmp[r * nr + j] : tmp[r * nr + j];

@@ -179,7 +179,8 @@ void fn_wino_filter_transform_to(float *restrict u, int64_t xs, int64_t cs, int6
 /* Transformed inputs of tiles [t0, t0 + tb) into v[t][xi][C]; patch: 36 * C floats of scratch. */
 void fn_wino_input_block(float *v, float *patch, const float *x, const wino_pass *p, int64_t t0, int64_t tb);
 /* c[0:rows, 0:N] = (or += with accumulate) op(a) . bp, bp packed for depth K; over_read: rows of op(a) past its
- * last may be read, so a partial micro-tile runs in place into tmp (mr x nr floats). */
+ * last may be read, so a partial micro-tile runs in place into tmp (mr x nr floats) where the kernel has no edge
+ * kernel. */
 void fn_wino_block_product(const fn_ukernel *uk, int64_t rows, int64_t N, int64_t K, const float *a, int64_t lda,
                            int trans_a, const float *bp, int accumulate, float *c, int64_t ldc, int over_read,
                            float *tmp);
