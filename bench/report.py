@@ -279,14 +279,21 @@ def render_threads():
         return None
     d = rec["data"]
     counts = list(next(iter(d["networks"].values()))["images_per_s"])
-    rows = []
-    for net, n in d["networks"].items():
-        base = n["images_per_s"][counts[0]]
-        rows.append([net.upper()] + [f"{n['images_per_s'][t]:,.0f} img/s ({n['images_per_s'][t] / base:.2f}x)"
-                                     for t in counts] + ["yes" if all(n["same_weights"].values()) else "**no**"])
+
+    def cell(n, t):
+        ips, base = n["images_per_s"][t], n["images_per_s"][counts[0]]
+        r = n.get("rounds", {})  # each round's images/s, every count back to back: the speedup's spread
+        spread = sorted(a / b for a, b in zip(r.get(t, []), r.get(counts[0], [])))
+        return (f"{ips:,.0f} img/s ({ips / base:.2f}x"
+                + (f", {spread[0]:.2f}-{spread[-1]:.2f}" if t != counts[0] and len(spread) > 1 else "") + ")")
+
+    rows = [[net.upper()] + [cell(n, t) for t in counts] + ["yes" if all(n["same_weights"].values()) else "**no**"]
+            for net, n in d["networks"].items()]
+    spread = ("; beside a speedup, its range over the rounds (each round's counts run back to back)"
+              if any("rounds" in n for n in d["networks"].values()) else "")
     return (table(["network"] + [f"{t} thread{'s' * (t != '1')}" for t in counts] + ["same weights, every count"], rows)
-            + f"\n\n{d['steps']} steps of batch {d['batch_size']} per point, median of {d['repeats']} rounds.\n\n"
-            + provenance("threads", rec))
+            + f"\n\n{d['steps']} steps of batch {d['batch_size']} per point, median of {d['repeats']} rounds{spread}."
+            + "\n\n" + provenance("threads", rec))
 
 
 def dense_products_line(f32, one):

@@ -67,7 +67,7 @@ def main():
             print(f"{t:7d} {ips:10,.0f} {ips * flop / 1e9:8.1f} {ips / base:8.2f} {ips / base / t:10.0%}  {same[t]}",
                   flush=True)
         results["networks"][network] = {"images_per_s": {t: common.median(rates[t]) for t in args.threads},
-                                        "same_weights": same}
+                                        "rounds": rates, "same_weights": same}
     common.write_json(args.json, results)
 
 

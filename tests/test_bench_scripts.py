@@ -54,6 +54,19 @@ def test_profile_counts_every_product_of_the_dense_steps(bench_module):
         (3, 10, 512, False, False), (512, 10, 3, True, False), (3, 512, 10, False, True)])
 
 
+def test_thread_sweep_table_shows_each_speedup_and_its_range_over_the_rounds(bench_module):
+    net = {"images_per_s": {"1": 100.0, "2": 150.0}, "same_weights": {"1": True, "2": True},
+           "rounds": {"1": [100.0, 90.0, 110.0], "2": [150.0, 171.0, 143.0]}}
+    report = bench_module("report")
+    report.load = lambda name: {"data": {"steps": 100, "batch_size": 128, "repeats": 3, "networks": {"mlp": net}},
+                                "meta": {"commit": "c", "date": "d", "cpu": "cpu", "cpus": 2, "flags": [],
+                                         "threads": 2, "isa": "avx2", "fastnet": "0"}}
+    text = report.render_threads()
+    assert "| MLP | 100 img/s (1.00x) | 150 img/s (1.50x, 1.30-1.90) | yes |" in text
+    del net["rounds"]  # an older record: the medians alone
+    assert "| MLP | 100 img/s (1.00x) | 150 img/s (1.50x) | yes |" in report.render_threads()
+
+
 def test_conv_paths_times_the_forward_and_the_backward(bench_module):
     ms = bench_module("conv_paths").passes_ms("generic", "im2col", batch=1, repeats=1)
     assert sorted(ms) == ["backward", "forward"]
