@@ -273,6 +273,12 @@ def render_side_by_side(section="side_by_side"):
             f"GFLOP/s. Contestants: {about}.\n\n{provenance(section, rec)}")
 
 
+def round_range(num, den):
+    """", lo-hi" of the rounds' ratios num[i] / den[i] (both measured in round i), or "" for fewer than 2 rounds."""
+    ratios = sorted(a / b for a, b in zip(num, den))
+    return f", {ratios[0]:.2f}-{ratios[-1]:.2f}" if len(ratios) > 1 else ""
+
+
 def render_threads():
     rec = load("threads")
     if not rec:
@@ -283,9 +289,8 @@ def render_threads():
     def cell(n, t):
         ips, base = n["images_per_s"][t], n["images_per_s"][counts[0]]
         r = n.get("rounds", {})  # each round's images/s, every count back to back: the speedup's spread
-        spread = sorted(a / b for a, b in zip(r.get(t, []), r.get(counts[0], [])))
         return (f"{ips:,.0f} img/s ({ips / base:.2f}x"
-                + (f", {spread[0]:.2f}-{spread[-1]:.2f}" if t != counts[0] and len(spread) > 1 else "") + ")")
+                + (round_range(r.get(t, []), r.get(counts[0], [])) if t != counts[0] else "") + ")")
 
     rows = [[net.upper()] + [cell(n, t) for t in counts] + ["yes" if all(n["same_weights"].values()) else "**no**"]
             for net, n in d["networks"].items()]
@@ -378,9 +383,8 @@ def render_gemm():
 
     def cell(r):
         g = r["rounds"]  # each round's GFLOP/s per engine: the ratio's spread, as a noisy machine gave it
-        spread = sorted(f / n for f, n in zip(g.get("fastnet", []), g.get("numpy", [])))
         return (f"{r['numpy']:.0f} / {r['fastnet']:.0f} (**{r['ratio']:.2f}x**"
-                + (f", {spread[0]:.2f}-{spread[-1]:.2f}" if len(spread) > 1 else "") + ")")
+                + round_range(g.get("fastnet", []), g.get("numpy", [])) + ")")
 
     rows = [[name] + [cell(d["threads"][t][name]) for t in counts] for name in d["shapes"]]
     first, big = counts[0], next(iter(d["shapes"]))

@@ -283,7 +283,7 @@ typedef struct {
     float *a_slots;                            /* op(A) converted once, row-major (NULL: per tile) */
     int64_t a_len, a_nblk_t, a_blocks;
     float *ap;                                 /* float32 op(A) packed once into k-major panels (NULL: in place) */
-    int64_t a_panels;                          /* ... its pack items, one per micro-panel of rows */
+    int64_t a_panels;                          /* ... its pack items, one per whole micro-panel of rows */
 } fn_gemm_job;
 int64_t fn_gemm_job_workspace(int trans_a, int64_t M, int64_t N, int64_t K, int isa, int precision);
 void fn_gemm_job_init(fn_gemm_job *j, int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha,
