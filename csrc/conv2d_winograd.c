@@ -196,7 +196,7 @@ FN_VECTOR_CLONES static void output_pooled_block(float *y, int32_t *arg, const f
  * micro-tile take the edge kernel (the same FMAs, for those rows only): two 4-row edges where 2 rows are left over
  * past a whole micro-tile, each 8 chains of FMAs. The filter products' 32 rows ran as 5 micro-tiles of 6 and 6 rows
  * computed for the last 2 (into tmp, then added); as 4 micro-tiles and two 4-row edges, conv2's Winograd backward
- * took 0.986x the time (AVX2, one thread), 0.955x with the edge kernel's sums in registers (gemm_avx2.c). Without
+ * took 0.980x the time (AVX2, one thread), 0.950x with the edge kernel's sums in registers (gemm_avx2.c). Without
  * an edge kernel, over_read: the mr - rows % mr rows of op(a) past its last may be read (they lie in the caller's
  * buffer), so a last partial micro-tile runs on them in place into tmp (mr x nr floats), its extra rows dropped. */
 void fn_wino_block_product(const fn_ukernel *uk, int64_t rows, int64_t N, int64_t K, const float *a, int64_t lda,

@@ -103,7 +103,7 @@ __attribute__((target("avx2"))) static void pack_ak(float *restrict dst, const f
  * padded panel spent 6 rows' work (and a pack of A per B panel) on those 2, 3 % of the product. Inlined with R
  * constant. The sums are named registers, not arrays: from arrays GCC kept rows 1 to R - 1 in registers but also
  * stored them to the stack at every k, 6 stores an iteration for 4 rows (conv2's Winograd backward, whose filter
- * products end in two 4-row edges: 0.987x the time with named registers, one thread). */
+ * products end in two 4-row edges: 0.988x the time with named registers, one thread). */
 #define FN_EDGE_FMA(i)                                                                                            \
     if (R > i) {                                                                                                  \
         const __m256 ai = _mm256_broadcast_ss(a + i * rs_a);                                                      \
