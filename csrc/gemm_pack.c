@@ -58,26 +58,34 @@ FN_VECTOR_CLONES static void pack_b_pairs(float *restrict dst, const float *rest
     }
 }
 
-/* Whole panels [q0, q1) of a row-major B's K block [pc, pc + kcb), row by row: each row's floats for the panels
- * read as one run, its 16 or 32 a panel copied by moves of a size the compiler knows. Panel by panel, each row of B
+/* `panels` whole panels of a row-major B's K block (kcb rows of src, ldb apart) into dst, panels kcb * nr floats
+ * apart, row by row: each row's floats for the panels read as one run, its 16 or 32 a panel copied by moves of a size the compiler knows. Panel by panel, each row of B
  * was a 64-byte read 2 KB past the last (the MLP's 784 x 512 weights), by a memcpy of a run-time size that called
  * into libc (6.8 % of an MLP training step under perf, 2 threads). All of a thread's panels a row, its stores went
  * to as many panels kcb * nr floats apart: 32 KB where kcb is 512, one L1 set for all, and the 128 x 512 x 512
  * forward ran 6 % slower. FN_COPY_GROUP panels a row (2 to 8 measured alike): the MLP's forward products 1.02-1.03x
  * at 1 and 2 threads; at 1 thread 0.95x and 0.98x OpenBLAS before, 0.97x and 1.00x after (2-core EPYC, AVX2). */
 #define FN_COPY_GROUP 4
-FN_VECTOR_CLONES static void copy_panels(float *restrict bp, const float *restrict b, int64_t ldb, int64_t pc,
-                                         int64_t kcb, int64_t npad, int64_t q0, int64_t q1, int nr) {
-    for (int64_t k = 0; k < kcb; k++) {
-        const float *src = b + (pc + k) * ldb;
-        float *dst = bp + pc * npad + k * nr;
+FN_VECTOR_CLONES static void copy_panels(float *restrict dst, const float *restrict src, int64_t ldb, int64_t kcb,
+                                         int64_t panels, int nr) {
+    for (int64_t k = 0; k < kcb; k++, src += ldb, dst += nr) {
         if (nr == 16)
-            for (int64_t q = q0; q < q1; q++) memcpy(dst + q * kcb * 16, src + q * 16, sizeof(float) * 16);
+            for (int64_t q = 0; q < panels; q++) memcpy(dst + q * kcb * 16, src + q * 16, sizeof(float) * 16);
         else if (nr == 32)
-            for (int64_t q = q0; q < q1; q++) memcpy(dst + q * kcb * 32, src + q * 32, sizeof(float) * 32);
+            for (int64_t q = 0; q < panels; q++) memcpy(dst + q * kcb * 32, src + q * 32, sizeof(float) * 32);
         else
-            for (int64_t q = q0; q < q1; q++) memcpy(dst + q * kcb * nr, src + q * nr, sizeof(float) * nr);
+            for (int64_t q = 0; q < panels; q++) memcpy(dst + q * kcb * nr, src + q * nr, sizeof(float) * nr);
     }
+}
+
+void fn_gemm_pack_b_panel(float *restrict dst, const float *restrict b, int64_t ldb, int64_t kcb, int64_t jn,
+                          int nr) {
+    if (jn == nr) {
+        copy_panels(dst, b, ldb, kcb, 1, nr);
+        return;
+    }
+    memset(dst, 0, sizeof(float) * kcb * nr);
+    for (int64_t k = 0; k < kcb; k++) memcpy(dst + k * nr, b + k * ldb, sizeof(float) * jn);
 }
 
 void fn_gemm_pack_b(const fn_ukernel *uk, float *restrict bp, const float *restrict b, int64_t ldb,
@@ -90,7 +98,7 @@ void fn_gemm_pack_b(const fn_ukernel *uk, float *restrict bp, const float *restr
         if (!trans_b && uk->bf16 == FN_BF16_NONE) { /* the whole panels row by row (copy_panels), then the rest */
             for (const int64_t whole = fn_min64(q1, N / nr); q < whole;) {
                 const int64_t end = fn_min64(whole, q + FN_COPY_GROUP);
-                copy_panels(bp, b, ldb, pc, kcb, npad, q, end, nr);
+                copy_panels(bp + pc * npad + q * kcb * nr, b + pc * ldb + q * nr, ldb, kcb, end - q, nr);
                 q = end;
             }
         }
@@ -101,10 +109,10 @@ void fn_gemm_pack_b(const fn_ukernel *uk, float *restrict bp, const float *restr
                 pack_b_pairs(dst, b, ldb, trans_b, pc, kcb, j0, jn, nr);
                 continue;
             }
-            if (jn < nr) memset(dst, 0, sizeof(float) * kcb * nr);
             if (!trans_b) {
-                for (int64_t k = 0; k < kcb; k++) memcpy(dst + k * nr, b + (pc + k) * ldb + j0, sizeof(float) * jn);
+                fn_gemm_pack_b_panel(dst, b + pc * ldb + j0, ldb, kcb, jn, nr);
             } else {
+                if (jn < nr) memset(dst, 0, sizeof(float) * kcb * nr);
                 /* whole 8 x 8 blocks in registers where the kernel has a transposer, the rest element by element */
                 const int64_t k8 = uk->pack_bt && uk->bf16 == FN_BF16_NONE && jn == nr ? kcb / 8 * 8 : 0;
                 if (k8) uk->pack_bt(dst, b + j0 * ldb + pc, ldb, k8, nr);

@@ -230,6 +230,10 @@ int fn_gemm_b_is_packed(const fn_ukernel *uk, int trans_b, int64_t N, int64_t ld
 /* Pack all of op(B) (K x N) into K-blocks of NR-wide panels. Panels [q0, q1) only (for parallel packing). */
 void fn_gemm_pack_b(const fn_ukernel *uk, float *restrict bp, const float *restrict b, int64_t ldb,
                     int trans_b, int64_t K, int64_t N, int64_t q0, int64_t q1);
+/* One panel of a row-major float32 B: kcb rows of b (ldb apart) by its first jn <= nr columns, zero-padded to nr, at
+ * dst (kcb x nr): a panel of fn_gemm_pack_b, or one a tile packs as it first uses it (fn_gemm_job's b_at_use). */
+void fn_gemm_pack_b_panel(float *restrict dst, const float *restrict b, int64_t ldb, int64_t kcb, int64_t jn,
+                          int nr);
 
 /* A micro-panel of op(A) in the micro-kernel's format: rows x kc of a (element (i, k) at a[i*rs + k*cs]) times
  * alpha, zero-padded to mr rows (and to a whole pair), rounded to bfloat16 on a bfloat16 path. dst holds
@@ -278,6 +282,7 @@ typedef struct {
                                                       * panels in groups of nq (ntiles_n groups) */
     int64_t b_packs;                           /* B panels to pack (0: B is used as it is, or prepacked) */
     int b_rows;                                /* B read in place, row by row, by uk->rows (bp NULL) */
+    int b_at_use;                              /* B's panels packed by the tiles as they use them (bp unused) */
     int64_t kblocks;                           /* b_rows: > 1 when the K blocks' sums are made side by side */
     float *partials;                           /* ... into kblocks x M x N floats, then summed in K order */
     float *a_slots;                            /* op(A) converted once, row-major (NULL: per tile) */
