@@ -367,23 +367,28 @@ static void static_share(int64_t tiles, int64_t n, int64_t id, int64_t *t0, int6
 }
 
 /* Whether the tiles pack B's panels as they use them (B_AT_USE), not all threads up front: where each panel of a
- * K block meets the rows in one L2 block (M <= mc) and one thread's tiles hold each column group (fn_gemm_job_run
- * runs the group at once), each panel is then packed once, into L1 just before the kernel reads it, and the
- * threads wait for no B at the barrier. The 128-row products, AVX2, 2 threads (against packing up front; 4-8
- * rounds, builds taking turns, medians of the rounds' ratios): the CNN's 128 x 128 x 4608 dense forward 1.093x
- * faster, the MLP's first forward 1.024x, its output layer 1.012x, an MLP training step 0.965x the time; one thread
- * 1.00x (under perf the copy took 3.5 % of the dense forward, up front 3.9 %). Tiles dealt otherwise (the dense
- * backward's dynamic list) may pack a panel once per tile. */
+ * K block meets the rows in one L2 block (M <= mc), fn_gemm_job_run then packs it once per thread that runs its
+ * column group, into L1 just before the kernel reads it, and no thread waits for B at a barrier. Taken where no
+ * thread packs more panels so than the most one packs up front: where one thread's tiles hold each column group,
+ * and where the threads share one panel (the MLP's output layer: 10 columns) and each packs it rather than wait
+ * for one. The 128-row products, AVX2, 2 threads (against packing up front; 4-8 rounds, builds taking turns,
+ * medians of the rounds' ratios): the CNN's 128 x 128 x 4608 dense forward 1.093x faster, the MLP's first forward
+ * 1.024x, its output layer 1.216x, an MLP training step 0.965x the time; one thread 1.00x (under perf the copy
+ * took 3.5 % of the dense forward, up front 3.9 %). Tiles dealt otherwise (the dense backward's dynamic list) may
+ * pack a panel once per tile. */
 static int packs_at_use(const fn_gemm_job *j, int trans_b, int n_threads) {
     const fn_ukernel *uk = j->uk;
     if (trans_b || uk->bf16 != FN_BF16_NONE || uk->nr > FN_AT_USE_NR || j->K <= FN_SHALLOW_K ||
         j->M > fn_gemm_mc(uk->mr, fn_gemm_kc(j->K)))
         return 0;
+    /* the most panels a thread packs at use (those of the column groups its tiles touch), against up front */
+    int64_t most = 0;
     for (int64_t id = 0, t0, t1; id < n_threads; id++) {
         static_share(fn_gemm_job_tiles(j), n_threads, id, &t0, &t1);
-        if (t0 % j->mtiles) return 0; /* a column group shared by two threads */
+        if (t0 < t1)
+            most = fn_max64(most, fn_min64(j->npanels, (t1 - 1) / j->mtiles * j->nq + j->nq) - t0 / j->mtiles * j->nq);
     }
-    return 1;
+    return most <= fn_ceil_div(j->npanels, fn_min64(j->npanels, n_threads));
 }
 
 void fn_gemm_job_init(fn_gemm_job *j, int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha,
