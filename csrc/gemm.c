@@ -1,10 +1,10 @@
 /* GEMM: the one engine under every dense and convolution kernel.
  *
  * op(B) is packed once into K-blocks of NR-wide panels shared by all threads (or used as it is when it is
- * already one such panel, or packed panel by panel into L1 as a tile first uses it where only one thread's tiles use
- * it: packs_at_use; the packing is gemm_pack.c's); the float32 micro-kernels broadcast op(A)'s elements, from
- * k-major panels all threads pack once per GEMM (a row-major A on the AVX2 path, with several B panels: packs_a),
- * or in place, row-major or transposed (an edge of rows too, where the kernel has an edge kernel); a shallow
+ * already one such panel, or packed panel by panel into L1 as a tile first uses it where the rows fit L2 and the
+ * threads would pack no more so: packs_at_use; the packing is gemm_pack.c's); the float32 micro-kernels broadcast
+ * op(A)'s elements, from k-major panels all threads pack once per GEMM (a row-major A on the AVX2 path, with
+ * several B panels and B packed up front: packs_a), or in place, row-major or transposed (an edge of rows too, where the kernel has an edge kernel); a shallow
  * product's rows (K <= 32) are packed k-major per micro-panel, and an alpha's per tile. bfloat16 operands are
  * converted: op(A) once per GEMM by all threads where tiles share its rows, else by each tile into an L1 panel.
  * Tiles split C by rows and by panels, so 128-row matrices still give every thread work, and are handed out column
@@ -261,7 +261,12 @@ static int64_t a_slot_len(const fn_ukernel *uk, int64_t K) { return uk->bf16 == 
  * (1 thread) and 0.94x (2).
  * Not a transposed A (its mr values per k already one run: the dW products ran 4-9 % slower packed), nor the
  * AVX-512 kernels (no k-major packer; not retuned blind). Where every thread reads all of A and the products are
- * small, the pack costs a pass across cores: 128 x 128 x 512 on 2 threads, the same A again and again, 0.73x. */
+ * small, the pack costs a pass across cores: 128 x 128 x 512 on 2 threads, the same A again and again, 0.73x.
+ * Nor where B is packed at use (plan_a_once): such a product then has no pack phase and no barrier. In place
+ * there, against packed (15 rounds, builds taking turns, one quiet hour of the same EPYC): the CNN's 128 x 128 x
+ * 4608 dense forward 1.043x faster at 1 thread and 1.325x at 2, the MLP's first forward 1.010x and 1.068x; the
+ * dense forward at 1 thread with a process streaming memory on the other core, 1.12-1.15x (4 rounds). No round
+ * of those went to packing by more than 7 %, but the slow spells above did not come back to be measured. */
 #define FN_A_PACK_MIN_PANELS 4
 #define FN_A_PACK_FLOATS ((int64_t)1 << 22) /* op(A) up to 16 MB, B's own packing at 2048 x 2048 */
 static int packs_a(const fn_ukernel *uk, int trans_a, int64_t M, int64_t N, int64_t K, float alpha) {
@@ -327,7 +332,7 @@ static void tiling(fn_gemm_job *j, int64_t M, int64_t N, int n_threads) {
 static void plan_a_once(fn_gemm_job *j, float *slots) {
     j->a_slots = NULL, j->a_len = j->a_nblk_t = j->a_blocks = 0;
     j->ap = NULL, j->a_panels = 0;
-    if (slots && !j->b_rows && packs_a(j->uk, j->trans_a, j->M, j->N, j->K, j->alpha)) {
+    if (slots && !j->b_rows && !j->b_at_use && packs_a(j->uk, j->trans_a, j->M, j->N, j->K, j->alpha)) {
         j->ap = slots, j->a_panels = j->M / j->uk->mr; /* whole micro-panels: an edge of rows is read in place */
         return;
     }
@@ -368,13 +373,14 @@ static void static_share(int64_t tiles, int64_t n, int64_t id, int64_t *t0, int6
 
 /* Whether the tiles pack B's panels as they use them (B_AT_USE), not all threads up front: where each panel of a
  * K block meets the rows in one L2 block (M <= mc), fn_gemm_job_run then packs it once per thread that runs its
- * column group, into L1 just before the kernel reads it, and no thread waits for B at a barrier. Taken where no
+ * column group, into L1 just before the kernel reads it, and no thread waits for B at a barrier (nor for op(A),
+ * then read in place: packs_a). Taken where no
  * thread packs more panels so than the most one packs up front: where one thread's tiles hold each column group,
  * and where the threads share one panel (the MLP's output layer: 10 columns) and each packs it rather than wait
  * for one. The 128-row products, AVX2, 2 threads (against packing up front; 4-8 rounds, builds taking turns,
- * medians of the rounds' ratios): the CNN's 128 x 128 x 4608 dense forward 1.093x faster, the MLP's first forward
- * 1.024x, its output layer 1.216x, an MLP training step 0.965x the time; one thread 1.00x (under perf the copy
- * took 3.5 % of the dense forward, up front 3.9 %). Tiles dealt otherwise (the dense backward's dynamic list) may
+ * medians of the rounds' ratios; op(A) still packed): the CNN's 128 x 128 x 4608 dense forward 1.093x faster, the
+ * MLP's first forward 1.024x, its output layer 1.216x; one thread 1.00x (under perf the copy took 3.5 % of the
+ * dense forward, up front 3.9 %). Tiles dealt otherwise (the dense backward's dynamic list) may
  * pack a panel once per tile. */
 static int packs_at_use(const fn_gemm_job *j, int trans_b, int n_threads) {
     const fn_ukernel *uk = j->uk;
@@ -411,8 +417,8 @@ void fn_gemm_job_init(fn_gemm_job *j, int trans_a, int trans_b, int64_t M, int64
             j->kblocks = kblocks, j->partials = fn_align64(ws);
         in_place_tiling(j, n_threads);
     }
-    plan_a_once(j, fn_align64(fn_align64(ws) + fn_gemm_packed_b_size(K, N)));
     if (!direct_b && !j->b_rows && packs_at_use(j, trans_b, n_threads)) j->b_at_use = 1, j->b_packs = 0;
+    plan_a_once(j, fn_align64(fn_align64(ws) + fn_gemm_packed_b_size(K, N)));
 }
 
 int64_t fn_gemm_job_packs(const fn_gemm_job *j) {
