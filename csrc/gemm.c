@@ -1,14 +1,14 @@
 /* GEMM: the one engine under every dense and convolution kernel.
  *
- * op(B) is packed once into K-blocks of NR-wide panels shared by all threads (or used as it is when it is
- * already one such panel, or packed panel by panel into L1 as a tile first uses it where the rows fit L2 and the
- * threads would pack no more so: packs_at_use; the packing is gemm_pack.c's); the float32 micro-kernels broadcast
- * op(A)'s elements, from k-major panels all threads pack once per GEMM (a row-major A on the AVX2 path, with
- * several B panels and B packed up front: packs_a), or in place, row-major or transposed (an edge of rows too, where the kernel has an edge kernel); a shallow
- * product's rows (K <= 32) are packed k-major per micro-panel, and an alpha's per tile. bfloat16 operands are
- * converted: op(A) once per GEMM by all threads where tiles share its rows, else by each tile into an L1 panel.
- * Tiles split C by rows and by panels, so 128-row matrices still give every thread work, and are handed out column
- * by column. */
+ * op(B) is packed once into K-blocks of NR-wide panels shared by all threads (or used as it is when it is already
+ * one such panel, or packed panel by panel into L1 as a tile first uses it where the rows fit L2 and the threads
+ * would pack no more so: packs_at_use; the packing is gemm_pack.c's); the float32 micro-kernels broadcast op(A)'s
+ * elements, from k-major panels all threads pack once per GEMM (a row-major A on the AVX2 path, with several B
+ * panels and B packed up front: packs_a), or in place, row-major or transposed (an edge of rows too, where the
+ * kernel has an edge kernel); a shallow product's rows (K <= 32) are packed k-major per micro-panel, and an alpha's
+ * per tile. bfloat16 operands are converted: op(A) once per GEMM by all threads where tiles share its rows, else by
+ * each tile into an L1 panel. Tiles split C by rows and by panels, so 128-row matrices still give every thread work,
+ * and are handed out column by column. */
 #include <string.h>
 #include <unistd.h>
 
@@ -371,17 +371,16 @@ static void static_share(int64_t tiles, int64_t n, int64_t id, int64_t *t0, int6
     *t0 = id * share + fn_min64(id, extra), *t1 = *t0 + share + (id < extra);
 }
 
-/* Whether the tiles pack B's panels as they use them (B_AT_USE), not all threads up front: where each panel of a
- * K block meets the rows in one L2 block (M <= mc), fn_gemm_job_run then packs it once per thread that runs its
- * column group, into L1 just before the kernel reads it, and no thread waits for B at a barrier (nor for op(A),
- * then read in place: packs_a). Taken where no
- * thread packs more panels so than the most one packs up front: where one thread's tiles hold each column group,
- * and where the threads share one panel (the MLP's output layer: 10 columns) and each packs it rather than wait
- * for one. The 128-row products, AVX2, 2 threads (against packing up front; 4-8 rounds, builds taking turns,
- * medians of the rounds' ratios; op(A) still packed): the CNN's 128 x 128 x 4608 dense forward 1.093x faster, the
- * MLP's first forward 1.024x, its output layer 1.216x; one thread 1.00x (under perf the copy took 3.5 % of the
- * dense forward, up front 3.9 %). Tiles dealt otherwise (the dense backward's dynamic list) may
- * pack a panel once per tile. */
+/* Whether the tiles pack B's panels as they use them (B_AT_USE), not all threads up front: where each panel of a K
+ * block meets the rows in one L2 block (M <= mc), fn_gemm_job_run then packs it once per thread that runs its column
+ * group, into L1 just before the kernel reads it, and no thread waits for B at a barrier (nor for op(A), then read
+ * in place: packs_a). Taken where no thread packs more panels so than the most one packs up front: where one
+ * thread's tiles hold each column group, and where the threads share one panel (the MLP's output layer: 10 columns)
+ * and each packs it rather than wait for one. The 128-row products, AVX2, 2 threads (against packing up front; 4-8
+ * rounds, builds taking turns, medians of the rounds' ratios; op(A) still packed): the CNN's 128 x 128 x 4608 dense
+ * forward 1.093x faster, the MLP's first forward 1.024x, its output layer 1.216x; one thread 1.00x (under perf the
+ * copy took 3.5 % of the dense forward, up front 3.9 %). Tiles dealt otherwise (the dense backward's dynamic list)
+ * may pack a panel once per tile. */
 static int packs_at_use(const fn_gemm_job *j, int trans_b, int n_threads) {
     const fn_ukernel *uk = j->uk;
     if (trans_b || uk->bf16 != FN_BF16_NONE || uk->nr > FN_AT_USE_NR || j->K <= FN_SHALLOW_K ||

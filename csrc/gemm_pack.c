@@ -59,12 +59,13 @@ FN_VECTOR_CLONES static void pack_b_pairs(float *restrict dst, const float *rest
 }
 
 /* `panels` whole panels of a row-major B's K block (kcb rows of src, ldb apart) into dst, panels kcb * nr floats
- * apart, row by row: each row's floats for the panels read as one run, its 16 or 32 a panel copied by moves of a size the compiler knows. Panel by panel, each row of B
- * was a 64-byte read 2 KB past the last (the MLP's 784 x 512 weights), by a memcpy of a run-time size that called
- * into libc (6.8 % of an MLP training step under perf, 2 threads). All of a thread's panels a row, its stores went
- * to as many panels kcb * nr floats apart: 32 KB where kcb is 512, one L1 set for all, and the 128 x 512 x 512
- * forward ran 6 % slower. FN_COPY_GROUP panels a row (2 to 8 measured alike): the MLP's forward products 1.02-1.03x
- * at 1 and 2 threads; at 1 thread 0.95x and 0.98x OpenBLAS before, 0.97x and 1.00x after (2-core EPYC, AVX2). */
+ * apart, row by row: each row's floats for the panels read as one run, its 16 or 32 a panel copied by moves of a
+ * size the compiler knows. Panel by panel, each row of B was a 64-byte read 2 KB past the last (the MLP's 784 x 512
+ * weights), by a memcpy of a run-time size that called into libc (6.8 % of an MLP training step under perf, 2
+ * threads). All of a thread's panels a row, its stores went to as many panels kcb * nr floats apart: 32 KB where kcb
+ * is 512, one L1 set for all, and the 128 x 512 x 512 forward ran 6 % slower. FN_COPY_GROUP panels a row (2 to 8
+ * measured alike): the MLP's forward products 1.02-1.03x at 1 and 2 threads; at 1 thread 0.95x and 0.98x OpenBLAS
+ * before, 0.97x and 1.00x after (2-core EPYC, AVX2). */
 #define FN_COPY_GROUP 4
 FN_VECTOR_CLONES static void copy_panels(float *restrict dst, const float *restrict src, int64_t ldb, int64_t kcb,
                                          int64_t panels, int nr) {
