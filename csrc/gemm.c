@@ -262,11 +262,13 @@ static int64_t a_slot_len(const fn_ukernel *uk, int64_t K) { return uk->bf16 == 
  * Not a transposed A (its mr values per k already one run: the dW products ran 4-9 % slower packed), nor the
  * AVX-512 kernels (no k-major packer; not retuned blind). Where every thread reads all of A and the products are
  * small, the pack costs a pass across cores: 128 x 128 x 512 on 2 threads, the same A again and again, 0.73x.
- * Nor where B is packed at use (plan_a_once): such a product then has no pack phase and no barrier. In place
- * there, against packed (15 rounds, builds taking turns, one quiet hour of the same EPYC): the CNN's 128 x 128 x
- * 4608 dense forward 1.043x faster at 1 thread and 1.325x at 2, the MLP's first forward 1.010x and 1.068x; the
- * dense forward at 1 thread with a process streaming memory on the other core, 1.12-1.15x (4 rounds). No round
- * of those went to packing by more than 7 %, but the slow spells above did not come back to be measured. */
+ * Nor where B is not packed up front (packed at use, or prepacked: plan_a_once): such a product then has no pack
+ * phase and no barrier. In place there, against packed (15 rounds, builds taking turns, one quiet hour of the same
+ * EPYC): the CNN's 128 x 128 x 4608 dense forward 1.043x faster at 1 thread and 1.325x at 2, the MLP's first
+ * forward 1.010x and 1.068x; the dense forward at 1 thread with a process streaming memory on the other core,
+ * 1.12-1.15x (4 rounds); predicting 10,000 images on weights packed once, 0.975x the time (MLP) and 0.990x (CNN)
+ * at 2 threads, 0.980x and 0.984x at 1 (5 rounds). No round of those went to packing by more than 7 %, but the
+ * slow spells above did not come back to be measured. */
 #define FN_A_PACK_MIN_PANELS 4
 #define FN_A_PACK_FLOATS ((int64_t)1 << 22) /* op(A) up to 16 MB, B's own packing at 2048 x 2048 */
 static int packs_a(const fn_ukernel *uk, int trans_a, int64_t M, int64_t N, int64_t K, float alpha) {
@@ -286,10 +288,11 @@ static int64_t a_room(const fn_ukernel *uk, int trans_a, int64_t M, int64_t N, i
     return packs_a(uk, trans_a, rows, N, K, 1.0f) ? a_packed_size(uk, rows, K) + FN_WS_PAD : 0;
 }
 
-/* N unknown: the prepacked path's callers size the room before they know it, so it is for any N. */
+/* N unknown: the prepacked path's callers size the room before they know it, so it is for any N. Only bfloat16
+ * slots: with no B to pack, a float32 op(A) is read in place (plan_a_once). */
 int64_t fn_gemm_prepacked_workspace(int64_t M, int64_t K, int isa, int precision) {
     const fn_ukernel *uk = fn_gemm_ukernel(isa, precision);
-    return a_room(uk, 0, M, FN_A_PACK_MIN_PANELS * uk->nr, K);
+    return uk->bf16 ? a_room(uk, 0, M, FN_A_PACK_MIN_PANELS * uk->nr, K) : 0;
 }
 
 int64_t fn_gemm_job_workspace(int trans_a, int64_t M, int64_t N, int64_t K, int isa, int precision) {
@@ -329,10 +332,12 @@ static void tiling(fn_gemm_job *j, int64_t M, int64_t N, int n_threads) {
  * (dense dW's x^T) costs a transposition per conversion: once is cheaper there in every case measured. */
 #define FN_A_SLOT_BLOCK 64
 
+/* op(A)'s plan: float32 panels packed once only where the threads pack B's panels up front anyway (b_packs), so its
+ * pack adds no barrier of its own (packs_a says where else it is not); bfloat16 slots converted once. */
 static void plan_a_once(fn_gemm_job *j, float *slots) {
     j->a_slots = NULL, j->a_len = j->a_nblk_t = j->a_blocks = 0;
     j->ap = NULL, j->a_panels = 0;
-    if (slots && !j->b_rows && !j->b_at_use && packs_a(j->uk, j->trans_a, j->M, j->N, j->K, j->alpha)) {
+    if (slots && j->b_packs && packs_a(j->uk, j->trans_a, j->M, j->N, j->K, j->alpha)) {
         j->ap = slots, j->a_panels = j->M / j->uk->mr; /* whole micro-panels: an edge of rows is read in place */
         return;
     }
