@@ -227,6 +227,12 @@ int64_t fn_gemm_mc(int mr, int64_t kc);
 /* 1 when op(B) is already laid out as its own packing (one NR-wide panel, untransposed): use B as bp. */
 int fn_gemm_b_is_packed(const fn_ukernel *uk, int trans_b, int64_t N, int64_t ldb);
 
+#define FN_SHALLOW_K 32 /* K blocks this shallow pack a row-major A per micro-panel (uk->pack_ak) */
+#define FN_AT_USE_NR 16 /* the widest B panel packed at use (fn_gemm_job's b_at_use): AVX-512's 32 not measured */
+/* Floats from one k-major micro-panel of a packed op(A) to the next (fn_gemm_job's ap): room past each panel for
+ * pack_ak's overhanging stores, so panels packed by different threads never share a float. */
+static inline int64_t fn_gemm_a_panel_stride(const fn_ukernel *uk, int64_t K) { return fn_gemm_kc(K) * uk->mr + 8; }
+
 /* Pack all of op(B) (K x N) into K-blocks of NR-wide panels. Panels [q0, q1) only (for parallel packing). */
 void fn_gemm_pack_b(const fn_ukernel *uk, float *restrict bp, const float *restrict b, int64_t ldb,
                     int trans_b, int64_t K, int64_t N, int64_t q0, int64_t q1);
@@ -302,6 +308,8 @@ void fn_gemm_job_pack(const fn_gemm_job *j, int64_t item);
 void fn_gemm_job_pack_b(const fn_gemm_job *j, int64_t q0, int64_t q1); /* B's pack items [q0, q1) at once */
 int64_t fn_gemm_job_tiles(const fn_gemm_job *j);
 void fn_gemm_job_tile(const fn_gemm_job *j, int64_t t, int64_t *m0, int64_t *m1, int64_t *j0, int64_t *j1);
+/* C[m0:m1, j0:j1] of a job, rows and columns on micro-panel bounds: one tile, or a thread's column of them (gemm.c). */
+void fn_gemm_job_rows(const fn_gemm_job *j, int64_t m0, int64_t m1, int64_t j0, int64_t j1);
 /* The threads a GEMM of this shape takes (n_threads at most). */
 int fn_gemm_threads(int64_t M, int64_t N, int64_t K, int trans_b, float alpha, int isa, int precision, int n_threads);
 /* The epilogue of every output writer, as oneDNN's post-ops, and the one place its arithmetic is written: bias
