@@ -79,12 +79,12 @@ FN_VECTOR_CLONES static void copy_panels(float *restrict dst, const float *restr
     }
 }
 
-void fn_gemm_pack_b_panel(float *restrict dst, const float *restrict b, int64_t ldb, int64_t kcb, int64_t jn,
-                          int nr) {
-    if (jn == nr) {
-        copy_panels(dst, b, ldb, kcb, 1, nr);
-        return;
-    }
+void fn_gemm_pack_b_panels(float *restrict dst, const float *restrict b, int64_t ldb, int64_t kcb, int64_t jn,
+                           int nr) {
+    const int64_t whole = jn / nr;
+    if (whole) copy_panels(dst, b, ldb, kcb, whole, nr);
+    if (jn == whole * nr) return;
+    dst += whole * kcb * nr, b += whole * nr, jn -= whole * nr;
     memset(dst, 0, sizeof(float) * kcb * nr);
     for (int64_t k = 0; k < kcb; k++) memcpy(dst + k * nr, b + k * ldb, sizeof(float) * jn);
 }
@@ -111,7 +111,7 @@ void fn_gemm_pack_b(const fn_ukernel *uk, float *restrict bp, const float *restr
                 continue;
             }
             if (!trans_b) {
-                fn_gemm_pack_b_panel(dst, b + pc * ldb + j0, ldb, kcb, jn, nr);
+                fn_gemm_pack_b_panels(dst, b + pc * ldb + j0, ldb, kcb, jn, nr);
             } else {
                 if (jn < nr) memset(dst, 0, sizeof(float) * kcb * nr);
                 /* whole 8 x 8 blocks in registers where the kernel has a transposer, the rest element by element */

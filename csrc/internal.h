@@ -164,7 +164,13 @@ typedef struct {
      * 2.7 MB of weights), and reading it a panel at a time reads 64 bytes of every row of B. */
     void (*rows)(int rows, int64_t kc, const float *restrict a, int64_t rs_a, int64_t cs_a, const float *restrict b,
                  int64_t ldb, int64_t n, float *restrict acc);
+    /* NULL, or edge on two whole B panels at once (b, b2: C's 2 * nr columns from c), for rows <= FN_EDGE_PAIR_ROWS:
+     * each element edge's FMAs, in the same order. */
+    void (*edge_pair)(int rows, int64_t kc, const float *restrict a, int64_t rs_a, int64_t cs_a,
+                      const float *restrict b, const float *restrict b2, float *restrict c, int64_t ldc,
+                      int accumulate);
 } fn_ukernel;
+#define FN_EDGE_PAIR_ROWS 2
 /* The AVX2 ones (gemm_avx2.c), for the AVX2 and AVX-512 float32 kernels (the same FMAs in the same order for every
  * element); built where they are. */
 void fn_gemm_pack_bt_avx2(float *restrict dst, const float *restrict b, int64_t ldb, int64_t kc, int nr);
@@ -236,10 +242,11 @@ static inline int64_t fn_gemm_a_panel_stride(const fn_ukernel *uk, int64_t K) { 
 /* Pack all of op(B) (K x N) into K-blocks of NR-wide panels. Panels [q0, q1) only (for parallel packing). */
 void fn_gemm_pack_b(const fn_ukernel *uk, float *restrict bp, const float *restrict b, int64_t ldb,
                     int trans_b, int64_t K, int64_t N, int64_t q0, int64_t q1);
-/* One panel of a row-major float32 B: kcb rows of b (ldb apart) by its first jn <= nr columns, zero-padded to nr, at
- * dst (kcb x nr): a panel of fn_gemm_pack_b, or one a tile packs as it first uses it (fn_gemm_job's b_at_use). */
-void fn_gemm_pack_b_panel(float *restrict dst, const float *restrict b, int64_t ldb, int64_t kcb, int64_t jn,
-                          int nr);
+/* Panels of a row-major float32 B: kcb rows of b (ldb apart) by its first jn columns, into ceil(jn / nr) panels
+ * (kcb x nr, the last zero-padded) kcb * nr floats apart from dst: a panel of fn_gemm_pack_b, or those a tile packs
+ * as it first uses them (fn_gemm_job's b_at_use). */
+void fn_gemm_pack_b_panels(float *restrict dst, const float *restrict b, int64_t ldb, int64_t kcb, int64_t jn,
+                           int nr);
 
 /* A micro-panel of op(A) in the micro-kernel's format: rows x kc of a (element (i, k) at a[i*rs + k*cs]) times
  * alpha, zero-padded to mr rows (and to a whole pair), rounded to bfloat16 on a bfloat16 path. dst holds

@@ -56,6 +56,26 @@ def test_a_few_rows_read_b_in_place_bit_for_bit_like_a_batch(isa, rng, rows):
 MICRO_ROWS = {"generic": (4, 4), "avx2": (6, 6), "avx512": (8, 8), "avx512_bf16": (8, 8), "amx_bf16": (8, 32)}
 
 
+@pytest.mark.parametrize("trans_b", [False, True])
+@pytest.mark.parametrize("edge", [1, 2, 4])
+def test_an_edge_of_rows_gives_the_bits_whole_micro_panels_give(isa, rng, edge, trans_b):
+    """The last rows of a batch that are fewer than the micro-kernel's (AVX2's 6 x 16 kernel leaves 2 of a batch
+    of 128) take the edge kernel, on two B panels at once where the kernel has one (edge_pair: 2 rows or fewer),
+    with B packed as the tile uses it or up front (a transposed B): the same rows at the top of whole micro-panels
+    give the same bits, across K blocks (784, 1031), ragged columns (70, 40), beta = 1 and both thread counts."""
+    mr = MICRO_ROWS[isa][0]
+    tail = slice(2 * mr, 2 * mr + edge)
+    for K, N in ((784, 512), (1031, 70), (37, 40)):
+        x, w, c = rand(rng, 2 * mr + edge, K), rand(rng, K, N), rand(rng, 2 * mr + edge, N)
+        whole_x, whole_c = np.concatenate([x[tail], x[: 2 * mr - edge]]), np.concatenate([c[tail], c[: 2 * mr - edge]])
+        b = np.ascontiguousarray(w.T) if trans_b else w
+        for nt in (1, 2):
+            for beta in (0.0, 1.0):
+                out = _kernels.gemm(x, b, trans_b=trans_b, out=c.copy(), beta=beta, n_threads=nt)
+                whole = _kernels.gemm(whole_x, b, trans_b=trans_b, out=whole_c.copy(), beta=beta, n_threads=nt)
+                np.testing.assert_array_equal(out[tail], whole[:edge], f"K={K} N={N} threads={nt} beta={beta}")
+
+
 @pytest.mark.parametrize("precision", ["float32", "bfloat16"])
 def test_gemm_tiles_cover_c_once_and_share_rows_evenly(isa, precision):
     """The tiles a GEMM splits C into cover every element once, start on micro-panels of rows, and share the
