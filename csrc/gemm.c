@@ -3,7 +3,8 @@
  *
  * op(B) is packed once into K-blocks of NR-wide panels shared by all threads (or used as it is when it is already
  * one such panel, or packed panel by panel into L1 as a tile first uses it where the rows fit L2 and the threads
- * would pack no more so: packs_at_use; the packing is gemm_pack.c's); the float32 micro-kernels broadcast op(A)'s
+ * would pack no more so, a transposed B through the kernel's transposer: packs_at_use; the packing is
+ * gemm_pack.c's); the float32 micro-kernels broadcast op(A)'s
  * elements, from k-major panels all threads pack once per GEMM (a row-major A on the AVX2 path, with several B
  * panels and B packed up front: packs_a), or in place, row-major or transposed (an edge of rows too, where the
  * kernel has an edge kernel, on two B panels at once where it has edge_pair); a shallow product's rows (K <= 32)
@@ -123,7 +124,7 @@ typedef struct {
 
 /* Where tile_loop reads op(B) from: its packed panels (bp); B itself, a few rows of A at a time (b_rows_tile); or
  * B's panels, each packed into L1 as the tile first uses it (fn_gemm_job's b_at_use). */
-enum { B_PACKED, B_ROWS, B_AT_USE };
+enum { B_PACKED, B_ROWS, B_AT_USE, B_AT_USE_T /* ... of a transposed B */ };
 
 static void tile_loop(const fn_ukernel *uk, int64_t m0, int64_t m1, int64_t q0, int64_t q1, int64_t N, int64_t K,
                       float alpha, const float *a, int64_t lda, int trans_a, int a_slots, const float *bp, float beta,
@@ -210,6 +211,11 @@ static void tile_loop(const fn_ukernel *uk, int64_t m0, int64_t m1, int64_t q0, 
                     fn_gemm_pack_b_panels(bpanel, b + pc * ldb + q * nr, ldb, kcb, fn_min64((1 + two) * nr, N - q * nr),
                                           nr);
                     bq = bpanel;
+                } else if (b_read == B_AT_USE_T) {
+                    for (int64_t p = 0; p <= two; p++)
+                        fn_gemm_pack_bt_panel(uk, bpanel + p * kcb * nr, b + (q + p) * nr * ldb + pc, ldb, kcb,
+                                              fn_min64(nr, N - (q + p) * nr));
+                    bq = bpanel;
                 }
                 const int64_t iend = two ? ie - rest : ie;
                 if (two)
@@ -262,7 +268,7 @@ void fn_gemm_tile_slots(const fn_ukernel *uk, int64_t m0, int64_t m1, int64_t q0
 void fn_gemm_job_rows(const fn_gemm_job *j, int64_t m0, int64_t m1, int64_t j0, int64_t j1) {
     const int64_t q0 = j0 / j->uk->nr, q1 = fn_ceil_div(j1, j->uk->nr);
     const a_packed apk = {j->ap, j->mpanels};
-    const int b_read = j->b_rows ? B_ROWS : j->b_at_use ? B_AT_USE : B_PACKED;
+    const int b_read = j->b_rows ? B_ROWS : !j->b_at_use ? B_PACKED : j->trans_b ? B_AT_USE_T : B_AT_USE;
     if (j->a_slots)
         tile_loop(j->uk, m0, m1, q0, q1, j->N, j->K, 1.0f, j->a_slots, j->a_len, 0, 1, j->bp, j->beta, j->C, j->ldc,
                   B_PACKED, NULL, 0, NULL);

@@ -141,10 +141,13 @@ static void static_share(int64_t tiles, int64_t n, int64_t id, int64_t *t0, int6
  * rounds, builds taking turns, medians of the rounds' ratios; op(A) still packed): the CNN's 128 x 128 x 4608 dense
  * forward 1.093x faster, the MLP's first forward 1.024x, its output layer 1.216x; one thread 1.00x (under perf the
  * copy took 3.5 % of the dense forward, up front 3.9 %). Tiles dealt otherwise (the dense backward's dynamic list)
- * may pack a panel once per tile. */
+ * may pack a panel once per tile. A transposed B too, where the kernel has its 8 x 8 transposer (B_AT_USE_T): the
+ * dx products, against packing up front (5 rounds): the MLP's 128 x 512 x 512 1.014x faster at 1 thread and 1.029x
+ * at 2, the CNN's 128 x 4608 x 128 1.011x and 1.015x; an MLP training step 0.988x the time at 2 threads, 0.995x at
+ * 1, a CNN step 0.992x at 2 (the dense backward's pack phase and barrier gone). */
 static int packs_at_use(const fn_gemm_job *j, int trans_b, int n_threads) {
     const fn_ukernel *uk = j->uk;
-    if (trans_b || uk->bf16 != FN_BF16_NONE || uk->nr > FN_AT_USE_NR || j->K <= FN_SHALLOW_K ||
+    if ((trans_b && !uk->pack_bt) || uk->bf16 != FN_BF16_NONE || uk->nr > FN_AT_USE_NR || j->K <= FN_SHALLOW_K ||
         j->M > fn_gemm_mc(uk->mr, fn_gemm_kc(j->K)))
         return 0;
     /* the most panels a thread packs at use (those of the column groups its tiles touch), against up front */

@@ -89,6 +89,17 @@ void fn_gemm_pack_b_panels(float *restrict dst, const float *restrict b, int64_t
     for (int64_t k = 0; k < kcb; k++) memcpy(dst + k * nr, b + k * ldb, sizeof(float) * jn);
 }
 
+void fn_gemm_pack_bt_panel(const fn_ukernel *uk, float *restrict dst, const float *restrict b, int64_t ldb,
+                           int64_t kcb, int64_t jn) {
+    const int nr = uk->nr;
+    if (jn < nr) memset(dst, 0, sizeof(float) * kcb * nr);
+    /* whole 8 x 8 blocks in registers where the kernel has a transposer, the rest element by element */
+    const int64_t k8 = uk->pack_bt && uk->bf16 == FN_BF16_NONE && jn == nr ? kcb / 8 * 8 : 0;
+    if (k8) uk->pack_bt(dst, b, ldb, k8, nr);
+    for (int64_t j = 0; j < jn; j++)
+        for (int64_t k = k8; k < kcb; k++) dst[k * nr + j] = b[j * ldb + k];
+}
+
 void fn_gemm_pack_b(const fn_ukernel *uk, float *restrict bp, const float *restrict b, int64_t ldb,
                     int trans_b, int64_t K, int64_t N, int64_t q0, int64_t q1) {
     const int nr = uk->nr;
@@ -110,18 +121,8 @@ void fn_gemm_pack_b(const fn_ukernel *uk, float *restrict bp, const float *restr
                 pack_b_pairs(dst, b, ldb, trans_b, pc, kcb, j0, jn, nr);
                 continue;
             }
-            if (!trans_b) {
-                fn_gemm_pack_b_panels(dst, b + pc * ldb + j0, ldb, kcb, jn, nr);
-            } else {
-                if (jn < nr) memset(dst, 0, sizeof(float) * kcb * nr);
-                /* whole 8 x 8 blocks in registers where the kernel has a transposer, the rest element by element */
-                const int64_t k8 = uk->pack_bt && uk->bf16 == FN_BF16_NONE && jn == nr ? kcb / 8 * 8 : 0;
-                if (k8) uk->pack_bt(dst, b + j0 * ldb + pc, ldb, k8, nr);
-                for (int64_t j = 0; j < jn; j++) {
-                    const float *src = b + (j0 + j) * ldb + pc;
-                    for (int64_t k = k8; k < kcb; k++) dst[k * nr + j] = src[k];
-                }
-            }
+            if (!trans_b) fn_gemm_pack_b_panels(dst, b + pc * ldb + j0, ldb, kcb, jn, nr);
+            else fn_gemm_pack_bt_panel(uk, dst, b + j0 * ldb + pc, ldb, kcb, jn);
             if (uk->bf16 == FN_BF16_ROUNDED) fn_round_bf16_array(dst, kcb * nr);
         }
     }

@@ -61,19 +61,22 @@ MICRO_ROWS = {"generic": (4, 4), "avx2": (6, 6), "avx512": (8, 8), "avx512_bf16"
 def test_an_edge_of_rows_gives_the_bits_whole_micro_panels_give(isa, rng, edge, trans_b):
     """The last rows of a batch that are fewer than the micro-kernel's (AVX2's 6 x 16 kernel leaves 2 of a batch
     of 128) take the edge kernel, on two B panels at once where the kernel has one (edge_pair: 2 rows or fewer),
-    with B packed as the tile uses it or up front (a transposed B): the same rows at the top of whole micro-panels
-    give the same bits, across K blocks (784, 1031), ragged columns (70, 40), beta = 1 and both thread counts."""
+    with B (row-major or transposed) packed as the tile uses it (12 or 14 rows) or up front (600 rows and more,
+    past one L2 block): the same rows at the top of whole micro-panels give the same bits, across K blocks (784,
+    1031), ragged columns (70, 40), beta = 1 and both thread counts."""
     mr = MICRO_ROWS[isa][0]
-    tail = slice(2 * mr, 2 * mr + edge)
-    for K, N in ((784, 512), (1031, 70), (37, 40)):
-        x, w, c = rand(rng, 2 * mr + edge, K), rand(rng, K, N), rand(rng, 2 * mr + edge, N)
-        whole_x, whole_c = np.concatenate([x[tail], x[: 2 * mr - edge]]), np.concatenate([c[tail], c[: 2 * mr - edge]])
+    for above, K, N in ((2 * mr, 784, 512), (2 * mr, 1031, 70), (2 * mr, 37, 40), (100 * mr, 1031, 70),
+                        (100 * mr, 37, 40)):
+        tail = slice(above, above + edge)
+        x, w, c = rand(rng, above + edge, K), rand(rng, K, N), rand(rng, above + edge, N)
+        whole_x, whole_c = np.concatenate([x[tail], x[: above - edge]]), np.concatenate([c[tail], c[: above - edge]])
         b = np.ascontiguousarray(w.T) if trans_b else w
         for nt in (1, 2):
             for beta in (0.0, 1.0):
                 out = _kernels.gemm(x, b, trans_b=trans_b, out=c.copy(), beta=beta, n_threads=nt)
                 whole = _kernels.gemm(whole_x, b, trans_b=trans_b, out=whole_c.copy(), beta=beta, n_threads=nt)
-                np.testing.assert_array_equal(out[tail], whole[:edge], f"K={K} N={N} threads={nt} beta={beta}")
+                np.testing.assert_array_equal(out[tail], whole[:edge], f"{above + edge} x {N} x {K}, {nt} threads, "
+                                                                       f"beta {beta}")
 
 
 @pytest.mark.parametrize("precision", ["float32", "bfloat16"])
