@@ -1,16 +1,15 @@
 /* GEMM: the one engine under every dense and convolution kernel. This file holds the micro-kernel for an ISA path
  * and the loops of one tile (tile_loop); gemm_job.c splits a GEMM among threads, and gemm_pack.c packs.
  *
- * op(B) is packed once into K-blocks of NR-wide panels shared by all threads (or used as it is when it is already
- * one such panel, or packed panel by panel into L1 as a tile first uses it where the rows fit L2 and the threads
- * would pack no more so, a transposed B through the kernel's transposer: packs_at_use; the packing is
- * gemm_pack.c's); the float32 micro-kernels broadcast op(A)'s
- * elements, from k-major panels all threads pack once per GEMM (a row-major A on the AVX2 path, with several B
- * panels and B packed up front: packs_a), or in place, row-major or transposed (an edge of rows too, where the
- * kernel has an edge kernel, on two B panels at once where it has edge_pair); a shallow product's rows (K <= 32)
- * are packed k-major per micro-panel, and an alpha's per tile. bfloat16 operands are converted: op(A) once per GEMM
- * by all threads where tiles share its rows, else by each tile into an L1 panel. Tiles split C by rows and by
- * panels, so 128-row matrices still give every thread work, and are handed out column by column. */
+ * op(B) is packed once into K-blocks of NR-wide panels shared by all threads (or used as it is when it is already one
+ * such panel, or packed panel by panel into L1 as a tile first uses it where the rows fit L2 and the threads would pack
+ * no more so, a transposed B through the kernel's transposer: packs_at_use; the packing is gemm_pack.c's); the float32
+ * micro-kernels broadcast op(A)'s elements, from k-major panels all threads pack once per GEMM (a row-major A on the
+ * AVX2 path, with several B panels and B packed up front: packs_a), or in place, row-major or transposed (an edge of
+ * rows too, where the kernel has an edge kernel, on two B panels at once where it has edge_pair); a shallow product's
+ * rows (K <= 32) are packed k-major per micro-panel, and an alpha's per tile. bfloat16 operands are converted: op(A)
+ * once per GEMM by all threads where tiles share its rows, else by each tile into an L1 panel. Tiles split C by rows
+ * and by panels, so 128-row matrices still give every thread work, and are handed out column by column. */
 #include <string.h>
 #include <unistd.h>
 
