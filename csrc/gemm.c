@@ -200,7 +200,7 @@ static void tile_loop(const fn_ukernel *uk, int64_t m0, int64_t m1, int64_t q0, 
              * B is packed at use the two are packed together, before the rows above the edge run on each. The
              * 128-row products' 2-row edge, on AVX2 against one panel at a time (5-6 rounds, builds taking turns):
              * 1.011-1.014x faster (three runs) for the MLP's first forward at 1 thread, 1.006-1.023x at 2; the
-             * CNN's dense forward 1.020-1.024x at 1 and 2; the MLP's 512-row dW 1.007-1.016x. Each panel packed
+             * CNN's dense forward 1.019-1.024x at 1 and 2; the MLP's 512-row dW 1.007-1.016x. Each panel packed
              * just before its own rows instead: 0.990x and 0.989x (the first forward, the CNN's dense). */
             const int pairs = rest && rest <= FN_EDGE_PAIR_ROWS && uk->edge_pair && alpha == 1.0f;
             for (int64_t q = q0, two = 0; q < q1; q += 1 + two) {

@@ -61,9 +61,9 @@ MICRO_ROWS = {"generic": (4, 4), "avx2": (6, 6), "avx512": (8, 8), "avx512_bf16"
 def test_an_edge_of_rows_gives_the_bits_whole_micro_panels_give(isa, rng, edge, trans_b):
     """The last rows of a batch that are fewer than the micro-kernel's (AVX2's 6 x 16 kernel leaves 2 of a batch
     of 128) take the edge kernel, on two B panels at once where the kernel has one (edge_pair: 2 rows or fewer),
-    with B (row-major or transposed) packed as the tile uses it (12 or 14 rows) or up front (600 rows and more,
-    past one L2 block): the same rows at the top of whole micro-panels give the same bits, across K blocks (784,
-    1031), ragged columns (70, 40), beta = 1 and both thread counts."""
+    with B (row-major or transposed) packed as the tile uses it (AVX2: 12 to 16 rows) or up front (602 rows of
+    depth 1031 are past one L2 block of rows): the same rows at the top of whole micro-panels give the same bits,
+    across K blocks (784, 1031), ragged columns (70, 40), beta = 1 and both thread counts."""
     mr = MICRO_ROWS[isa][0]
     for above, K, N in ((2 * mr, 784, 512), (2 * mr, 1031, 70), (2 * mr, 37, 40), (100 * mr, 1031, 70),
                         (100 * mr, 37, 40)):
