@@ -206,16 +206,10 @@ static void tile_loop(const fn_ukernel *uk, int64_t m0, int64_t m1, int64_t q0, 
             for (int64_t q = q0, two = 0; q < q1; q += 1 + two) {
                 two = pairs && q + 2 <= q1 && (q + 2) * nr <= N;
                 const float *bq = bp + pc * npad + q * kcb * nr;
-                if (b_read == B_AT_USE) {
-                    fn_gemm_pack_b_panels(bpanel, b + pc * ldb + q * nr, ldb, kcb, fn_min64((1 + two) * nr, N - q * nr),
-                                          nr);
-                    bq = bpanel;
-                } else if (b_read == B_AT_USE_T) {
-                    for (int64_t p = 0; p <= two; p++)
-                        fn_gemm_pack_bt_panel(uk, bpanel + p * kcb * nr, b + (q + p) * nr * ldb + pc, ldb, kcb,
-                                              fn_min64(nr, N - (q + p) * nr));
-                    bq = bpanel;
-                }
+                const int64_t cols = fn_min64((1 + two) * nr, N - q * nr); /* the columns of this one or two */
+                if (b_read == B_AT_USE) fn_gemm_pack_b_panels(bpanel, b + pc * ldb + q * nr, ldb, kcb, cols, nr);
+                if (b_read == B_AT_USE_T) fn_gemm_pack_bt_panels(uk, bpanel, b + q * nr * ldb + pc, ldb, kcb, cols);
+                if (b_read == B_AT_USE || b_read == B_AT_USE_T) bq = bpanel;
                 const int64_t iend = two ? ie - rest : ie;
                 if (two)
                     uk->edge_pair((int)rest, kcb, a + iend * rs + pc * cs, rs, cs, bq, bq + kcb * nr,

@@ -89,15 +89,18 @@ void fn_gemm_pack_b_panels(float *restrict dst, const float *restrict b, int64_t
     for (int64_t k = 0; k < kcb; k++) memcpy(dst + k * nr, b + k * ldb, sizeof(float) * jn);
 }
 
-void fn_gemm_pack_bt_panel(const fn_ukernel *uk, float *restrict dst, const float *restrict b, int64_t ldb,
-                           int64_t kcb, int64_t jn) {
+void fn_gemm_pack_bt_panels(const fn_ukernel *uk, float *restrict dst, const float *restrict b, int64_t ldb,
+                            int64_t kcb, int64_t jn) {
     const int nr = uk->nr;
-    if (jn < nr) memset(dst, 0, sizeof(float) * kcb * nr);
-    /* whole 8 x 8 blocks in registers where the kernel has a transposer, the rest element by element */
-    const int64_t k8 = uk->pack_bt && uk->bf16 == FN_BF16_NONE && jn == nr ? kcb / 8 * 8 : 0;
-    if (k8) uk->pack_bt(dst, b, ldb, k8, nr);
-    for (int64_t j = 0; j < jn; j++)
-        for (int64_t k = k8; k < kcb; k++) dst[k * nr + j] = b[j * ldb + k];
+    for (int64_t j0 = 0; j0 < jn; j0 += nr, dst += kcb * nr, b += nr * ldb) {
+        const int64_t n = fn_min64(nr, jn - j0);
+        if (n < nr) memset(dst, 0, sizeof(float) * kcb * nr);
+        /* whole 8 x 8 blocks in registers where the kernel has a transposer, the rest element by element */
+        const int64_t k8 = uk->pack_bt && uk->bf16 == FN_BF16_NONE && n == nr ? kcb / 8 * 8 : 0;
+        if (k8) uk->pack_bt(dst, b, ldb, k8, nr);
+        for (int64_t j = 0; j < n; j++)
+            for (int64_t k = k8; k < kcb; k++) dst[k * nr + j] = b[j * ldb + k];
+    }
 }
 
 void fn_gemm_pack_b(const fn_ukernel *uk, float *restrict bp, const float *restrict b, int64_t ldb,
@@ -122,7 +125,7 @@ void fn_gemm_pack_b(const fn_ukernel *uk, float *restrict bp, const float *restr
                 continue;
             }
             if (!trans_b) fn_gemm_pack_b_panels(dst, b + pc * ldb + j0, ldb, kcb, jn, nr);
-            else fn_gemm_pack_bt_panel(uk, dst, b + j0 * ldb + pc, ldb, kcb, jn);
+            else fn_gemm_pack_bt_panels(uk, dst, b + j0 * ldb + pc, ldb, kcb, jn);
             if (uk->bf16 == FN_BF16_ROUNDED) fn_round_bf16_array(dst, kcb * nr);
         }
     }

@@ -247,10 +247,10 @@ void fn_gemm_pack_b(const fn_ukernel *uk, float *restrict bp, const float *restr
  * as it first uses them (fn_gemm_job's b_at_use). */
 void fn_gemm_pack_b_panels(float *restrict dst, const float *restrict b, int64_t ldb, int64_t kcb, int64_t jn,
                            int nr);
-/* One panel of a transposed float32 B (stored N x K, ldb apart): its jn <= nr rows from b by kcb columns, as
- * fn_gemm_pack_b lays them out at dst (zero-padded to nr). */
-void fn_gemm_pack_bt_panel(const fn_ukernel *uk, float *restrict dst, const float *restrict b, int64_t ldb,
-                           int64_t kcb, int64_t jn);
+/* Panels of a transposed float32 B (stored N x K, ldb apart): its first jn rows from b by kcb columns, into
+ * ceil(jn / nr) panels laid out as fn_gemm_pack_b_panels lays them (the last zero-padded). */
+void fn_gemm_pack_bt_panels(const fn_ukernel *uk, float *restrict dst, const float *restrict b, int64_t ldb,
+                            int64_t kcb, int64_t jn);
 
 /* A micro-panel of op(A) in the micro-kernel's format: rows x kc of a (element (i, k) at a[i*rs + k*cs]) times
  * alpha, zero-padded to mr rows (and to a whole pair), rounded to bfloat16 on a bfloat16 path. dst holds
